@@ -1,0 +1,211 @@
+"""The REST API under /api: bearer token or logged-in session; anonymous requests get 401."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_login import current_user
+
+from dashboard import cameras
+from dashboard.auth import admin_required, login_manager
+from moodstream import keys
+from moodstream.contract import CLASSES
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def state():
+    return current_app.extensions["moodstream"]
+
+
+@bp.before_request
+def require_login():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if request.method not in SAFE_METHODS and current_user.via != "bearer":
+        # Cookie-authenticated writes need the CSRF token (header X-CSRFToken).
+        current_app.extensions["csrf"].protect()
+    return None
+
+
+@bp.after_request
+def no_store(response):
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _camera_or_404(cam: str):
+    if not cameras.valid_id(cam):
+        return None, (jsonify(error="invalid camera id"), 404)
+    return cam, None
+
+
+def _payload() -> dict:
+    data = request.get_json(silent=True)
+    if data is None:
+        data = request.form.to_dict()
+        data.pop("csrf_token", None)
+    if not isinstance(data, dict):
+        return {}
+    return data
+
+
+@bp.get("/me")
+def me():
+    return jsonify(name=current_user.name, role=current_user.role, via=current_user.via)
+
+
+@bp.get("/cameras")
+def list_cameras():
+    return jsonify(cameras.list_cameras(state().redis, show_source=current_user.is_admin))
+
+
+@bp.get("/cameras/<cam>")
+def get_camera(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    info = cameras.describe(state().redis, cam, show_source=current_user.is_admin)
+    if info is None:
+        return jsonify(error=f"no camera {cam}"), 404
+    return jsonify(info)
+
+
+@bp.get("/cameras/<cam>/mood")
+def get_mood(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    mood = cameras.latest_mood(state().redis, cam)
+    if mood is None:
+        return jsonify(error=f"no aggregate for camera {cam} yet"), 404
+    return jsonify(mood)
+
+
+def _seconds() -> float:
+    try:
+        return float(request.args.get("seconds", 3600))
+    except ValueError:
+        return 3600.0
+
+
+@bp.get("/cameras/<cam>/history")
+def get_history(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    return jsonify(camera=cam, now=time.time(),
+                   points=cameras.history(state().redis, cam, _seconds()))
+
+
+@bp.get("/cameras/<cam>/history.csv")
+def get_history_csv(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["ts", "time_utc", "faces", "valence", "dominant", *CLASSES])
+    for p in cameras.history(state().redis, cam, _seconds()):
+        writer.writerow([f"{p['ts']:.3f}",
+                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p["ts"])),
+                         f"{p['faces']:g}", f"{p['valence']:.3f}", p["dominant"] or "",
+                         *(p["counts"][c] for c in CLASSES)])
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{cam}-history-{stamp}.csv"'})
+
+
+@bp.get("/cameras/<cam>/alerts")
+def get_alerts(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    return jsonify(camera=cam, alerts=cameras.alerts(state().redis, cam))
+
+
+@bp.get("/cameras/<cam>/preview.jpg")
+def get_preview(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    r = state().redis
+    if r.hget(keys.camera(cam), "preview") != "1":
+        return jsonify(error="preview is off for this camera"), 404
+    jpeg = state().redis_bytes.get(cameras.preview_key(cam))
+    if not jpeg:
+        return jsonify(error="no preview frame yet"), 404
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/cameras")
+@admin_required
+def add_camera():
+    data = _payload()
+    try:
+        camera = cameras.add(state().redis, data)
+    except cameras.CameraError as error:
+        return jsonify(error=str(error)), 400
+    except FileExistsError:
+        return jsonify(error=f"camera {data.get('id')} already exists"), 409
+    return jsonify(camera), 201
+
+
+@bp.route("/cameras/<cam>", methods=["PATCH", "PUT"])
+@admin_required
+def update_camera(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    data = _payload()
+    data.pop("id", None)
+    try:
+        camera = cameras.update(state().redis, cam, data)
+    except cameras.CameraError as error:
+        return jsonify(error=str(error)), 400
+    except KeyError:
+        return jsonify(error=f"no camera {cam}"), 404
+    return jsonify(camera)
+
+
+@bp.delete("/cameras/<cam>")
+@admin_required
+def delete_camera(cam):
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    if not cameras.remove(state().redis, cam):
+        return jsonify(error=f"no camera {cam}"), 404
+    return jsonify(removed=cam)
+
+
+@bp.get("/stats")
+def stats():
+    from moodstream.accounting import pipeline_stats
+
+    return jsonify(pipeline_stats(state().redis_bytes))
+
+
+@bp.get("/workers")
+def workers():
+    from moodstream.registry import live_workers
+
+    now = time.time()
+    out = []
+    for info in live_workers(state().redis_bytes):
+        try:
+            info["age_s"] = round(now - float(info.get("seen", now)), 1)
+        except ValueError:
+            info["age_s"] = None
+        out.append(info)
+    return jsonify(out)
+
+
+@bp.errorhandler(json.JSONDecodeError)
+def bad_json(_error):
+    return jsonify(error="malformed JSON"), 400

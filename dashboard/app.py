@@ -1,0 +1,205 @@
+"""The dashboard application: `create_app(redis_url, token, secret_key)` -> (app, socketio).
+
+Live aggregates reach browsers through Flask-SocketIO's Redis message queue: the aggregator
+emits "mood" on the same Redis, every dashboard process relays it to its own clients, so any
+number of dashboard replicas can run behind a load balancer (with sticky sessions).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from flask import Blueprint, Flask, abort, jsonify, render_template, request, send_file
+from flask_login import current_user, login_required
+from flask_socketio import SocketIO
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from dashboard import api, auth, cameras
+from moodstream.redis_client import connect
+
+log = logging.getLogger("moodstream.dashboard")
+
+HERE = Path(__file__).resolve().parent
+SECRET_KEY = "ms:dashboard:secret"
+# Front-end libraries come from npm (`npm ci --prefix dashboard`), never from a CDN.
+VENDOR = {
+    "socket.io.min.js": ("socket.io-client", "dist/socket.io.min.js"),
+    "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js"),
+}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+       "frame-ancestors 'none'; form-action 'self'")
+
+pages = Blueprint("pages", __name__)
+
+
+@dataclass
+class State:
+    redis: redis.Redis  # decoded text
+    redis_bytes: redis.Redis  # raw bytes (JPEG previews, accounting)
+    redis_url: str
+    token: str | None
+    node_modules: Path
+
+
+def node_modules_dir() -> Path:
+    return Path(os.environ.get("MOODSTREAM_NODE_MODULES", HERE / "node_modules"))
+
+
+def vendor_missing() -> list[str]:
+    base = node_modules_dir()
+    return [name for name, (pkg, rel) in VENDOR.items() if not (base / pkg / rel).is_file()]
+
+
+@pages.get("/healthz")
+def healthz():
+    try:
+        auth.state().redis.ping()
+    except redis.RedisError as error:
+        return jsonify(ok=False, redis=str(error)), 503
+    return jsonify(ok=True)
+
+
+@pages.get("/vendor/<name>")
+def vendor(name):
+    if name not in VENDOR:
+        abort(404)
+    pkg, rel = VENDOR[name]
+    path = auth.state().node_modules / pkg / rel
+    if not path.is_file():
+        return (f"// {pkg} is not installed: run `npm ci --prefix dashboard`\n", 404,
+                {"Content-Type": "text/javascript"})
+    response = send_file(path, mimetype="text/javascript", max_age=3600)
+    return response
+
+
+@pages.get("/")
+@login_required
+def index():
+    return render_template("index.html", page="overview")
+
+
+@pages.get("/cameras/<cam>")
+@login_required
+def camera_page(cam):
+    if not cameras.valid_id(cam):
+        abort(404)
+    info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
+    if info is None:
+        abort(404)
+    return render_template("camera.html", page="camera", camera=info)
+
+
+@pages.get("/admin")
+@auth.admin_required
+def admin():
+    return render_template("admin.html", page="admin")
+
+
+@pages.get("/system")
+@login_required
+def system():
+    return render_template("system.html", page="system")
+
+
+def _secret_key(r: redis.Redis, secret_key: str | None) -> str:
+    """The configured key, else one shared through Redis so restarts keep sessions."""
+    if secret_key:
+        return secret_key
+    r.set(SECRET_KEY, secrets.token_urlsafe(48), nx=True)
+    return r.get(SECRET_KEY)
+
+
+def _secure_cookies(value: bool | None) -> bool:
+    if value is not None:
+        return value
+    return os.environ.get("MOODSTREAM_SECURE_COOKIES", "").lower() in ("1", "true", "yes", "on")
+
+
+def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
+               secure_cookies: bool | None = None, message_queue: bool = True):
+    """Build the Flask app and its SocketIO server. Returns (app, socketio)."""
+    app = Flask(__name__, template_folder=str(HERE / "templates"),
+                static_folder=str(HERE / "static"))
+    r = connect(redis_url, decode_responses=True)
+    secure = _secure_cookies(secure_cookies)
+    app.config.update(
+        SECRET_KEY=_secret_key(r, secret_key),
+        SESSION_COOKIE_NAME="moodstream_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        WTF_CSRF_SSL_STRICT=secure,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["moodstream"] = State(
+        redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=token or None,
+        node_modules=node_modules_dir())
+    csrf = CSRFProtect(app)
+    app.extensions["csrf"] = csrf
+    auth.init_app(app)
+    csrf.exempt(api.bp)  # the API checks CSRF itself, for cookie sessions only
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages)
+
+    @app.context_processor
+    def globals_for_templates():
+        return {"user": current_user, "vendor_missing": vendor_missing()}
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        if secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        if auth.wants_json():
+            return jsonify(error=f"CSRF check failed: {error.description}"), 400
+        return render_template("error.html", code=400, message=error.description), 400
+
+    @app.errorhandler(403)
+    def forbidden(_error):
+        if auth.wants_json():
+            return jsonify(error="forbidden"), 403
+        return render_template("error.html", code=403,
+                               message="This page is for admins only."), 403
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        if auth.wants_json():
+            return jsonify(error="not found"), 404
+        return render_template("error.html", code=404, message="Nothing here."), 404
+
+    # Same origin only: python-engineio compares the Origin header with the request's own
+    # scheme://host when cors_allowed_origins is None, and refuses anything else.
+    socketio = SocketIO(app, async_mode="threading",
+                        message_queue=redis_url if message_queue else None,
+                        cors_allowed_origins=None, manage_session=False)
+
+    @socketio.on("connect")
+    def on_connect(auth_data=None):
+        if current_user.is_authenticated:
+            return True
+        if isinstance(auth_data, dict) and auth.token_matches(auth_data.get("token")):
+            return True
+        log.info("refused an unauthenticated Socket.IO connection from %s", request.remote_addr)
+        raise ConnectionRefusedError("unauthorized")
+
+    return app, socketio

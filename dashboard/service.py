@@ -1,0 +1,62 @@
+"""`moodstream dashboard`: serve the web dashboard (Flask-SocketIO, threading mode)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+
+log = logging.getLogger("moodstream.dashboard")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on")
+    parser.add_argument("--secure-cookies", action="store_true", default=None,
+                        help="mark cookies Secure (behind HTTPS; or MOODSTREAM_SECURE_COOKIES=1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dashboard.app import create_app, vendor_missing
+    from dashboard.users import ensure_admin_from_env
+    from moodstream.config import get_settings
+    from moodstream.redis_client import connect
+
+    settings = get_settings()
+    token, generated = settings.token, False
+    if not token:
+        token, generated = secrets.token_urlsafe(24), True
+        os.environ["MOODSTREAM_TOKEN"] = token
+    r = connect(settings.redis_url)
+    admin = ensure_admin_from_env(r)
+    if admin:
+        log.info("admin user %s is ready", admin)
+    missing = vendor_missing()
+    if missing:
+        log.warning("front-end libraries missing (%s): run `npm ci --prefix dashboard`",
+                    ", ".join(missing))
+    app, socketio = create_app(settings.redis_url, token, settings.secret_key,
+                               secure_cookies=args.secure_cookies)
+    host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
+    url = f"http://{host}:{args.port}/"
+    if generated:  # a token from the environment is not echoed into logs
+        url += f"login?token={token}"
+        print("MOODSTREAM_TOKEN was not set; this run's token is in the link below", flush=True)
+    print(f"dashboard: {url}", flush=True)
+
+    def on_signal(signum, _frame):
+        log.info("dashboard stopping (signal %s)", signum)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        socketio.run(app, host=args.host, port=args.port, allow_unsafe_werkzeug=True,
+                     log_output=False, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    return 0

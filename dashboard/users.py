@@ -1,0 +1,198 @@
+"""Dashboard accounts in Redis, and `moodstream user add|list|remove`.
+
+A user is the hash ms:user:<name> (password: a werkzeug scrypt/pbkdf2 hash, role, created)
+plus a member of the set ms:users. Passwords are never stored or logged in clear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import sys
+import time
+
+log = logging.getLogger("moodstream.dashboard")
+
+USERS = "ms:users"
+ROLES = ("viewer", "admin")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 8
+
+
+def user_key(name: str) -> str:
+    return f"ms:user:{name}"
+
+
+class UserError(ValueError):
+    """A user name, role or password that is not acceptable."""
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_RE.match(name or ""))
+
+
+def get_user(r, name: str) -> dict | None:
+    """{'name', 'role', 'password' (hash), 'created'} or None."""
+    if not valid_name(name):
+        return None
+    raw = r.hgetall(user_key(name))
+    if not raw:
+        return None
+    data = {_text(k): _text(v) for k, v in raw.items()}
+    data["name"] = name
+    return data
+
+
+def session_tag(user: dict) -> str:
+    """Short fingerprint of the password hash: a password change ends the old sessions."""
+    return hashlib.sha256(user.get("password", "").encode()).hexdigest()[:16]
+
+
+def set_user(r, name: str, password: str | None, role: str) -> str:
+    """Create or update a user. Returns 'created', 'updated' or 'unchanged'."""
+    from werkzeug.security import check_password_hash, generate_password_hash
+
+    if not valid_name(name):
+        raise UserError("user names are 1-64 letters, digits or . _ @ -")
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    existing = get_user(r, name)
+    if existing is None and not password:
+        raise UserError("a new user needs a password")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise UserError(f"passwords need at least {MIN_PASSWORD} characters")
+    mapping = {"role": role}
+    if password is not None and not (
+        existing and check_password_hash(existing.get("password", ""), password)
+    ):
+        mapping["password"] = generate_password_hash(password)
+    if existing is None:
+        mapping["created"] = f"{time.time():.0f}"
+    elif existing.get("role") == role and "password" not in mapping:
+        return "unchanged"
+    pipe = r.pipeline()
+    pipe.hset(user_key(name), mapping=mapping)
+    pipe.sadd(USERS, name)
+    pipe.execute()
+    return "created" if existing is None else "updated"
+
+
+def remove_user(r, name: str) -> bool:
+    pipe = r.pipeline()
+    pipe.delete(user_key(name))
+    pipe.srem(USERS, name)
+    deleted, _ = pipe.execute()
+    return bool(deleted)
+
+
+def list_users(r) -> list[dict]:
+    out = []
+    for name in sorted(_text(n) for n in r.smembers(USERS)):
+        user = get_user(r, name)
+        if user:
+            out.append({"name": name, "role": user.get("role", "viewer"),
+                        "created": user.get("created", "")})
+    return out
+
+
+def authenticate(r, name: str, password: str) -> dict | None:
+    """The user if the password matches, else None (same work either way)."""
+    from werkzeug.security import check_password_hash
+
+    user = get_user(r, name)
+    if user is None:
+        # Spend the same time as a real check, so that timing does not reveal names.
+        check_password_hash(_DUMMY_HASH(), password or "")
+        return None
+    if check_password_hash(user.get("password", ""), password or ""):
+        return user
+    return None
+
+
+_dummy: list[str] = []
+
+
+def _DUMMY_HASH() -> str:  # noqa: N802
+    if not _dummy:
+        from werkzeug.security import generate_password_hash
+
+        _dummy.append(generate_password_hash(os.urandom(16).hex()))
+    return _dummy[0]
+
+
+def ensure_admin_from_env(r) -> str | None:
+    """Create or update the first admin from MOODSTREAM_ADMIN_USER / MOODSTREAM_ADMIN_PASSWORD.
+
+    Returns the admin's name when both variables are set, else None. The password hash is only
+    rewritten when the password changed, so restarts do not end anyone's session.
+    """
+    name = os.environ.get("MOODSTREAM_ADMIN_USER", "").strip()
+    password = os.environ.get("MOODSTREAM_ADMIN_PASSWORD", "")
+    if not name or not password:
+        return None
+    try:
+        set_user(r, name, password, "admin")
+    except UserError as error:
+        log.error("MOODSTREAM_ADMIN_USER %s not created: %s", name, error)
+        return None
+    return name
+
+
+# --- `moodstream user ...` ---------------------------------------------------------------------
+
+
+def configure_user(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="create a user, or update its role/password")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer")
+    add.add_argument("--password", help="the password (prompted for when absent)")
+    sub.add_parser("list", help="list users and their roles")
+    remove = sub.add_parser("remove", help="delete a user")
+    remove.add_argument("name")
+
+
+def _connect():
+    from moodstream.config import get_settings
+    from moodstream.redis_client import connect
+
+    return connect(get_settings().redis_url)
+
+
+def run_user(args: argparse.Namespace) -> int:
+    r = _connect()
+    if args.user_command == "list":
+        users = list_users(r)
+        if not users:
+            print("no users")
+        for user in users:
+            print(f"{user['name']}\t{user['role']}")
+        return 0
+    if args.user_command == "remove":
+        if remove_user(r, args.name):
+            print(f"removed {args.name}")
+            return 0
+        print(f"no such user: {args.name}", file=sys.stderr)
+        return 1
+    password = args.password
+    if password is None and get_user(r, args.name) is None:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            print("passwords differ", file=sys.stderr)
+            return 1
+    try:
+        outcome = set_user(r, args.name, password, args.role)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{outcome} {args.name} ({args.role})")
+    return 0

@@ -1,0 +1,1 @@
+"""Ingest service: reads one camera source and publishes sampled JPEG frames to Redis."""

@@ -1,0 +1,162 @@
+"""`moodstream ingest`: sample a camera source and publish JPEG frames to the frames stream."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+
+import cv2
+
+from ingest.sources import SourceError, open_source
+from moodstream import keys
+from moodstream.config import get_settings
+from moodstream.contract import Frame
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+
+log = logging.getLogger("moodstream.ingest")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--camera", required=True, help="camera id (letters, digits, - _ .)")
+    parser.add_argument("--source", default="demo",
+                        help="webcam index, video file, image, rtsp:// or http(s):// URL, or "
+                             "'demo' (the shared sample video, looped)")
+    parser.add_argument("--fps", type=float, default=5.0, help="frames per second to publish")
+    parser.add_argument("--loop", action="store_true", help="repeat a video file forever")
+    parser.add_argument("--max-width", type=int, default=640, help="downscale wider frames")
+    parser.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="give up after this many failed reconnects in a row (0 = never)")
+    parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
+
+
+class StatusWriter:
+    """Camera status in Redis: connected, retrying (reason), ended, failed (reason)."""
+
+    def __init__(self, r, camera: str):
+        self.redis, self.camera = r, camera
+        self.state = None
+
+    def set(self, state: str, reason: str = "", **extra) -> None:
+        if state != self.state:
+            log.info("camera %s: %s %s", self.camera, state, reason)
+        self.state = state
+        mapping = {"state": state, "reason": reason, "updated": f"{time.time():.3f}", **extra}
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(keys.CAMERAS, self.camera)
+            pipe.hset(keys.camera_status(self.camera), mapping=mapping)
+            pipe.execute()
+        except OUTAGE_ERRORS:
+            pass  # status is best effort; the publisher handles the outage
+
+
+class Publisher:
+    def __init__(self, args: argparse.Namespace, redis_url: str, stop: threading.Event):
+        self.args, self.stop = args, stop
+        self.settings = get_settings()
+        self.redis = connect(redis_url)
+        self.status = StatusWriter(self.redis, args.camera)
+        self.seq = 0
+        self.published = 0
+        self.redis_backoff = Backoff(f"ingest {args.camera}")
+        self._fps_window: list[float] = []
+
+    def encode(self, frame) -> bytes:
+        h, w = frame.shape[:2]
+        if w > self.args.max_width:
+            scale = self.args.max_width / w
+            frame = cv2.resize(frame, (self.args.max_width, round(h * scale)),
+                               interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.args.quality])
+        if not ok:
+            raise SourceError("JPEG encoding failed")
+        return buf.tobytes()
+
+    def publish(self, jpeg: bytes, ts: float) -> bool:
+        entry = Frame(self.args.camera, self.seq, ts, jpeg).encode()
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xadd(keys.FRAMES, entry, maxlen=self.settings.frames_maxlen, approximate=True)
+            pipe.hincrby(keys.STATS, "frames:in", 1)
+            pipe.execute()
+        except OUTAGE_ERRORS as error:
+            # The frame never entered the pipeline, so it is not counted; live beats late.
+            self.redis_backoff.sleep_after(error, self.stop)
+            return False
+        self.redis_backoff.ok()
+        self.seq += 1
+        self.published += 1
+        now = time.monotonic()
+        self._fps_window = [t for t in self._fps_window if now - t < 5] + [now]
+        return True
+
+    def live_fps(self) -> float:
+        if len(self._fps_window) < 2:
+            return 0.0
+        span = self._fps_window[-1] - self._fps_window[0]
+        return (len(self._fps_window) - 1) / span if span > 0 else 0.0
+
+    def run(self) -> int:
+        interval = 1.0 / self.args.fps if self.args.fps > 0 else 0.0
+        failures, delay = 0, 0.5
+        while not self.stop.is_set():
+            try:
+                source = open_source(self.args.source, loop=self.args.loop)
+                self.status.set("connecting", source.describe())
+                next_at, last_status = 0.0, 0.0
+                for frame, ts in source.frames():
+                    if self.stop.is_set():
+                        break
+                    now = time.monotonic()
+                    if now < next_at:
+                        continue  # sampling: keep reading so a live source never lags
+                    next_at = max(next_at + interval, now) if next_at else now + interval
+                    if self.publish(self.encode(frame), ts):
+                        failures, delay = 0, 0.5
+                    if now - last_status > 1.0 or self.status.state != "connected":
+                        self.status.set("connected", source.describe(),
+                                        fps=f"{self.live_fps():.2f}", frames=self.published)
+                        last_status = now
+                    if self.args.max_frames and self.published >= self.args.max_frames:
+                        self.status.set("ended", f"published {self.published} frames")
+                        return 0
+                else:
+                    if not source.live:
+                        self.status.set("ended", f"end of {source.describe()}")
+                        return 0
+            except SourceError as error:
+                failures += 1
+                if not _retryable(self.args.source, error):
+                    self.status.set("failed", str(error))
+                    return 2
+                if self.args.retries and failures > self.args.retries:
+                    self.status.set("failed", f"{error} (gave up after {failures - 1} retries)")
+                    return 2
+                self.status.set("retrying", f"{error}; next try in {delay:.1f}s",
+                                failures=failures)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        self.status.set("stopped", "ingest stopped")
+        return 0
+
+
+def _retryable(spec: str, error: SourceError) -> bool:
+    """Live sources come back; a missing or unreadable file does not."""
+    lower = spec.lower()
+    return spec.isdigit() or lower.startswith(("rtsp://", "rtsps://", "rtmp://", "http://",
+                                               "https://"))
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return Publisher(args, get_settings().redis_url, stop).run()

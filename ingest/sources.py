@@ -1,0 +1,173 @@
+"""Camera sources: each yields (frame BGR ndarray, capture time) until it ends or fails.
+
+A source raises SourceError with a human reason when it cannot be opened or stops
+delivering; the publisher decides whether to retry. Video files play at their own frame
+rate, still images repeat, live sources (webcam, RTSP, HTTP) are read as fast as they come.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moodstream.config import REPO_ROOT
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+DEMO_VIDEO = REPO_ROOT.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened or stopped delivering; the message says why."""
+
+
+@dataclass
+class Source:
+    spec: str
+    live: bool  # a live source is retried when it drops; a file just ends
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.spec
+
+
+class CaptureSource(Source):
+    """Anything OpenCV's VideoCapture reads: webcam index, RTSP URL, video file."""
+
+    def __init__(self, spec: str, live: bool, loop: bool = False, paced: bool = False):
+        super().__init__(spec, live)
+        self.loop, self.paced = loop, paced
+
+    def _open(self) -> cv2.VideoCapture:
+        target = int(self.spec) if self.spec.isdigit() else self.spec
+        if isinstance(target, str) and target.startswith("rtsp"):
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+        else:
+            cap = cv2.VideoCapture(target)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.describe()}")
+        return cap
+
+    def frames(self):
+        while True:
+            cap = self._open()
+            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            fps = fps if 1 <= fps <= 240 else 25.0
+            start, index = time.monotonic(), 0
+            try:
+                while True:
+                    ok, frame = cap.read()
+                    if not ok or frame is None:
+                        break
+                    if self.paced:  # a file plays at its own frame rate, not as fast as it decodes
+                        delay = start + index / fps - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                    index += 1
+                    yield frame, time.time()
+            finally:
+                cap.release()
+            if index == 0:
+                raise SourceError(f"no frames could be decoded from {self.describe()}")
+            if self.live:
+                raise SourceError(f"stream ended: {self.describe()}")
+            if not self.loop:
+                return
+
+
+class ImageSource(Source):
+    """A still image, repeated; the publisher's sampling sets the rate."""
+
+    def frames(self):
+        frame = cv2.imread(self.spec, cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"not a readable image: {self.spec}")
+        while True:
+            yield frame, time.time()
+            time.sleep(0.01)
+
+
+class HttpSource(Source):
+    """An HTTP(S) camera: an MJPEG stream (multipart) or a JPEG snapshot URL polled."""
+
+    def __init__(self, spec: str, timeout_s: float = 5.0, snapshot_interval_s: float = 0.2):
+        super().__init__(spec, live=True)
+        self.timeout_s, self.snapshot_interval_s = timeout_s, snapshot_interval_s
+
+    def _get(self):
+        try:
+            return urllib.request.urlopen(self.spec, timeout=self.timeout_s)  # noqa: S310
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise SourceError(f"cannot reach {self.spec}: {error}") from error
+
+    def frames(self):
+        response = self._get()
+        kind = response.headers.get("Content-Type", "")
+        if kind.startswith("multipart/"):
+            yield from self._mjpeg(response)
+            raise SourceError(f"MJPEG stream ended: {self.spec}")
+        while True:  # snapshot URL: one image per request
+            data = response.read()
+            response.close()
+            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise SourceError(f"{self.spec} did not return an image ({kind or 'no type'})")
+            yield frame, time.time()
+            time.sleep(self.snapshot_interval_s)
+            response = self._get()
+
+    @staticmethod
+    def _mjpeg(response):
+        # Each part is a JPEG; find them by their start/end markers, which is robust to
+        # servers that get multipart boundaries and headers slightly wrong.
+        buffer = b""
+        while True:
+            try:
+                chunk = response.read(16384)
+            except OSError as error:
+                raise SourceError(f"MJPEG read failed: {error}") from error
+            if not chunk:
+                return
+            buffer += chunk
+            while True:
+                start = buffer.find(b"\xff\xd8")
+                end = buffer.find(b"\xff\xd9", start + 2)
+                if start < 0 or end < 0:
+                    break
+                jpeg, buffer = buffer[start:end + 2], buffer[end + 2:]
+                frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                if frame is not None:
+                    yield frame, time.time()
+            if len(buffer) > 8 * 1024 * 1024:
+                buffer = b""  # garbage with no JPEG in it: do not grow forever
+
+
+def open_source(spec: str, loop: bool = False) -> Source:
+    """Pick the source kind from the spec string."""
+    if spec == "demo":
+        if DEMO_VIDEO.exists():
+            return CaptureSource(str(DEMO_VIDEO), live=False, loop=True, paced=True)
+        raise SourceError(f"the demo video {DEMO_VIDEO} is absent; pass --source")
+    if spec.isdigit():
+        return CaptureSource(spec, live=True)
+    lower = spec.lower()
+    if lower.startswith(("rtsp://", "rtsps://", "rtmp://")):
+        return CaptureSource(spec, live=True)
+    if lower.startswith(("http://", "https://")):
+        return HttpSource(spec)
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"no such file, camera index or URL: {spec}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(spec, live=False)
+    return CaptureSource(spec, live=False, loop=loop, paced=True)

@@ -1,0 +1,88 @@
+"""One ingest process per registered camera, following the registry without a restart.
+
+The dashboard (or `moodstream up --source`) writes keys.camera(id) hashes; this loop starts,
+restarts and stops `moodstream ingest` children to match them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from moodstream import keys
+from moodstream.processes import Child, stop_all
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff
+
+log = logging.getLogger("moodstream.cameras")
+CHANGED_CHANNEL = "ms:cameras:changed"
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def registered(r: redis.Redis) -> dict[str, dict[str, str]]:
+    """Cameras with a source in the registry: id -> settings."""
+    out = {}
+    for cam in r.smembers(keys.CAMERAS):
+        cam = _text(cam)
+        settings = {_text(k): _text(v) for k, v in r.hgetall(keys.camera(cam)).items()}
+        if settings.get("source"):
+            out[cam] = settings
+    return out
+
+
+def ingest_args(cam: str, settings: dict[str, str]) -> list[str]:
+    args = ["ingest", "--camera", cam, "--source", settings["source"],
+            "--fps", settings.get("fps") or "5"]
+    if settings.get("loop", "1") == "1":
+        args.append("--loop")
+    return args
+
+
+class CameraSupervisor:
+    def __init__(self, r: redis.Redis, env: dict | None = None):
+        self.redis, self.env = r, env
+        self.children: dict[str, tuple[list[str], Child]] = {}
+
+    def sync(self) -> None:
+        wanted = {cam: ingest_args(cam, s) for cam, s in registered(self.redis).items()}
+        for cam in list(self.children):
+            args, child = self.children[cam]
+            if wanted.get(cam) != args:
+                log.info("camera %s removed or changed: stopping its ingest", cam)
+                child.stop()
+                child.wait()
+                del self.children[cam]
+        for cam, args in wanted.items():
+            if cam not in self.children:
+                child = Child(f"ingest:{cam}", args, self.env)
+                child.start()
+                self.children[cam] = (args, child)
+        for _, child in self.children.values():
+            child.check()
+
+    def run(self, stop: threading.Event, every_s: float = 2.0) -> None:
+        backoff = Backoff("camera supervisor")
+        pubsub = None
+        while not stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(CHANGED_CHANNEL)
+                self.sync()
+                backoff.ok()
+                # Wake at once on a change, else re-check every few seconds.
+                pubsub.get_message(timeout=every_s)
+            except OUTAGE_ERRORS as error:
+                pubsub = None
+                for _, child in self.children.values():
+                    child.check()
+                backoff.sleep_after(error, stop)
+        self.stop()
+
+    def stop(self) -> None:
+        stop_all([child for _, child in self.children.values()])
+        self.children.clear()

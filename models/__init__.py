@@ -1,0 +1,1 @@
+"""Emotion model: mini-Xception training, ONNX export and evaluation."""

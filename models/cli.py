@@ -1,0 +1,127 @@
+"""Command-line glue for ``moodstream train | export | evaluate``.
+
+Light module: nothing heavy (TensorFlow, onnxruntime) is imported at top level; the lead's
+``moodstream/cli.py`` builds the argparse subparsers and calls ``configure_*`` / ``run_*``.
+Every ``run_*`` returns a process exit code (0 = success).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = MODELS_DIR / "emotion.onnx"
+DEFAULT_REPORT = MODELS_DIR / "runs" / "report"
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def configure_train(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", metavar="FILE", help="JSON or YAML training config")
+    parser.add_argument("--name", help="run name; outputs in models/runs/NAME/")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--schedule", choices=["cosine", "plateau", "constant"])
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--width", type=float, help="filter-count multiplier (1.0 = paper)")
+    parser.add_argument("--input-size", type=int, help="square input side (64 = paper)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--data", metavar="NPZ", help="fer2013.npz (default $MOODSTREAM_FER2013 "
+                        "or ../shared/data/fer2013/fer2013.npz)")
+    parser.add_argument("--max-seconds", type=float, dest="max_train_seconds",
+                        help="stop after the epoch that passes this much training time")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any config key; VALUE parsed as JSON (repeatable)")
+    parser.add_argument("--runs-dir", help="parent of run folders (default models/runs)")
+    parser.add_argument("--no-resume", action="store_true", help="start the run over")
+    parser.add_argument("--export", metavar="ONNX", help="export best checkpoint here afterwards")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def config_from_args(args) -> dict:
+    cfg: dict = {}
+    if getattr(args, "config", None):
+        from models.train import load_config
+
+        cfg.update(load_config(args.config))
+    for key in ("name", "epochs", "batch_size", "lr", "schedule", "label_smoothing", "width",
+                "input_size", "seed", "data", "max_train_seconds"):
+        val = getattr(args, key, None)
+        if val is not None:
+            cfg[key] = val
+    if getattr(args, "no_augment", False):
+        cfg["augment"] = None
+    for item in getattr(args, "set", []) or []:
+        key, _, val = item.partition("=")
+        cfg[key.strip()] = _parse_value(val)
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from models.train import train
+
+    result = train(config_from_args(args), runs_dir=args.runs_dir, resume=not args.no_resume,
+                   verbose=0 if args.quiet else 2)
+    if args.export:
+        from models.export import export
+
+        meta = export(result["run_dir"], args.export, data=result["config"].get("data"))
+        print(f"exported {args.export}: PrivateTest {meta['privatetest_accuracy']}")
+    return 0
+
+
+def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("source", metavar="RUN",
+                        help="run directory (uses best.keras + config.json) or a .keras file")
+    parser.add_argument("--out", default=str(DEFAULT_MODEL), help="ONNX path (default %(default)s)")
+    parser.add_argument("--opset", type=int, default=13)
+    parser.add_argument("--data", metavar="NPZ", help="FER-2013 npz for the accuracy metadata")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="skip measuring val/PrivateTest accuracy (metadata gets 'nan')")
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from models.export import export
+
+    meta = export(args.source, args.out, opset=args.opset, data=args.data,
+                  measure=not args.no_measure)
+    print(f"wrote {args.out}")
+    for k in ("params", "valtest_accuracy", "privatetest_accuracy"):
+        print(f"  {k}: {meta[k]}")
+    return 0
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("model", metavar="MODEL", nargs="?", default=str(DEFAULT_MODEL),
+                        help="ONNX model (default %(default)s)")
+    parser.add_argument("--data", metavar="NPZ", help="fer2013.npz (default as for training)")
+    parser.add_argument("--split", default="test", choices=["test", "val", "train"],
+                        help="test = PrivateTest (default), val = PublicTest")
+    parser.add_argument("--report", metavar="DIR", default=str(DEFAULT_REPORT),
+                        help="folder for PNGs and report.json (default %(default)s)")
+    parser.add_argument("--log", metavar="CSV", help="training log.csv for the curves plot")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32, help="batch for the timing")
+    parser.add_argument("--no-plots", action="store_true")
+    return parser
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from models.evaluate import evaluate, format_report
+
+    rep = evaluate(args.model, data=args.data, split=args.split,
+                   report_dir=None if args.no_plots else args.report, log_csv=args.log,
+                   threads=args.threads, batch=args.batch)
+    print(format_report(rep))
+    return 0

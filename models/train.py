@@ -1,0 +1,254 @@
+"""Train the mini-Xception on FER-2013.
+
+``train(config)`` takes a dict (merged over ``DEFAULT_CONFIG``); ``load_config`` reads a JSON or
+YAML file. Everything for a run lives in ``models/runs/<name>/``:
+
+- ``config.json``   the full config the run was started with
+- ``log.csv``       learning curve (epoch, lr, loss, accuracy, val_loss, val_accuracy, seconds)
+- ``last.keras``    model + optimizer state after the latest epoch (resume point)
+- ``best.keras``    the epoch with the best PublicTest (val) accuracy
+- ``state.json``    last finished epoch, best val accuracy / epoch, wall time so far
+- ``result.json``   final val / PrivateTest accuracy of ``best.keras``
+
+Running ``train`` again with the same name resumes from ``last.keras`` (unless resume=False).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+RUNS_DIR = Path(__file__).resolve().parent / "runs"
+
+DEFAULT_CONFIG: dict = {
+    "name": "paper",
+    "seed": 1234,
+    # architecture (defaults = the paper's mini-Xception, 58,423 params)
+    "input_size": 64,
+    "width": 1.0,
+    "base_filters": 8,
+    "block_filters": [16, 32, 64, 128],
+    "l2": 0.01,
+    "l2_separable": False,
+    "dropout": 0.0,
+    # optimisation
+    "epochs": 60,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "schedule": "cosine",  # cosine | plateau | constant
+    "warmup_epochs": 0,
+    "min_lr": 1e-5,
+    "plateau_patience": 8,
+    "plateau_factor": 0.1,
+    "label_smoothing": 0.0,
+    "early_stopping_patience": 0,  # 0 = off
+    "max_train_seconds": 0,  # 0 = no wall-clock limit; else stop after the epoch that passes it
+    # augmentation (null / {} = none)
+    "augment": {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, "flip": 0.5,
+                "brightness": 0.0, "contrast": 0.0},
+    # data
+    "data": None,  # path to fer2013.npz; None = $MOODSTREAM_FER2013 or ../shared/...
+    "limit_train": 0,  # >0: use only the first N (shuffled) training images (tests / smoke)
+    "limit_eval": 0,
+    "threads": 2,
+}
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a JSON or YAML config file."""
+    text = Path(path).read_text()
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml  # optional dependency
+
+        return yaml.safe_load(text) or {}
+    return json.loads(text)
+
+
+def merge_config(overrides: dict | None) -> dict:
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    for k, v in (overrides or {}).items():
+        if k not in cfg:
+            raise KeyError(f"unknown config key {k!r}")
+        if k == "augment" and isinstance(v, dict) and isinstance(cfg[k], dict):
+            cfg[k] = {**cfg[k], **v}
+        else:
+            cfg[k] = v
+    return cfg
+
+
+def lr_at(epoch: int, cfg: dict) -> float:
+    """Learning rate for a 0-based epoch under the cosine/constant schedules."""
+    base, warm, total = cfg["lr"], cfg["warmup_epochs"], max(1, cfg["epochs"])
+    if warm and epoch < warm:
+        return base * (epoch + 1) / warm
+    if cfg["schedule"] == "cosine":
+        t = (epoch - warm) / max(1, total - warm)
+        return cfg["min_lr"] + 0.5 * (base - cfg["min_lr"]) * (1 + math.cos(math.pi * t))
+    return base
+
+
+def _eval_batch(n: int, target: int = 128) -> int:
+    """A batch size that divides n (no short batch for oneDNN), as close to target as possible."""
+    for b in range(min(target, n), 0, -1):
+        if n % b == 0 and b >= 16:
+            return b
+    return min(target, n)
+
+
+def _subset(x, y, limit, seed):
+    import numpy as np
+
+    if not limit or limit >= len(x):
+        return x, y
+    idx = np.random.default_rng(seed).permutation(len(x))[:limit]
+    return x[idx], y[idx]
+
+
+def run_dir_for(cfg: dict, runs_dir: str | os.PathLike | None = None) -> Path:
+    return Path(runs_dir or RUNS_DIR) / cfg["name"]
+
+
+def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbose: int = 2):
+    """Train (or resume) a run; return the result dict (also written to result.json)."""
+    cfg = merge_config(config)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from models import data as fer
+    from models.architecture import build_from_config, count_params
+
+    if cfg["threads"]:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cfg["threads"])
+            tf.config.threading.set_inter_op_parallelism_threads(cfg["threads"])
+        except RuntimeError:
+            pass  # already initialised in this process
+    keras.utils.set_random_seed(cfg["seed"])
+
+    out = run_dir_for(cfg, runs_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, last_path, best_path = out / "state.json", out / "last.keras", out / "best.keras"
+    log_path = out / "log.csv"
+
+    state = {"epoch": -1, "best_val_accuracy": -1.0, "best_epoch": -1, "train_seconds": 0.0}
+    resuming = resume and state_path.exists() and last_path.exists()
+    if resuming:
+        state = json.loads(state_path.read_text())
+        saved_cfg = json.loads((out / "config.json").read_text())
+        # a resumed run may extend epochs / time limit, nothing else
+        for k in ("epochs", "max_train_seconds", "early_stopping_patience", "threads"):
+            saved_cfg[k] = cfg[k]
+        cfg = merge_config(saved_cfg)
+    else:
+        for p in (state_path, last_path, best_path, log_path, out / "result.json"):
+            p.unlink(missing_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    size = cfg["input_size"]
+    x_tr, y_tr = _subset(*fer.load_split("train", size, cfg["data"]), cfg["limit_train"],
+                         cfg["seed"])
+    x_va, y_va = _subset(*fer.load_split("val", size, cfg["data"]), cfg["limit_eval"],
+                         cfg["seed"])
+    bs = min(cfg["batch_size"], len(x_tr))
+    ds_tr = fer.make_dataset(x_tr, y_tr, bs, training=True, aug=cfg["augment"] or None,
+                             seed=cfg["seed"])
+    ds_va = fer.make_dataset(x_va, y_va, _eval_batch(len(x_va)), training=False)
+
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
+    if resuming:
+        model = keras.models.load_model(last_path, compile=True)
+    else:
+        model = build_from_config(cfg)
+        model.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss=loss,
+                      metrics=["accuracy"])
+    total, trainable = count_params(model)
+    if verbose:
+        print(f"run {out}  params {total:,} ({trainable:,} trainable)  "
+              f"train {len(x_tr)} val {len(x_va)} batch {bs}  "
+              f"{'resume after epoch ' + str(state['epoch']) if resuming else 'fresh'}",
+              flush=True)
+
+    class RunState(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.t0 = 0.0
+            self.stale = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            dt = time.time() - self.t0
+            logs["seconds"] = dt
+            state["train_seconds"] += dt
+            state["epoch"] = epoch
+            va = float(logs.get("val_accuracy", 0.0))
+            if va > state["best_val_accuracy"]:
+                state["best_val_accuracy"], state["best_epoch"] = va, epoch
+                self.model.save(best_path)
+                self.stale = 0
+            else:
+                self.stale += 1
+            self.model.save(last_path)
+            state_path.write_text(json.dumps(state, indent=2))
+            pat = cfg["early_stopping_patience"]
+            if pat and self.stale >= pat:
+                self.model.stop_training = True
+            lim = cfg["max_train_seconds"]
+            if lim and state["train_seconds"] >= lim:
+                print(f"time limit {lim}s reached after epoch {epoch}", flush=True)
+                self.model.stop_training = True
+
+    callbacks = [RunState()]
+    if cfg["schedule"] == "plateau":
+        callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
+            monitor="val_accuracy", mode="max", factor=cfg["plateau_factor"],
+            patience=cfg["plateau_patience"], min_lr=cfg["min_lr"], verbose=1))
+    else:
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(lambda e: lr_at(e, cfg)))
+    callbacks.append(keras.callbacks.CSVLogger(str(log_path), append=resuming))
+
+    start = state["epoch"] + 1
+    if start < cfg["epochs"]:
+        model.fit(ds_tr, validation_data=ds_va, epochs=cfg["epochs"], initial_epoch=start,
+                  callbacks=callbacks, verbose=verbose)
+
+    # final numbers from the best-on-val checkpoint
+    best = keras.models.load_model(best_path, compile=False)
+    result = {"run_dir": str(out), "params": total, "trainable_params": trainable,
+              "epochs_run": state["epoch"] + 1, "best_epoch": state["best_epoch"] + 1,
+              "train_seconds": round(state["train_seconds"], 1),
+              "seconds_per_epoch": round(state["train_seconds"] / max(1, state["epoch"] + 1), 1)}
+    for split, xs, ys in (("val", x_va, y_va),
+                          ("test", *_subset(*fer.load_split("test", size, cfg["data"]),
+                                            cfg["limit_eval"], cfg["seed"]))):
+        p = best.predict(fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0)
+        result[f"{split}_accuracy"] = float(np.mean(p.argmax(1) == ys))
+    result["config"] = cfg
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    if verbose:
+        print(f"best epoch {result['best_epoch']}: val {result['val_accuracy']:.4f} "
+              f"PrivateTest {result['test_accuracy']:.4f}", flush=True)
+    return result
+
+
+def main(argv=None):  # python -m models.train --config cfg.json --set epochs=5
+    import argparse
+
+    from models.cli import configure_train, run_train
+
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    configure_train(p)
+    return run_train(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

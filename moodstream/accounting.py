@@ -1,0 +1,85 @@
+"""Pipeline accounting: every frame published is processed, dropped for a reason, or pending.
+
+Counters live in the keys.STATS hash, written in the same transactions as the work they count:
+  frames:in                    ingest published a frame (XADD and HINCRBY in one MULTI)
+  frames:delivered             a detector read it for the first time (Lua, with XREADGROUP)
+  frames:done                  a detector finished it and published its faces
+  frames:dropped:stale|dead    acknowledged without processing, for that reason
+The same names exist for the faces and labels stages. Entries trimmed by the stream cap
+before any worker read them are `in - delivered - undelivered`, where undelivered are the
+entries still in the stream past the group's last-delivered id.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from moodstream import keys, registry
+
+# Counts the entries after the group's last-delivered id without shipping them to the client.
+UNDELIVERED = """
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+for _, g in ipairs(groups) do
+  local name, last
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] end
+    if g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  if name == ARGV[1] then
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+    return {#redis.call('XRANGE', KEYS[1], '(' .. last, '+'), pending}
+  end
+end
+return {redis.call('XLEN', KEYS[1]), 0}
+"""
+
+STAGES = {"frames": (keys.FRAMES, keys.DETECTORS), "faces": (keys.FACES, keys.CLASSIFIERS),
+          "labels": (keys.LABELS, keys.AGGREGATORS)}
+
+
+def _counters(r: redis.Redis) -> dict[str, int]:
+    raw = r.hgetall(keys.STATS)
+    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+
+
+def stage_stats(r: redis.Redis, stage: str, counters: dict[str, int] | None = None) -> dict:
+    counters = _counters(r) if counters is None else counters
+    stream, group = STAGES[stage]
+    try:
+        undelivered, unacked = r.eval(UNDELIVERED, 1, stream, group)
+    except redis.ResponseError:  # stream does not exist yet
+        undelivered, unacked = 0, 0
+    c = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith(stage + ":")}
+    entered, delivered = c.get("in", 0), c.get("delivered", 0)
+    dropped = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("dropped:")}
+    dropped["cap"] = max(0, entered - delivered - undelivered)
+    return {"in": entered, "processed": c.get("done", 0), "dropped": dropped,
+            "pending": int(undelivered) + int(unacked), "delivered": delivered}
+
+
+def latency_percentiles(r: redis.Redis) -> dict:
+    values = sorted(float(v) for v in r.lrange(keys.LATENCY, 0, -1))
+    if not values:
+        return {"p50": None, "p99": None, "samples": 0}
+
+    def pick(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+    return {"p50": pick(0.50), "p99": pick(0.99), "samples": len(values)}
+
+
+def pipeline_stats(r: redis.Redis) -> dict:
+    counters = _counters(r)
+    workers: dict[str, int] = {}
+    for info in registry.live_workers(r):
+        workers[info["kind"]] = workers.get(info["kind"], 0) + 1
+    dead = sum(v for k, v in counters.items() if k.endswith(":dropped:dead"))
+    return {
+        "frames": stage_stats(r, "frames", counters),
+        "faces": counters.get("faces:found", 0),
+        "labels": counters.get("labels:faces", 0),
+        "stages": {s: stage_stats(r, s, counters) for s in ("faces", "labels")},
+        "dead_letters": dead,
+        "latency_ms": latency_percentiles(r),
+        "workers": workers,
+    }

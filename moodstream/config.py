@@ -1,0 +1,43 @@
+"""Runtime settings, read from MOODSTREAM_* environment variables (and REDIS_URL)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO_ROOT / "models" / "emotion.onnx"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MOODSTREAM_", extra="ignore")
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "MOODSTREAM_REDIS_URL"),
+    )
+    # Stream caps (XADD MAXLEN ~): frames are big, so keep few of them.
+    frames_maxlen: int = 500
+    faces_maxlen: int = 5000
+    labels_maxlen: int = 20000
+    dead_letter_maxlen: int = 1000
+    # Live path: a frame older than this is dropped instead of processed late.
+    stale_after_s: float = 10.0
+    # A pending entry idle this long belongs to a dead worker and is reclaimed.
+    claim_idle_ms: int = 15000
+    heartbeat_ttl_s: int = 15
+    model_path: Path = DEFAULT_MODEL
+    detector_min_face: int = 40
+    classifier_batch: int = 32
+    classifier_wait_ms: int = 5
+    token: str | None = None
+    secret_key: str | None = None
+    metrics_port: int = 0  # 0 = no Prometheus HTTP endpoint
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,79 @@
+"""Child processes that are restarted when they crash, and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("moodstream.processes")
+
+
+class Child:
+    """One `moodstream <service> ...` process, restarted with backoff when it dies."""
+
+    def __init__(self, name: str, args: list[str], env: dict | None = None,
+                 restart: bool = True):
+        self.name, self.args, self.env, self.restart = name, args, env, restart
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.next_start = 0.0
+        self.backoff = 1.0
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "moodstream.cli", *self.args]
+        self.proc = subprocess.Popen(cmd, env=self.env or os.environ.copy())
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d): moodstream %s", self.name, self.proc.pid,
+                 " ".join(self.args))
+
+    def check(self) -> None:
+        """Restart a dead child (after a delay that grows while it keeps crashing)."""
+        if self.proc is None:
+            if time.monotonic() >= self.next_start:
+                self.start()
+            return
+        code = self.proc.poll()
+        if code is None:
+            if time.monotonic() - self.started_at > 30:
+                self.backoff = 1.0  # it ran a while: the next crash restarts quickly
+            return
+        self.proc = None
+        if not self.restart or code == 0:
+            log.info("%s exited with %d", self.name, code)
+            self.restart = False
+            return
+        self.restarts += 1
+        self.next_start = time.monotonic() + self.backoff
+        log.warning("%s died with %d; restart #%d in %.0fs", self.name, code, self.restarts,
+                    self.backoff)
+        self.backoff = min(self.backoff * 2, 30.0)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        self.restart = False
+        if self.running:
+            self.proc.terminate()
+
+    def wait(self, timeout: float = 15) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def stop_all(children: list[Child]) -> None:
+    for child in children:
+        child.stop()
+    for child in children:
+        child.wait()

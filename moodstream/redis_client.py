@@ -1,0 +1,55 @@
+"""Redis connections from a URL (redis://, rediss:// with TLS, passwords), with sane timeouts."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "Redis is away for now": callers back off and retry.
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def connect(url: str, *, decode_responses: bool = False) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        decode_responses=decode_responses,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry_on_timeout=False,
+    )
+
+
+class Backoff:
+    """Exponential backoff that logs once per state change, not once per retry."""
+
+    def __init__(self, what: str, first: float = 0.2, cap: float = 5.0):
+        self.what, self.first, self.cap = what, first, cap
+        self.delay = first
+        self.failing = False
+
+    def failed(self, error: BaseException) -> float:
+        if not self.failing:
+            log.warning("%s: lost Redis (%s); retrying with backoff", self.what, error)
+            self.failing = True
+        delay = self.delay
+        self.delay = min(self.cap, self.delay * 2)
+        return delay
+
+    def ok(self) -> None:
+        if self.failing:
+            log.warning("%s: Redis is back", self.what)
+        self.failing = False
+        self.delay = self.first
+
+    def sleep_after(self, error: BaseException, stop=None) -> None:
+        delay = self.failed(error)
+        if stop is not None:
+            stop.wait(delay)
+        else:
+            time.sleep(delay)

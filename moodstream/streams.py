@@ -1,0 +1,282 @@
+"""Consumer-group plumbing shared by every stream worker.
+
+One loop, used by the detector, the classifier and the aggregator:
+
+- reads new entries with XREADGROUP and counts them as delivered in the same Lua call,
+  so the accounting identity in moodstream.accounting stays exact;
+- reclaims entries that a dead worker left pending (XAUTOCLAIM after claim_idle_ms);
+- decodes each entry with the shared contract; malformed ones become dead letters;
+- drops frames older than the staleness bound (counted, acknowledged);
+- writes the outputs, the acknowledgements and the counters in one MULTI/EXEC, so that a
+  killed worker never leaves half-written output: either all of a batch lands or none;
+- survives Redis restarts (backoff, group re-creation) and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from moodstream import keys, metrics
+from moodstream.contract import MalformedEntry
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+from moodstream.registry import Heartbeat
+
+log = logging.getLogger(__name__)
+
+# XREADGROUP and the delivered counter move together, atomically.
+READ_AND_COUNT = """
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+                     'STREAMS', KEYS[1], '>')
+if r and r[1] then
+  local n = #r[1][2]
+  if n > 0 then redis.call('HINCRBY', KEYS[2], ARGV[4], n) end
+  return r[1][2]
+end
+return {}
+"""
+
+
+@dataclass
+class Output:
+    """An entry to append to a stream when the batch commits."""
+
+    stream: str
+    fields: dict
+    maxlen: int
+
+
+@dataclass
+class Batch:
+    """What a handler gives back for a batch of decoded entries."""
+
+    outputs: list[Output] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # extra HINCRBY on keys.STATS
+    latencies_ms: list[float] = field(default_factory=list)  # capture-to-label, if final
+    ops: list[Callable] = field(default_factory=list)  # fn(pipeline): more writes, same MULTI
+
+
+def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
+    try:
+        r.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+class StreamConsumer:
+    """Runs `handle(items)` over a stream's consumer group until stopped.
+
+    `decode` turns raw fields into an item (raising MalformedEntry); `handle` receives the
+    list of (entry_id, item) that survived decoding and staleness checks and returns a Batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        stage: str,
+        stream: str,
+        group: str,
+        decode: Callable[[dict], object],
+        handle: Callable[[list], Batch],
+        redis_url: str,
+        count: int = 8,
+        block_ms: int = 200,
+        gather_ms: int = 0,
+        stale_after_s: float | None = None,
+        claim_idle_ms: int = 15000,
+        dead_letter_maxlen: int = 1000,
+        heartbeat_ttl_s: int = 15,
+        consumer: str | None = None,
+    ):
+        self.kind, self.stage, self.stream, self.group = kind, stage, stream, group
+        self.decode, self.handle = decode, handle
+        self.count, self.block_ms, self.gather_ms = count, block_ms, gather_ms
+        self.stale_after_s = stale_after_s
+        self.claim_idle_ms = claim_idle_ms
+        self.dead_letter_maxlen = dead_letter_maxlen
+        self.redis = connect(redis_url)
+        self.heartbeat = Heartbeat(self.redis, kind, ttl_s=heartbeat_ttl_s)
+        self.consumer = consumer or self.heartbeat.worker_id
+        self.stop_event = threading.Event()
+        self._read = self.redis.register_script(READ_AND_COUNT)
+        self._next_claim = 0.0
+        self._claim_cursor = "0-0"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, _frame):
+            log.info("%s: signal %d, finishing the current batch", self.consumer, signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self, max_idle_s: float | None = None) -> None:
+        """Loop until stopped (or until idle for max_idle_s, for tests and bulk runs)."""
+        backoff = Backoff(f"{self.kind} {self.consumer}")
+        group_ready = False
+        idle_since = time.monotonic()
+        log.info("%s %s reading %s", self.kind, self.consumer, self.stream)
+        while not self.stop_event.is_set():
+            try:
+                if not group_ready:
+                    ensure_group(self.redis, self.stream, self.group)
+                    group_ready = True
+                worked = self.step()
+                self.heartbeat.beat()
+                backoff.ok()
+            except OUTAGE_ERRORS as error:
+                metrics.REDIS_OUTAGES.inc()
+                group_ready = False
+                backoff.sleep_after(error, self.stop_event)
+                continue
+            except redis.ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                # Redis came back empty (restart without persistence): recreate the group.
+                log.warning("%s: consumer group %s vanished; recreating", self.kind, self.group)
+                group_ready = False
+                continue
+            now = time.monotonic()
+            if worked:
+                idle_since = now
+            elif max_idle_s is not None and now - idle_since > max_idle_s:
+                break
+        try:
+            self.heartbeat.leave()
+        except OUTAGE_ERRORS:
+            pass
+        log.info("%s %s stopped", self.kind, self.consumer)
+
+    # -- one iteration ----------------------------------------------------------------------
+
+    def step(self) -> bool:
+        entries = self._reclaim()
+        if not entries:
+            entries = self._read_new(self.count)
+            if entries and self.gather_ms and len(entries) < self.count:
+                # Batch across cameras: wait a few ms for more before running the model.
+                time.sleep(self.gather_ms / 1000)
+                entries += self._read_new(self.count - len(entries))
+        if not entries:
+            # Nothing new: block briefly on the stream without consuming anything.
+            self.redis.xread({self.stream: "$"}, count=1, block=self.block_ms)
+            return False
+        self.process(entries)
+        return True
+
+    def _read_new(self, count: int) -> list:
+        raw = self._read(
+            keys=[self.stream, keys.STATS],
+            args=[self.group, self.consumer, count, f"{self.stage}:delivered"],
+        )
+        # Lua hands back [id, [field, value, ...]]; make it look like redis-py's XREADGROUP.
+        return [(eid, dict(zip(flat[::2], flat[1::2], strict=True))) for eid, flat in raw]
+
+    def _reclaim(self) -> list:
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        self._next_claim = now + max(1.0, self.claim_idle_ms / 4000)
+        cursor, claimed, *_ = self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, self.claim_idle_ms,
+            start_id=self._claim_cursor, count=self.count,
+        )
+        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
+        claimed = [(eid, f) for eid, f in claimed if f]  # trimmed entries come back empty
+        if claimed:
+            log.warning("%s: reclaimed %d entries from a dead worker", self.consumer, len(claimed))
+        return claimed
+
+    def process(self, entries: list) -> None:
+        started = time.perf_counter()
+        ids = [eid for eid, _ in entries]
+        good, dead, stale = [], [], 0
+        now = time.time()
+        for eid, fields in entries:
+            try:
+                item = self.decode(fields)
+            except MalformedEntry as error:
+                dead.append((eid, fields, str(error)))
+                continue
+            except Exception as error:  # a decoder bug must not kill the worker either
+                dead.append((eid, fields, f"{type(error).__name__}: {error}"))
+                continue
+            ts = getattr(item, "ts", None)
+            if self.stale_after_s is not None and ts is not None and now - ts > self.stale_after_s:
+                stale += 1
+                continue
+            good.append((eid, item))
+        batch = self.run_handler(good, dead, dict(entries))
+        self.commit(ids, batch, good=len(good), dead=dead, stale=stale)
+        metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
+        self.heartbeat.count(len(entries))
+
+    def run_handler(self, good: list, dead: list, raw: dict) -> Batch:
+        """Handle the batch; if it fails, retry entry by entry so one poison entry becomes
+        a dead letter instead of sinking the whole batch (or the worker)."""
+        if not good:
+            return Batch()
+        try:
+            return self.handle(good)
+        except OUTAGE_ERRORS:
+            raise
+        except Exception:
+            log.warning("%s: batch failed; retrying its entries one by one", self.consumer)
+        merged = Batch()
+        for entry in list(good):
+            try:
+                one = self.handle([entry])
+            except OUTAGE_ERRORS:
+                raise
+            except Exception as error:
+                log.exception("%s: entry %s failed", self.consumer, _text(entry[0]))
+                good.remove(entry)
+                reason = f"processing failed: {type(error).__name__}: {error}"
+                dead.append((entry[0], raw[entry[0]], reason))
+                continue
+            merged.outputs += one.outputs
+            merged.ops += one.ops
+            merged.latencies_ms += one.latencies_ms
+            for k, v in one.counters.items():
+                merged.counters[k] = merged.counters.get(k, 0) + v
+        return merged
+
+    def commit(self, ids: list, batch: Batch, *, good: int, dead: list, stale: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for out in batch.outputs:
+            pipe.xadd(out.stream, out.fields, maxlen=out.maxlen, approximate=True)
+        for op in batch.ops:
+            op(pipe)
+        for eid, fields, reason in dead:
+            log.warning("%s: dead letter %s: %s", self.consumer, _text(eid), reason)
+            letter = {k: v for k, v in fields.items() if len(v or b"") <= 1024}
+            letter.update({b"_reason": reason, b"_stream": self.stream, b"_id": eid,
+                           b"_worker": self.consumer})
+            pipe.xadd(keys.DEAD_LETTERS, letter, maxlen=self.dead_letter_maxlen, approximate=True)
+        pipe.xack(self.stream, self.group, *ids)
+        counters = {f"{self.stage}:done": good, f"{self.stage}:dropped:stale": stale,
+                    f"{self.stage}:dropped:dead": len(dead), **batch.counters}
+        for name, value in counters.items():
+            if value:
+                pipe.hincrby(keys.STATS, name, value)
+        if batch.latencies_ms:
+            pipe.lpush(keys.LATENCY, *[f"{ms:.1f}" for ms in batch.latencies_ms])
+            pipe.ltrim(keys.LATENCY, 0, 2047)
+        pipe.execute()
+        for outcome, value in (("done", good), ("stale", stale), ("dead", len(dead))):
+            if value:
+                metrics.ENTRIES.labels(self.stage, outcome).inc(value)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

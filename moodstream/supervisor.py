@@ -1,0 +1,100 @@
+"""`moodstream up`: the whole live pipeline and the dashboard as child processes.
+
+Each service runs as its own `moodstream <service>` process so that `ps` shows who is who
+and a crash takes down only that child, which is restarted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import threading
+
+from moodstream import keys
+from moodstream.processes import Child, stop_all
+from moodstream.redis_client import connect
+
+log = logging.getLogger("moodstream.up")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default="demo",
+                        help="camera source for the first camera (default: the sample video)")
+    parser.add_argument("--camera", default="demo", help="id of that camera")
+    parser.add_argument("--mode", choices=["classroom", "driver"], default="classroom")
+    parser.add_argument("--fps", type=float, default=5.0)
+    parser.add_argument("--host", default="127.0.0.1", help="dashboard address")
+    parser.add_argument("--port", type=int, default=5000, help="dashboard port")
+    parser.add_argument("--detectors", type=int, default=1)
+    parser.add_argument("--classifiers", type=int, default=1)
+    parser.add_argument("--no-source", action="store_true",
+                        help="register no camera; add them from the dashboard")
+
+
+def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(keys.camera(cam), mapping={"name": cam, "source": source, "mode": mode,
+                                          "fps": f"{fps:g}", "loop": "1"})
+    pipe.sadd(keys.CAMERAS, cam)
+    pipe.publish("ms:cameras:changed", cam)
+    pipe.execute()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ingest.supervisor import CameraSupervisor
+    from moodstream.embedded_redis import EmbeddedRedis
+
+    embedded = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        embedded = EmbeddedRedis()
+        redis_url = embedded.start()
+    token = os.environ.get("MOODSTREAM_TOKEN") or secrets.token_urlsafe(18)
+    env = dict(os.environ, REDIS_URL=redis_url, MOODSTREAM_TOKEN=token)
+    env.setdefault("MOODSTREAM_SECRET_KEY", secrets.token_hex(32))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    r = connect(redis_url)
+    try:
+        from dashboard.users import ensure_admin_from_env
+
+        ensure_admin_from_env(r)
+    except ImportError:
+        pass
+    if not args.no_source:
+        register_camera(r, args.camera, args.source, args.mode, args.fps)
+
+    children = [Child("aggregator", ["aggregator"], env),
+                Child("dashboard", ["dashboard", "--host", args.host, "--port", str(args.port)],
+                      env)]
+    children += [Child(f"detector-{i}", ["detector"], env) for i in range(args.detectors)]
+    children += [Child(f"classifier-{i}", ["classifier"], env) for i in range(args.classifiers)]
+    for child in children:
+        child.start()
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal %d: stopping everything", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    cameras = CameraSupervisor(connect(redis_url), env)
+    camera_thread = threading.Thread(target=cameras.run, args=(stop,), daemon=True)
+    camera_thread.start()
+
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"\nmoodstream is up. Dashboard: http://{host}:{args.port}/login?token={token}\n"
+          f"API token: {token}\nRedis: {redis_url}\nCtrl-C stops everything.\n", flush=True)
+    while not stop.wait(1.0):
+        for child in children:
+            child.check()
+    camera_thread.join(timeout=30)
+    stop_all(children)
+    if embedded:
+        embedded.stop()
+    return 0

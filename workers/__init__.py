@@ -1,0 +1,1 @@
+"""Stream workers (detector, classifier, aggregator) and the bulk analysis jobs."""

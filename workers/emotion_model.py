@@ -1,0 +1,69 @@
+"""The emotion classifier as onnxruntime runs it; the ONNX metadata is the whole contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moodstream.contract import CLASSES
+
+REQUIRED_METADATA = ("classes", "input_height", "input_width", "scale", "offset")
+
+
+class ModelError(RuntimeError):
+    """The model file is missing or does not carry the metadata contract."""
+
+
+def read_metadata(path: Path | str) -> dict[str, str]:
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model not found: {path} (train one with `moodstream train`)")
+    options = ort.SessionOptions()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def input_size(path: Path | str) -> tuple[int, int]:
+    meta = read_metadata(path)
+    return int(meta.get("input_height", 64)), int(meta.get("input_width", 64))
+
+
+class EmotionModel:
+    def __init__(self, path: Path | str, threads: int = 1):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.exists():
+            raise ModelError(f"model not found: {path} (train one with `moodstream train`)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise ModelError(f"{path} lacks ONNX metadata {missing}")
+        classes = tuple(meta["classes"].split(","))
+        if classes != CLASSES:
+            raise ModelError(f"{path} classes {classes} differ from the contract {CLASSES}")
+        self.metadata = meta
+        self.height, self.width = int(meta["input_height"]), int(meta["input_width"])
+        self.scale, self.offset = float(meta["scale"]), float(meta["offset"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """uint8 gray crops (any size; resized if needed) -> (N, 7) probabilities."""
+        if len(crops) == 0:
+            return np.zeros((0, len(CLASSES)), np.float32)
+        batch = np.empty((len(crops), self.height, self.width, 1), np.float32)
+        for i, crop in enumerate(crops):
+            if crop.shape != (self.height, self.width):
+                crop = cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            batch[i, :, :, 0] = crop
+        batch = batch * self.scale + self.offset
+        return self.session.run(None, {self.input_name: batch})[0]
