@@ -179,8 +179,9 @@ def camera_ids(r) -> list[str]:
 
 def describe(r, cam: str, *, show_source: bool) -> dict | None:
     raw = registered(r, cam)
-    if not raw and r.sismember(REMOVED, cam):
-        return None
+    if not raw and (r.sismember(REMOVED, cam) or not (
+            r.sismember(keys.CAMERAS, cam) or r.exists(keys.mood(cam)))):
+        return None  # removed by an admin, or never seen
     state = status(r, cam)
     out = settings(cam, raw)
     if not show_source:

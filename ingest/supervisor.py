@@ -86,3 +86,20 @@ class CameraSupervisor:
     def stop(self) -> None:
         stop_all([child for _, child in self.children.values()])
         self.children.clear()
+
+
+def configure(parser) -> None:
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between registry checks")
+
+
+def run(args) -> int:
+    import signal
+
+    from moodstream.config import get_settings
+    from moodstream.redis_client import connect
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    CameraSupervisor(connect(get_settings().redis_url)).run(stop, args.every)
+    return 0

@@ -17,6 +17,8 @@ COMMANDS = [
     ("up", "moodstream.supervisor", "configure", "run",
      "run the whole live pipeline and the dashboard (embedded Redis by default)"),
     ("ingest", "ingest.service", "configure", "run", "publish one camera's frames"),
+    ("cameras", "ingest.supervisor", "configure", "run",
+     "run one ingest per camera registered in Redis (from the dashboard)"),
     ("detector", "workers.detector", "configure", "run", "MTCNN face detector worker"),
     ("classifier", "workers.classifier", "configure", "run", "expression classifier worker"),
     ("aggregator", "workers.aggregator", "configure", "run", "per-camera mood aggregates"),

@@ -1,0 +1,94 @@
+"""The consumer-group loop against a real redis-server: accounting, dead letters, reclaim."""
+
+import time
+
+from moodstream import keys
+from moodstream.accounting import pipeline_stats
+from moodstream.contract import Face, Frame
+from moodstream.streams import Batch, Output, StreamConsumer, ensure_group
+
+
+def publish(r, n: int, *, ts: float | None = None, maxlen: int | None = None, camera="c"):
+    for i in range(n):
+        pipe = r.pipeline(transaction=True)
+        pipe.xadd(keys.FRAMES, Frame(camera, i, ts or time.time(), b"jpeg").encode(),
+                  maxlen=maxlen, approximate=False)
+        pipe.hincrby(keys.STATS, "frames:in", 1)
+        pipe.execute()
+
+
+def consumer(redis_server, handle=None, **kw) -> StreamConsumer:
+    def passthrough(items):
+        batch = Batch(counters={"faces:in": len(items)})
+        for _, frame in items:
+            batch.outputs.append(Output(keys.FACES, Face(frame.camera, frame.seq, frame.ts, -1, 0)
+                                        .encode(), 1000))
+        return batch
+
+    return StreamConsumer(kind="test", stage="frames", stream=keys.FRAMES, group=keys.DETECTORS,
+                          decode=Frame.decode, handle=handle or passthrough,
+                          redis_url=redis_server.url, count=4, block_ms=50, **kw)
+
+
+def test_every_frame_is_processed_and_counted(r, redis_server):
+    publish(r, 10)
+    consumer(redis_server).run(max_idle_s=0.3)
+    frames = pipeline_stats(r)["frames"]
+    assert frames["in"] == frames["processed"] == 10 and frames["pending"] == 0
+    assert r.xlen(keys.FACES) == 10
+
+
+def test_malformed_entry_becomes_a_dead_letter_and_the_worker_goes_on(r, redis_server):
+    publish(r, 2)
+    r.xadd(keys.FRAMES, {"v": "1", "camera": "c", "seq": "x", "ts": "1", "jpeg": b"j"})
+    r.hincrby(keys.STATS, "frames:in", 1)
+    publish(r, 2)
+    consumer(redis_server).run(max_idle_s=0.3)
+    stats = pipeline_stats(r)
+    assert stats["frames"]["processed"] == 4 and stats["frames"]["dropped"]["dead"] == 1
+    (_, letter), = r.xrange(keys.DEAD_LETTERS)
+    assert b"not a number" in letter[b"_reason"] and letter[b"_stream"] == keys.FRAMES.encode()
+
+
+def test_a_handler_crash_on_one_entry_dead_letters_only_that_entry(r, redis_server):
+    publish(r, 4)
+
+    def picky(items):
+        if any(frame.seq == 2 for _, frame in items):
+            raise RuntimeError("cannot handle seq 2")
+        return Batch()
+
+    consumer(redis_server, handle=picky).run(max_idle_s=0.3)
+    frames = pipeline_stats(r)["frames"]
+    assert frames["processed"] == 3 and frames["dropped"]["dead"] == 1 and frames["pending"] == 0
+
+
+def test_stale_frames_are_dropped_and_counted(r, redis_server):
+    publish(r, 3, ts=time.time() - 60)
+    publish(r, 2)
+    consumer(redis_server, stale_after_s=10).run(max_idle_s=0.3)
+    frames = pipeline_stats(r)["frames"]
+    assert frames["dropped"]["stale"] == 3 and frames["processed"] == 2
+
+
+def test_entries_trimmed_before_anyone_read_them_count_as_dropped_by_cap(r, redis_server):
+    publish(r, 20, maxlen=5)
+    consumer(redis_server).run(max_idle_s=0.3)
+    frames = pipeline_stats(r)["frames"]
+    assert frames["processed"] == 5 and frames["dropped"]["cap"] == 15
+    assert frames["in"] == frames["processed"] + sum(frames["dropped"].values()) + frames[
+        "pending"]
+
+
+def test_a_dead_workers_pending_entries_are_reclaimed(r, redis_server):
+    publish(r, 6)
+    dead = consumer(redis_server, consumer="dead-one")
+    ensure_group(r, keys.FRAMES, keys.DETECTORS)
+    dead._read_new(4)  # read, then "die" without acknowledging
+    mid = pipeline_stats(r)["frames"]
+    assert mid["pending"] == 6 and mid["processed"] == 0
+    survivor = consumer(redis_server, claim_idle_ms=100)
+    time.sleep(0.2)
+    survivor.run(max_idle_s=1.5)
+    frames = pipeline_stats(r)["frames"]
+    assert frames["processed"] == 6 and frames["pending"] == 0 and frames["delivered"] == 6

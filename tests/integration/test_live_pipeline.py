@@ -1,0 +1,86 @@
+"""The live path end to end, with real parts: redis-server, MTCNN, the shipped ONNX model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from moodstream import keys
+from moodstream.accounting import pipeline_stats
+from moodstream.contract import CLASSES, Label
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def labels(r) -> list[Label]:
+    return [Label.decode(f) for _, f in r.xrange(keys.LABELS)]
+
+
+def run_workers(services, *extra):
+    services.start("detector", "--exit-when-idle", "60", *extra)
+    services.start("classifier", "--exit-when-idle", "60")
+    services.start("aggregator")
+
+
+def test_video_gives_labels_for_its_frames(r, services, media):
+    ingest = services.start("ingest", "--camera", "video", "--source",
+                            str(media / "fer_woman2.mp4"), "--fps", "5", "--max-frames", "25")
+    run_workers(services)
+    assert ingest.wait(60) == 0
+    wait_for(lambda: pipeline_stats(r)["frames"]["processed"] == 25 and
+             pipeline_stats(r)["labels"] >= 25 and
+             pipeline_stats(r)["stages"]["faces"]["pending"] == 0,
+             timeout=120, what="25 frames labelled")
+    found = [lab for lab in labels(r) if lab.camera == "video"]
+    per_frame = {lab.seq for lab in found if lab.index >= 0}
+    assert len(per_frame) >= 24, "the woman is in every frame"
+    assert all(lab.label in CLASSES and abs(sum(lab.probs) - 1) < 0.01
+               for lab in found if lab.index >= 0)
+    # The aggregator turns them into a snapshot the dashboard serves.
+    snap = wait_for(lambda: r.get(keys.mood("video")), what="a mood snapshot")
+    snap = json.loads(snap)
+    assert snap["camera"] == "video" and sum(snap["windows"]["5m"]["counts"].values()) >= 24
+    stats = pipeline_stats(r)
+    assert stats["frames"]["in"] == 25 and stats["frames"]["pending"] == 0
+    assert stats["latency_ms"]["p50"] is not None
+
+
+def test_photo_without_faces_gives_none(r, services, media):
+    services.start("ingest", "--camera", "empty", "--source", str(media / "mtcnn_no-faces.jpg"),
+                   "--fps", "5", "--max-frames", "5")
+    run_workers(services)
+    wait_for(lambda: pipeline_stats(r)["stages"]["faces"]["processed"] == 5, timeout=120,
+             what="5 frames through the classifier")
+    found = labels(r)
+    assert len(found) == 5 and all(lab.index == -1 and lab.count == 0 for lab in found)
+    assert pipeline_stats(r)["faces"] == 0
+
+
+def test_group_photo_as_still_source_reports_its_faces(r, services, media):
+    services.start("ingest", "--camera", "group", "--source",
+                   str(media / "dlib_2008_001322.jpg"), "--fps", "2", "--max-frames", "3")
+    run_workers(services)
+    snap = wait_for(lambda: (s := r.get(keys.mood("group"))) and json.loads(s)["faces"] > 0
+                    and json.loads(s), timeout=120, what="a snapshot with faces")
+    assert snap["faces"] == 3, "three adults, by eye and by dlib's boxes"
+
+
+def test_unreadable_source_fails_with_a_reason(r, services, tmp_path):
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("this is not a video")
+    proc = services.start("ingest", "--camera", "bogus", "--source", str(bogus))
+    assert proc.wait(30) == 2
+    status = r.hgetall(keys.camera_status("bogus"))
+    assert status[b"state"] == b"failed" and b"no frames" in status[b"reason"]
+    assert pipeline_stats(r)["frames"]["in"] == 0
+
+
+def test_console_command_lists_every_service():
+    out = subprocess.run([str(REPO / ".venv/bin/moodstream"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for service in ("up", "ingest", "detector", "classifier", "aggregator", "dashboard"):
+        assert service in out
+

@@ -1,0 +1,69 @@
+import numpy as np
+
+from moodstream.contract import CLASSES
+from workers import mood
+
+
+def probs_for(name: str, p: float = 0.9) -> list[float]:
+    out = [(1 - p) / 6] * 7
+    out[CLASSES.index(name)] = p
+    return out
+
+
+def test_valence_and_dominant():
+    counts = {"happy": 3, "sad": 1}
+    assert mood.valence(counts) == 0.5
+    assert mood.dominant(counts) == "happy"
+    assert mood.dominant({}) is None and mood.valence({}) == 0.0
+
+
+def test_windows_only_count_their_seconds():
+    now = 1000.0
+    buckets = {999: {"happy": 2, "frames": 2, "faces": 4}, 900: {"sad": 5, "frames": 1,
+                                                                  "faces": 1}}
+    w10 = mood.window_stats(buckets, now, 10)
+    assert w10["counts"]["happy"] == 2 and w10["counts"]["sad"] == 0 and w10["faces"] == 2.0
+    assert mood.window_stats(buckets, now, 300)["counts"]["sad"] == 5
+
+
+def driver_frames(start: float, seconds: float, name: str | None, fps: float = 5):
+    labels = []
+    for i in range(int(seconds * fps)):
+        ts = start + i / fps
+        if name is None:
+            labels.append({"ts": ts, "seq": i, "index": -1, "count": 0, "box": [0, 0, 0, 0],
+                           "probs": []})
+        else:
+            labels.append({"ts": ts, "seq": i, "index": 0, "count": 1, "box": [0, 0, 50, 50],
+                           "probs": probs_for(name)})
+    return labels
+
+
+def test_sustained_anger_raises_a_negative_alert_and_happiness_does_not():
+    t = mood.Thresholds(negative_threshold=0.5, negative_seconds=3, absent_seconds=3)
+    angry = mood.Recent(driver_frames(100, 5, "angry"))
+    assert "negative" in mood.driver_alerts(angry, 105, t, 100)
+    happy = mood.Recent(driver_frames(100, 5, "happy"))
+    assert mood.driver_alerts(happy, 105, t, 100) == {}
+
+
+def test_driver_out_of_view_alert_after_n_seconds_only():
+    t = mood.Thresholds(absent_seconds=3)
+    labels = driver_frames(100, 2, "neutral") + [
+        {**x, "seq": x["seq"] + 100} for x in driver_frames(102, 4, None)]
+    recent = mood.Recent(labels)
+    assert "absent" not in mood.driver_alerts(recent, 104, t, 100)
+    assert "absent" in mood.driver_alerts(recent, 105.9, t, 100)
+
+
+def test_smoothing_ignores_a_single_odd_frame():
+    labels = driver_frames(100, 2, "happy")
+    labels[5]["probs"] = probs_for("angry", 0.99)
+    assert mood.smoothed_expression(mood.Recent(labels), 102) == "happy"
+
+
+def test_valence_shift_is_noticed():
+    history = [(t, -0.5) for t in np.arange(0, 60, 1.0)] + [(t, 0.5) for t in range(60, 70)]
+    shift = mood.valence_shift(history, 69.5)
+    assert shift and shift["to"] > shift["from"]
+    assert mood.valence_shift([(t, 0.1) for t in range(70)], 69.5) is None
