@@ -141,7 +141,7 @@ def settings(cam: str, raw: dict[str, str]) -> dict:
     out = {"id": cam, "name": merged["name"], "source": merged["source"],
            "mode": merged["mode"] if merged["mode"] in MODES else "classroom",
            "preview": merged["preview"] == "1", "loop": merged.get("loop", "1") == "1",
-           "registered": bool(raw)}
+           "registered": bool(raw.get("source"))}
     for name in RANGES:
         try:
             out[name] = float(merged[name])
@@ -229,14 +229,12 @@ def add(r, data: dict) -> dict:
 
 
 def update(r, cam: str, data: dict) -> dict:
-    if not r.exists(keys.camera(cam)):
-        if not r.sismember(keys.CAMERAS, cam) or r.sismember(REMOVED, cam):
-            raise KeyError(cam)
-        # A camera that an ingest announced by itself: registering it needs a source.
-        data = {"source": data.get("source") or f"unregistered:{cam}", **data}
-        values = {"id": cam, **DEFAULTS, **clean(data, partial=False)}
-    else:
-        values = clean(data, partial=True)
+    """Change some settings. A camera that an ingest announced by itself (no registration)
+    can get a mode and thresholds without a source: the supervisor then leaves it alone."""
+    if not r.exists(keys.camera(cam)) and (
+            not r.sismember(keys.CAMERAS, cam) or r.sismember(REMOVED, cam)):
+        raise KeyError(cam)
+    values = clean(data, partial=True)
     if not values:
         raise CameraError("nothing to change")
     pipe = r.pipeline()

@@ -28,6 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="repeat a video file forever")
     parser.add_argument("--max-width", type=int, default=640, help="downscale wider frames")
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    parser.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp",
+                        help="RTP over the RTSP connection (tcp) or over UDP")
     parser.add_argument("--retries", type=int, default=0,
                         help="give up after this many failed reconnects in a row (0 = never)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
@@ -105,7 +107,8 @@ class Publisher:
         failures, delay = 0, 0.5
         while not self.stop.is_set():
             try:
-                source = open_source(self.args.source, loop=self.args.loop)
+                source = open_source(self.args.source, loop=self.args.loop,
+                                     rtsp_transport=self.args.rtsp_transport)
                 self.status.set("connecting", source.describe())
                 next_at, last_status = 0.0, 0.0
                 for frame, ts in source.frames():

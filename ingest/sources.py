@@ -7,6 +7,7 @@ rate, still images repeat, live sources (webcam, RTSP, HTTP) are read as fast as
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
@@ -42,13 +43,16 @@ class Source:
 class CaptureSource(Source):
     """Anything OpenCV's VideoCapture reads: webcam index, RTSP URL, video file."""
 
-    def __init__(self, spec: str, live: bool, loop: bool = False, paced: bool = False):
+    def __init__(self, spec: str, live: bool, loop: bool = False, paced: bool = False,
+                 rtsp_transport: str = "tcp"):
         super().__init__(spec, live)
-        self.loop, self.paced = loop, paced
+        self.loop, self.paced, self.rtsp_transport = loop, paced, rtsp_transport
 
     def _open(self) -> cv2.VideoCapture:
         target = int(self.spec) if self.spec.isdigit() else self.spec
         if isinstance(target, str) and target.startswith("rtsp"):
+            # OpenCV reads FFmpeg's options from the environment at each open.
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.rtsp_transport}"
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
         else:
@@ -152,7 +156,7 @@ class HttpSource(Source):
                 buffer = b""  # garbage with no JPEG in it: do not grow forever
 
 
-def open_source(spec: str, loop: bool = False) -> Source:
+def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
     """Pick the source kind from the spec string."""
     if spec == "demo":
         if DEMO_VIDEO.exists():
@@ -162,7 +166,7 @@ def open_source(spec: str, loop: bool = False) -> Source:
         return CaptureSource(spec, live=True)
     lower = spec.lower()
     if lower.startswith(("rtsp://", "rtsps://", "rtmp://")):
-        return CaptureSource(spec, live=True)
+        return CaptureSource(spec, live=True, rtsp_transport=rtsp_transport)
     if lower.startswith(("http://", "https://")):
         return HttpSource(spec)
     path = Path(spec)

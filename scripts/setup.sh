@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v rtsp-server-perl >/dev/null || need_apt+=(rtsp-server-perl)  # a real RTSP server for tests
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)  # validates docker-compose.yml

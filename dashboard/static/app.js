@@ -131,11 +131,34 @@ function timelineAdd(timeline, ts, valence, shift) {
   const [line, shifts] = timeline.chart.data.datasets;
   line.data.push({ x: ts, y: valence });
   if (shift && shifts) shifts.data.push({ x: ts, y: typeof shift.to === "number" ? shift.to : valence });
-  const from = ts - timeline.spanS;
+  timelineTrim(timeline);
+}
+
+// History arrives after live snapshots may have: put it before them, never after.
+function timelineLoad(timeline, points) {
+  if (!timeline) return;
+  const [line, shifts] = timeline.chart.data.datasets;
+  const firstLive = line.data.length ? line.data[0].x : Infinity;
+  const older = points.filter((p) => p.ts < firstLive && typeof p.valence === "number");
+  line.data = older.map((p) => ({ x: p.ts, y: p.valence })).concat(line.data);
+  if (shifts) {
+    const marks = older.filter((p) => p.shift).map((p) => ({
+      x: p.ts, y: typeof p.shift.to === "number" ? p.shift.to : p.valence }));
+    shifts.data = marks.concat(shifts.data);
+  }
+  if (line.data.length) timeline.lastX = Math.max(timeline.lastX, line.data[line.data.length - 1].x);
+  timelineTrim(timeline);
+  timelineDraw(timeline);
+}
+
+function timelineTrim(timeline) {
+  const [line, shifts] = timeline.chart.data.datasets;
+  const from = timeline.lastX - timeline.spanS;
   while (line.data.length && line.data[0].x < from) line.data.shift();
   while (shifts && shifts.data.length && shifts.data[0].x < from) shifts.data.shift();
-  timeline.chart.options.scales.x.min = from;
-  timeline.chart.options.scales.x.max = ts;
+  const x = timeline.chart.options.scales.x;
+  x.min = line.data.length ? Math.max(from, line.data[0].x) : from;
+  x.max = Math.max(timeline.lastX, x.min + 10);
 }
 
 function timelineDraw(timeline) { if (timeline) timeline.chart.update("none"); }
@@ -147,6 +170,7 @@ function onMood(fn) { moodHandlers.push(fn); }
 
 function connectLive() {
   const state = document.getElementById("live-state");
+  state.hidden = false;
   if (!window.io) {
     if (state) { state.textContent = "no live client"; state.className = "live off"; }
     return null;
@@ -206,10 +230,8 @@ function overviewPage() {
     renderBars(bars, {}, `bar-${id}`);
     const view = { row, panel, faces, bars, timeline: makeTimeline(canvas, 300, true), lastTs: 0 };
     views.set(id, view);
-    api("GET", `/api/cameras/${encodeURIComponent(id)}/history?seconds=300`).then((h) => {
-      for (const p of h.points) timelineAdd(view.timeline, p.ts, p.valence, p.shift);
-      timelineDraw(view.timeline);
-    }).catch(() => {});
+    api("GET", `/api/cameras/${encodeURIComponent(id)}/history?seconds=300`)
+      .then((h) => timelineLoad(view.timeline, h.points)).catch(() => {});
     return view;
   }
 
@@ -259,8 +281,14 @@ function overviewPage() {
     view.row.querySelector(".people").textContent = facesText(mood.faces);
     renderBars(view.bars, mood.counts, `bar-${mood.camera}`);
     const valence = view.panel.querySelector(".valence");
-    valence.textContent = `valence ${fmtValence(mood.valence)}`;
-    valence.className = `valence ${valenceClass(mood.valence)}`;
+    if (mood.mode === "driver") {
+      const current = mood.current || (mood.faces ? mood.dominant : null);
+      valence.textContent = current ? `now ${current}` : (mood.faces ? "" : "no face");
+      valence.className = `valence ${current && NEGATIVE.has(current) ? "neg" : "neu"}`;
+    } else {
+      valence.textContent = `valence ${fmtValence(mood.valence)}`;
+      valence.className = `valence ${valenceClass(mood.valence)}`;
+    }
     const flag = view.panel.querySelector(".alert-flag");
     const alerts = Array.isArray(mood.alerts) ? mood.alerts : [];
     flag.hidden = alerts.length === 0;
@@ -304,11 +332,8 @@ function cameraPage() {
   }
 
   api("GET", `/api/cameras/${enc}/history`).then((h) => {
-    for (const p of h.points) {
-      timelineAdd(timeline, p.ts, p.valence, p.shift);
-      if (p.shift) addShift(p.ts, p.shift);
-    }
-    timelineDraw(timeline);
+    timelineLoad(timeline, h.points);
+    for (const p of h.points) if (p.shift) addShift(p.ts, p.shift);
   }).catch(() => {});
 
   async function loadAlerts() {
@@ -442,6 +467,7 @@ function adminPage() {
     const settings = el("form", { className: "grid-form", "data-testid": `settings-${id}` },
       el("label", {}, "Mode ", modeSelect),
       field("Name", "name", cam.name, { maxlength: "80" }),
+      field("Source", "source", cam.source, { "data-testid": `source-${id}` }),
       field("fps", "fps", cam.fps, { type: "number", min: "0.1", max: "30", step: "0.1" }),
       field("Negative threshold", "negative_threshold", cam.negative_threshold,
             { type: "number", min: "0.05", max: "1", step: "0.05", "data-testid": `negative-threshold-${id}` }),
@@ -457,6 +483,7 @@ function adminPage() {
       event.preventDefault();
       const data = Object.fromEntries(new FormData(settings).entries());
       data.preview = settings.querySelector('input[name="preview"]').checked;
+      if (!data.source) delete data.source;  // a camera that an ingest announced by itself
       try {
         await api("PATCH", `/api/cameras/${encodeURIComponent(id)}`, data);
         say(`Saved ${id}.`, "info");

@@ -125,7 +125,9 @@ def test_unregistered_camera_from_a_standalone_ingest(r, client):
     assert listed["id"] == "door" and listed["registered"] is False
     assert listed["mode"] == "classroom" and listed["faces"] is None
     response = client.patch("/api/cameras/door", json={"mode": "driver"})
-    assert response.status_code == 200 and response.json["registered"] is True
+    assert response.status_code == 200 and response.json["mode"] == "driver"
+    # Still no source: the supervisor does not start a second ingest for it.
+    assert response.json["registered"] is False and not r.hexists(keys.camera("door"), "source")
 
 
 def test_mood(r, client):

@@ -1,0 +1,312 @@
+"""The dashboard in real headless Chromium (Playwright), served by `moodstream dashboard`.
+
+The live-numbers and driver-alert tests run the real pipeline: `moodstream ingest`, `detector`,
+`classifier` and `aggregator` processes on the shared media, with the shipped ONNX model.
+They save docs/screenshots/classroom.png, driver.png and phone.png for the README.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard import cameras, users
+from moodstream import keys
+from tests.conftest import MEDIA, MOODSTREAM, REPO, Services, free_port, service_env, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", "--disable-sync"]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+MODEL = REPO / "models" / "emotion.onnx"
+TOKEN = "browser-test-token-0123456789"
+SECRET = "browser-test-secret"
+ADMIN = ("alice", "alice-password")
+VIEWER = ("victor", "victor-password")
+FACES_RE = re.compile(r"^(\d+) faces?$")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(redis_server, tmp_path_factory):
+    """`moodstream dashboard` on a free port; yields its base URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("dashboard") / "dashboard.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*MOODSTREAM, "dashboard", "--port", str(port)], cwd=REPO, stdout=log,
+            stderr=subprocess.STDOUT,
+            env=service_env(redis_server.url, MOODSTREAM_TOKEN=TOKEN,
+                            MOODSTREAM_SECRET_KEY=SECRET))
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        if proc.poll() is not None:
+            raise AssertionError(f"dashboard exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, timeout=60, what="the dashboard to answer /healthz")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def page(browser, dashboard):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=dashboard)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    yield page
+    context.close()
+    assert not page.errors, f"JavaScript errors: {page.errors}"
+
+
+def log_in(page, name: str, password: str) -> None:
+    page.goto("/login")
+    page.fill('input[name="username"]', name)
+    page.fill('input[name="password"]', password)
+    page.click('[data-testid="login-submit"]')
+    page.wait_for_selector('[data-testid="whoami"]')
+
+
+def expect():
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
+def test_login_and_logout(r, page):
+    users.set_user(r, *ADMIN, "admin")
+    page.goto("/")
+    assert "/login" in page.url
+    page.fill('input[name="username"]', ADMIN[0])
+    page.fill('input[name="password"]', "not-the-password")
+    page.click('[data-testid="login-submit"]')
+    expect()(page.get_by_test_id("flash")).to_contain_text("Wrong user name or password")
+    log_in(page, *ADMIN)
+    expect()(page.get_by_test_id("whoami")).to_contain_text("alice")
+    # The Socket.IO connection is authenticated by the session cookie.
+    expect()(page.get_by_test_id("live-state")).to_have_text("live")
+    page.get_by_test_id("logout").click()
+    page.wait_for_url("**/login")
+    expect()(page.get_by_test_id("flash")).to_contain_text("logged out")
+    page.goto("/system")
+    assert "/login" in page.url
+    assert page.request.get("/api/cameras").status == 401
+
+
+def test_viewer_cannot_add_cameras(r, page):
+    users.set_user(r, *VIEWER, "viewer")
+    log_in(page, *VIEWER)
+    expect()(page.get_by_test_id("nav-admin")).to_have_count(0)
+    page.goto("/admin")
+    expect()(page.get_by_test_id("error")).to_contain_text("admins only")
+    page.goto("/")
+    status = page.evaluate("""async () => {
+        const csrf = document.querySelector('meta[name="csrf-token"]').content;
+        const response = await fetch('/api/cameras', {method: 'POST',
+            headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf},
+            body: JSON.stringify({id: 'sneaky', source: 'rtsp://127.0.0.1/x'})});
+        return response.status;
+    }""")
+    assert status == 403
+    assert not r.exists(keys.camera("sneaky"))
+
+
+def test_admin_adds_edits_and_removes_a_camera(r, page):
+    users.set_user(r, *ADMIN, "admin")
+    log_in(page, *ADMIN)
+    page.get_by_test_id("nav-admin").click()
+    form = page.get_by_test_id("add-camera-form")
+    form.locator('input[name="id"]').fill("lobby")
+    form.locator('input[name="name"]').fill("Lobby")
+    form.locator('input[name="source"]').fill("rtsp://127.0.0.1:8554/lobby")
+    form.locator('select[name="mode"]').select_option("classroom")
+    form.locator('input[name="fps"]').fill("2")
+    page.get_by_test_id("add-camera").click()
+    expect()(page.get_by_test_id("admin-message")).to_have_text("Added camera lobby.")
+    expect()(page.get_by_test_id("admin-camera-lobby")).to_be_visible()
+    stored = cameras.registered(r, "lobby")
+    assert stored["source"] == "rtsp://127.0.0.1:8554/lobby" and stored["fps"] == "2"
+
+    page.get_by_test_id("mode-lobby").select_option("driver")
+    page.get_by_test_id("absent-seconds-lobby").fill("4")
+    page.get_by_test_id("save-lobby").click()
+    expect()(page.get_by_test_id("admin-message")).to_have_text("Saved lobby.")
+    stored = cameras.registered(r, "lobby")
+    assert stored["mode"] == "driver" and stored["absent_seconds"] == "4"
+
+    page.get_by_test_id("nav-cameras").click()
+    expect()(page.get_by_test_id("camera-row-lobby")).to_contain_text("driver")
+    expect()(page.get_by_test_id("panel-id-lobby")).to_have_text("lobby")
+
+    page.get_by_test_id("nav-admin").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("remove-lobby").click()
+    expect()(page.get_by_test_id("admin-message")).to_have_text("Removed lobby.")
+    expect()(page.get_by_test_id("admin-camera-lobby")).to_have_count(0)
+    assert not r.exists(keys.camera("lobby")) and not r.sismember(keys.CAMERAS, "lobby")
+    page.get_by_test_id("nav-cameras").click()
+    expect()(page.get_by_test_id("no-cameras")).to_be_visible()
+    expect()(page.get_by_test_id("camera-row-lobby")).to_have_count(0)
+
+
+# --------------------------------------------------------------------------- real pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline(redis_server, dashboard, tmp_path_factory):
+    """Detector, classifier and aggregator workers, shared by the tests below."""
+    for path in (MEDIA / "fer_woman2.mp4", MEDIA / "mtcnn_no-faces.jpg", MEDIA / "fer_justin.jpg"):
+        if not path.exists():
+            pytest.skip(f"shared test data not found at {path} (needs ../shared beside the repo)")
+    if not MODEL.exists():
+        pytest.skip(f"{MODEL} is missing: train and export it first (moodstream train/export)")
+    services = Services(redis_server.url, tmp_path_factory.mktemp("pipeline"))
+    for name in ("detector", "classifier", "aggregator"):
+        services.start(name)
+    yield services
+    services.stop_all()
+
+
+def clean_client(redis_server):
+    """No FLUSHALL here: the shared workers' consumer groups must survive between tests."""
+    client = redis_server.client()
+    users.set_user(client, *ADMIN, "admin")
+    return client
+
+
+def alive(services: Services) -> None:
+    for proc in services.procs:
+        if proc.poll() is not None and proc.returncode != 0:
+            raise AssertionError(f"{proc.args} exited {proc.returncode}:\n"
+                                 f"{Path(proc.log_path).read_text()[-3000:]}")
+
+
+def faces_count(locator) -> int | None:
+    match = FACES_RE.match(locator.inner_text().strip())
+    return int(match.group(1)) if match else None
+
+
+def test_live_numbers_change(redis_server, pipeline, page):
+    r = clean_client(redis_server)
+    video = MEDIA / "fer_woman2.mp4"
+    cameras.add(r, {"id": "class1", "name": "Class 1", "source": str(video),
+                    "mode": "classroom", "fps": "4"})
+    ingest = pipeline.start("ingest", "--camera", "class1", "--source", str(video), "--loop",
+                            "--fps", "4")
+    log_in(page, *ADMIN)
+    faces = page.get_by_test_id("faces-class1")
+    expect()(faces).to_be_visible()
+    assert FACES_RE.match(faces.inner_text().strip()) or faces.inner_text() == "– faces"
+
+    def face_seen():
+        alive(pipeline)
+        return (faces_count(faces) or 0) >= 1
+
+    wait_for(face_seen, timeout=180, every=1, what="a face in the live panel")
+
+    def bar_counts():
+        return tuple(page.get_by_test_id(f"bar-class1-{e}").get_attribute("data-count")
+                     for e in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+
+    first = bar_counts()
+    assert sum(float(n) for n in first) > 0
+    wait_for(lambda: bar_counts() != first, timeout=60, every=0.5,
+             what="the live distribution to change")
+    expect()(page.get_by_test_id("camera-row-class1")).to_contain_text("connected")
+    fps = page.get_by_test_id("fps-class1").inner_text()
+    assert re.match(r"^\d+\.\d$", fps), fps
+
+    page.goto("/cameras/class1")
+    expect()(page.get_by_test_id("classroom-view")).to_be_visible()
+    expect()(page.get_by_test_id("driver-view")).to_be_hidden()
+    wait_for(lambda: float(page.locator("#bars-1m").get_attribute("data-total") or 0) > 0,
+             timeout=30, what="the 1-minute distribution")
+    assert faces_count(page.get_by_test_id("faces")) >= 1
+    page.wait_for_timeout(3000)  # a few more points on the timeline
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "classroom.png"), full_page=True)
+
+    # Phone-sized screen: one column, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/")
+    expect()(page.get_by_test_id("panel-class1")).to_be_visible()
+    page.wait_for_timeout(1500)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    page.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
+    ingest.terminate()
+    ingest.wait(20)
+    cameras.remove(r, "class1")
+
+
+def test_driver_alert_fires_when_the_face_disappears_and_clears(redis_server, pipeline, page):
+    r = clean_client(redis_server)
+    face, no_face = MEDIA / "fer_justin.jpg", MEDIA / "mtcnn_no-faces.jpg"
+    cameras.add(r, {"id": "car1", "name": "Car 1", "source": str(face), "mode": "driver",
+                    "fps": "3", "absent_seconds": "2", "negative_seconds": "30"})
+    ingest = pipeline.start("ingest", "--camera", "car1", "--source", str(face), "--fps", "3")
+    log_in(page, *ADMIN)
+    page.goto("/cameras/car1")
+    expect()(page.get_by_test_id("driver-view")).to_be_visible()
+    current = page.get_by_test_id("driver-current")
+
+    def driver_seen():
+        alive(pipeline)
+        return (faces_count(page.get_by_test_id("faces")) or 0) >= 1 and current.inner_text() \
+            not in ("–", "no face")
+
+    wait_for(driver_seen, timeout=180, every=1, what="the driver's face and expression")
+    banner = page.get_by_test_id("alert-banner")
+    expect()(banner).to_be_hidden()
+
+    # The driver leaves: the camera now sees an empty scene.
+    ingest.terminate()
+    ingest.wait(20)
+    ingest = pipeline.start("ingest", "--camera", "car1", "--source", str(no_face), "--fps", "3")
+    expect()(banner).to_be_visible(timeout=60000)
+    expect()(page.get_by_test_id("alert-absent")).to_contain_text("Driver out of view")
+    expect()(current).to_have_text("no face")
+    entry = page.locator('[data-testid="alert-log-entry"][data-kind="absent"][data-state="raised"]')
+    expect()(entry.first).to_be_visible(timeout=15000)
+    page.wait_for_timeout(1000)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "driver.png"), full_page=True)
+
+    # The driver is back: the alert clears and the log says so.
+    ingest.terminate()
+    ingest.wait(20)
+    ingest = pipeline.start("ingest", "--camera", "car1", "--source", str(face), "--fps", "3")
+    expect()(banner).to_be_hidden(timeout=60000)
+    cleared = page.locator('[data-testid="alert-log-entry"][data-kind="absent"]'
+                           '[data-state="cleared"]')
+    expect()(cleared.first).to_be_visible(timeout=15000)
+    ingest.terminate()
+    ingest.wait(20)
+    cameras.remove(r, "car1")
