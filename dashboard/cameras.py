@@ -254,7 +254,9 @@ def remove(r, cam: str) -> bool:
     pipe.srem(keys.CAMERAS, cam)
     pipe.sadd(REMOVED, cam)
     pipe.delete(keys.camera(cam), keys.camera_status(cam), keys.mood(cam), preview_key(cam),
-                keys.history(cam), alerts_key(cam))
+                keys.history(cam), alerts_key(cam), keys.buckets(cam),
+                # the aggregator's working state, so that a camera added again starts afresh
+                f"ms:recent:{cam}", f"ms:alertstate:{cam}")
     pipe.publish(CHANGED, cam)
     pipe.execute()
     return True
@@ -294,6 +296,7 @@ def history(r, cam: str, seconds: float = 3600.0) -> list[dict]:
             except ValueError:
                 pass
         points.append(point)
+    points.sort(key=lambda p: p["ts"])  # stream order is write order; plot in capture order
     return points
 
 

@@ -145,3 +145,18 @@ def read_metadata(path) -> dict:
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return dict(sess.get_modelmeta().custom_metadata_map)
+
+
+def main(argv=None):
+    import argparse
+
+    from models.cli import configure_export, run_export
+
+    p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    configure_export(p)
+    return run_export(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

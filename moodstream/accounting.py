@@ -37,24 +37,29 @@ STAGES = {"frames": (keys.FRAMES, keys.DETECTORS), "faces": (keys.FACES, keys.CL
           "labels": (keys.LABELS, keys.AGGREGATORS)}
 
 
-def _counters(r: redis.Redis) -> dict[str, int]:
-    raw = r.hgetall(keys.STATS)
-    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+def _snapshot(r: redis.Redis) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Counters and per-stage (undelivered, unacked) read in one MULTI: a consistent view."""
+    pipe = r.pipeline(transaction=True)
+    pipe.hgetall(keys.STATS)
+    for stream, group in STAGES.values():
+        pipe.eval(UNDELIVERED, 1, stream, group)
+    raw, *queues = pipe.execute(raise_on_error=False)
+    counters = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    waiting = {}
+    for stage, result in zip(STAGES, queues, strict=True):
+        # A stream that does not exist yet has nothing waiting.
+        waiting[stage] = (0, 0) if isinstance(result, Exception) else tuple(map(int, result))
+    return counters, waiting
 
 
-def stage_stats(r: redis.Redis, stage: str, counters: dict[str, int] | None = None) -> dict:
-    counters = _counters(r) if counters is None else counters
-    stream, group = STAGES[stage]
-    try:
-        undelivered, unacked = r.eval(UNDELIVERED, 1, stream, group)
-    except redis.ResponseError:  # stream does not exist yet
-        undelivered, unacked = 0, 0
+def stage_stats(stage: str, counters: dict[str, int], waiting: tuple[int, int]) -> dict:
+    undelivered, unacked = waiting
     c = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith(stage + ":")}
     entered, delivered = c.get("in", 0), c.get("delivered", 0)
     dropped = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("dropped:")}
     dropped["cap"] = max(0, entered - delivered - undelivered)
     return {"in": entered, "processed": c.get("done", 0), "dropped": dropped,
-            "pending": int(undelivered) + int(unacked), "delivered": delivered}
+            "pending": undelivered + unacked, "delivered": delivered}
 
 
 def latency_percentiles(r: redis.Redis) -> dict:
@@ -69,16 +74,16 @@ def latency_percentiles(r: redis.Redis) -> dict:
 
 
 def pipeline_stats(r: redis.Redis) -> dict:
-    counters = _counters(r)
+    counters, waiting = _snapshot(r)
     workers: dict[str, int] = {}
     for info in registry.live_workers(r):
         workers[info["kind"]] = workers.get(info["kind"], 0) + 1
     dead = sum(v for k, v in counters.items() if k.endswith(":dropped:dead"))
     return {
-        "frames": stage_stats(r, "frames", counters),
+        "frames": stage_stats("frames", counters, waiting["frames"]),
         "faces": counters.get("faces:found", 0),
         "labels": counters.get("labels:faces", 0),
-        "stages": {s: stage_stats(r, s, counters) for s in ("faces", "labels")},
+        "stages": {s: stage_stats(s, counters, waiting[s]) for s in ("faces", "labels")},
         "dead_letters": dead,
         "latency_ms": latency_percentiles(r),
         "workers": workers,

@@ -20,6 +20,7 @@ COMMANDS = [
     ("cameras", "ingest.supervisor", "configure", "run",
      "run one ingest per camera registered in Redis (from the dashboard)"),
     ("detector", "workers.detector", "configure", "run", "MTCNN face detector worker"),
+    ("detect", "workers.detect_cli", "configure", "run", "print the faces found in images"),
     ("classifier", "workers.classifier", "configure", "run", "expression classifier worker"),
     ("aggregator", "workers.aggregator", "configure", "run", "per-camera mood aggregates"),
     ("dashboard", "dashboard.service", "configure", "run", "the web dashboard"),

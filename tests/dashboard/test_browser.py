@@ -261,6 +261,18 @@ def test_live_numbers_change(redis_server, pipeline, page):
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     page.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
+
+    # Privacy: no image until an admin turns the preview on; then boxes drawn on live frames.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto("/cameras/class1")
+    expect()(page.get_by_test_id("preview")).to_be_hidden()
+    cameras.update(r, "class1", {"preview": True})
+    expect()(page.get_by_test_id("preview")).to_be_visible()
+    wait_for(lambda: page.evaluate(
+        "document.querySelector('#preview-img').naturalWidth") > 0, timeout=30,
+        what="a preview frame")
+    cameras.update(r, "class1", {"preview": False})
+    expect()(page.get_by_test_id("preview")).to_be_hidden()
     ingest.terminate()
     ingest.wait(20)
     cameras.remove(r, "class1")

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from models.architecture import (  # noqa: E402
+    PAPER_PARAMS,
+    PAPER_TRAINABLE_PARAMS,
+    build_from_config,
+    build_mini_xception,
+    count_params,
+)
+
+
+def test_paper_param_count_exact():
+    model = build_mini_xception()
+    total, trainable = count_params(model)
+    assert total == PAPER_PARAMS == 58_423
+    assert trainable == PAPER_TRAINABLE_PARAMS == 56_951
+    assert model.count_params() == 58_423
+    assert tuple(model.input_shape) == (None, 64, 64, 1)
+    assert tuple(model.output_shape) == (None, 7)
+
+
+def test_paper_layers():
+    model = build_mini_xception()
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("SeparableConv2D") == 8
+    assert kinds.count("Add") == 4
+    assert kinds.count("MaxPooling2D") == 4
+    assert "Dense" not in kinds and "GlobalAveragePooling2D" in kinds
+    base = model.get_layer("base_conv1")
+    assert base.kernel_size == (3, 3) and base.filters == 8 and not base.use_bias
+    assert base.kernel_regularizer is not None
+    assert model.get_layer("block4_res_conv").strides == (2, 2)
+
+
+def test_tiny_forward_pass_is_a_distribution():
+    model = build_mini_xception(input_size=32, base_filters=2, block_filters=(4, 4, 4, 4))
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 1)).astype("float32")
+    p = np.asarray(model(x, training=False))
+    assert p.shape == (3, 7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_width_and_size_are_configurable():
+    wide = build_from_config({"width": 2.0})
+    assert count_params(wide)[0] > 3 * PAPER_PARAMS
+    assert wide.get_layer("block1_sep1").filters == 32
+    small = build_from_config({"input_size": 48})
+    assert tuple(small.input_shape) == (None, 48, 48, 1)
+    assert count_params(small)[0] == PAPER_PARAMS  # GAP: params do not depend on input size
+    custom = build_mini_xception(block_filters=(16, 32, 64, 128, 256))
+    assert custom.get_layer("block5_sep2").filters == 256

@@ -1,0 +1,79 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.evaluate import accuracy, confusion_matrix, evaluate, format_report, row_normalise
+
+from .conftest import REPO_ROOT
+
+CONTRACT_KEYS = ("classes", "input_height", "input_width", "scale", "offset", "recipe",
+                 "params", "privatetest_accuracy", "valtest_accuracy")
+
+
+def test_confusion_matrix_math():
+    y_true = [0, 0, 0, 1, 1, 2, 6]
+    y_pred = [0, 0, 3, 1, 0, 2, 6]
+    cm = confusion_matrix(y_true, y_pred, 7)
+    assert cm.sum() == 7
+    assert cm[0, 0] == 2 and cm[0, 3] == 1 and cm[1, 0] == 1 and cm[1, 1] == 1
+    cmn = row_normalise(cm)
+    np.testing.assert_allclose(cmn[0], [2 / 3, 0, 0, 1 / 3, 0, 0, 0])
+    np.testing.assert_allclose(cmn[1, :2], [0.5, 0.5])
+    assert (cmn[3] == 0).all()  # a class with no samples: zero row, no NaN
+    np.testing.assert_allclose(cmn[[0, 1, 2, 6]].sum(axis=1), 1.0)
+    assert accuracy(y_true, y_pred) == pytest.approx(5 / 7)
+
+
+def test_export_round_trip_metadata(tiny_onnx, tiny_npz):
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    for key in CONTRACT_KEYS:
+        assert key in meta, key
+    assert meta["classes"] == "angry,disgust,fear,happy,sad,surprise,neutral"
+    assert meta["input_height"] == meta["input_width"] == "32"
+    assert float(meta["scale"]) == pytest.approx(1 / 127.5)
+    assert float(meta["offset"]) == -1.0
+    assert json.loads(meta["recipe"])["name"] == "tiny"
+    assert 0.0 <= float(meta["privatetest_accuracy"]) <= 1.0
+    inp = sess.get_inputs()[0]
+    assert inp.shape[1:] == [32, 32, 1] and not isinstance(inp.shape[0], int)
+    for n in (1, 5):
+        p = sess.run(None, {inp.name: np.zeros((n, 32, 32, 1), np.float32)})[0]
+        assert p.shape == (n, 7)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    side = json.loads(tiny_onnx.with_suffix(".json").read_text())
+    assert side["recipe"]["name"] == "tiny" and side["file_bytes"] > 0
+
+
+def test_evaluate_writes_report(tiny_onnx, tiny_npz, tmp_path):
+    rep = evaluate(tiny_onnx, data=tiny_npz, report_dir=tmp_path, batch=8)
+    assert rep["n"] == 35 and rep["split"] == "PrivateTest"
+    assert rep["accuracy"] == pytest.approx(float(rep["metadata"]["privatetest_accuracy"]),
+                                            abs=1e-4)
+    cm = np.asarray(rep["confusion_counts"])
+    assert cm.shape == (7, 7) and cm.sum() == 35
+    assert rep["params"] > 0 and rep["ms_per_face"] > 0
+    assert (tmp_path / "confusion.png").stat().st_size > 0
+    assert json.loads((tmp_path / "report.json").read_text())["n"] == 35
+    assert "accuracy" in format_report(rep)
+
+
+def test_cli_is_light_and_parses():
+    code = (
+        "import argparse, sys\n"
+        "import models.cli as c\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "p = argparse.ArgumentParser(); s = p.add_subparsers(dest='cmd')\n"
+        "c.configure_train(s.add_parser('train')); c.configure_export(s.add_parser('export'))\n"
+        "c.configure_evaluate(s.add_parser('evaluate'))\n"
+        "a = p.parse_args(['evaluate']); assert a.model.endswith('emotion.onnx'), a.model\n"
+        "a = p.parse_args(['train', '--epochs', '3', '--set', 'augment=null', '--no-augment'])\n"
+        "cfg = c.config_from_args(a); assert cfg['epochs'] == 3 and cfg['augment'] is None\n"
+        "import models.evaluate\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

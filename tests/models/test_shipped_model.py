@@ -1,0 +1,50 @@
+"""The contract of the shipped models/emotion.onnx, checked against the real FER-2013 data."""
+
+import numpy as np
+import pytest
+
+from .conftest import SHARED_NPZ, SHIPPED_MODEL
+
+# Measured PrivateTest accuracy of the shipped model is recorded in docs/model.md; the
+# threshold sits just below it so a regression (or a wrong preprocessing) fails loudly.
+MIN_PRIVATETEST_ACCURACY = 0.50
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def session():
+    if not SHIPPED_MODEL.exists():
+        pytest.skip(f"{SHIPPED_MODEL} not built yet")
+    return ort.InferenceSession(str(SHIPPED_MODEL), providers=["CPUExecutionProvider"])
+
+
+def test_shipped_metadata_contract(session):
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["classes"].split(",") == ["angry", "disgust", "fear", "happy", "sad",
+                                          "surprise", "neutral"]
+    h, w = int(meta["input_height"]), int(meta["input_width"])
+    assert h == w == 64
+    assert float(meta["scale"]) == pytest.approx(1 / 127.5)
+    assert float(meta["offset"]) == pytest.approx(-1.0)
+    for key in ("recipe", "params", "privatetest_accuracy", "valtest_accuracy"):
+        assert meta[key]
+    assert int(meta["params"]) == 58_423
+    assert SHIPPED_MODEL.stat().st_size <= 1024 * 1024
+    inp = session.get_inputs()[0]
+    assert inp.type == "tensor(float)" and inp.shape[1:] == [h, w, 1]
+    p = session.run(None, {inp.name: np.zeros((3, h, w, 1), np.float32)})[0]
+    assert p.shape == (3, 7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_shipped_privatetest_accuracy(session):
+    if not SHARED_NPZ.exists():
+        pytest.skip(f"FER-2013 not available at {SHARED_NPZ} (../shared absent)")
+    from models.evaluate import evaluate
+
+    rep = evaluate(SHIPPED_MODEL, data=SHARED_NPZ)
+    assert rep["accuracy"] >= MIN_PRIVATETEST_ACCURACY
+    assert rep["accuracy"] == pytest.approx(
+        float(session.get_modelmeta().custom_metadata_map["privatetest_accuracy"]), abs=5e-4)

@@ -1,0 +1,40 @@
+import csv
+import json
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from models.train import lr_at, merge_config, train  # noqa: E402
+
+from .conftest import TINY_ARCH  # noqa: E402
+
+
+def test_merge_config_and_cosine():
+    cfg = merge_config({"epochs": 10, "augment": {"rotation": 5.0}})
+    assert cfg["augment"]["rotation"] == 5.0 and cfg["augment"]["flip"] == 0.5
+    with pytest.raises(KeyError):
+        merge_config({"nope": 1})
+    assert lr_at(0, cfg) == pytest.approx(cfg["lr"])
+    assert lr_at(10, cfg) == pytest.approx(cfg["min_lr"])
+
+
+@pytest.mark.slow
+def test_train_resume_and_export(tiny_npz, tmp_path):
+    cfg = {"name": "t", "data": str(tiny_npz), "epochs": 1, "batch_size": 16, **TINY_ARCH}
+    r1 = train(cfg, runs_dir=tmp_path, verbose=0)
+    run = tmp_path / "t"
+    for fn in ("best.keras", "last.keras", "log.csv", "config.json", "state.json"):
+        assert (run / fn).exists(), fn
+    assert r1["epochs_run"] == 1 and 0.0 <= r1["test_accuracy"] <= 1.0
+    r2 = train({**cfg, "epochs": 2}, runs_dir=tmp_path, verbose=0)  # resumes at epoch 2
+    assert r2["epochs_run"] == 2
+    with open(run / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+    from models.export import export, read_metadata
+
+    out = tmp_path / "m.onnx"
+    export(run, out, data=tiny_npz)
+    meta = read_metadata(out)
+    assert json.loads(meta["recipe"])["epochs"] == 2
+    assert meta["epochs_run"] == "2"
