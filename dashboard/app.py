@@ -142,7 +142,6 @@ def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         WTF_CSRF_SSL_STRICT=secure,
         MAX_CONTENT_LENGTH=64 * 1024,
-        JSON_SORT_KEYS=False,
     )
     app.extensions["moodstream"] = State(
         redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=token or None,

@@ -42,6 +42,17 @@ end
 return {}
 """
 
+# Acknowledge each entry and count its outcome only if the ack took: when a slow worker and
+# the one that reclaimed its entries both finish, the entry is counted once, not twice.
+ACK_AND_COUNT = """
+for i = 2, #ARGV, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('HINCRBY', KEYS[2], ARGV[i + 1], 1)
+  end
+end
+return 1
+"""
+
 
 @dataclass
 class Output:
@@ -107,6 +118,7 @@ class StreamConsumer:
         self.consumer = consumer or self.heartbeat.worker_id
         self.stop_event = threading.Event()
         self._read = self.redis.register_script(READ_AND_COUNT)
+        self._ack = self.redis.register_script(ACK_AND_COUNT)
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
 
@@ -199,8 +211,7 @@ class StreamConsumer:
 
     def process(self, entries: list) -> None:
         started = time.perf_counter()
-        ids = [eid for eid, _ in entries]
-        good, dead, stale = [], [], 0
+        good, dead, stale = [], [], []
         now = time.time()
         for eid, fields in entries:
             try:
@@ -213,11 +224,11 @@ class StreamConsumer:
                 continue
             ts = getattr(item, "ts", None)
             if self.stale_after_s is not None and ts is not None and now - ts > self.stale_after_s:
-                stale += 1
+                stale.append(eid)
                 continue
             good.append((eid, item))
         batch = self.run_handler(good, dead, dict(entries))
-        self.commit(ids, batch, good=len(good), dead=dead, stale=stale)
+        self.commit(batch, good=[eid for eid, _ in good], dead=dead, stale=stale)
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         self.heartbeat.count(len(entries))
 
@@ -251,7 +262,7 @@ class StreamConsumer:
                 merged.counters[k] = merged.counters.get(k, 0) + v
         return merged
 
-    def commit(self, ids: list, batch: Batch, *, good: int, dead: list, stale: int) -> None:
+    def commit(self, batch: Batch, *, good: list, dead: list, stale: list) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for out in batch.outputs:
             pipe.xadd(out.stream, out.fields, maxlen=out.maxlen, approximate=True)
@@ -263,17 +274,20 @@ class StreamConsumer:
             letter.update({b"_reason": reason, b"_stream": self.stream, b"_id": eid,
                            b"_worker": self.consumer})
             pipe.xadd(keys.DEAD_LETTERS, letter, maxlen=self.dead_letter_maxlen, approximate=True)
-        pipe.xack(self.stream, self.group, *ids)
-        counters = {f"{self.stage}:done": good, f"{self.stage}:dropped:stale": stale,
-                    f"{self.stage}:dropped:dead": len(dead), **batch.counters}
-        for name, value in counters.items():
+        outcomes = [(eid, "done") for eid in good] + [(eid, "dropped:stale") for eid in stale]
+        outcomes += [(eid, "dropped:dead") for eid, _, _ in dead]
+        args = [self.group]
+        for eid, outcome in outcomes:
+            args += [eid, f"{self.stage}:{outcome}"]
+        self._ack(keys=[self.stream, keys.STATS], args=args, client=pipe)
+        for name, value in batch.counters.items():
             if value:
                 pipe.hincrby(keys.STATS, name, value)
         if batch.latencies_ms:
             pipe.lpush(keys.LATENCY, *[f"{ms:.1f}" for ms in batch.latencies_ms])
             pipe.ltrim(keys.LATENCY, 0, 2047)
         pipe.execute()
-        for outcome, value in (("done", good), ("stale", stale), ("dead", len(dead))):
+        for outcome, value in (("done", len(good)), ("stale", len(stale)), ("dead", len(dead))):
             if value:
                 metrics.ENTRIES.labels(self.stage, outcome).inc(value)
 

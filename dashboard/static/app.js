@@ -102,7 +102,7 @@ function renderBars(container, counts, testPrefix) {
 function makeTimeline(canvas, spanS, withShifts) {
   if (!window.Chart || !canvas) return null;
   const datasets = [{ label: "valence", data: [], borderColor: "#3b82f6", borderWidth: 1.5,
-                      pointRadius: 0, tension: 0.2, fill: false }];
+                      pointRadius: 0, cubicInterpolationMode: "monotone", fill: false }];
   if (withShifts) {
     datasets.push({ label: "shift", type: "scatter", data: [], pointStyle: "rectRot",
                     pointRadius: 7, backgroundColor: "#f59e0b", borderColor: "#b45309" });
@@ -238,8 +238,10 @@ function overviewPage() {
   function update(cam) {
     const view = views.get(cam.id) || build(cam);
     view.row.querySelector(".mode").textContent = cam.mode;
-    view.row.querySelector(".status").textContent = statusText(cam);
-    view.row.querySelector(".status").className = `status ${cam.status.state}`;
+    const statusCell = view.row.querySelector(".status");
+    statusCell.textContent = cam.status.state || "unknown";
+    if (cam.status.reason) statusCell.append(" ", el("span", { className: "reason", text: `(${cam.status.reason})` }));
+    statusCell.className = `status ${cam.status.state}`;
     view.row.querySelector(".fps").textContent =
       typeof cam.status.fps === "number" ? cam.status.fps.toFixed(1) : "–";
     view.panel.querySelector(".badge.mode").textContent = cam.mode;
@@ -499,24 +501,44 @@ function adminPage() {
         await refresh();
       } catch (e) { say(`Could not remove ${id}: ${e.message}`, "error"); }
     });
-    const s = cam.status || {};
     return el("article", { className: "admin-camera", "data-testid": `admin-camera-${id}`, "data-camera": id },
       el("header", {},
         el("h2", {}, el("a", { href: `/cameras/${encodeURIComponent(id)}`, text: id })),
         el("code", { className: "source", text: cam.source || "(not registered)" }),
-        el("span", { className: `status ${s.state}`, text: s.reason ? `${s.state} (${s.reason})` : s.state }),
+        el("span", statusSpan(cam)),
         remove),
       settings);
   }
 
-  async function refresh() {
+  function statusSpan(cam) {
+    const s = cam.status || {};
+    return { className: `status ${s.state}`, text: s.reason ? `${s.state} (${s.reason})` : s.state };
+  }
+
+  // Rebuild the cards when cameras come or go; otherwise only refresh their status, so that
+  // a half-edited form is never overwritten.
+  async function refresh(rebuild = true) {
     let cams;
     try { cams = await api("GET", "/api/cameras"); } catch (e) { return; }
-    list.textContent = "";
-    for (const cam of cams) list.append(card(cam));
-    if (!cams.length) list.append(el("p", { className: "empty", text: "No cameras yet." }));
+    const ids = cams.map((c) => c.id).join(",");
+    if (rebuild || ids !== list.dataset.ids) {
+      list.textContent = "";
+      for (const cam of cams) list.append(card(cam));
+      if (!cams.length) list.append(el("p", { className: "empty", text: "No cameras yet." }));
+      list.dataset.ids = ids;
+      return;
+    }
+    for (const cam of cams) {
+      const node = list.querySelector(`[data-camera="${CSS.escape(cam.id)}"] header .status`);
+      if (node) {
+        const st = statusSpan(cam);
+        node.className = st.className;
+        node.textContent = st.text;
+      }
+    }
   }
   refresh();
+  setInterval(() => { if (!document.hidden) refresh(false); }, 3000);
 }
 
 // ---------------------------------------------------------------- system page

@@ -92,3 +92,16 @@ def test_a_dead_workers_pending_entries_are_reclaimed(r, redis_server):
     survivor.run(max_idle_s=1.5)
     frames = pipeline_stats(r)["frames"]
     assert frames["processed"] == 6 and frames["pending"] == 0 and frames["delivered"] == 6
+
+
+def test_a_slow_worker_and_the_one_that_reclaimed_its_entries_count_them_once(r, redis_server):
+    publish(r, 3)
+    slow = consumer(redis_server, consumer="slow")
+    ensure_group(r, keys.FRAMES, keys.DETECTORS)
+    entries = slow._read_new(3)
+    time.sleep(0.2)
+    consumer(redis_server, claim_idle_ms=100).run(max_idle_s=1.0)  # reclaims and finishes
+    slow.process(entries)  # the slow one finishes too, late
+    frames = pipeline_stats(r)["frames"]
+    assert frames["processed"] == 3 and frames["pending"] == 0
+    assert frames["in"] == frames["processed"] + sum(frames["dropped"].values())

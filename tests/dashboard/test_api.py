@@ -232,3 +232,45 @@ def test_pages_render(r, admin_client):
     assert 'data-camera="cam1"' in html and 'data-mode="driver"' in html
     assert admin_client.get("/cameras/nope").status_code == 404
     assert admin_client.get("/cameras/bad%20id").status_code == 404
+
+
+def test_socketio_relays_aggregator_events(r, redis_server):
+    """What the aggregator emits on the Redis message queue reaches logged-in clients."""
+    import threading
+
+    import socketio as socketio_client
+    from flask_socketio import SocketIO
+    from werkzeug.serving import make_server
+
+    from dashboard.app import create_app
+    from tests.conftest import free_port
+    from tests.dashboard.conftest import SECRET, TOKEN
+
+    pytest.importorskip("requests")
+    app, _ = create_app(redis_server.url, TOKEN, SECRET)  # with the Redis message queue
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    received = []
+    try:
+        with socketio_client.SimpleClient() as anonymous:
+            with pytest.raises(socketio_client.exceptions.ConnectionError):
+                anonymous.connect(f"http://127.0.0.1:{port}", transports=["polling"],
+                                  wait_timeout=5)
+        client = socketio_client.SimpleClient()
+        client.connect(f"http://127.0.0.1:{port}", transports=["polling"],
+                       auth={"token": TOKEN}, wait_timeout=5)
+        emitter = SocketIO(message_queue=redis_server.url)  # as the aggregator does it
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not received:
+            emitter.emit("mood", snapshot("cam1"))
+            try:
+                received = client.receive(timeout=1)
+            except socketio_client.exceptions.TimeoutError:
+                pass
+        client.disconnect()
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert received and received[0] == "mood" and received[1]["camera"] == "cam1"

@@ -7,6 +7,7 @@ They save docs/screenshots/classroom.png, driver.png and phone.png for the READM
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import urllib.request
@@ -24,7 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-sync"]
 SCREENSHOTS = REPO / "docs" / "screenshots"
-MODEL = REPO / "models" / "emotion.onnx"
+MODEL = Path(os.environ.get("MOODSTREAM_MODEL_PATH", REPO / "models" / "emotion.onnx"))
 TOKEN = "browser-test-token-0123456789"
 SECRET = "browser-test-secret"
 ADMIN = ("alice", "alice-password")
@@ -322,3 +323,81 @@ def test_driver_alert_fires_when_the_face_disappears_and_clears(redis_server, pi
     ingest.terminate()
     ingest.wait(20)
     cameras.remove(r, "car1")
+
+
+def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
+        redis_server, services, browser, media):
+    """Issue 5's walk-through: `moodstream up`, log in, add a second camera, switch it to driver
+    mode, and watch its out-of-view alert fire and clear, all from the browser."""
+    if not MODEL.exists():
+        pytest.skip(f"{MODEL} is missing: train and export it first (moodstream train/export)")
+    face, no_face = media / "fer_justin.jpg", media / "mtcnn_no-faces.jpg"
+    r = clean_client(redis_server)
+    cameras.remove(r, "car2")
+    port = free_port()
+    services.start("up", "--source", str(media / "fer_woman2.mp4"), "--camera", "first",
+                   "--fps", "2", "--port", str(port),
+                   env={"MOODSTREAM_TOKEN": TOKEN, "MOODSTREAM_SECRET_KEY": SECRET,
+                        "MOODSTREAM_ADMIN_USER": "olivia",
+                        "MOODSTREAM_ADMIN_PASSWORD": "olivia-password"})
+    base = f"http://127.0.0.1:{port}"
+
+    def up_answers():
+        alive(services)
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_for(up_answers, timeout=90, what="`moodstream up` to serve the dashboard")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        log_in(page, "olivia", "olivia-password")
+        expect()(page.get_by_test_id("panel-first")).to_be_visible()
+
+        page.get_by_test_id("nav-admin").click()
+        form = page.get_by_test_id("add-camera-form")
+        form.locator('input[name="id"]').fill("car2")
+        form.locator('input[name="source"]').fill(str(face))
+        form.locator('input[name="fps"]').fill("3")
+        page.get_by_test_id("add-camera").click()
+        expect()(page.get_by_test_id("admin-camera-car2")).to_be_visible()
+        page.get_by_test_id("mode-car2").select_option("driver")
+        page.get_by_test_id("absent-seconds-car2").fill("2")
+        page.get_by_test_id("negative-seconds-car2").fill("60")
+        page.get_by_test_id("save-car2").click()
+        expect()(page.get_by_test_id("admin-message")).to_have_text("Saved car2.")
+
+        page.goto("/cameras/car2")
+        expect()(page.get_by_test_id("driver-view")).to_be_visible()
+        faces, banner = page.get_by_test_id("faces"), page.get_by_test_id("alert-banner")
+        wait_for(lambda: alive(services) or (faces_count(faces) or 0) >= 1, timeout=180,
+                 every=1, what="the supervisor's ingest and the driver's face")
+        expect()(banner).to_be_hidden()
+
+        def set_source(path):
+            page.goto("/admin")
+            page.get_by_test_id("source-car2").fill(str(path))
+            page.get_by_test_id("save-car2").click()
+            expect()(page.get_by_test_id("admin-message")).to_have_text("Saved car2.")
+            page.goto("/cameras/car2")
+
+        set_source(no_face)  # the driver leaves the picture
+        expect()(banner).to_be_visible(timeout=60000)
+        expect()(page.get_by_test_id("alert-absent")).to_be_visible()
+        set_source(face)  # and comes back
+        expect()(banner).to_be_hidden(timeout=60000)
+        expect()(page.locator('[data-testid="alert-log-entry"][data-state="cleared"]')
+                 .first).to_be_visible()
+        expect()(page.locator('[data-testid="alert-log-entry"][data-state="raised"]')
+                 .first).to_be_visible()
+    finally:
+        context.close()
+        cameras.remove(r, "car2")
+        cameras.remove(r, "first")
+    assert not errors, f"JavaScript errors: {errors}"

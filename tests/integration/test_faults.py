@@ -16,6 +16,11 @@ pytestmark = pytest.mark.slow
 FAST_RECLAIM = {"MOODSTREAM_CLAIM_IDLE_MS": "2000", "MOODSTREAM_STALE_AFTER_S": "120"}
 
 
+def workers_ready(r, **kinds):
+    wait_for(lambda: all(pipeline_stats(r)["workers"].get(k, 0) >= n for k, n in kinds.items()),
+             timeout=120, what=f"workers {kinds}")
+
+
 def identity_holds(stage: dict) -> bool:
     return stage["in"] == stage["processed"] + sum(stage["dropped"].values()) + stage["pending"]
 
@@ -29,12 +34,13 @@ def quiet(r) -> dict | None:
 
 
 def test_kill_9_one_of_two_detectors_loses_no_frame(r, services, media):
-    services.start("ingest", "--camera", "cam", "--source", str(media / "fer_woman2.mp4"),
-                   "--fps", "8", "--max-frames", "60")
     victim = services.start("detector", "--batch", "2", env=FAST_RECLAIM)
     services.start("detector", "--batch", "2", env=FAST_RECLAIM)
     services.start("classifier", env=FAST_RECLAIM)
     services.start("aggregator", env=FAST_RECLAIM)
+    workers_ready(r, detector=2, classifier=1, aggregator=1)
+    services.start("ingest", "--camera", "cam", "--source", str(media / "fer_woman2.mp4"),
+                   "--fps", "8", "--max-frames", "60")
     wait_for(lambda: pipeline_stats(r)["frames"]["processed"] >= 10, timeout=120,
              what="10 frames processed")
     victim.send_signal(signal.SIGKILL)
@@ -52,9 +58,10 @@ def test_kill_9_one_of_two_detectors_loses_no_frame(r, services, media):
 
 
 def test_pipeline_resumes_after_a_redis_restart(r, redis_server, services, media):
+    workers = [services.start(kind) for kind in ("detector", "classifier", "aggregator")]
+    workers_ready(r, detector=1, classifier=1, aggregator=1)
     services.start("ingest", "--camera", "cam", "--source", str(media / "fer_woman2.mp4"),
                    "--fps", "5", "--loop")
-    workers = [services.start(kind) for kind in ("detector", "classifier", "aggregator")]
     wait_for(lambda: pipeline_stats(r)["labels"] >= 3, timeout=120, what="labels before")
     redis_server.stop()
     time.sleep(2)
@@ -81,9 +88,10 @@ def test_corrupt_jpeg_and_malformed_entry_become_dead_letters(r, services):
 
 
 def test_sigterm_during_a_batch_loses_nothing(r, services, media):
+    first = services.start("detector", "--batch", "8", env=FAST_RECLAIM)
+    workers_ready(r, detector=1)
     services.start("ingest", "--camera", "cam", "--source", str(media / "fer_woman2.mp4"),
                    "--fps", "10", "--max-frames", "40")
-    first = services.start("detector", "--batch", "8")
     wait_for(lambda: pipeline_stats(r)["frames"]["processed"] >= 8, timeout=120,
              what="a first batch")
     first.send_signal(signal.SIGTERM)

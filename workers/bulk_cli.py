@@ -1,0 +1,293 @@
+"""`moodstream analyze` (enqueue bulk jobs, show progress, write results) and
+`moodstream bulk-worker` (an RQ worker that keeps the models loaded).
+
+Light at import time: TensorFlow and onnxruntime load only inside a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from workers import bulk_jobs
+from workers.bulk_results import Group, label_of, summary, write_outputs
+
+log = logging.getLogger("moodstream.analyze")
+MAX_BARS = 20  # per-file progress bars shown at once; more files share the overall bar
+
+
+def _default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _external_url(args) -> str | None:
+    return (args.redis_url or os.environ.get("REDIS_URL")
+            or os.environ.get("MOODSTREAM_REDIS_URL") or None)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="video files, images, and folders (searched recursively)")
+    parser.add_argument("--out", default="moodstream-results", metavar="DIR",
+                        help="where <name>.csv, <name>.json and <name>.png go (%(default)s)")
+    parser.add_argument("--fps", type=float, default=bulk_jobs.DEFAULT_VIDEO_FPS,
+                        help="video frames analysed per second; 0 = every frame (%(default)s)")
+    parser.add_argument("--chunk-seconds", type=float, default=bulk_jobs.DEFAULT_CHUNK_SECONDS,
+                        help="videos are split into jobs of this many seconds (%(default)s)")
+    parser.add_argument("--workers", type=int, default=_default_workers(),
+                        help="worker processes to start when Redis is embedded (%(default)s)")
+    parser.add_argument("--redis-url", default=None,
+                        help="queue jobs here for external workers (default: $REDIS_URL; "
+                             "when unset, an embedded Redis and local workers are used)")
+    parser.add_argument("--queue", default=bulk_jobs.QUEUE, help="RQ queue (%(default)s)")
+    parser.add_argument("--max-size-mb", type=float, default=bulk_jobs.DEFAULT_MAX_MB,
+                        help="files larger than this are refused (%(default)s)")
+    parser.add_argument("--min-face", type=int, default=None,
+                        help="smallest face in pixels (default: as the live detector)")
+    parser.add_argument("--model", default=None, help="ONNX emotion model (default: shipped)")
+    parser.add_argument("--retries", type=int, default=bulk_jobs.DEFAULT_RETRIES,
+                        help="times a job is retried after a failure or a dead worker")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="give up waiting after this many seconds")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> list:
+    procs = []
+    extra = []
+    if args.model:
+        extra += ["--model", args.model]
+    if args.min_face:
+        extra += ["--min-face", str(args.min_face)]
+    for i in range(n):
+        log_file = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue,
+             "--url", url, *extra],
+            stdout=log_file, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3"))
+        proc.log_path = log_file.name
+        procs.append(proc)
+    return procs
+
+
+def stop_local_workers(procs: list) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Waiter:
+    """Polls the jobs, feeds tqdm bars from job.meta, returns when all have ended."""
+
+    def __init__(self, connection, queue, jobs: list, tasks: list, show: bool,
+                 procs: list | None = None, timeout: float | None = None):
+        self.connection, self.queue, self.jobs, self.tasks = connection, queue, jobs, tasks
+        self.procs, self.timeout, self.show = procs or [], timeout, show
+        self.results: dict[str, dict] = {}
+        self.failures: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}
+
+    def _bars(self):
+        from tqdm import tqdm
+
+        totals: dict[str, int] = {}
+        for task in self.tasks:
+            totals[task.group] = totals.get(task.group, 0) + task.total
+        disable = not self.show
+        overall = tqdm(total=sum(totals.values()), desc="all files", unit="frame",
+                       position=0, disable=disable, dynamic_ncols=True)
+        bars = {}
+        for i, (group, total) in enumerate(list(totals.items())[:MAX_BARS]):
+            bars[group] = tqdm(total=total, desc=group[:30], unit="frame", position=i + 1,
+                               leave=True, disable=disable, dynamic_ncols=True)
+        return overall, bars
+
+    def wait(self) -> None:
+        from rq.job import Job, JobStatus
+        from rq.registry import StartedJobRegistry
+        from rq.worker import Worker
+
+        overall, bars = self._bars()
+        registry = StartedJobRegistry(queue=self.queue)
+        ids = [job.id for job in self.jobs]
+        task_of = {job.id: task for job, task in zip(self.jobs, self.tasks, strict=True)}
+        started = time.monotonic()
+        last_cleanup, warned = 0.0, False
+        try:
+            while len(self.results) + len(self.failures) < len(ids):
+                now = time.monotonic()
+                if now - last_cleanup > 2:  # requeue jobs of dead workers (RQ Retry)
+                    registry.cleanup()
+                    last_cleanup = now
+                done_per_group: dict[str, int] = {}
+                for job_id, job in zip(ids, Job.fetch_many(ids, self.connection), strict=True):
+                    task = task_of[job_id]
+                    if job is None:
+                        self.failures.setdefault(job_id, "the job disappeared from Redis")
+                        continue
+                    status = job.get_status(refresh=False)
+                    self.attempts[job_id] = int(job.meta.get("attempts", 0))
+                    if job_id not in self.results and job_id not in self.failures:
+                        if status == JobStatus.FINISHED:
+                            self.results[job_id] = job.return_value() or {}
+                        elif status in (JobStatus.FAILED, JobStatus.STOPPED,
+                                        JobStatus.CANCELED):
+                            self.failures[job_id] = bulk_jobs.failure_reason(job)
+                    if job_id in self.results or job_id in self.failures:
+                        done = task.total
+                    else:
+                        done = min(int(job.meta.get("done", 0)), task.total)
+                    done_per_group[task.group] = done_per_group.get(task.group, 0) + done
+                for group, bar in bars.items():
+                    bar.n = done_per_group.get(group, 0)
+                    bar.refresh()
+                overall.n = sum(done_per_group.values())
+                overall.refresh()
+                if len(self.results) + len(self.failures) >= len(ids):
+                    break
+                if self.procs and all(p.poll() is not None for p in self.procs):
+                    self._give_up("all local workers exited (logs: "
+                                  f"{', '.join(p.log_path for p in self.procs)})")
+                    break
+                if self.timeout and now - started > self.timeout:
+                    self._give_up(f"not finished after {self.timeout:.0f} s")
+                    break
+                if not self.procs and not warned and now - started > 10 \
+                        and Worker.count(queue=self.queue) == 0:
+                    overall.write(f"waiting for workers on queue {self.queue!r}: start some "
+                                  "with `moodstream bulk-worker`")
+                    warned = True
+                time.sleep(0.3)
+        finally:
+            for bar in bars.values():
+                bar.close()
+            overall.close()
+
+    def _give_up(self, reason: str) -> None:
+        for job in self.jobs:
+            if job.id not in self.results:
+                self.failures.setdefault(job.id, reason)
+
+
+def collect(plan: bulk_jobs.Plan, jobs: list, waiter: Waiter) -> list[Group]:
+    for job, task in zip(jobs, plan.tasks, strict=True):
+        bulk_jobs.merge(plan.groups[task.group], task, waiter.results.get(job.id),
+                        waiter.failures.get(job.id), waiter.attempts.get(job.id, 1))
+    return list(plan.groups.values())
+
+
+def report(groups: list[Group], out: Path, written: dict) -> None:
+    print(f"\n{'output':30} {'kind':7} {'frames':>7} {'faces':>6}  dominant   status")
+    for g in groups:
+        rows = sum(len(r) for r in g.rows.values())
+        counts: dict[str, int] = {}
+        for _, row in g.all_rows():
+            label = label_of(row[6:])
+            counts[label] = counts.get(label, 0) + 1
+        dominant = max(counts, key=counts.get) if counts else "-"
+        status = "ok" if not g.errors else f"{len(g.errors)} error(s)"
+        print(f"{g.name[:30]:30} {g.kind:7} {g.frames:7d} {rows:6d}  {dominant:10} {status}")
+    errors = [e for g in groups for e in g.errors]
+    if errors:
+        print(f"\n{len(errors)} file(s) failed:")
+        for e in errors:
+            print(f"  {e['file']}: {e['error']}")
+    print(f"\nresults in {out}/ ({sum(len(p) for p in written.values())} files)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import redis
+    from rq import Queue
+
+    out = Path(args.out)
+    plan = bulk_jobs.plan(args.paths, fps=args.fps, chunk_seconds=args.chunk_seconds,
+                          max_bytes=args.max_size_mb * 1e6)
+    if plan.ignored:
+        print(f"ignored {len(plan.ignored)} file(s) that are neither images nor videos",
+              file=sys.stderr)
+    options = bulk_jobs.default_options(fps=args.fps, min_face=args.min_face, model=args.model)
+    url = _external_url(args)
+    embedded, procs = None, []
+    log_dir = Path(tempfile.mkdtemp(prefix="moodstream-bulk-"))
+    jobs: list = []
+    waiter = None
+    try:
+        if plan.tasks:
+            if url is None:
+                from moodstream.embedded_redis import EmbeddedRedis
+
+                embedded = EmbeddedRedis()
+                url = embedded.start()
+                n = max(1, min(args.workers, len(plan.tasks)))
+                procs = start_local_workers(url, n, args.queue, args, log_dir)
+                print(f"embedded Redis, {n} local worker(s) loading the models...",
+                      file=sys.stderr)
+            else:
+                print(f"queueing {len(plan.tasks)} job(s) on {args.queue!r} at "
+                      f"{url.split('@')[-1]}", file=sys.stderr)
+            connection = redis.Redis.from_url(url)
+            queue = Queue(args.queue, connection=connection)
+            jobs = bulk_jobs.enqueue(queue, plan.tasks, options, retries=args.retries)
+            waiter = Waiter(connection, queue, jobs, plan.tasks, show=not args.no_progress,
+                            procs=procs, timeout=args.timeout)
+            waiter.wait()
+    finally:
+        stop_local_workers(procs)
+        if embedded is not None:
+            embedded.stop()
+    groups = collect(plan, jobs, waiter) if waiter else list(plan.groups.values())
+    written = {}
+    for group in groups:
+        if group.frames or not group.errors:
+            written[group.name] = write_outputs(out, group)
+        else:  # nothing analysed: only the JSON with the reason
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{group.name}.json"
+            path.write_text(json.dumps(summary(group), indent=1))
+            written[group.name] = {"json": path}
+    report(groups, out, written)
+    return 1 if any(g.errors for g in groups) else 0
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def configure_worker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue", default=bulk_jobs.QUEUE, help="RQ queue (%(default)s)")
+    parser.add_argument("--url", default=None, help="Redis URL (default: REDIS_URL)")
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--name", default=None, help="worker name (default: random)")
+    parser.add_argument("--model", default=None, help="ONNX model to preload")
+    parser.add_argument("--min-face", type=int, default=None, help="detector size to preload")
+    parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import redis
+    from rq import Queue
+
+    from moodstream.config import get_settings
+
+    url = args.url or get_settings().redis_url
+    connection = redis.Redis.from_url(url)
+    worker = bulk_jobs.BulkWorker([Queue(args.queue, connection=connection)],
+                                  connection=connection, name=args.name)
+    worker.preload_options = bulk_jobs.default_options(model=args.model,
+                                                       min_face=args.min_face)
+    worker.work(burst=args.burst, max_jobs=args.max_jobs,
+                logging_level=logging.getLevelName(logging.getLogger().level))
+    return 0

@@ -1,0 +1,350 @@
+"""MTCNN on onnxruntime and numpy: the mtcnn package's cascade without TensorFlow.
+
+The networks are the package's own weights converted by models/mtcnn_to_onnx.py. The cascade
+follows mtcnn 1.0's stages step for step (pyramid, P-Net proposals with box regression, its
+NMS variant, squaring, R-Net, O-Net with landmarks), so that the boxes match the package's.
+What is different is how the work is batched:
+
+- P-Net: every pyramid level of every image of a batch is packed into one canvas (a mosaic),
+  and P-Net runs once on it (``pnet_batching="mosaic"``); or once per distinct level shape,
+  with the same level of same-sized frames stacked (``"levels"``). Levels sit at even offsets
+  with a gap, so each output cell sees exactly the pixels it would see on its own level.
+- R-Net and O-Net: the candidates of all images of a batch go through one call each.
+- Patches are cut with one cv2.remap per image, at the sampling points of TensorFlow's
+  crop_and_resize (which the package uses), instead of one crop per box.
+
+Settings per image (``min_face``, ``scale_factor``) are per-camera settings: each image gets
+its own pyramid, and the batch still shares the network calls.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from workers.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mtcnn"
+CELL, STRIDE = 12, 2
+GAP = 2            # pixels between pyramid levels in the mosaic (even, >= 2)
+EXTRAPOLATE = 127.5  # raw pixel value outside the image (0 after normalisation)
+MAX_REMAP_ROWS = 32000  # cv2.remap maps must stay below SHRT_MAX rows
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------- the package's box arithmetic
+
+
+def scale_pyramid(width: int, height: int, min_face: float, factor: float) -> list[float]:
+    """mtcnn 1.0's build_scale_pyramid, keeping only levels at least 12 px high and wide
+    (the fix workers/detectors/mtcnn_tf.py applies to the package)."""
+    min_dim = min(width, height)
+    if min_dim < CELL:
+        return []
+    count = round(-((np.log(min_dim / CELL) / np.log(factor)) + 1))
+    scales = (CELL / min_face) * factor ** np.arange(max(count, 0))
+    return [float(s) for s in scales if min_dim * s >= CELL]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """IoU ("union") or intersection over the smaller area ("min") of x1,y1,x2,y2 boxes."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(w, 0) * np.maximum(h, 0)
+    if method == "min":
+        denom = np.minimum(area_a[:, None], area_b[None, :])
+    else:
+        denom = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / denom
+
+
+def nms(boxes: np.ndarray, threshold: float, method: str = "union",
+        block: int = 512) -> np.ndarray:
+    """Indices kept by mtcnn 1.0's NMS for boxes sorted best first: a box is dropped when any
+    better box (kept or not) overlaps it by more than `threshold`. Blocked to bound memory."""
+    n = len(boxes)
+    if n <= 1:
+        return np.arange(n)
+    keep = np.ones(n, bool)
+    for start in range(1, n, block):
+        stop = min(start + block, n)
+        overlap = iou_matrix(boxes[:stop], boxes[start:stop], method)  # (stop, stop-start)
+        rows = np.arange(stop)[:, None]
+        cols = np.arange(start, stop)[None, :]
+        keep[start:stop] = ~((overlap > threshold) & (rows < cols)).any(axis=0)
+    return np.flatnonzero(keep)
+
+
+def sort_best_first(boxes: np.ndarray, scores: np.ndarray, *extra):
+    order = np.argsort(scores)[::-1]
+    return (boxes[order], scores[order], *(e[order] for e in extra))
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """mtcnn 1.0's resize_to_square: grow the short side around the centre."""
+    out = boxes.copy()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """mtcnn 1.0's adjust_bboxes (its sizes are x2 - x1 + 1)."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes + offsets * np.stack([w, h, w, h], axis=1)
+
+
+def patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3) float32 patches at the sampling points of tf.image.crop_and_resize
+    with boxes normalised by the image size, as mtcnn 1.0 cuts them: bilinear inside the
+    image, EXTRAPOLATE for points outside it. One cv2.remap per chunk of boxes.
+    `image` is float32 BGR (cv2.remap is accurate to 1/32 px)."""
+    h, w = image.shape[:2]
+    steps = np.arange(size, dtype=np.float64) / (size - 1)
+    # crop_and_resize: in = y1n * (H - 1) + i * (y2n - y1n) * (H - 1) / (size - 1)
+    ys = (boxes[:, 1:2] + steps * (boxes[:, 3:4] - boxes[:, 1:2])) * ((h - 1) / h)
+    xs = (boxes[:, 0:1] + steps * (boxes[:, 2:3] - boxes[:, 0:1])) * ((w - 1) / w)
+    ys[(ys < 0) | (ys > h - 1)] = -2.0  # outside: all border value, as crop_and_resize does
+    xs[(xs < 0) | (xs > w - 1)] = -2.0
+    n = len(boxes)
+    map_y = np.broadcast_to(ys[:, :, None], (n, size, size)).astype(np.float32)
+    map_x = np.broadcast_to(xs[:, None, :], (n, size, size)).astype(np.float32)
+    out = np.empty((n, size, size, 3), np.float32)
+    chunk = max(1, MAX_REMAP_ROWS // size)
+    for i in range(0, n, chunk):
+        j = min(i + chunk, n)
+        sampled = cv2.remap(image, map_x[i:j].reshape(-1, size), map_y[i:j].reshape(-1, size),
+                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=(EXTRAPOLATE,) * 3)
+        out[i:j] = sampled.reshape(j - i, size, size, 3)
+    return out
+
+
+# ---------------------------------------------------------------- P-Net batching
+
+
+def pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int]:
+    """Shelf-pack (h, w) rectangles at even offsets with GAP pixels around each.
+    Returns their (y, x) positions and the canvas (height, width)."""
+    padded = [(h + GAP + (h % 2), w + GAP + (w % 2)) for h, w in sizes]
+    area = sum(h * w for h, w in padded)
+    width = max(max(w for _, w in padded), int(math.sqrt(area * 1.15)) // 2 * 2)
+    order = sorted(range(len(sizes)), key=lambda i: -padded[i][0])
+    shelves: list[list[int]] = []  # [y, height, used width]
+    positions: list[tuple[int, int]] = [(0, 0)] * len(sizes)
+    top = 0
+    for i in order:
+        h, w = padded[i]
+        for shelf in shelves:  # first shelf with room
+            if shelf[2] + w <= width and h <= shelf[1]:
+                positions[i] = (shelf[0], shelf[2])
+                shelf[2] += w
+                break
+        else:
+            shelves.append([top, h, w])
+            positions[i] = (top, 0)
+            top += h
+    return positions, top, width
+
+
+def pnet_cells(w: int) -> int:
+    """Output cells of P-Net along a side of w pixels (conv 3, max pool 2 'same', conv 3,
+    conv 3), as the package's per-level call produces them."""
+    return max(math.ceil((w - 2) / 2) - 4, 0)
+
+
+class MtcnnOnnx(Detector):
+    """The MTCNN cascade on onnxruntime; see the module docstring."""
+
+    name = "mtcnn-onnx"
+
+    def __init__(self, min_face: float = 20, scale_factor: float = 0.709,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+                 min_confidence: float = 0.0, threads: int = 1, model_dir: Path | str | None = None,
+                 pnet_batching: str = "mosaic", max_candidates: int = 4000, **_ignored):
+        if pnet_batching not in ("mosaic", "levels"):
+            raise ValueError(f"pnet_batching must be 'mosaic' or 'levels', not {pnet_batching!r}")
+        model_dir = Path(model_dir) if model_dir else MODEL_DIR
+        missing = [n for n in ("pnet", "rnet", "onet") if not (model_dir / f"{n}.onnx").exists()]
+        if missing:
+            raise FileNotFoundError(f"MTCNN ONNX files {missing} not in {model_dir} "
+                                    "(run python -m models.mtcnn_to_onnx)")
+        self.pnet = session(model_dir / "pnet.onnx", threads)
+        self.rnet = session(model_dir / "rnet.onnx", threads)
+        self.onet = session(model_dir / "onet.onnx", threads)
+        self.min_face, self.scale_factor = float(min_face), float(scale_factor)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.min_confidence = float(min_confidence)
+        self.pnet_batching, self.max_candidates = pnet_batching, int(max_candidates)
+        self.nms_pnet_level, self.nms_pnet, self.nms_rnet, self.nms_onet = 0.5, 0.7, 0.7, 0.7
+        self.calls = {"pnet": 0, "rnet": 0, "onet": 0}  # network calls, for tests and benches
+
+    def describe(self) -> str:
+        return (f"mtcnn-onnx (min_face={self.min_face:g}, scale_factor={self.scale_factor:g}, "
+                f"P-Net {self.pnet_batching})")
+
+    # ------------------------------------------------------------ the cascade
+
+    def detect(self, images: list[np.ndarray], min_face=None,
+               scale_factor=None) -> list[list[DetectedFace]]:
+        if not images:
+            return []
+        # float32 from here on: cv2's INTER_AREA on float matches TensorFlow's area resize
+        # (the package's) to 3e-5; on uint8 it rounds, and P-Net's scores move by up to 0.03
+        images = [as_bgr(img).astype(np.float32) for img in images]
+        faces = per_image(min_face, len(images), self.min_face)
+        factors = per_image(scale_factor, len(images), self.scale_factor)
+        if any(not 0 < f < 1 for f in factors):
+            raise ValueError("scale_factor must be between 0 and 1")
+        levels = [(i, s) for i, img in enumerate(images)
+                  for s in scale_pyramid(img.shape[1], img.shape[0], float(faces[i]),
+                                         float(factors[i]))]
+        proposals = self._stage_pnet(images, levels)
+        refined = self._stage_rnet(images, proposals)
+        return self._stage_onet(images, refined)
+
+    def _stage_pnet(self, images, levels) -> list[np.ndarray]:
+        """Per image: squared proposal boxes (N, 4) x1, y1, x2, y2."""
+        per_level = self._run_pnet(images, levels)
+        t = self.thresholds[0]
+        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in images]
+        for (i, scale), (prob, reg) in zip(levels, per_level, strict=True):
+            ys, xs = np.nonzero(prob > t)
+            if not len(ys):
+                continue
+            # mtcnn 1.0's generate_bounding_box: the window of cell (y, x) runs from
+            # stride * (y, x) + 1 to stride * (y, x) + 12, and is 11 px for the regression
+            d = reg[:, ys, xs].T.astype(np.float64) * (CELL - 1)
+            x0, y0 = xs * STRIDE + 1, ys * STRIDE + 1
+            x1, y1 = xs * STRIDE + CELL, ys * STRIDE + CELL
+            boxes = np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 2], y1 + d[:, 3]],
+                             axis=1) / scale
+            boxes, scores = sort_best_first(boxes, prob[ys, xs].astype(np.float64))
+            keep = nms(boxes, self.nms_pnet_level)
+            found[i].append((boxes[keep], scores[keep]))
+        result = []
+        for parts in found:
+            if not parts:
+                result.append(np.empty((0, 4)))
+                continue
+            boxes, scores = sort_best_first(np.concatenate([b for b, _ in parts]),
+                                            np.concatenate([s for _, s in parts]))
+            boxes = boxes[:self.max_candidates]
+            result.append(square(boxes[nms(boxes, self.nms_pnet)]))
+        return result
+
+    def _run_pnet(self, images, levels) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per level: P-Net's face probability (h, w) and regression (4, h, w)."""
+        if not levels:
+            return []
+        sizes = [(int(images[i].shape[0] * s), int(images[i].shape[1] * s)) for i, s in levels]
+        resized = [cv2.resize(images[i], (w, h), interpolation=cv2.INTER_AREA)
+                   for (i, _), (h, w) in zip(levels, sizes, strict=True)]
+        out: list = [None] * len(levels)
+        if self.pnet_batching == "mosaic":
+            positions, height, width = pack(sizes)
+            canvas = np.zeros((1, height, width, 3), np.float32)
+            for (y, x), (h, w), img in zip(positions, sizes, resized, strict=True):
+                canvas[0, y:y + h, x:x + w] = img
+            reg, prob = self._pnet(canvas)
+            for k, ((y, x), (h, w)) in enumerate(zip(positions, sizes, strict=True)):
+                cy, cx, ch, cw = y // 2, x // 2, pnet_cells(h), pnet_cells(w)
+                out[k] = (prob[0, 1, cy:cy + ch, cx:cx + cw], reg[0, :, cy:cy + ch, cx:cx + cw])
+            return out
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, size in enumerate(sizes):
+            groups.setdefault(size, []).append(k)
+        for members in groups.values():
+            reg, prob = self._pnet(np.stack([resized[k] for k in members]))
+            for row, k in enumerate(members):
+                out[k] = (prob[row, 1], reg[row])
+        return out
+
+    def _pnet(self, batch: np.ndarray):
+        self.calls["pnet"] += 1
+        reg, prob = self.pnet.run(["reg", "prob"], {"input": batch})
+        return reg, prob
+
+    def _cut(self, images, boxes_per_image, size) -> np.ndarray:
+        parts = [patches(img, boxes, size)
+                 for img, boxes in zip(images, boxes_per_image, strict=True) if len(boxes)]
+        return np.concatenate(parts) if parts else np.empty((0, size, size, 3), np.float32)
+
+    def _stage_rnet(self, images, proposals) -> list[np.ndarray]:
+        counts = [len(b) for b in proposals]
+        if not sum(counts):
+            return proposals
+        self.calls["rnet"] += 1
+        reg, prob = self.rnet.run(["reg", "prob"], {"input": self._cut(images, proposals, 24)})
+        result, start = [], 0
+        for boxes, n in zip(proposals, counts, strict=True):
+            scores, offsets = prob[start:start + n, 1].astype(np.float64), reg[start:start + n]
+            start += n
+            boxes = regress(boxes, offsets)
+            picked = scores > self.thresholds[1]
+            boxes, scores = sort_best_first(boxes[picked], scores[picked])
+            result.append(square(boxes[nms(boxes, self.nms_rnet)]))
+        return result
+
+    def _stage_onet(self, images, refined) -> list[list[DetectedFace]]:
+        counts = [len(b) for b in refined]
+        if not sum(counts):
+            return [[] for _ in images]
+        self.calls["onet"] += 1
+        reg, marks, prob = self.onet.run(["reg", "landmarks", "prob"],
+                                         {"input": self._cut(images, refined, 48)})
+        result, start = [], 0
+        for img, boxes, n in zip(images, refined, counts, strict=True):
+            sl = slice(start, start + n)
+            start += n
+            if not n:
+                result.append([])
+                continue
+            scores = prob[sl, 1].astype(np.float64)
+            w = boxes[:, 2:3] - boxes[:, 0:1] + 1
+            h = boxes[:, 3:4] - boxes[:, 1:2] + 1
+            points = np.concatenate([w * marks[sl, 0:5] + boxes[:, 0:1] - 1,
+                                     h * marks[sl, 5:10] + boxes[:, 1:2] - 1], axis=1)
+            boxes = regress(boxes, reg[sl])
+            picked = scores > self.thresholds[2]
+            boxes, scores, points = sort_best_first(boxes[picked], scores[picked], points[picked])
+            keep = nms(boxes, self.nms_onet, method="min")
+            result.append(self._faces(img, boxes[keep], scores[keep], points[keep]))
+        return result
+
+    def _faces(self, image, boxes, scores, points) -> list[DetectedFace]:
+        """Clip to the image like the package (landmarks unclipped), round like its to_json."""
+        h, w = image.shape[:2]
+        boxes = boxes.copy()
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 1)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h - 1)
+        faces = []
+        for box, score, pts in zip(boxes, scores, points, strict=True):
+            if score < self.min_confidence:
+                continue
+            x, y = np.round(box[0]), np.round(box[1])
+            bw, bh = np.round(box[2] - box[0]), np.round(box[3] - box[1])
+            marks = {name: (float(pts[k]), float(pts[k + 5])) for k, name in enumerate(LANDMARKS)}
+            faces.append(DetectedFace((int(x), int(y), int(bw), int(bh)), float(score), marks))
+        return faces
