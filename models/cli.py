@@ -29,7 +29,7 @@ def configure_train(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--schedule", choices=["cosine", "plateau", "constant"])
+    parser.add_argument("--schedule", choices=["cosine", "cosine_time", "plateau", "constant"])
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--width", type=float, help="filter-count multiplier (1.0 = paper)")
     parser.add_argument("--input-size", type=int, help="square input side (64 = paper)")

@@ -39,7 +39,9 @@ DEFAULT_CONFIG: dict = {
     "epochs": 60,
     "batch_size": 64,
     "lr": 1e-3,
-    "schedule": "cosine",  # cosine | plateau | constant
+    # cosine | cosine_time | plateau | constant. cosine_time anneals over the wall-clock budget
+    # max_train_seconds instead of over epochs (finishes on time on a shared, noisy CPU).
+    "schedule": "cosine",
     "warmup_epochs": 0,
     "min_lr": 1e-5,
     "plateau_patience": 8,
@@ -80,15 +82,20 @@ def merge_config(overrides: dict | None) -> dict:
     return cfg
 
 
-def lr_at(epoch: int, cfg: dict) -> float:
-    """Learning rate for a 0-based epoch under the cosine/constant schedules."""
+def lr_at(epoch: int, cfg: dict, elapsed: float = 0.0) -> float:
+    """Learning rate for a 0-based epoch (cosine / cosine_time / constant schedules).
+
+    ``elapsed``: training seconds before this epoch (used by cosine_time)."""
     base, warm, total = cfg["lr"], cfg["warmup_epochs"], max(1, cfg["epochs"])
     if warm and epoch < warm:
         return base * (epoch + 1) / warm
     if cfg["schedule"] == "cosine":
         t = (epoch - warm) / max(1, total - warm)
-        return cfg["min_lr"] + 0.5 * (base - cfg["min_lr"]) * (1 + math.cos(math.pi * t))
-    return base
+    elif cfg["schedule"] == "cosine_time" and cfg["max_train_seconds"]:
+        t = min(1.0, elapsed / cfg["max_train_seconds"])
+    else:
+        return base
+    return cfg["min_lr"] + 0.5 * (base - cfg["min_lr"]) * (1 + math.cos(math.pi * t))
 
 
 def _eval_batch(n: int, target: int = 128) -> int:
@@ -202,7 +209,8 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
             if pat and self.stale >= pat:
                 self.model.stop_training = True
             lim = cfg["max_train_seconds"]
-            if lim and state["train_seconds"] >= lim:
+            # stop when the next epoch (estimated as long as this one) would pass the budget
+            if lim and state["train_seconds"] + 0.9 * dt >= lim:
                 print(f"time limit {lim}s reached after epoch {epoch}", flush=True)
                 self.model.stop_training = True
 
@@ -212,7 +220,8 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
             monitor="val_accuracy", mode="max", factor=cfg["plateau_factor"],
             patience=cfg["plateau_patience"], min_lr=cfg["min_lr"], verbose=1))
     else:
-        callbacks.insert(0, keras.callbacks.LearningRateScheduler(lambda e: lr_at(e, cfg)))
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(
+            lambda e: lr_at(e, cfg, state["train_seconds"])))
     callbacks.append(keras.callbacks.CSVLogger(str(log_path), append=resuming))
 
     start = state["epoch"] + 1

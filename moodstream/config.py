@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     labels_maxlen: int = 20000
     dead_letter_maxlen: int = 1000
     # Live path: a frame older than this is dropped instead of processed late.
-    stale_after_s: float = 10.0
+    stale_after_s: float = 5.0
     # A pending entry idle this long belongs to a dead worker and is reclaimed.
     claim_idle_ms: int = 15000
     heartbeat_ttl_s: int = 15

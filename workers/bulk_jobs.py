@@ -28,7 +28,7 @@ from workers.bulk_results import Group, unique_name
 
 log = logging.getLogger("moodstream.bulk")
 
-QUEUE = "moodstream-bulk"
+QUEUE = "moodstream-bulk"  # MOODSTREAM_BULK_QUEUE overrides it for the dashboard page
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts", ".mts"}

@@ -68,7 +68,8 @@ def _state():
 def _queue():
     from rq import Queue
 
-    return Queue(bulk_jobs.QUEUE, connection=_state().redis_bytes)
+    return Queue(os.environ.get("MOODSTREAM_BULK_QUEUE", bulk_jobs.QUEUE),
+                 connection=_state().redis_bytes)
 
 
 @bp.record_once

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         decode=Face.decode,
         handle=lambda items: label_faces(model, [f for _, f in items], settings.labels_maxlen),
         redis_url=settings.redis_url, count=args.batch, gather_ms=args.wait_ms,
-        stale_after_s=settings.stale_after_s, claim_idle_ms=settings.claim_idle_ms,
+        # Staleness is judged once, at the detector: a face it already found gets its label.
+        stale_after_s=None, claim_idle_ms=settings.claim_idle_ms,
         dead_letter_maxlen=settings.dead_letter_maxlen, heartbeat_ttl_s=settings.heartbeat_ttl_s)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)

@@ -336,7 +336,7 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
     cameras.remove(r, "car2")
     port = free_port()
     services.start("up", "--source", str(media / "fer_woman2.mp4"), "--camera", "first",
-                   "--fps", "2", "--port", str(port),
+                   "--fps", "1", "--port", str(port),
                    env={"MOODSTREAM_TOKEN": TOKEN, "MOODSTREAM_SECRET_KEY": SECRET,
                         "MOODSTREAM_ADMIN_USER": "olivia",
                         "MOODSTREAM_ADMIN_PASSWORD": "olivia-password"})
@@ -364,7 +364,7 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
         form = page.get_by_test_id("add-camera-form")
         form.locator('input[name="id"]').fill("car2")
         form.locator('input[name="source"]').fill(str(face))
-        form.locator('input[name="fps"]').fill("3")
+        form.locator('input[name="fps"]').fill("2")
         page.get_by_test_id("add-camera").click()
         expect()(page.get_by_test_id("admin-camera-car2")).to_be_visible()
         page.get_by_test_id("mode-car2").select_option("driver")
@@ -376,8 +376,15 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
         page.goto("/cameras/car2")
         expect()(page.get_by_test_id("driver-view")).to_be_visible()
         faces, banner = page.get_by_test_id("faces"), page.get_by_test_id("alert-banner")
-        wait_for(lambda: alive(services) or (faces_count(faces) or 0) >= 1, timeout=180,
-                 every=1, what="the supervisor's ingest and the driver's face")
+        def driver_seen():
+            alive(services)
+            print("DEBUG", faces.inner_text(), r.get(keys.mood("car2"))[:200] if r.get(keys.mood("car2")) else None, flush=True)
+            from moodstream.accounting import pipeline_stats
+            print("DEBUG", pipeline_stats(r)["frames"], flush=True)
+            return (faces_count(faces) or 0) >= 1
+
+        wait_for(driver_seen, timeout=180, every=5,
+                 what="the supervisor's ingest and the driver's face")
         expect()(banner).to_be_hidden()
 
         def set_source(path):

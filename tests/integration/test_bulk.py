@@ -218,6 +218,7 @@ def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, 
 
     monkeypatch.setenv("MOODSTREAM_BULK_DIR", str(tmp_path / "bulk"))
     monkeypatch.setenv("MOODSTREAM_BULK_MAX_UPLOAD_MB", "0.5")
+    monkeypatch.setenv("MOODSTREAM_BULK_QUEUE", QUEUE)
     app, _ = create_app(bulk["url"], TOKEN, SECRET, message_queue=False)
     app.config["TESTING"] = True
     app.register_blueprint(bp)
