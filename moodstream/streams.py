@@ -222,7 +222,8 @@ class StreamConsumer:
             except Exception as error:  # a decoder bug must not kill the worker either
                 dead.append((eid, fields, f"{type(error).__name__}: {error}"))
                 continue
-            ts = getattr(item, "ts", None)
+            # The detector decodes to (Frame, image); every other item carries ts itself.
+            ts = getattr(item[0] if isinstance(item, tuple) else item, "ts", None)
             if self.stale_after_s is not None and ts is not None and now - ts > self.stale_after_s:
                 stale.append(eid)
                 continue

@@ -105,3 +105,16 @@ def test_a_slow_worker_and_the_one_that_reclaimed_its_entries_count_them_once(r,
     frames = pipeline_stats(r)["frames"]
     assert frames["processed"] == 3 and frames["pending"] == 0
     assert frames["in"] == frames["processed"] + sum(frames["dropped"].values())
+
+
+def test_staleness_also_applies_to_items_decoded_as_tuples(r, redis_server):
+    publish(r, 2, ts=time.time() - 60)
+
+    def decode_pair(fields):
+        frame = Frame.decode(fields)
+        return frame, b"image"
+
+    c = consumer(redis_server, handle=lambda items: Batch(), stale_after_s=5)
+    c.decode = decode_pair
+    c.run(max_idle_s=0.3)
+    assert pipeline_stats(r)["frames"]["dropped"]["stale"] == 2
