@@ -146,7 +146,7 @@ def plot_curves(log: dict[str, list[float]], path) -> None:
 
 
 def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_csv=None,
-             threads: int = 2, batch: int = 32) -> dict:
+             threads: int = 2, batch: int = 32, timing: bool = True) -> dict:
     """Evaluate ``model_path`` on a FER-2013 split (default PrivateTest); return a report dict."""
     from models.data import load_split
 
@@ -176,7 +176,7 @@ def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_cs
         "confusion_row_normalised": np.round(cmn, 4).tolist(),
         "params": info["params"],
         "file_bytes": info["file_bytes"],
-        "ms_per_face": time_per_face(sess, xf, batch),
+        "ms_per_face": time_per_face(sess, xf, batch) if timing else float("nan"),
         "ms_per_face_batch": batch,
         "threads": threads,
         "full_pass_seconds": pass_s,

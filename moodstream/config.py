@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: int = 15
     model_path: Path = DEFAULT_MODEL
     detector_min_face: int = 40
+    # Face detector: mtcnn-onnx (MTCNN on onnxruntime, no TensorFlow), mtcnn (the mtcnn
+    # package on TensorFlow) or haar; and the MTCNN image pyramid factor.
+    detector: str = "mtcnn-onnx"
+    detector_scale_factor: float = 0.709
     classifier_batch: int = 32
     classifier_wait_ms: int = 5
     token: str | None = None

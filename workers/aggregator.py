@@ -126,11 +126,14 @@ class Snapshotter:
         windows = {name: mood.window_stats(buckets, now, s) for name, s in mood.WINDOWS.items()}
         recent = mood.Recent([json.loads(x) for x in self.redis.lrange(recent_key(cam), 0, -1)])
         latest = recent.latest_frame()
-        faces = latest[1] if latest and now - latest[0] < 5 else 0
+        # Faces present = the newest frame's faces, unless the camera has gone quiet.
+        fresh = latest is not None and now - latest[0] < 15
+        faces = latest[1] if fresh else 0
         snap = {"camera": cam, "ts": round(now, 3), "mode": mode, "name": settings.get("name", cam),
                 "faces": faces, "counts": windows["10s"]["counts"],
                 "dominant": windows["10s"]["dominant"], "valence": windows["10s"]["valence"],
-                "windows": windows, "current": mood.smoothed_expression(recent, now),
+                "windows": windows,
+                "current": mood.smoothed_expression(recent, latest[0]) if fresh else None,
                 "alerts": [], "shift": None}
         history = self.valence_history.setdefault(cam, [])
         if windows["10s"]["frames"]:

@@ -1,4 +1,8 @@
-"""`moodstream detector`: MTCNN on frames from the frames stream, one faces entry per face."""
+"""`moodstream detector`: face detection on frames from the frames stream, one faces entry per
+face. The detector is pluggable (workers/detectors): MTCNN on onnxruntime by default, without
+TensorFlow; `--detector mtcnn` runs the mtcnn package (TensorFlow), `--detector haar` OpenCV's
+Haar cascade. A camera's hash (keys.camera) may carry `min_face` and `scale_factor` fields:
+they override the worker's settings for that camera's frames."""
 
 from __future__ import annotations
 
@@ -21,11 +25,19 @@ PREVIEW_TTL_S = 5
 
 def configure(parser: argparse.ArgumentParser) -> None:
     s = get_settings()
-    parser.add_argument("--batch", type=int, default=4, help="frames per MTCNN call")
+    parser.add_argument("--batch", type=int, default=4, help="frames per detector call")
+    parser.add_argument("--detector", default=s.detector,
+                        help="mtcnn-onnx (default), mtcnn (the package, TensorFlow) or haar "
+                             "(env MOODSTREAM_DETECTOR)")
     parser.add_argument("--min-face", type=int, default=s.detector_min_face,
-                        help="smallest face in pixels (larger is faster)")
+                        help="smallest face in pixels (larger is faster); a camera's "
+                             "min_face field overrides it")
+    parser.add_argument("--scale-factor", type=float, default=s.detector_scale_factor,
+                        help="MTCNN pyramid factor (0..1, smaller is faster); a camera's "
+                             "scale_factor field overrides it")
     parser.add_argument("--min-confidence", type=float, default=0.9)
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="detector threads (onnxruntime or TensorFlow)")
     parser.add_argument("--model", default=str(s.model_path),
                         help="emotion model, read only for its input size")
     parser.add_argument("--metrics-port", type=int, default=s.metrics_port)
@@ -41,57 +53,75 @@ def decode_frame(fields: dict) -> tuple[Frame, np.ndarray]:
 
 
 class FaceDetector:
-    """MTCNN plus cropping; shared by the live detector and the bulk jobs."""
+    """A face detector plus cropping; shared by the live detector and the bulk jobs."""
 
     def __init__(self, crop_size: tuple[int, int], min_face: int = 40,
-                 min_confidence: float = 0.9, threads: int = 1):
-        import tensorflow as tf
+                 min_confidence: float = 0.9, threads: int = 1, detector: str | None = None,
+                 scale_factor: float | None = None):
+        from workers.detectors import default_name, make_detector
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        from mtcnn import MTCNN
-
-        _fix_mtcnn_pyramid()
-        self.mtcnn = MTCNN(device="CPU:0")
+        self.name = detector or default_name()
+        if scale_factor is None:
+            scale_factor = get_settings().detector_scale_factor
+        self.detector = make_detector(self.name, min_face=min_face, scale_factor=scale_factor,
+                                      threads=threads)
         self.crop_size, self.min_face, self.min_confidence = crop_size, min_face, min_confidence
+        self.scale_factor = scale_factor
 
-    def detect(self, images: list[np.ndarray]) -> list[list[dict]]:
-        """BGR images -> per image, a list of {box, score, left_eye, right_eye, crop}."""
-        rgb = [cv2.cvtColor(img, cv2.COLOR_BGR2RGB) for img in images]
-        found = self.mtcnn.detect_faces(rgb, min_face_size=self.min_face)
+    def detect(self, images: list[np.ndarray], min_face=None,
+               scale_factor=None) -> list[list[dict]]:
+        """BGR images -> per image, a list of {box, score, landmarks, left_eye, right_eye, crop}.
+        min_face / scale_factor: one value or one per image (None: the detector's own)."""
+        found = self.detector.detect(images, min_face=min_face, scale_factor=scale_factor)
         results = []
         for img, faces in zip(images, found, strict=True):
-            gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
             out = []
             for face in faces:
-                if face["confidence"] < self.min_confidence:
+                if face.score < self.min_confidence:
                     continue
-                x, y, w, h = (int(round(v)) for v in face["box"])
+                x, y, w, h = face.box
                 if w <= 1 or h <= 1:
                     continue
-                points = face.get("keypoints") or {}
+                points = face.landmarks or {}
                 left, right = points.get("left_eye"), points.get("right_eye")
-                out.append({"box": (x, y, w, h), "score": float(face["confidence"]),
+                out.append({"box": (x, y, w, h), "score": face.score, "landmarks": face.landmarks,
+                            "left_eye": left, "right_eye": right,
                             "crop": crop_face(gray, (x, y, w, h), self.crop_size, left, right)})
             results.append(out)
         return results
 
 
 def _fix_mtcnn_pyramid() -> None:
-    """mtcnn 1.0 sizes its image pyramid ignoring min_face_size, so with min_face_size > 20
-    the last levels shrink below PNet's 12 px and Keras raises. Drop those levels."""
-    from mtcnn.stages import stage_pnet
+    """Kept for callers of the old name; see workers.detectors.mtcnn_tf."""
+    from workers.detectors.mtcnn_tf import fix_mtcnn_pyramid
 
-    original = stage_pnet.build_scale_pyramid
-    if getattr(original, "fixed", False):
-        return
+    fix_mtcnn_pyramid()
 
-    def pyramid(width, height, min_face_size, scale_factor, min_size=12):
-        scales = original(width, height, min_face_size, scale_factor, min_size)
-        return scales[min(width, height) * scales >= min_size]
 
-    pyramid.fixed = True
-    stage_pnet.build_scale_pyramid = pyramid
+class CameraOptions:
+    """Per-camera detector settings from the camera hash (fields min_face, scale_factor),
+    re-read every few seconds; None where a camera sets nothing (or nonsense)."""
+
+    FIELDS = (("min_face", float, lambda v: 4 <= v <= 4096),
+              ("scale_factor", float, lambda v: 0.1 <= v <= 0.95))
+
+    def __init__(self, r, every_s: float = 5.0):
+        self.redis, self.every_s, self.cached, self.read_at = r, every_s, {}, {}
+
+    def get(self, camera: str) -> dict:
+        now = time.monotonic()
+        if now - self.read_at.get(camera, -1e9) > self.every_s:
+            values = self.redis.hmget(keys.camera(camera), [f for f, _, _ in self.FIELDS])
+            options = {}
+            for (field, kind, valid), raw in zip(self.FIELDS, values, strict=True):
+                try:
+                    value = kind(raw.decode() if isinstance(raw, bytes) else raw)
+                except (TypeError, ValueError):
+                    value = None
+                options[field] = value if value is not None and valid(value) else None
+            self.cached[camera], self.read_at[camera] = options, now
+        return self.cached[camera]
 
 
 class PreviewSwitch:
@@ -126,11 +156,16 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # no model yet: fall back to the paper's input size
         log.warning("could not read the model's input size (%s); using 64x64", error)
         crop_size = (64, 64)
-    detector = FaceDetector(crop_size, args.min_face, args.min_confidence, args.threads)
+    detector = FaceDetector(crop_size, args.min_face, args.min_confidence, args.threads,
+                            detector=args.detector, scale_factor=args.scale_factor)
+    log.info("detector: %s", detector.detector.describe())
     consumer: StreamConsumer | None = None
 
     def handle(items) -> Batch:
-        found = detector.detect([image for _, (_, image) in items])
+        per_camera = [camera_options.get(frame.camera) for _, (frame, _) in items]
+        found = detector.detect([image for _, (_, image) in items],
+                                min_face=[o["min_face"] for o in per_camera],
+                                scale_factor=[o["scale_factor"] for o in per_camera])
         batch = Batch(counters={"faces:in": 0, "faces:found": 0})
         now = time.time()
         for (_, (frame, image)), faces in zip(items, found, strict=True):
@@ -154,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         stale_after_s=settings.stale_after_s, claim_idle_ms=settings.claim_idle_ms,
         dead_letter_maxlen=settings.dead_letter_maxlen, heartbeat_ttl_s=settings.heartbeat_ttl_s)
     preview = PreviewSwitch(consumer.redis)
+    camera_options = CameraOptions(consumer.redis)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0

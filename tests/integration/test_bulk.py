@@ -137,8 +137,8 @@ def test_bulk_labels_match_the_live_services(bulk, redis_server, services, media
     for index, jpeg in jpegs.items():
         live.xadd(keys.FRAMES, Frame("bulkcmp", index, time.time(), jpeg).encode())
     env = {"MOODSTREAM_STALE_AFTER_S": "600"}
-    services.start("detector", "--batch", "1", "--exit-when-idle", "30", env=env)
-    services.start("classifier", "--exit-when-idle", "30", env=env)
+    services.start("detector", "--batch", "1", env=env)
+    services.start("classifier", env=env)
     out = tmp_path / "out"
     code, stdout, stderr = analyze(bulk, frames_dir, "--out", out)
     assert code == 0, stdout + stderr
@@ -147,7 +147,12 @@ def test_bulk_labels_match_the_live_services(bulk, redis_server, services, media
         found = [Label.decode(f) for _, f in live.xrange(keys.LABELS)]
         return found if len({lab.seq for lab in found}) == len(wanted) else None
 
-    labels = wait_for(live_labels, timeout=120, what="live labels for every frame")
+    try:
+        labels = wait_for(live_labels, timeout=150, what="live labels for every frame")
+    except AssertionError as error:
+        logs = "\n".join(open(p.log_path, errors="replace").read()[-1500:]
+                         for p in services.procs)
+        raise AssertionError(f"{error}\n{logs}") from None
     _, rows = load(out, "frames")
     compared = 0
     for index in wanted:

@@ -1,0 +1,55 @@
+"""`moodstream detect IMAGE... [--json] [--detector NAME]`: print the faces found in images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from moodstream.config import get_settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    s = get_settings()
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON array: [{image, faces: [{box, score, landmarks}]}]")
+    parser.add_argument("--detector", default=s.detector,
+                        help="mtcnn-onnx (default), mtcnn (the package, TensorFlow) or haar")
+    parser.add_argument("--min-face", type=int, default=s.detector_min_face,
+                        help="smallest face in pixels")
+    parser.add_argument("--scale-factor", type=float, default=s.detector_scale_factor,
+                        help="MTCNN pyramid factor")
+    parser.add_argument("--min-confidence", type=float, default=0.9)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from workers.detectors import make_detector
+
+    detector = make_detector(args.detector, min_face=args.min_face,
+                             scale_factor=args.scale_factor, threads=args.threads)
+    results, failed = [], 0
+    for path in args.images:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            failed += 1
+            print(f"{path}: cannot read this image", file=sys.stderr)
+            results.append({"image": path, "faces": [], "error": "cannot read this image"})
+            continue
+        faces = [f for f in detector.detect([image])[0] if f.score >= args.min_confidence]
+        results.append({"image": path, "faces": [f.to_json() for f in faces]})
+        if not args.json:
+            print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}")
+            for face in faces:
+                x, y, w, h = face.box
+                line = f"  box x={x} y={y} w={w} h={h}  score {face.score:.3f}"
+                if face.landmarks:
+                    eyes = [face.landmarks[k] for k in ("left_eye", "right_eye")]
+                    line += "  eyes " + " ".join(f"({ex:.0f},{ey:.0f})" for ex, ey in eyes)
+                print(line)
+    if args.json:
+        print(json.dumps(results))
+    return 1 if failed else 0
