@@ -11,7 +11,7 @@ import time
 import cv2
 
 from ingest.sources import SourceError, open_source
-from moodstream import keys
+from moodstream import keys, metrics
 from moodstream.config import get_settings
 from moodstream.contract import Frame
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
@@ -32,6 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="RTP over the RTSP connection (tcp) or over UDP")
     parser.add_argument("--retries", type=int, default=0,
                         help="give up after this many failed reconnects in a row (0 = never)")
+    parser.add_argument("--metrics-port", type=int, default=get_settings().metrics_port,
+                        help="serve Prometheus metrics on this port (0 = off)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
 
 
@@ -90,6 +92,7 @@ class Publisher:
             self.redis_backoff.sleep_after(error, self.stop)
             return False
         self.redis_backoff.ok()
+        metrics.ENTRIES.labels("ingest", "published").inc()
         self.seq += 1
         self.published += 1
         now = time.monotonic()
@@ -162,4 +165,5 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    metrics.serve(args.metrics_port)
     return Publisher(args, get_settings().redis_url, stop).run()

@@ -27,6 +27,9 @@ class Heartbeat:
         self.total += n
         self._window_count += n
 
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_s
+
     def beat(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.every_s:

@@ -144,6 +144,8 @@ class StreamConsumer:
                     ensure_group(self.redis, self.stream, self.group)
                     group_ready = True
                 worked = self.step()
+                if self.heartbeat.due():
+                    self.heartbeat.extra["lag"] = self.lag()
                 self.heartbeat.beat()
                 backoff.ok()
             except OUTAGE_ERRORS as error:
@@ -168,6 +170,13 @@ class StreamConsumer:
         except OUTAGE_ERRORS:
             pass
         log.info("%s %s stopped", self.kind, self.consumer)
+
+    def lag(self) -> int:
+        """Entries waiting for this group: not yet read, or read and not yet acknowledged."""
+        from moodstream.accounting import UNDELIVERED
+
+        undelivered, unacked = self.redis.eval(UNDELIVERED, 1, self.stream, self.group)
+        return int(undelivered) + int(unacked)
 
     # -- one iteration ----------------------------------------------------------------------
 

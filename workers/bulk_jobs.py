@@ -63,6 +63,10 @@ class Task:
     start: int = 0
     end: int = 1
     total: int = 1  # frames this job will analyse (its progress bar's total)
+    path: str = ""  # absolute path the worker opens (file is as the user wrote it)
+
+    def __post_init__(self):
+        self.path = self.path or str(Path(self.file).resolve())
 
 
 @dataclass
@@ -389,9 +393,9 @@ def enqueue(queue: Queue, tasks: list[Task], options: dict,
                       meta=meta, description=f"analyse {Path(task.file).name}"
                       + (f" frames {task.start}-{task.end}" if task.kind == "video" else ""))
         if task.kind == "image":
-            job = queue.enqueue(analyze_image, task.file, options, **common)
+            job = queue.enqueue(analyze_image, task.path, options, **common)
         else:
-            job = queue.enqueue(analyze_video_chunk, task.file, task.start, task.end, options,
+            job = queue.enqueue(analyze_video_chunk, task.path, task.start, task.end, options,
                                 **common)
         jobs.append(job)
     return jobs

@@ -118,3 +118,17 @@ def test_staleness_also_applies_to_items_decoded_as_tuples(r, redis_server):
     c.decode = decode_pair
     c.run(max_idle_s=0.3)
     assert pipeline_stats(r)["frames"]["dropped"]["stale"] == 2
+
+
+def test_workers_register_with_throughput_and_lag(r, redis_server):
+    from moodstream.registry import live_workers
+
+    publish(r, 5)
+    c = consumer(redis_server)
+    c.heartbeat.every_s = 0
+    c.run(max_idle_s=0.3)
+    assert not live_workers(r), "a stopped worker leaves the registry"
+    c.heartbeat.beat(force=True)
+    (info,) = live_workers(r)
+    assert info["kind"] == "test" and int(info["processed"]) == 5 and info["lag"] == "0"
+    assert 0 < r.ttl(f"ms:worker:{info['id']}") <= 15

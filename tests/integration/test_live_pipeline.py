@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 
 import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import CLASSES, Label
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -19,15 +20,16 @@ def labels(r) -> list[Label]:
     return [Label.decode(f) for _, f in r.xrange(keys.LABELS)]
 
 
-def run_workers(r, services):
+def run_workers(r, services, metrics_port: int = 0):
     """Start the workers and wait until they are ready, so no frame goes stale meanwhile."""
     for kind in ("detector", "classifier", "aggregator"):
-        services.start(kind)
+        services.start(kind, "--metrics-port", str(metrics_port if kind == "classifier" else 0))
     wait_for(lambda: len(pipeline_stats(r)["workers"]) == 3, timeout=120, what="workers up")
 
 
 def test_video_gives_labels_for_its_frames(r, services, media):
-    run_workers(r, services)
+    port = free_port()
+    run_workers(r, services, metrics_port=port)
     ingest = services.start("ingest", "--camera", "video", "--source",
                             str(media / "fer_woman2.mp4"), "--fps", "5", "--max-frames", "25")
     assert ingest.wait(60) == 0
@@ -51,6 +53,9 @@ def test_video_gives_labels_for_its_frames(r, services, media):
     stats = pipeline_stats(r)
     assert stats["frames"]["in"] == 25 and stats["frames"]["pending"] == 0
     assert stats["latency_ms"]["p50"] is not None
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b'moodstream_capture_latency_seconds_bucket{le="0.25",stage="classifier"}' in metrics
+    assert b'moodstream_entries_total{outcome="done",stage="faces"}' in metrics
 
 
 def test_photo_without_faces_gives_none(r, services, media):
