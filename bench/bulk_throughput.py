@@ -52,6 +52,8 @@ def run_bulk(video: Path, end: int, native: float, args, workers: int, model: st
     try:
         env = dict(os.environ, REDIS_URL=server.url, TF_CPP_MIN_LOG_LEVEL="3",
                    MOODSTREAM_MODEL_PATH=model)
+        if args.detector:
+            env["MOODSTREAM_DETECTOR"] = args.detector
         t0 = time.monotonic()
         for _ in range(workers):
             procs.append(subprocess.Popen(
@@ -68,7 +70,7 @@ def run_bulk(video: Path, end: int, native: float, args, workers: int, model: st
         for start, stop in bulk_jobs.plan_chunks(end, native, args.chunk_seconds):
             n = len(bulk_jobs.sample_indices(start, stop, native, args.fps))
             tasks.append(bulk_jobs.Task(str(video), "video", "bench", start, stop, n))
-        options = bulk_jobs.default_options(fps=args.fps, model=model)
+        options = bulk_jobs.default_options(fps=args.fps, model=model, detector=args.detector)
         t1 = time.monotonic()
         jobs = bulk_jobs.enqueue(queue, tasks, options, retries=0)
         ids = [j.id for j in jobs]
@@ -153,6 +155,8 @@ def main() -> int:
     parser.add_argument("--keras", help="Keras model for the paper loop "
                         "(default: the newest models/runs/*/best.keras)")
     parser.add_argument("--model", help="ONNX model for the bulk workers (default: settings)")
+    parser.add_argument("--detector", help="bulk face detector (default: as configured, "
+                        "$MOODSTREAM_DETECTOR or mtcnn-onnx)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -160,7 +164,8 @@ def main() -> int:
     end, native = clip_frames(args.video, args.seconds)
     print(f"video {args.video.name}: frames 0-{end - 1} at {native:.2f} fps, analysing "
           f"{'every frame' if args.fps <= 0 else f'{args.fps:g} frames/s'}; "
-          f"{os.cpu_count()} CPU cores; ONNX model {model}", flush=True)
+          f"{os.cpu_count()} CPU cores; ONNX model {model}; bulk detector "
+          f"{args.detector or bulk_jobs.default_options()['detector']}", flush=True)
     rows = []
     keras_path = find_keras(args.keras)
     if keras_path is None or not keras_path.exists():

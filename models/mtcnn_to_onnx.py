@@ -2,7 +2,9 @@
 
     python -m models.mtcnn_to_onnx [--out models/mtcnn] [--no-verify]
 
-Rerunnable; writes pnet.onnx, rnet.onnx and onet.onnx (a few hundred KB together).
+Rerunnable; writes pnet.onnx, rnet.onnx and onet.onnx (2 MB together), and pnet_mosaic.onnx:
+P-Net with a second input, a mask that makes one call on a mosaic of pyramid levels give
+exactly what one call per level gives (see its doc string).
 
 The graphs are written node by node with onnx.helper from the package's weight files
 (mtcnn/assets/weights/*.lz4, read with joblib, no TensorFlow needed), rather than through
@@ -97,12 +99,14 @@ class GraphBuilder:
         t = self.node("Transpose", [x], perm=[0, 3, 2, 1])
         return self.node("Flatten", [t], axis=1)
 
-    def model(self, input_shape: list, outputs: dict[str, list], doc: str):
+    def model(self, input_shape: list, outputs: dict[str, list], doc: str,
+              extra_inputs: list | None = None):
         from onnx import TensorProto, helper
 
+        inputs = [("input", input_shape), *(extra_inputs or [])]
         graph = helper.make_graph(
             self.nodes, self.name,
-            [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in inputs],
             [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()],
             self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -123,18 +127,27 @@ def fold_input(kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.nda
     return folded_kernel.astype(np.float32), folded_bias.astype(np.float32)
 
 
-def build_pnet(w: list[np.ndarray]):
-    g = GraphBuilder("mtcnn_pnet")
+def build_pnet(w: list[np.ndarray], masked: bool = False):
+    g = GraphBuilder("mtcnn_pnet_mosaic" if masked else "mtcnn_pnet")
     x = g.node("Transpose", ["input"], perm=[0, 3, 1, 2])
     x = g.prelu(g.conv(x, *fold_input(w[0], w[1])), w[2])
+    if masked:  # a large negative number where a first-layer window leaves its level
+        x = g.node("Add", [x, "mask"])
     x = g.maxpool(x, 2, same=True)
     x = g.prelu(g.conv(x, w[3], w[4]), w[5])
     x = g.prelu(g.conv(x, w[6], w[7]), w[8])
     g.conv(x, w[9], w[10], out="reg")
     logits = g.conv(x, w[11], w[12])
     g.node("Softmax", [logits], ["prob"], axis=1)
+    doc = "MTCNN P-Net: 12x12 windows, stride 2; prob[:, 1] is the face probability"
+    extra = []
+    if masked:
+        doc += (". For a mosaic of pyramid levels: `mask` (1, 1, H - 2, W - 2) is 0 where the "
+                "first convolution's window lies inside a level and -1e4 elsewhere, so that the "
+                "max pool ignores those positions as it ignores padding on a level of its own")
+        extra = [("mask", [1, 1, "H2", "W2"])]
     return g.model(["N", "H", "W", 3], {"reg": ["N", 4, "h", "w"], "prob": ["N", 2, "h", "w"]},
-                   "MTCNN P-Net: 12x12 windows, stride 2; prob[:, 1] is the face probability")
+                   doc, extra)
 
 
 def build_rnet(w: list[np.ndarray]):
@@ -170,7 +183,8 @@ def build_onet(w: list[np.ndarray]):
                    "MTCNN O-Net on 48x48 patches; landmarks x1..x5, y1..y5 relative to the box")
 
 
-BUILDERS = {"pnet": build_pnet, "rnet": build_rnet, "onet": build_onet}
+BUILDERS = {"pnet": build_pnet, "rnet": build_rnet, "onet": build_onet,
+            "pnet_mosaic": lambda w: build_pnet(w, masked=True)}
 
 
 def verify(name: str, onnx_path: Path, tol: float = 1e-4) -> float:
@@ -203,14 +217,14 @@ def convert(out: Path = DEFAULT_OUT, check: bool = True) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name in NETS:
-        model = BUILDERS[name](package_weights(name))
+    for name in [*NETS, "pnet_mosaic"]:
+        model = BUILDERS[name](package_weights(name.split("_")[0]))
         onnx.checker.check_model(model)
         path = out / f"{name}.onnx"
         path.write_bytes(model.SerializeToString())
         written[name] = path
         note = ""
-        if check:
+        if check and name in NETS:
             note = f", max |ONNX - Keras| = {verify(name, path):.1e}"
         print(f"wrote {path} ({path.stat().st_size:,} bytes{note})")
     return written

@@ -52,6 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-face", type=int, default=None,
                         help="smallest face in pixels (default: as the live detector)")
     parser.add_argument("--model", default=None, help="ONNX emotion model (default: shipped)")
+    parser.add_argument("--detector", default=None,
+                        help="face detector (default: as the live detector, $MOODSTREAM_DETECTOR)")
     parser.add_argument("--retries", type=int, default=bulk_jobs.DEFAULT_RETRIES,
                         help="times a job is retried after a failure or a dead worker")
     parser.add_argument("--timeout", type=float, default=None,
@@ -66,6 +68,8 @@ def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> li
         extra += ["--model", args.model]
     if args.min_face:
         extra += ["--min-face", str(args.min_face)]
+    if args.detector:
+        extra += ["--detector", args.detector]
     for i in range(n):
         log_file = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -219,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
     if plan.ignored:
         print(f"ignored {len(plan.ignored)} file(s) that are neither images nor videos",
               file=sys.stderr)
-    options = bulk_jobs.default_options(fps=args.fps, min_face=args.min_face, model=args.model)
+    options = bulk_jobs.default_options(fps=args.fps, min_face=args.min_face, model=args.model,
+                                        detector=args.detector)
     url = _external_url(args)
     embedded, procs = None, []
     log_dir = Path(tempfile.mkdtemp(prefix="moodstream-bulk-"))
@@ -273,6 +278,7 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="worker name (default: random)")
     parser.add_argument("--model", default=None, help="ONNX model to preload")
     parser.add_argument("--min-face", type=int, default=None, help="detector size to preload")
+    parser.add_argument("--detector", default=None, help="face detector to preload")
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
 
 
@@ -286,8 +292,8 @@ def run_worker(args: argparse.Namespace) -> int:
     connection = redis.Redis.from_url(url)
     worker = bulk_jobs.BulkWorker([Queue(args.queue, connection=connection)],
                                   connection=connection, name=args.name)
-    worker.preload_options = bulk_jobs.default_options(model=args.model,
-                                                       min_face=args.min_face)
+    worker.preload_options = bulk_jobs.default_options(model=args.model, min_face=args.min_face,
+                                                       detector=args.detector)
     worker.work(burst=args.burst, max_jobs=args.max_jobs,
                 logging_level=logging.getLevelName(logging.getLogger().level))
     return 0

@@ -4,8 +4,8 @@ One job per image, one per chunk of a video. Each job reports progress in ``job.
 (``done`` / ``total`` frames) and returns plain data: the face rows of its frames plus any
 per-file errors. Nothing is written to disk by a job; frames and crops stay in memory.
 
-The worker class ``BulkWorker`` is an RQ ``SimpleWorker`` (no fork, so the TensorFlow MTCNN
-and the onnxruntime model load once per process and stay loaded between jobs) with a
+The worker class ``BulkWorker`` is an RQ ``SimpleWorker`` (no fork, so the face detector and
+the onnxruntime model load once per process and stay loaded between jobs) with a
 heartbeat thread, so that a worker killed mid-job leaves a job that RQ finds abandoned after
 ``MOODSTREAM_BULK_HEARTBEAT_TTL`` seconds and retries (``Retry``) on another worker.
 """
@@ -45,7 +45,8 @@ def default_options(**overrides) -> dict:
     """What a job needs besides its file; JSON-safe so it travels in the job's kwargs."""
     s = get_settings()
     options = {"fps": DEFAULT_VIDEO_FPS, "min_face": s.detector_min_face,
-               "min_confidence": 0.9, "model": None, "batch": 4}
+               "min_confidence": 0.9, "model": None, "batch": 4, "detector": s.detector,
+               "scale_factor": s.detector_scale_factor}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
 
@@ -234,10 +235,12 @@ def get_models(options: dict):
         if model is None:
             model = _MODELS[("model", model_path)] = EmotionModel(model_path, threads=threads)
         key = ("detector", (model.height, model.width), int(options["min_face"]),
-               float(options["min_confidence"]))
+               float(options["min_confidence"]), options.get("detector"),
+               options.get("scale_factor"))
         detector = _MODELS.get(key)
         if detector is None:
-            detector = _MODELS[key] = FaceDetector(key[1], key[2], key[3], threads)
+            detector = _MODELS[key] = FaceDetector(key[1], key[2], key[3], threads,
+                                                   detector=key[4], scale_factor=key[5])
     return detector, model
 
 

@@ -316,10 +316,11 @@ def test_driver_alert_fires_when_the_face_disappears_and_clears(redis_server, pi
     ingest.terminate()
     ingest.wait(20)
     ingest = pipeline.start("ingest", "--camera", "car1", "--source", str(face), "--fps", "2")
-    expect()(banner).to_be_hidden(timeout=60000)
+    wait_for(driver_seen, timeout=120, every=1, what="the driver's face again")
+    expect()(banner).to_be_hidden(timeout=30000)
     cleared = page.locator('[data-testid="alert-log-entry"][data-kind="absent"]'
                            '[data-state="cleared"]')
-    expect()(cleared.first).to_be_visible(timeout=15000)
+    expect()(cleared.first).to_be_visible(timeout=20000)
     ingest.terminate()
     ingest.wait(20)
     cameras.remove(r, "car1")
@@ -391,9 +392,11 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
         expect()(banner).to_be_visible(timeout=60000)
         expect()(page.get_by_test_id("alert-absent")).to_be_visible()
         set_source(face)  # and comes back
-        expect()(banner).to_be_hidden(timeout=60000)
+        wait_for(lambda: alive(services) or (faces_count(faces) or 0) >= 1, timeout=120,
+                 every=1, what="the driver's face again")
+        expect()(banner).to_be_hidden(timeout=30000)
         expect()(page.locator('[data-testid="alert-log-entry"][data-state="cleared"]')
-                 .first).to_be_visible()
+                 .first).to_be_visible(timeout=20000)
         expect()(page.locator('[data-testid="alert-log-entry"][data-state="raised"]')
                  .first).to_be_visible()
     finally:

@@ -19,6 +19,7 @@ from workers.detectors import make_detector
 from workers.detectors.mtcnn_onnx import MODEL_DIR, area_pyramid, nms, pack, patches
 
 PARITY_MIN_FACE = 20  # the mtcnn package's default
+PARITY_MAX_SIDE = 1200  # larger photos are halved: the package takes seconds on them
 
 
 def iou(a, b) -> float:
@@ -45,6 +46,8 @@ def parity_runs(request):
     runs = {}
     for path in photos(media):
         image = cv2.imread(str(path))
+        while max(image.shape[:2]) > PARITY_MAX_SIDE:
+            image = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         runs[path.name] = (onnx.detect([image])[0], package.detect([image])[0])
     return runs
 
@@ -141,10 +144,7 @@ def test_a_batch_gives_what_single_frames_give_with_one_call_per_network(media):
         together = batched.detect(images)
         if mode == "mosaic":
             assert batched.calls == {"pnet": 1, "rnet": 1, "onet": 1}
-        for one, other in zip(singles, together, strict=True):
-            assert len(one) == len(other)
-            for a, b in zip(one, other, strict=True):
-                assert iou(a.box, b.box) >= 0.9
+        assert together == singles  # exactly: the mosaic's mask makes it so
 
 
 def test_settings_per_image(media):

@@ -7,8 +7,10 @@ What is different is how the work is batched:
 
 - P-Net: every pyramid level of every image of a batch is packed into one canvas (a mosaic),
   and P-Net runs once on it (``pnet_batching="mosaic"``); or once per distinct level shape,
-  with the same level of same-sized frames stacked (``"levels"``). Levels sit at even offsets
-  with a gap, so each output cell sees exactly the pixels it would see on its own level.
+  with the same level of same-sized frames stacked (``"levels"``). In the mosaic, levels sit
+  at even offsets, and a mask input (pnet_mosaic.onnx) hides from the max pool the
+  first-layer positions whose window leaves a level, as padding is hidden on a level of its
+  own: each output cell gets exactly the value a call per level gives it.
 - R-Net and O-Net: the candidates of all images of a batch go through one call each.
 - Patches are cut for all boxes of an image at once (numpy gathers), at the sampling points
   of TensorFlow's crop_and_resize (which the package uses), instead of one crop per box.
@@ -29,7 +31,8 @@ from workers.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, pe
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mtcnn"
 CELL, STRIDE = 12, 2
-GAP = 2            # pixels between pyramid levels in the mosaic (even, >= 2)
+GAP = 0  # pixels between pyramid levels in the mosaic besides even alignment (the mask does it)
+MASKED = -1e4  # mask value where P-Net's first layer sees pixels of no level (or two)
 EXTRAPOLATE = 127.5  # raw pixel value outside the image (0 after normalisation)
 
 
@@ -239,11 +242,14 @@ class MtcnnOnnx(Detector):
         if pnet_batching not in ("mosaic", "levels"):
             raise ValueError(f"pnet_batching must be 'mosaic' or 'levels', not {pnet_batching!r}")
         model_dir = Path(model_dir) if model_dir else MODEL_DIR
-        missing = [n for n in ("pnet", "rnet", "onet") if not (model_dir / f"{n}.onnx").exists()]
+        missing = [n for n in ("pnet", "rnet", "onet", "pnet_mosaic")
+                   if not (model_dir / f"{n}.onnx").exists()]
         if missing:
             raise FileNotFoundError(f"MTCNN ONNX files {missing} not in {model_dir} "
                                     "(run python -m models.mtcnn_to_onnx)")
         self.pnet = session(model_dir / "pnet.onnx", threads)
+        if pnet_batching == "mosaic":
+            self.pnet_mosaic = session(model_dir / "pnet_mosaic.onnx", threads)
         self.rnet = session(model_dir / "rnet.onnx", threads)
         self.onet = session(model_dir / "onet.onnx", threads)
         self.min_face, self.scale_factor = float(min_face), float(scale_factor)
@@ -315,9 +321,11 @@ class MtcnnOnnx(Detector):
         if self.pnet_batching == "mosaic":
             positions, height, width = pack(sizes)
             canvas = np.zeros((1, height, width, 3), np.float32)
+            mask = np.full((1, 1, height - 2, width - 2), MASKED, np.float32)
             for (y, x), (h, w), img in zip(positions, sizes, resized, strict=True):
                 canvas[0, y:y + h, x:x + w] = img
-            reg, prob = self._pnet(canvas)
+                mask[0, 0, y:y + h - 2, x:x + w - 2] = 0.0
+            reg, prob = self._pnet(canvas, mask)
             for k, ((y, x), (h, w)) in enumerate(zip(positions, sizes, strict=True)):
                 cy, cx, ch, cw = y // 2, x // 2, pnet_cells(h), pnet_cells(w)
                 out[k] = (prob[0, 1, cy:cy + ch, cx:cx + cw], reg[0, :, cy:cy + ch, cx:cx + cw])
@@ -343,10 +351,11 @@ class MtcnnOnnx(Detector):
                 out[k] = level
         return out
 
-    def _pnet(self, batch: np.ndarray):
+    def _pnet(self, batch: np.ndarray, mask: np.ndarray | None = None):
         self.calls["pnet"] += 1
-        reg, prob = self.pnet.run(["reg", "prob"], {"input": batch})
-        return reg, prob
+        if mask is None:
+            return self.pnet.run(["reg", "prob"], {"input": batch})
+        return self.pnet_mosaic.run(["reg", "prob"], {"input": batch, "mask": mask})
 
     def _cut(self, images, boxes_per_image, size) -> np.ndarray:
         parts = [patches(img, boxes, size)
