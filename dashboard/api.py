@@ -10,7 +10,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
 
-from dashboard import cameras
+from dashboard import cameras, users
 from dashboard.auth import admin_required, login_manager
 from moodstream import keys
 from moodstream.contract import CLASSES
@@ -23,10 +23,15 @@ def state():
     return current_app.extensions["moodstream"]
 
 
+MAX_JSON_BYTES = 64 * 1024
+
+
 @bp.before_request
 def require_login():
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        return jsonify(error="request body too large"), 413
     if request.method not in SAFE_METHODS and current_user.via != "bearer":
         # Cookie-authenticated writes need the CSRF token (header X-CSRFToken).
         current_app.extensions["csrf"].protect()
@@ -209,3 +214,65 @@ def workers():
 @bp.errorhandler(json.JSONDecodeError)
 def bad_json(_error):
     return jsonify(error="malformed JSON"), 400
+
+
+# --- users (admin) -----------------------------------------------------------------------------
+
+
+def _admins(r) -> list[str]:
+    return [u["name"] for u in users.list_users(r) if u["role"] == "admin"]
+
+
+@bp.get("/users")
+@admin_required
+def list_users():
+    return jsonify(users.list_users(state().redis))
+
+
+@bp.post("/users")
+@admin_required
+def add_user():
+    data = _payload()
+    name = str(data.get("name") or "").strip()
+    r = state().redis
+    if users.get_user(r, name):
+        return jsonify(error=f"user {name} already exists"), 409
+    try:
+        users.set_user(r, name, str(data.get("password") or ""), str(data.get("role") or "viewer"))
+    except users.UserError as error:
+        return jsonify(error=str(error)), 400
+    return jsonify(name=name, role=users.get_user(r, name)["role"]), 201
+
+
+@bp.patch("/users/<name>")
+@admin_required
+def update_user(name):
+    r = state().redis
+    record = users.get_user(r, name)
+    if record is None:
+        return jsonify(error=f"no user {name}"), 404
+    data = _payload()
+    role = str(data.get("role") or record.get("role", "viewer"))
+    if record.get("role") == "admin" and role != "admin" and _admins(r) == [name]:
+        return jsonify(error="the last admin cannot lose the admin role"), 400
+    password = data.get("password") or None
+    try:
+        users.set_user(r, name, str(password) if password else None, role)
+    except users.UserError as error:
+        return jsonify(error=str(error)), 400
+    return jsonify(name=name, role=role)
+
+
+@bp.delete("/users/<name>")
+@admin_required
+def delete_user(name):
+    r = state().redis
+    if current_user.via == "user" and current_user.name == name:
+        return jsonify(error="you cannot remove yourself"), 400
+    record = users.get_user(r, name)
+    if record is None:
+        return jsonify(error=f"no user {name}"), 404
+    if record.get("role") == "admin" and _admins(r) == [name]:
+        return jsonify(error="the last admin cannot be removed"), 400
+    users.remove_user(r, name)
+    return jsonify(removed=name)

@@ -141,7 +141,9 @@ def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         WTF_CSRF_SSL_STRICT=secure,
-        MAX_CONTENT_LENGTH=64 * 1024,
+        # Whole-request cap, sized for uploads of videos to analyse; the JSON API caps its
+        # own bodies much lower (dashboard.api.MAX_JSON_BYTES).
+        MAX_CONTENT_LENGTH=int(float(os.environ.get("MOODSTREAM_MAX_UPLOAD_MB", "512")) * 2**20),
     )
     app.extensions["moodstream"] = State(
         redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=token or None,

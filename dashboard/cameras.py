@@ -17,10 +17,8 @@ from moodstream import keys
 from moodstream.contract import CLASSES
 
 CHANGED = "ms:cameras:changed"
-# Ids an admin removed. Ingest and the aggregator announce cameras themselves (SADD on
-# keys.CAMERAS), so a late status write could bring a removed camera back; this set hides it
-# until an admin adds that id again.
-REMOVED = "ms:cameras:removed"
+# Ids an admin removed; ingest will not re-add them until an admin adds that id again.
+REMOVED = keys.REMOVED_CAMERAS
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MODES = ("classroom", "driver")
 DEFAULTS = {"mode": "classroom", "fps": "5", "preview": "0", "negative_threshold": "0.5",
@@ -37,12 +35,8 @@ class CameraError(ValueError):
     """A camera setting that is not acceptable; the message is safe to show to the user."""
 
 
-def alerts_key(cam: str) -> str:
-    return getattr(keys, "alerts", lambda c: f"ms:alerts:{c}")(cam)
-
-
-def preview_key(cam: str) -> str:
-    return getattr(keys, "preview", lambda c: f"ms:preview:{c}")(cam)
+alerts_key = keys.alerts
+preview_key = keys.preview
 
 
 def _text(value) -> str:

@@ -40,9 +40,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 class StatusWriter:
     """Camera status in Redis: connected, retrying (reason), ended, failed (reason)."""
 
+    WRITE = """
+    if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+    redis.call('SADD', KEYS[1], ARGV[1])
+    redis.call('HSET', KEYS[3], unpack(ARGV, 2))
+    return 1
+    """
+
     def __init__(self, r, camera: str):
         self.redis, self.camera = r, camera
         self.state = None
+        self._write = r.register_script(self.WRITE)
 
     def set(self, state: str, reason: str = "", **extra) -> None:
         if state != self.state:
@@ -50,10 +58,10 @@ class StatusWriter:
         self.state = state
         mapping = {"state": state, "reason": reason, "updated": f"{time.time():.3f}", **extra}
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.sadd(keys.CAMERAS, self.camera)
-            pipe.hset(keys.camera_status(self.camera), mapping=mapping)
-            pipe.execute()
+            # A camera an admin removed stays removed, even if its ingest is still stopping.
+            self._write(keys=[keys.CAMERAS, keys.REMOVED_CAMERAS,
+                              keys.camera_status(self.camera)],
+                        args=[self.camera, *[x for kv in mapping.items() for x in kv]])
         except OUTAGE_ERRORS:
             pass  # status is best effort; the publisher handles the outage
 

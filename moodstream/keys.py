@@ -12,6 +12,7 @@ AGGREGATORS = "aggregators"  # consumer group on LABELS
 STATS = "ms:stats"  # hash of pipeline counters (see moodstream.accounting)
 LATENCY = "ms:latency"  # list of recent capture-to-label latencies in ms
 CAMERAS = "ms:cameras"  # set of known camera ids
+REMOVED_CAMERAS = "ms:cameras:removed"  # ids an admin removed: nothing may re-add them
 WORKERS = "ms:workers"  # sorted set: worker id -> last heartbeat (unix s)
 
 
@@ -43,3 +44,13 @@ def buckets(cam: str) -> str:
 def worker(worker_id: str) -> str:
     """Hash with TTL: a live worker's kind, host, pid, throughput and lag."""
     return f"ms:worker:{worker_id}"
+
+
+def alerts(cam: str) -> str:
+    """Stream: the driver alert log (ts, kind, message, state raised|cleared)."""
+    return f"ms:alerts:{cam}"
+
+
+def preview(cam: str) -> str:
+    """String with a short TTL: the latest JPEG with face boxes, only while preview is on."""
+    return f"ms:preview:{cam}"

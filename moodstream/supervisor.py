@@ -35,7 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
+    """Register a camera unless it already is: an admin's later edits survive a restart."""
+    if r.hget(keys.camera(cam), "source"):
+        return
     pipe = r.pipeline(transaction=True)
+    pipe.srem(keys.REMOVED_CAMERAS, cam)
     pipe.hset(keys.camera(cam), mapping={"name": cam, "source": source, "mode": mode,
                                           "fps": f"{fps:g}", "loop": "1"})
     pipe.sadd(keys.CAMERAS, cam)

@@ -18,7 +18,7 @@ from moodstream.config import get_settings
 from moodstream.contract import Label
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 from moodstream.streams import Batch, StreamConsumer
-from workers import mood
+from workers import mood, tracking
 
 log = logging.getLogger("moodstream.aggregator")
 RECENT_MAX = 1500  # labels kept per camera for smoothing and alerts (minutes at 5 fps)
@@ -27,10 +27,6 @@ BUCKET_KEEP_S = 330
 
 def recent_key(cam: str) -> str:
     return f"ms:recent:{cam}"
-
-
-def alerts_key(cam: str) -> str:
-    return f"ms:alerts:{cam}"
 
 
 def alert_state_key(cam: str) -> str:
@@ -62,7 +58,6 @@ def record(labels: list[Label]) -> Batch:
 
     def write(pipe):
         for cam, fields in buckets.items():
-            pipe.sadd(keys.CAMERAS, cam)
             for name, n in fields.items():
                 pipe.hincrby(keys.buckets(cam), name, n)
             pipe.expire(keys.buckets(cam), BUCKET_KEEP_S * 2)
@@ -126,15 +121,20 @@ class Snapshotter:
         windows = {name: mood.window_stats(buckets, now, s) for name, s in mood.WINDOWS.items()}
         recent = mood.Recent([json.loads(x) for x in self.redis.lrange(recent_key(cam), 0, -1)])
         latest = recent.latest_frame()
-        # Faces present = the newest frame's faces, unless the camera has gone quiet.
+        # Faces present = people tracked in the newest moments (a face missed in one frame
+        # still counts), unless the camera has gone quiet.
         fresh = latest is not None and now - latest[0] < 15
-        faces = latest[1] if fresh else 0
+        people = []
+        if fresh:
+            window = [lab for lab in recent.labels if lab["ts"] > latest[0] - 60]
+            people = tracking.people_present(tracking.build_tracks(window), latest[0])
+        faces = max(len(people), latest[1]) if fresh else 0
         snap = {"camera": cam, "ts": round(now, 3), "mode": mode, "name": settings.get("name", cam),
                 "faces": faces, "counts": windows["10s"]["counts"],
                 "dominant": windows["10s"]["dominant"], "valence": windows["10s"]["valence"],
                 "windows": windows,
                 "current": mood.smoothed_expression(recent, latest[0]) if fresh else None,
-                "alerts": [], "shift": None}
+                "alerts": [], "shift": None, "people": people}
         history = self.valence_history.setdefault(cam, [])
         if windows["10s"]["frames"]:
             history.append((now, windows["10s"]["valence"]))
@@ -157,12 +157,12 @@ class Snapshotter:
             if kind not in state:
                 state[kind] = now
                 pipe.hset(alert_state_key(cam), kind, now)
-                pipe.xadd(alerts_key(cam), {"ts": now, "kind": kind, "message": message,
+                pipe.xadd(keys.alerts(cam), {"ts": now, "kind": kind, "message": message,
                                             "state": "raised"}, maxlen=1000, approximate=True)
         for kind in [k for k in state if k not in active]:
             del state[kind]
             pipe.hdel(alert_state_key(cam), kind)
-            pipe.xadd(alerts_key(cam), {"ts": now, "kind": kind, "message": "cleared",
+            pipe.xadd(keys.alerts(cam), {"ts": now, "kind": kind, "message": "cleared",
                                         "state": "cleared"}, maxlen=1000, approximate=True)
         pipe.execute()
         return [{"kind": k, "since": state[k], "message": m} for k, m in active.items()]
@@ -175,7 +175,8 @@ class Snapshotter:
         pipe.xadd(keys.history(cam), {"ts": f"{now:.3f}", "faces": snap["faces"],
                                       "valence": snap["valence"],
                                       "dominant": snap["dominant"] or "",
-                                      "counts": json.dumps(snap["counts"])},
+                                      "counts": json.dumps(snap["counts"]),
+                                      "shift": json.dumps(snap["shift"])},
                   maxlen=3600, approximate=True)
         pipe.execute()
         self.socketio.emit("mood", snap)

@@ -246,7 +246,11 @@ def run(args: argparse.Namespace) -> int:
                       f"{url.split('@')[-1]}", file=sys.stderr)
             connection = redis.Redis.from_url(url)
             queue = Queue(args.queue, connection=connection)
-            jobs = bulk_jobs.enqueue(queue, plan.tasks, options, retries=args.retries)
+            try:
+                jobs = bulk_jobs.enqueue(queue, plan.tasks, options, retries=args.retries)
+            except redis.ConnectionError as error:
+                print(f"cannot reach Redis at {url.split('@')[-1]}: {error}", file=sys.stderr)
+                return 2
             waiter = Waiter(connection, queue, jobs, plan.tasks, show=not args.no_progress,
                             procs=procs, timeout=args.timeout)
             waiter.wait()

@@ -160,6 +160,7 @@ def plot(path: Path, data: dict) -> None:
             values = [data["counts"][c] for c in CLASSES]
             ax.bar(CLASSES, values, color=[COLOURS[c] for c in CLASSES])
             ax.set_ylabel("faces")
+            ax.yaxis.get_major_locator().set_params(integer=True)
             for i, v in enumerate(values):
                 ax.text(i, v, f"{data['distribution'][CLASSES[i]]:.0%}", ha="center",
                         va="bottom", fontsize=8)

@@ -17,10 +17,12 @@ from moodstream import keys, metrics
 from moodstream.config import get_settings
 from moodstream.contract import Face, Frame, MalformedEntry
 from moodstream.streams import Batch, Output, StreamConsumer
+from workers.detectors.base import limit_heap, release_memory
 from workers.face_crop import crop_face
 
 log = logging.getLogger("moodstream.detector")
 PREVIEW_TTL_S = 5
+TRIM_EVERY_S = 30  # hand freed memory back to the system this often (see release_memory)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +151,7 @@ def draw_preview(image: np.ndarray, faces: list[dict]) -> bytes:
 def run(args: argparse.Namespace) -> int:
     from workers.emotion_model import input_size
 
+    limit_heap()
     settings = get_settings()
     metrics.serve(args.metrics_port)
     try:
@@ -161,7 +164,12 @@ def run(args: argparse.Namespace) -> int:
     log.info("detector: %s", detector.detector.describe())
     consumer: StreamConsumer | None = None
 
+    trimmed_at = [time.monotonic()]
+
     def handle(items) -> Batch:
+        if time.monotonic() - trimmed_at[0] > TRIM_EVERY_S:
+            release_memory()
+            trimmed_at[0] = time.monotonic()
         per_camera = [camera_options.get(frame.camera) for _, (frame, _) in items]
         found = detector.detect([image for _, (_, image) in items],
                                 min_face=[o["min_face"] for o in per_camera],
@@ -179,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             batch.counters["faces:found"] += len(faces)
             metrics.CAPTURE_TO_STAGE_SECONDS.labels("detector").observe(now - frame.ts)
             if preview.enabled(frame.camera):
-                consumer.redis.set(f"ms:preview:{frame.camera}", draw_preview(image, faces),
+                consumer.redis.set(keys.preview(frame.camera), draw_preview(image, faces),
                                    ex=PREVIEW_TTL_S)
         return batch
 

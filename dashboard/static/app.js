@@ -124,13 +124,19 @@ function makeTimeline(canvas, spanS, withShifts) {
   return { chart, spanS, lastX: 0 };
 }
 
+// No labels in the window means no valence: a gap in the line, not a misleading zero.
+function plotted(counts, valence) {
+  const total = EXPRESSIONS.reduce((sum, e) => sum + ((counts || {})[e] || 0), 0);
+  return total > 0 && typeof valence === "number" ? valence : null;
+}
+
 function timelineAdd(timeline, ts, valence, shift) {
-  if (!timeline || typeof ts !== "number" || typeof valence !== "number") return;
+  if (!timeline || typeof ts !== "number") return;
   if (ts <= timeline.lastX) return;  // snapshots can repeat; keep x strictly increasing
   timeline.lastX = ts;
   const [line, shifts] = timeline.chart.data.datasets;
   line.data.push({ x: ts, y: valence });
-  if (shift && shifts) shifts.data.push({ x: ts, y: typeof shift.to === "number" ? shift.to : valence });
+  if (shift && shifts) shifts.data.push({ x: ts, y: typeof shift.to === "number" ? shift.to : (valence || 0) });
   timelineTrim(timeline);
 }
 
@@ -139,8 +145,8 @@ function timelineLoad(timeline, points) {
   if (!timeline) return;
   const [line, shifts] = timeline.chart.data.datasets;
   const firstLive = line.data.length ? line.data[0].x : Infinity;
-  const older = points.filter((p) => p.ts < firstLive && typeof p.valence === "number");
-  line.data = older.map((p) => ({ x: p.ts, y: p.valence })).concat(line.data);
+  const older = points.filter((p) => p.ts < firstLive);
+  line.data = older.map((p) => ({ x: p.ts, y: plotted(p.counts, p.valence) })).concat(line.data);
   if (shifts) {
     const marks = older.filter((p) => p.shift).map((p) => ({
       x: p.ts, y: typeof p.shift.to === "number" ? p.shift.to : p.valence }));
@@ -288,14 +294,15 @@ function overviewPage() {
       valence.textContent = current ? `now ${current}` : (mood.faces ? "" : "no face");
       valence.className = `valence ${current && NEGATIVE.has(current) ? "neg" : "neu"}`;
     } else {
-      valence.textContent = `valence ${fmtValence(mood.valence)}`;
-      valence.className = `valence ${valenceClass(mood.valence)}`;
+      const v = plotted(mood.counts, mood.valence);
+      valence.textContent = `valence ${fmtValence(v)}`;
+      valence.className = `valence ${valenceClass(v)}`;
     }
     const flag = view.panel.querySelector(".alert-flag");
     const alerts = Array.isArray(mood.alerts) ? mood.alerts : [];
     flag.hidden = alerts.length === 0;
     flag.textContent = alerts.map((a) => a.message || a.kind).join(" · ");
-    timelineAdd(view.timeline, mood.ts, mood.valence, mood.shift);
+    timelineAdd(view.timeline, mood.ts, plotted(mood.counts, mood.valence), mood.shift);
     timelineDraw(view.timeline);
   });
   every(2000, refresh);
@@ -361,13 +368,14 @@ function cameraPage() {
     if (mood.mode && mood.mode !== mode) showMode(mood.mode);
     const windows = mood.windows || {};
     if (mode === "classroom") {
-      $("valence-now").textContent = fmtValence(mood.valence);
-      $("valence-now").className = valenceClass(mood.valence);
+      const v = plotted(mood.counts, mood.valence);
+      $("valence-now").textContent = fmtValence(v);
+      $("valence-now").className = valenceClass(v);
       $("dominant-now").textContent = mood.dominant || "–";
       renderBars($("bars-10s"), (windows["10s"] || {}).counts || mood.counts, "bar-10s");
       renderBars($("bars-1m"), (windows["1m"] || {}).counts, "bar-1m");
       renderBars($("bars-5m"), (windows["5m"] || {}).counts, "bar-5m");
-      timelineAdd(timeline, mood.ts, mood.valence, mood.shift);
+      timelineAdd(timeline, mood.ts, plotted(mood.counts, mood.valence), mood.shift);
       timelineDraw(timeline);
       if (mood.shift) addShift(mood.ts, mood.shift);
     } else {
@@ -539,6 +547,49 @@ function adminPage() {
   }
   refresh();
   setInterval(() => { if (!document.hidden) refresh(false); }, 3000);
+
+  // Users: add, change role, remove (the API refuses to remove yourself or the last admin).
+  const userForm = document.getElementById("add-user-form");
+  const userRows = document.querySelector("#users tbody");
+  async function refreshUsers() {
+    let list;
+    try { list = await api("GET", "/api/users"); } catch (e) { return; }
+    userRows.textContent = "";
+    for (const u of list) {
+      const role = el("select", { "data-testid": `user-role-${u.name}` },
+        ...["viewer", "admin"].map((r) => el("option", { value: r, selected: r === u.role, text: r })));
+      role.addEventListener("change", async () => {
+        try {
+          await api("PATCH", `/api/users/${encodeURIComponent(u.name)}`, { role: role.value });
+          say(`${u.name} is now ${role.value}.`, "info");
+        } catch (e) { say(`Could not change ${u.name}: ${e.message}`, "error"); }
+        refreshUsers();
+      });
+      const remove = el("button", { type: "button", className: "danger", text: "Remove",
+                                    "data-testid": `remove-user-${u.name}` });
+      remove.addEventListener("click", async () => {
+        if (!window.confirm(`Remove user ${u.name}?`)) return;
+        try {
+          await api("DELETE", `/api/users/${encodeURIComponent(u.name)}`);
+          say(`Removed user ${u.name}.`, "info");
+        } catch (e) { say(`Could not remove ${u.name}: ${e.message}`, "error"); }
+        refreshUsers();
+      });
+      userRows.append(el("tr", { "data-testid": `user-${u.name}` },
+        el("td", { text: u.name }), el("td", {}, role), el("td", {}, remove)));
+    }
+  }
+  userForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(userForm).entries());
+    try {
+      await api("POST", "/api/users", data);
+      say(`Added user ${data.name}.`, "info");
+      userForm.reset();
+    } catch (e) { say(`Could not add the user: ${e.message}`, "error"); }
+    refreshUsers();
+  });
+  refreshUsers();
 }
 
 // ---------------------------------------------------------------- system page
@@ -553,8 +604,9 @@ function systemPage() {
       tbody.textContent = "";
       for (const w of workers) {
         const rate = parseFloat(w.rate);
-        const lag = w.lag_ms !== undefined ? `${Math.round(parseFloat(w.lag_ms))} ms`
-          : w.lag !== undefined ? String(w.lag) : w.pending !== undefined ? `${w.pending} pending` : "–";
+        // lag: entries waiting for the worker's group (unread + unacknowledged)
+        const lag = w.lag !== undefined ? `${w.lag} waiting`
+          : w.lag_ms !== undefined ? `${Math.round(parseFloat(w.lag_ms))} ms` : "–";
         tbody.append(el("tr", { "data-testid": `worker-${w.kind}`, "data-worker": w.id },
           el("td", { text: w.id }), el("td", { text: w.kind }),
           el("td", { text: `${w.host} · ${w.pid}` }),

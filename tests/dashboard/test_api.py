@@ -274,3 +274,41 @@ def test_socketio_relays_aggregator_events(r, redis_server):
         server.shutdown()
         thread.join(5)
     assert received and received[0] == "mood" and received[1]["camera"] == "cam1"
+
+
+def test_user_management_api(r, admin_client, viewer_client):
+    from dashboard import users
+
+    headers = {"X-CSRFToken": admin_client.csrf}
+    assert viewer_client.get("/api/users").status_code == 403
+    assert viewer_client.post("/api/users", json={"name": "x", "password": "long-enough"},
+                              headers={"X-CSRFToken": viewer_client.csrf}).status_code == 403
+    names = [u["name"] for u in admin_client.get("/api/users").json]
+    assert names == ["alice", "victor"]
+    response = admin_client.post("/api/users", json={"name": "zoe", "password": "zoe-password",
+                                                     "role": "viewer"}, headers=headers)
+    assert response.status_code == 201 and response.json == {"name": "zoe", "role": "viewer"}
+    assert users.authenticate(r, "zoe", "zoe-password")
+    assert admin_client.post("/api/users", json={"name": "zoe", "password": "other-password"},
+                             headers=headers).status_code == 409
+    assert admin_client.post("/api/users", json={"name": "bad name", "password": "long-enough"},
+                             headers=headers).status_code == 400
+    assert admin_client.post("/api/users", json={"name": "amy", "password": "short"},
+                             headers=headers).status_code == 400
+    assert admin_client.patch("/api/users/zoe", json={"role": "admin"},
+                              headers=headers).json["role"] == "admin"
+    assert users.authenticate(r, "zoe", "zoe-password")["role"] == "admin"  # password kept
+    assert admin_client.patch("/api/users/nobody", json={"role": "admin"},
+                              headers=headers).status_code == 404
+    # Nobody removes themselves, and there is always an admin left.
+    assert admin_client.delete("/api/users/alice", headers=headers).status_code == 400
+    assert admin_client.delete("/api/users/zoe", headers=headers).status_code == 200
+    assert admin_client.patch("/api/users/alice", json={"role": "viewer"},
+                              headers=headers).status_code == 400
+    assert admin_client.delete("/api/users/victor", headers=headers).status_code == 200
+    assert [u["name"] for u in admin_client.get("/api/users").json] == ["alice"]
+
+
+def test_api_bodies_are_capped(client):
+    response = client.post("/api/cameras", json={"id": "cam1", "source": "x" * 70000})
+    assert response.status_code == 413

@@ -177,6 +177,25 @@ def test_admin_adds_edits_and_removes_a_camera(r, page):
     expect()(page.get_by_test_id("camera-row-lobby")).to_have_count(0)
 
 
+def test_admin_manages_users(r, page):
+    users.set_user(r, *ADMIN, "admin")
+    log_in(page, *ADMIN)
+    page.goto("/admin")
+    form = page.get_by_test_id("add-user-form")
+    form.locator('input[name="name"]').fill("walt")
+    form.locator('input[name="password"]').fill("walt-password")
+    page.get_by_test_id("add-user").click()
+    expect()(page.get_by_test_id("user-walt")).to_contain_text("walt")
+    assert users.authenticate(r, "walt", "walt-password")["role"] == "viewer"
+    page.get_by_test_id("user-role-walt").select_option("admin")
+    expect()(page.get_by_test_id("admin-message")).to_have_text("walt is now admin.")
+    assert users.get_user(r, "walt")["role"] == "admin"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("remove-user-walt").click()
+    expect()(page.get_by_test_id("user-walt")).to_have_count(0)
+    assert users.get_user(r, "walt") is None
+
+
 # --------------------------------------------------------------------------- real pipeline
 
 
@@ -259,9 +278,12 @@ def test_live_numbers_change(redis_server, pipeline, page):
     page.goto("/")
     expect()(page.get_by_test_id("panel-class1")).to_be_visible()
     page.wait_for_timeout(1500)
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0
     page.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
+    for path in ("/", "/cameras/class1", "/admin", "/system"):
+        page.goto(path)
+        page.wait_for_timeout(500)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a phone screen"
 
     # Privacy: no image until an admin turns the preview on; then boxes drawn on live frames.
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -274,6 +296,12 @@ def test_live_numbers_change(redis_server, pipeline, page):
         what="a preview frame")
     cameras.update(r, "class1", {"preview": False})
     expect()(page.get_by_test_id("preview")).to_be_hidden()
+
+    # The workers behind the numbers: throughput and lag per live worker.
+    page.goto("/system")
+    for kind in ("detector", "classifier", "aggregator"):
+        expect()(page.get_by_test_id(f"worker-{kind}").first).to_contain_text("/s")
+    expect()(page.get_by_test_id("stats")).to_contain_text("Frames in")
     ingest.terminate()
     ingest.wait(20)
     cameras.remove(r, "class1")
