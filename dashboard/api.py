@@ -196,6 +196,14 @@ def stats():
     return jsonify(pipeline_stats(state().redis_bytes))
 
 
+@bp.get("/metrics")
+def metrics():
+    """Prometheus metrics of this dashboard process (scrape with a bearer token)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
 @bp.get("/workers")
 def workers():
     from moodstream.registry import live_workers

@@ -10,18 +10,23 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import redis
-from flask import Blueprint, Flask, abort, jsonify, render_template, request, send_file
+from flask import Blueprint, Flask, abort, g, jsonify, render_template, request, send_file
 from flask_login import current_user, login_required
 from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from prometheus_client import Histogram
 
 from dashboard import api, auth, cameras
 from moodstream.redis_client import connect
+
+REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
+                            "Dashboard request handling time, by endpoint", ["endpoint"])
 
 log = logging.getLogger("moodstream.dashboard")
 
@@ -158,6 +163,18 @@ def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
     @app.context_processor
     def globals_for_templates():
         return {"user": current_user, "vendor_missing": vendor_missing()}
+
+    @app.before_request
+    def start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def observe_latency(response):
+        started = g.pop("request_started", None)
+        if started is not None:
+            REQUEST_SECONDS.labels(request.endpoint or "unknown").observe(
+                time.perf_counter() - started)
+        return response
 
     @app.after_request
     def security_headers(response):

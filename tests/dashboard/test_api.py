@@ -312,3 +312,11 @@ def test_user_management_api(r, admin_client, viewer_client):
 def test_api_bodies_are_capped(client):
     response = client.post("/api/cameras", json={"id": "cam1", "source": "x" * 70000})
     assert response.status_code == 413
+
+
+def test_prometheus_metrics_need_the_token_and_time_requests(app, bearer):
+    client = app.test_client()
+    assert client.get("/api/metrics").status_code == 401
+    client.get("/api/cameras", headers=bearer)
+    body = client.get("/api/metrics", headers=bearer).data
+    assert b'moodstream_http_request_seconds_count{endpoint="api.list_cameras"}' in body
