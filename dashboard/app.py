@@ -22,7 +22,7 @@ from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from prometheus_client import Histogram
 
-from dashboard import api, auth, cameras
+from dashboard import api, auth, bulk_upload, cameras
 from moodstream.redis_client import connect
 
 REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
@@ -159,6 +159,7 @@ def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
     csrf.exempt(api.bp)  # the API checks CSRF itself, for cookie sessions only
     app.register_blueprint(api.bp)
     app.register_blueprint(pages)
+    app.register_blueprint(bulk_upload.bp)
 
     @app.context_processor
     def globals_for_templates():

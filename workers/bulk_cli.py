@@ -76,7 +76,8 @@ def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> li
             [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue,
              "--url", url, *extra],
             stdout=log_file, stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3"))
+            env={"MOODSTREAM_BULK_HEARTBEAT_TTL": "20",  # local: notice a dead one sooner
+                 **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
         proc.log_path = log_file.name
         procs.append(proc)
     return procs
@@ -254,6 +255,10 @@ def run(args: argparse.Namespace) -> int:
             waiter = Waiter(connection, queue, jobs, plan.tasks, show=not args.no_progress,
                             procs=procs, timeout=args.timeout)
             waiter.wait()
+    except KeyboardInterrupt:
+        print("\ninterrupted: no results written" + ("" if embedded else
+              f"; queued jobs stay on {args.queue!r}"), file=sys.stderr)
+        return 130
     finally:
         stop_local_workers(procs)
         if embedded is not None:

@@ -225,3 +225,16 @@ def test_detector_worker_runs_without_tensorflow(r, redis_server, media, tmp_pat
     probe = json.loads(done.stdout.split("PROBE ", 1)[1].splitlines()[0])
     assert probe["tensorflow"] is False
     assert probe["rss"] <= 300 * 2**20, f"RSS {probe['rss'] / 2**20:.0f} MB"
+
+
+def test_camera_options_come_from_the_camera_hash(r):
+    from workers.detector import CameraOptions
+
+    r.hset(keys.camera("door"), mapping={"min_face": "64", "scale_factor": "0.6"})
+    r.hset(keys.camera("odd"), mapping={"min_face": "big", "scale_factor": "3"})
+    options = CameraOptions(r, every_s=0)
+    assert options.get("door") == {"min_face": 64.0, "scale_factor": 0.6}
+    assert options.get("odd") == {"min_face": None, "scale_factor": None}
+    assert options.get("unknown") == {"min_face": None, "scale_factor": None}
+    r.hset(keys.camera("door"), "min_face", "32")
+    assert options.get("door")["min_face"] == 32.0

@@ -3,7 +3,7 @@ progress live, download each finished upload's CSV, JSON and PNG.
 
 A Flask blueprint for `dashboard.app.create_app`; register it with
 
-    from workers.bulk_upload import bp as bulk_bp
+    from dashboard.bulk_upload import bp as bulk_bp
     app.register_blueprint(bulk_bp)
 
 Uploads are stored under ``MOODSTREAM_BULK_DIR`` (default: the system temp folder), which
@@ -26,7 +26,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -73,31 +72,22 @@ def _queue():
 
 
 @bp.record_once
-def _exempt_from_app_csrf(setup_state):
-    # The app-wide CSRF check reads the form before this blueprint can raise the dashboard's
-    # 64 kB request cap for uploads; so this blueprint runs the same check itself, below.
-    csrf = setup_state.app.extensions.get("csrf")
-    if csrf is not None:
-        csrf.exempt(bp)
+def _raise_upload_limit_first(setup_state):
+    # The dashboard caps requests at 64 kB, and its app-wide CSRF check reads the form in an
+    # app-level before_request, which runs before any blueprint's own. So this page's limit
+    # is set by an app-level function placed first, whatever the registration order.
+    setup_state.app.before_request_funcs.setdefault(None, []).insert(0, _upload_limit)
 
 
-def _too_large():
+def _upload_limit():
+    if request.blueprint == bp.name:
+        request.max_content_length = max_upload_bytes() + 64 * 1024  # + the other fields
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_error=None):
     flash(f"Upload refused: larger than the limit of {max_upload_bytes() / 1e6:g} MB.", "error")
     return redirect(url_for("bulk.page"), 303)
-
-
-@bp.before_request
-def allow_large_uploads_then_check_csrf():
-    # The dashboard caps requests at 64 kB; this page's uploads get their own limit
-    # (plus room for the form's other fields).
-    request.max_content_length = max_upload_bytes() + 64 * 1024
-    csrf = current_app.extensions.get("csrf")
-    if csrf is not None and request.method == "POST":
-        try:
-            csrf.protect()
-        except RequestEntityTooLarge:
-            return _too_large()
-    return None
 
 
 def check_file(path: Path) -> str | None:
