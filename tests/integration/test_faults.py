@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.request
 
 import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import Frame
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 FAST_RECLAIM = {"MOODSTREAM_CLAIM_IDLE_MS": "2000", "MOODSTREAM_STALE_AFTER_S": "120"}
@@ -38,6 +40,8 @@ def test_kill_9_one_of_two_detectors_loses_no_frame(r, services, media):
     services.start("detector", "--batch", "2", env=FAST_RECLAIM)
     services.start("classifier", env=FAST_RECLAIM)
     services.start("aggregator", env=FAST_RECLAIM)
+    port = free_port()
+    services.start("dashboard", "--port", str(port), env={"MOODSTREAM_TOKEN": "fault-test"})
     workers_ready(r, detector=2, classifier=1, aggregator=1)
     services.start("ingest", "--camera", "cam", "--source", str(media / "fer_woman2.mp4"),
                    "--fps", "8", "--max-frames", "60")
@@ -47,6 +51,11 @@ def test_kill_9_one_of_two_detectors_loses_no_frame(r, services, media):
     victim.wait()
     stats = wait_for(lambda: (s := quiet(r)) and s["frames"]["in"] == 60 and s, timeout=180,
                      what="the pipeline to drain after the kill")
+    # The same figures over HTTP, as an operator reads them.
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stats",
+                                     headers={"Authorization": "Bearer fault-test"})
+    stats = wait_for(lambda: json.loads(urllib.request.urlopen(request, timeout=5).read()),
+                     timeout=60, what="/api/stats")
     frames = stats["frames"]
     assert identity_holds(frames) and frames["pending"] == 0
     assert frames["processed"] + sum(frames["dropped"].values()) == 60
