@@ -79,7 +79,7 @@ def test_pipeline_resumes_after_a_redis_restart(r, redis_server, services, media
     wait_for(lambda: pipeline_stats(after)["labels"] >= 3, timeout=120,
              what="labels after the restart")
     assert all(w.poll() is None for w in workers), "no worker died with Redis"
-    assert after.get(keys.mood("cam")) is not None
+    wait_for(lambda: after.get(keys.mood("cam")), timeout=30, what="snapshots again")
 
 
 def test_corrupt_jpeg_and_malformed_entry_become_dead_letters(r, services):

@@ -194,13 +194,22 @@ def area_pyramid(image: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.nda
         def at(offset: int, index=index, h=h, w=w) -> np.ndarray:
             return cells.take(index + offset).view(np.float64).reshape(h + 1, w + 1, -1)
 
-        top = at(0)
-        top += fx * (at(1) - top)
-        bottom = at(width + 1)
-        bottom += fx * (at(width + 2) - bottom)
-        top += fy * (bottom - top)  # the integral image at the output pixel corners
-        total = top[1:, 1:] - top[1:, :-1] - top[:-1, 1:] + top[:-1, :-1]
-        out.append((total * (h * w / (height * width))).astype(np.float32))
+        top, step = at(0), at(1)  # in place: this runs on every frame
+        step -= top
+        step *= fx
+        top += step
+        bottom, step = at(width + 1), at(width + 2)
+        step -= bottom
+        step *= fx
+        bottom += step
+        bottom -= top
+        bottom *= fy
+        top += bottom  # the integral image at the output pixel corners
+        total = top[1:, 1:] - top[1:, :-1]
+        total -= top[:-1, 1:]
+        total += top[:-1, :-1]
+        total *= h * w / (height * width)
+        out.append(total.astype(np.float32))
     return out
 
 
@@ -247,8 +256,8 @@ class MtcnnOnnx(Detector):
         if pnet_batching not in ("mosaic", "levels"):
             raise ValueError(f"pnet_batching must be 'mosaic' or 'levels', not {pnet_batching!r}")
         model_dir = Path(model_dir) if model_dir else MODEL_DIR
-        missing = [n for n in ("pnet", "rnet", "onet", "pnet_mosaic")
-                   if not (model_dir / f"{n}.onnx").exists()]
+        needed = ["pnet", "rnet", "onet"] + (["pnet_mosaic"] if pnet_batching == "mosaic" else [])
+        missing = [n for n in needed if not (model_dir / f"{n}.onnx").exists()]
         if missing:
             raise FileNotFoundError(f"MTCNN ONNX files {missing} not in {model_dir} "
                                     "(run python -m models.mtcnn_to_onnx)")
@@ -313,7 +322,7 @@ class MtcnnOnnx(Detector):
                 continue
             boxes, scores = sort_best_first(np.concatenate([b for b, _ in parts]),
                                             np.concatenate([s for _, s in parts]))
-            boxes = boxes[:self.max_candidates]
+            boxes = boxes[:self.max_candidates]  # a bound on NMS's work; the package has none
             result.append(square(boxes[nms(boxes, self.nms_pnet)]))
         return result
 
