@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 MEDIA = REPO.parent / "shared" / "data" / "media"
 
 from workers.detectors import make_detector  # noqa: E402
+from workers.detectors.base import iou  # noqa: E402
 
 SIZES = [(640, 480), (1280, 720)]
 DETECTORS = ["mtcnn-onnx", "mtcnn", "haar"]
@@ -53,13 +54,6 @@ DLIB_BOXES = {
 MATCH_IOU = 0.3  # dlib's boxes are tight squares, MTCNN's run from brow to chin
 
 
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
 
 
 def source_frames(video_frames: int) -> list[np.ndarray]:

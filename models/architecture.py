@@ -21,6 +21,28 @@ PAPER_PARAMS = 58_423
 PAPER_TRAINABLE_PARAMS = 56_951
 
 
+def _standardization_layer():
+    """Parameter-free per-image standardisation: (x - mean) / sqrt(var + eps) per image."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="moodstream")
+    class PerImageStandardization(keras.layers.Layer):
+        def __init__(self, epsilon: float = 1e-3, **kwargs):
+            super().__init__(**kwargs)
+            self.epsilon = epsilon
+
+        def call(self, x):
+            ops = keras.ops
+            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            var = ops.mean(ops.square(x - mean), axis=(1, 2, 3), keepdims=True)
+            return (x - mean) / ops.sqrt(var + self.epsilon)
+
+        def get_config(self):
+            return {**super().get_config(), "epsilon": self.epsilon}
+
+    return PerImageStandardization
+
+
 def build_mini_xception(
     input_size: int | tuple[int, int] = PAPER_INPUT_SIZE,
     num_classes: int = NUM_CLASSES,
@@ -30,6 +52,7 @@ def build_mini_xception(
     l2: float = PAPER_L2,
     l2_separable: bool = False,
     dropout: float = 0.0,
+    input_norm: str = "none",
     name: str = "mini_xception",
 ):
     """Build the mini-Xception.
@@ -39,6 +62,8 @@ def build_mini_xception(
     ``SeparableConv2D``, which Keras silently ignores; ``l2_separable=True`` applies the l2 to
     the depthwise and pointwise kernels instead (an option, off by default = paper behaviour).
     ``dropout`` > 0 inserts dropout before the classifier conv (0 = paper).
+    ``input_norm="per_image"`` prepends a parameter-free per-image standardisation layer
+    (contrast/brightness invariance; parameter count unchanged). See docs/model.md for why.
     """
     import keras
     from keras import layers
@@ -54,8 +79,13 @@ def build_mini_xception(
         return max(1, int(round(n * width)))
 
     inputs = keras.Input(shape=(height, width_px, 1), name="input")
+    x = inputs
+    if input_norm == "per_image":
+        x = _standardization_layer()(name="per_image_std")(x)
+    elif input_norm != "none":
+        raise ValueError(f"unknown input_norm {input_norm!r}")
     x = layers.Conv2D(w(base_filters), 3, use_bias=False, kernel_regularizer=reg,
-                      name="base_conv1")(inputs)
+                      name="base_conv1")(x)
     x = layers.BatchNormalization(name="base_bn1")(x)
     x = layers.Activation("relu", name="base_relu1")(x)
     x = layers.Conv2D(w(base_filters), 3, use_bias=False, kernel_regularizer=reg,
@@ -99,6 +129,7 @@ def build_from_config(config: dict):
         l2=config.get("l2", PAPER_L2),
         l2_separable=config.get("l2_separable", False),
         dropout=config.get("dropout", 0.0),
+        input_norm=config.get("input_norm", "none"),
     )
 
 

@@ -35,6 +35,8 @@ DEFAULT_CONFIG: dict = {
     "l2": 0.01,
     "l2_separable": False,
     "dropout": 0.0,
+    "input_norm": "none",  # none | per_image (parameter-free standardisation layer)
+    "init_from": None,  # .keras file to warm-start from (weights copied by layer name)
     # optimisation
     "epochs": 60,
     "batch_size": 64,
@@ -115,6 +117,25 @@ def _subset(x, y, limit, seed):
     return x[idx], y[idx]
 
 
+def _warm_start(model, path, verbose=1):
+    """Copy weights from a saved model into ``model`` layer by layer (matching names/shapes)."""
+    import keras
+
+    src = keras.models.load_model(path, compile=False)
+    copied = 0
+    for layer in model.layers:
+        try:
+            other = src.get_layer(layer.name)
+        except ValueError:
+            continue
+        ws = other.get_weights()
+        if ws and [w.shape for w in ws] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(ws)
+            copied += 1
+    if verbose:
+        print(f"warm start from {path}: {copied} layers copied", flush=True)
+
+
 def run_dir_for(cfg: dict, runs_dir: str | os.PathLike | None = None) -> Path:
     return Path(runs_dir or RUNS_DIR) / cfg["name"]
 
@@ -172,6 +193,8 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
         model = keras.models.load_model(last_path, compile=True)
     else:
         model = build_from_config(cfg)
+        if cfg["init_from"]:
+            _warm_start(model, cfg["init_from"], verbose)
         model.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss=loss,
                       metrics=["accuracy"])
     total, trainable = count_params(model)

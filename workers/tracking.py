@@ -13,16 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moodstream.contract import CLASSES
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+from workers.detectors.base import iou
 
 
 @dataclass

@@ -16,19 +16,13 @@ from moodstream import keys
 from moodstream.contract import Face, Frame
 from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
 from workers.detectors import make_detector
+from workers.detectors.base import iou
 from workers.detectors.mtcnn_onnx import MODEL_DIR, area_pyramid, nms, pack, patches
 
 PARITY_MIN_FACE = 20  # the mtcnn package's default
 PARITY_MAX_SIDE = 1200  # larger photos are halved: the package takes seconds on them
 
 
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter)
 
 
 def photos(media):

@@ -104,3 +104,13 @@ def release_memory() -> bool:
         return bool(_libc().malloc_trim(0))
     except (OSError, AttributeError):
         return False
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter = max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(
+        0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
