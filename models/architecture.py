@@ -43,6 +43,44 @@ def _standardization_layer():
     return PerImageStandardization
 
 
+def gaussian_kernel_1d(sigma: float):
+    """Normalised 1-D Gaussian taps, radius ceil(3 sigma) (same as cv2.getGaussianKernel)."""
+    import math
+
+    import numpy as np
+
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).astype("float32")
+
+
+def _blur_layer():
+    """Fixed (non-trainable, parameter-free) separable Gaussian blur, reflect-101 borders."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="moodstream")
+    class FixedGaussianBlur(keras.layers.Layer):
+        def __init__(self, sigma: float, **kwargs):
+            super().__init__(**kwargs)
+            self.sigma = float(sigma)
+            self.taps = gaussian_kernel_1d(self.sigma)
+
+        def call(self, x):
+            ops = keras.ops
+            r = len(self.taps) // 2
+            x = ops.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="reflect")
+            kh = ops.convert_to_tensor(self.taps.reshape(-1, 1, 1, 1))
+            kw = ops.convert_to_tensor(self.taps.reshape(1, -1, 1, 1))
+            x = ops.depthwise_conv(x, kh, strides=1, padding="valid")
+            return ops.depthwise_conv(x, kw, strides=1, padding="valid")
+
+        def get_config(self):
+            return {**super().get_config(), "sigma": self.sigma}
+
+    return FixedGaussianBlur
+
+
 def build_mini_xception(
     input_size: int | tuple[int, int] = PAPER_INPUT_SIZE,
     num_classes: int = NUM_CLASSES,
@@ -53,6 +91,7 @@ def build_mini_xception(
     l2_separable: bool = False,
     dropout: float = 0.0,
     input_norm: str = "none",
+    input_blur_sigma: float = 0.0,
     name: str = "mini_xception",
 ):
     """Build the mini-Xception.
@@ -63,7 +102,10 @@ def build_mini_xception(
     the depthwise and pointwise kernels instead (an option, off by default = paper behaviour).
     ``dropout`` > 0 inserts dropout before the classifier conv (0 = paper).
     ``input_norm="per_image"`` prepends a parameter-free per-image standardisation layer
-    (contrast/brightness invariance; parameter count unchanged). See docs/model.md for why.
+    (contrast/brightness invariance; parameter count unchanged).
+    ``input_blur_sigma`` > 0 prepends a fixed Gaussian blur (sigma in input pixels; no
+    parameters). The shared FER-2013 Training split is Gaussian-blurred (see docs/model.md), so
+    the shipped model blurs its (sharp) input the same way before classifying.
     """
     import keras
     from keras import layers
@@ -80,6 +122,8 @@ def build_mini_xception(
 
     inputs = keras.Input(shape=(height, width_px, 1), name="input")
     x = inputs
+    if input_blur_sigma and input_blur_sigma > 0:
+        x = _blur_layer()(input_blur_sigma, name="input_blur")(x)
     if input_norm == "per_image":
         x = _standardization_layer()(name="per_image_std")(x)
     elif input_norm != "none":
@@ -118,8 +162,11 @@ def build_mini_xception(
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_from_config(config: dict):
-    """Build the model described by a training config dict (see ``models.train``)."""
+def build_from_config(config: dict, with_blur: bool = False):
+    """Build the model described by a training config dict (see ``models.train``).
+
+    ``with_blur``: include the fixed input blur (``input_blur_sigma``) - used for the
+    exported/inference model; the training model sees already-blurred Training images."""
     size = config.get("input_size", PAPER_INPUT_SIZE)
     return build_mini_xception(
         input_size=size,
@@ -130,6 +177,7 @@ def build_from_config(config: dict):
         l2_separable=config.get("l2_separable", False),
         dropout=config.get("dropout", 0.0),
         input_norm=config.get("input_norm", "none"),
+        input_blur_sigma=config.get("input_blur_sigma", 0.0) if with_blur else 0.0,
     )
 
 

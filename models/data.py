@@ -66,13 +66,33 @@ def _resize_bilinear_np(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.clip(np.rint(top * (1 - wy) + bot * wy), 0, 255).astype(np.uint8)
 
 
-def load_split(split: str, input_size: int = 64, path=None) -> tuple[np.ndarray, np.ndarray]:
-    """Return (images uint8 (N, H, W, 1), labels int32 (N,)) for 'train', 'val' or 'test'."""
+def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur uint8 (N, H, W) images exactly like the model's FixedGaussianBlur layer
+    (separable Gaussian, radius ceil(3 sigma), reflect-101 borders); returns uint8."""
+    from models.architecture import gaussian_kernel_1d
+
+    k = gaussian_kernel_1d(sigma).astype(np.float64)
+    r = len(k) // 2
+    f = np.pad(x.astype(np.float64), ((0, 0), (r, r), (r, r)), mode="reflect")
+    h, w = x.shape[1:3]
+    f = sum(k[i] * f[:, i:i + h, :] for i in range(len(k)))
+    f = sum(k[i] * f[:, :, i:i + w] for i in range(len(k)))
+    return np.clip(np.rint(f), 0, 255).astype(np.uint8)
+
+
+def load_split(split: str, input_size: int = 64, path=None,
+               blur_sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Return (images uint8 (N, H, W, 1), labels int32 (N,)) for 'train', 'val' or 'test'.
+
+    ``blur_sigma`` > 0 blurs the resized images (model-input pixels), as the shipped model's
+    input blur does."""
     xk, yk = SPLITS[split]
     with np.load(dataset_path(path)) as d:
         x, y = d[xk], d[yk]
-    x = resize_images(x, input_size)[..., None]
-    return x, y.astype(np.int32)
+    x = resize_images(x, input_size)
+    if blur_sigma and blur_sigma > 0:
+        x = gaussian_blur(x, blur_sigma)
+    return x[..., None], y.astype(np.int32)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

@@ -43,6 +43,17 @@ def keras_to_onnx(model, opset: int = 13):
     return proto
 
 
+def _with_input_blur(model, recipe: dict):
+    """The inference model: fixed input blur + the trained network (weights copied by name)."""
+    from models.architecture import build_from_config
+
+    full = build_from_config(recipe, with_blur=True)
+    for layer in full.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return full
+
+
 def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256) -> float:
     """Accuracy of an ONNX model (bytes/ModelProto/path) on uint8 (N, H, W, 1) images."""
     import numpy as np
@@ -91,6 +102,10 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         model = keras.models.load_model(p, compile=False)
     else:
         model = model_or_path
+    blur = float((recipe or {}).get("input_blur_sigma") or 0.0)
+    if blur > 0 and not any(layer.name == "input_blur" for layer in model.layers):
+        model = _with_input_blur(model, recipe)
+        extra.setdefault("input_blur_sigma", str(blur))
     h, w = (int(d) for d in model.inputs[0].shape[1:3])
     total, trainable = count_params(model)
     proto = keras_to_onnx(model, opset=opset)

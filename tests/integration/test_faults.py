@@ -69,8 +69,8 @@ def test_kill_9_one_of_two_detectors_loses_no_frame(r, services, media):
 def test_pipeline_resumes_after_a_redis_restart(r, redis_server, services, media):
     workers = [services.start(kind) for kind in ("detector", "classifier", "aggregator")]
     workers_ready(r, detector=1, classifier=1, aggregator=1)
-    services.start("ingest", "--camera", "cam", "--source", str(media / "fer_woman2.mp4"),
-                   "--fps", "5", "--loop")
+    workers.append(services.start("ingest", "--camera", "cam", "--source",
+                                  str(media / "fer_woman2.mp4"), "--fps", "5", "--loop"))
     wait_for(lambda: pipeline_stats(r)["labels"] >= 3, timeout=120, what="labels before")
     redis_server.stop()
     time.sleep(2)
@@ -78,7 +78,7 @@ def test_pipeline_resumes_after_a_redis_restart(r, redis_server, services, media
     after = redis_server.client()
     wait_for(lambda: pipeline_stats(after)["labels"] >= 3, timeout=120,
              what="labels after the restart")
-    assert all(w.poll() is None for w in workers), "no worker died with Redis"
+    assert all(w.poll() is None for w in workers), "neither ingest nor a worker died with Redis"
     wait_for(lambda: after.get(keys.mood("cam")), timeout=30, what="snapshots again")
 
 

@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from moodstream.config import get_settings
+from moodstream.contract import CLASSES, Face
+from workers.classifier import label_faces
+from workers.emotion_model import EmotionModel, ModelError
+
+
+def test_the_classifier_process_never_imports_tensorflow():
+    code = ("import sys; from moodstream.cli import build_parser; build_parser(); "
+            "import workers.classifier, workers.emotion_model; "
+            "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.fixture
+def model():
+    path = get_settings().model_path
+    if not path.exists():
+        pytest.skip(f"no model at {path}")
+    return EmotionModel(path)
+
+
+def test_labels_follow_the_faces_and_markers_pass_through(model):
+    crop = np.full((model.height, model.width), 128, np.uint8)
+    faces = [Face("a", 1, 1.0, 0, 2, (0, 0, 9, 9), 0.99, crop),
+             Face("b", 7, 2.0, -1, 0),
+             Face("a", 1, 1.0, 1, 2, (5, 5, 9, 9), 0.98, crop[:20, :30])]  # resized on the way
+    batch = label_faces(model, faces, maxlen=100)
+    assert batch.counters == {"labels:in": 3, "labels:faces": 2}
+    labels = [out.fields for out in batch.outputs]
+    assert [f["camera"] for f in labels] == ["a", "b", "a"]
+    assert labels[0]["label"] in CLASSES and "probs" not in labels[1]
+
+
+def test_a_model_without_the_metadata_contract_is_refused(tmp_path):
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not onnx")
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error type
+        EmotionModel(bogus)
+    with pytest.raises(ModelError, match="not found"):
+        EmotionModel(tmp_path / "absent.onnx")
