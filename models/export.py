@@ -92,13 +92,19 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         if p.is_dir():
             if recipe is None and (p / "config.json").exists():
                 recipe = json.loads((p / "config.json").read_text())
-            for fn in ("result.json", "state.json"):
-                if (p / fn).exists():
-                    info = json.loads((p / fn).read_text())
-                    for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch"):
-                        if k in info:
-                            extra.setdefault(k, info[k])
+            info = {}
+            if (p / "state.json").exists():  # run in progress: 0-based epochs in state.json
+                st = json.loads((p / "state.json").read_text())
+                info = {"best_epoch": st["best_epoch"] + 1, "epochs_run": st["epoch"] + 1,
+                        "train_seconds": round(st["train_seconds"], 1)}
+            if (p / "result.json").exists():
+                info.update(json.loads((p / "result.json").read_text()))
+            for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch"):
+                if k in info:
+                    extra.setdefault(k, info[k])
             p = p / "best.keras"
+        elif recipe is None and (p.parent / "config.json").exists():
+            recipe = json.loads((p.parent / "config.json").read_text())
         model = keras.models.load_model(p, compile=False)
     else:
         model = model_or_path

@@ -33,6 +33,7 @@ COMMANDS = [
     ("evaluate", "models.cli", "configure_evaluate", "run_evaluate",
      "evaluate an ONNX model on FER-2013 PrivateTest"),
     ("export", "models.cli", "configure_export", "run_export", "export a Keras model to ONNX"),
+    ("bench", "bench.cli", "configure", "run", "measure everything side by side"),
 ]
 
 

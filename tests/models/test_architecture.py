@@ -52,3 +52,30 @@ def test_width_and_size_are_configurable():
     assert count_params(small)[0] == PAPER_PARAMS  # GAP: params do not depend on input size
     custom = build_mini_xception(block_filters=(16, 32, 64, 128, 256))
     assert custom.get_layer("block5_sep2").filters == 256
+
+
+def test_input_blur_and_standardisation_add_no_parameters():
+    from models.architecture import gaussian_kernel_1d
+
+    m = build_from_config({"input_blur_sigma": 4.27, "input_norm": "per_image"},
+                          with_blur=True)
+    assert count_params(m) == (PAPER_PARAMS, PAPER_TRAINABLE_PARAMS)
+    assert m.get_layer("input_blur") is not None
+    assert build_from_config({"input_blur_sigma": 4.27}).layers[1].name == "base_conv1"
+    k = gaussian_kernel_1d(2.0)
+    assert len(k) == 13 and abs(float(k.sum()) - 1.0) < 1e-6
+
+
+def test_blur_layer_matches_numpy_blur():
+    from models.data import gaussian_blur
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    m = build_mini_xception(input_size=32, base_filters=2, block_filters=(4, 4, 4, 4),
+                            input_blur_sigma=2.0)
+    blur = keras.Model(m.input, m.get_layer("input_blur").output)
+    got = np.asarray(blur(x[..., None].astype("float32")))[..., 0]
+    want = gaussian_blur(x, 2.0).astype("float32")
+    assert np.abs(got - want).max() <= 0.5 + 1e-3  # numpy version rounds to uint8
+    flat = np.full((1, 32, 32, 1), 100.0, "float32")
+    np.testing.assert_allclose(np.asarray(blur(flat)), 100.0, rtol=1e-5)

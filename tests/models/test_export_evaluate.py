@@ -77,3 +77,22 @@ def test_cli_is_light_and_parses():
         "assert 'tensorflow' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_export_prepends_input_blur(tmp_path, tiny_npz):
+    pytest.importorskip("tensorflow")
+    ort = pytest.importorskip("onnxruntime")
+    from models.architecture import build_from_config
+    from models.export import export
+
+    from .conftest import TINY_ARCH
+
+    recipe = {**TINY_ARCH, "input_blur_sigma": 1.5}
+    model = build_from_config(recipe)  # training model: no blur layer
+    out = tmp_path / "blur.onnx"
+    meta = export(model, out, recipe=recipe, data=tiny_npz, sidecar=False)
+    assert meta["input_blur_sigma"] == "1.5"
+    assert meta["params"] == str(sum(int(np.prod(w.shape)) for w in model.weights))
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    p = sess.run(None, {sess.get_inputs()[0].name: np.zeros((2, 32, 32, 1), np.float32)})[0]
+    assert p.shape == (2, 7)

@@ -1,0 +1,359 @@
+"""`moodstream bench [--quick] [--json]`: every figure of the system beside its baselines, in
+one run, on the same frames.
+
+Baselines measured in the same run: the paper's loop as written (the mtcnn package and Keras
+``predict`` of the paper's model, one frame and one face at a time, in one process), and the
+figures of a previous results file (bench/results.json) when one is present. The full run
+writes docs/benchmarks.md, its plots under docs/benchmarks/ and bench/results.json.
+Run it from a checkout (it starts a private redis-server and real worker processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results.json"
+DOCS = REPO / "docs"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer frames, 1 and 4 cameras, writes nothing (< 2 minutes)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the figures as one JSON object on the last line")
+    parser.add_argument("--frames", type=int, help="frames for the throughput runs "
+                        "(default 24 quick, 120 full)")
+    parser.add_argument("--cameras", help="camera counts for the live runs "
+                        "(default 1,4 quick, 1,4,8 full)")
+    parser.add_argument("--camera-fps", type=float, default=5.0,
+                        help="frames per second each camera publishes in the live runs")
+    parser.add_argument("--detectors", type=int, default=os.cpu_count() or 1,
+                        help="detector workers in the live pipeline (default: one per core)")
+    parser.add_argument("--keras", type=Path, help="Keras model for the paper loop (default: "
+                        "the run the shipped model came from, else the newest, else untrained)")
+    parser.add_argument("--previous", type=Path, default=RESULTS,
+                        help="results file of a previous release to compare with")
+    parser.add_argument("--no-write", action="store_true",
+                        help="full run without writing docs/benchmarks.md and results.json")
+
+
+# ---------------------------------------------------------------- helpers without I/O
+
+def last_json_line(text: str) -> dict:
+    """The JSON object on the last non-empty line of `text` (the --json contract)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("no output")
+    value = json.loads(lines[-1])
+    if not isinstance(value, dict):
+        raise ValueError("last line is not a JSON object")
+    return value
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict as {"a.b.c": value} (lists and text are skipped)."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def compare(current: dict, previous: dict | None) -> dict[str, dict]:
+    """Figures present in both runs: {"name": {"now", "before", "ratio"}}."""
+    if not previous:
+        return {}
+    now, before = flatten(current), flatten(previous)
+    return {k: {"now": now[k], "before": before[k],
+                "ratio": round(now[k] / before[k], 3) if before[k] else None}
+            for k in sorted(now.keys() & before.keys())}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """As moodstream.accounting picks them: the value at index int(q * n) of the sorted list."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def speedup(pipeline_fps: float | None, paper_fps: float | None) -> float | None:
+    if not pipeline_fps or not paper_fps:
+        return None
+    return round(pipeline_fps / paper_fps, 2)
+
+
+# ---------------------------------------------------------------- measurements
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def choose_keras(explicit: Path | None, meta: dict, tmp: Path) -> tuple[Path, str]:
+    """(path, what it is). The run the shipped ONNX was trained in, else the newest run's
+    best.keras, else an untrained model of the paper's architecture (same speed)."""
+    from bench.bulk_throughput import find_keras
+
+    if explicit:
+        return explicit, "given with --keras"
+    recipe = json.loads(meta.get("recipe", "{}") or "{}").get("name")
+    candidates = [REPO / "models" / "runs" / recipe / "best.keras"] if recipe else []
+    newest = find_keras(None)
+    candidates += [newest] if newest else []
+    for path in candidates:
+        if path.exists():
+            try:
+                import keras
+
+                keras.models.load_model(path, compile=False)
+                return path, f"trained ({path.relative_to(REPO)})"
+            except Exception as error:  # noqa: BLE001 - a half-written file: try the next
+                log(f"cannot load {path}: {error}")
+    from models.architecture import build_mini_xception
+
+    path = tmp / "untrained.keras"
+    build_mini_xception().save(path)
+    return path, "untrained, paper architecture (no trained .keras loadable; same speed)"
+
+
+def measure_classifier(model_path: Path, faces: int) -> dict:
+    """onnxruntime, 1 thread, faces/s at batch 32 and at batch 1, on 64x64 gray crops."""
+    import numpy as np
+
+    from workers.emotion_model import EmotionModel
+
+    model = EmotionModel(model_path, threads=1)
+    crops = np.random.default_rng(0).integers(0, 256, (faces, model.height, model.width),
+                                              dtype=np.uint8)
+    out = {}
+    for batch in (32, 1):
+        model.predict(crops[:batch])
+        t = time.perf_counter()
+        for i in range(0, faces, batch):
+            model.predict(crops[i:i + batch])
+        out[f"batch{batch}_faces_per_s"] = round(faces / (time.perf_counter() - t), 1)
+    return out
+
+
+def measure_keras_per_face(keras_path: Path, faces: int) -> float:
+    """The paper's classification: model.predict on one face at a time; faces/s."""
+    import keras
+    import numpy as np
+
+    model = keras.models.load_model(keras_path, compile=False)
+    height, width = model.input_shape[1:3]
+    face = np.zeros((1, height, width, 1), np.float32)
+    model.predict(face, verbose=0)
+    t = time.perf_counter()
+    for _ in range(faces):
+        model.predict(face, verbose=0)
+    return round(faces / (time.perf_counter() - t), 1)
+
+
+def measure_detectors(names: list[str], video_frames: int, batch: int = 4) -> dict:
+    """ms (wall) and cpu ms per 640x480 frame, 1 frame per call and `batch` per call."""
+    import cv2
+
+    from bench.detectors import make_detector, source_frames, timed
+
+    frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_AREA)
+              for f in source_frames(video_frames)]
+    out = {}
+    for name in names:
+        detector = make_detector(name, min_face=40, threads=1)
+        detector.detect(frames[:2])
+        ms, cpu = timed(detector, frames, 1)
+        entry = {"ms": round(ms, 1), "cpu_ms": round(cpu, 1)}
+        if name != "haar":
+            b_ms, b_cpu = timed(detector, frames, batch)
+            entry.update(batch_ms=round(b_ms, 1), batch_cpu_ms=round(b_cpu, 1))
+        out[name] = entry
+    return {"frames": len(frames), "size": "640x480", "batch": batch, "min_face": 40,
+            "detectors": out}
+
+
+def measure_codec(video: Path) -> dict:
+    """JPEG encode (ingest) and decode (detector) ms per 640x480 frame."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    cap.release()
+    frame = cv2.resize(frame, (640, 480))
+    t = time.perf_counter()
+    for _ in range(20):
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    encode = (time.perf_counter() - t) * 50
+    t = time.perf_counter()
+    for _ in range(20):
+        cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    return {"encode_ms": round(encode, 2), "decode_ms": round((time.perf_counter() - t) * 50, 2),
+            "jpeg_kb": round(len(jpeg) / 1024, 1)}
+
+
+def measure_pipeline(video: Path, frames: int, cameras: list[int], camera_fps: float,
+                     detectors: int, per_camera: int) -> dict:
+    """Backlog (sustained frames/s) then cameras x camera_fps paced runs (latency)."""
+    from bench.pipeline import jpeg_frames, run_case
+    from moodstream import keys
+    from tests.conftest import RedisServer
+
+    jpegs = jpeg_frames(video, max(frames, max(cameras) * per_camera))
+    out: dict = {"detectors": detectors, "classifiers": 1, "camera_fps": camera_fps,
+                 "cameras": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            log(f"live pipeline: backlog of {frames} frames, {detectors} detector(s)")
+            t = time.monotonic()
+            sustained = run_case(server, jpegs[:frames], detectors, None)
+            out["sustained"] = {"frames": frames, "fps": round(sustained["fps"], 2),
+                                "latency_ms": sustained["latency"],
+                                "case_wall_s": round(time.monotonic() - t, 1)}
+            out["rss_mb"] = {"detector": round(sustained["rss_detector"]),
+                             "classifier": round(sustained["rss_classifier"])}
+            for n in cameras:
+                count = n * per_camera
+                log(f"live pipeline: {n} camera(s) x {camera_fps:g} fps, {count} frames")
+                case = run_case(server, jpegs[:count], detectors, camera_fps, n)
+                samples = [float(v) for v in server.client().lrange(keys.LATENCY, 0, -1)]
+                out["cameras"][str(n)] = {
+                    "frames": count, "offered_fps": n * camera_fps,
+                    "fps": round(case["fps"], 2), "p50_ms": percentile(samples, 0.5),
+                    "p99_ms": percentile(samples, 0.99), "samples": samples}
+        finally:
+            server.stop()
+    return out
+
+
+def measure_bulk(video: Path, frames: int, workers: list[int], model_path: Path) -> dict:
+    from types import SimpleNamespace
+
+    from bench.bulk_throughput import clip_frames, run_bulk
+
+    end, native = clip_frames(video, frames / 29.97)
+    end = min(end, frames)
+    options = SimpleNamespace(detector=None, fps=0.0, chunk_seconds=max(0.2, end / native / 4))
+    out = {}
+    for n in workers:
+        log(f"bulk: {n} worker(s), {end} frames")
+        r = run_bulk(video, end, native, options, n, str(model_path))
+        out[str(n)] = {"frames": r["frames"], "faces": r["faces"],
+                       "fps": round(r["frames"] / r["seconds"], 2),
+                       "startup_s": round(r["startup"], 1)}
+    return out
+
+
+def measure_paper_loop(video: Path, frames: int, keras_path: Path) -> dict:
+    from bench.bulk_throughput import clip_frames, run_paper_loop
+
+    end, native = clip_frames(video, 0)
+    r = run_paper_loop(video, min(end, frames), native, 0.0, keras_path)
+    return {"frames": r["frames"], "faces": r["faces"],
+            "fps": round(r["frames"] / r["seconds"], 2), "startup_s": round(r["startup"], 1)}
+
+
+def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
+    from workers.emotion_model import read_metadata
+
+    meta = read_metadata(model_path)
+    out = {"params": int(meta.get("params", 0)) or None,
+           "privatetest_accuracy_metadata": float(meta["privatetest_accuracy"])
+           if "privatetest_accuracy" in meta else None,
+           "file_kb": round(model_path.stat().st_size / 1024, 1)}
+    if evaluate:
+        try:
+            from models.evaluate import evaluate as run_evaluate
+
+            out["privatetest_accuracy"] = round(
+                run_evaluate(model_path, threads=1, timing=False)["accuracy"], 4)
+            out["evaluated"] = True
+        except Exception as error:  # noqa: BLE001 - no FER-2013 here: metadata figure only
+            log(f"evaluation skipped: {error}")
+    out.setdefault("privatetest_accuracy", out["privatetest_accuracy_metadata"])
+    out.setdefault("evaluated", False)
+    return out
+
+
+# ---------------------------------------------------------------- the command
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from bench.pipeline import DEFAULT_VIDEO
+    from moodstream.config import get_settings
+    from workers.emotion_model import read_metadata
+
+    started = time.monotonic()
+    quick = args.quick
+    frames = args.frames or (24 if quick else 120)
+    cameras = [int(c) for c in (args.cameras or ("1,4" if quick else "1,4,8")).split(",")]
+    model_path = Path(get_settings().model_path)
+    video = DEFAULT_VIDEO
+    if not video.exists():
+        raise SystemExit(f"shared media not found: {video}")
+    results: dict = {"mode": "quick" if quick else "full",
+                     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "machine": {"cpus": os.cpu_count(), "load_avg_at_start":
+                                 round(os.getloadavg()[0], 2)},
+                     "video": video.name, "model": str(model_path)}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        log(f"accuracy and classifier ({model_path.name})")
+        results["accuracy"] = measure_accuracy(model_path, evaluate=not quick)
+        results["classifier"] = measure_classifier(model_path, 256 if quick else 2048)
+        results["codec"] = measure_codec(video)
+        log("detectors")
+        results["detector"] = measure_detectors(
+            ["mtcnn-onnx", "mtcnn"] if quick else ["mtcnn-onnx", "mtcnn", "haar"],
+            2 if quick else 8)
+        results["pipeline"] = measure_pipeline(video, frames, cameras, args.camera_fps,
+                                               args.detectors, 6 if quick else 30)
+        results["bulk"] = measure_bulk(video, frames, [1] if quick else [1, 2], model_path)
+        log("paper loop (mtcnn package + Keras predict per face)")
+        keras_path, keras_what = choose_keras(args.keras, read_metadata(model_path),
+                                              Path(tmp))
+        paper = measure_paper_loop(video, frames, keras_path)
+        paper["keras_model"] = keras_what
+        paper["keras_faces_per_s"] = measure_keras_per_face(keras_path, 16 if quick else 64)
+        results["paper_loop"] = paper
+    sustained = results["pipeline"]["sustained"]["fps"]
+    results["speedup_vs_paper_loop"] = speedup(sustained, paper["fps"])
+    results["bulk_speedup_vs_paper_loop"] = speedup(results["bulk"]["1"]["fps"], paper["fps"])
+    previous = None
+    if args.previous and args.previous.exists():
+        previous = json.loads(args.previous.read_text())
+    results["vs_previous"] = compare(strip_samples(results), strip_samples(previous or {}))
+    results["previous_file"] = str(args.previous) if previous else None
+    results["wall_s"] = round(time.monotonic() - started, 1)
+
+    from bench.report import render_text
+
+    print(render_text(results))
+    if not quick and not args.no_write:
+        from bench.report import write_report
+
+        for path in write_report(results, DOCS, RESULTS):
+            print(f"wrote {path}")
+    if args.json:
+        print(json.dumps(strip_samples(results), separators=(",", ":")))
+    return 0
+
+
+def strip_samples(results: dict) -> dict:
+    """The results without per-sample lists (and without the comparison itself)."""
+    out = {}
+    for key, value in results.items():
+        if key in ("samples", "vs_previous"):
+            continue
+        out[key] = strip_samples(value) if isinstance(value, dict) else value
+    return out

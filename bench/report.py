@@ -1,0 +1,333 @@
+"""Text, Markdown and plots for `moodstream bench`, and the scaling computed on paper."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+# Redis figures from docs/scaling.md (bench/redis_capacity.py): measured with Python clients
+# (client-bound, redis-server at a quarter of a core) and computed for one redis-server core.
+REDIS_MEASURED_FPS = 2_600
+REDIS_CORE_FPS = 10_000
+LINK_1GBIT_FPS = 4_000  # 120 MB/s of 30 KB JPEG frames
+CAMERA_RATES = (1, 5, 15)
+MACHINE_CORES = 16
+CLUSTER_MACHINES = 10
+
+# Accuracy against parameters. The paper's own model is from the paper (as quoted in the
+# project's design); the Arriaga et al. (2017, arXiv:1710.07557) figures are the published
+# mini-Xception family the paper builds on. Table 3's other rows are not reproduced here.
+PUBLISHED_MODELS = [
+    ("paper: mini-Xception (Table 3)", 58_423, 0.67),
+    ("Arriaga et al. 2017: mini-Xception", 60_000, 0.66),
+    ("Arriaga et al. 2017: sequential fully-CNN", 600_000, 0.66),
+]
+
+FER_SECTION = """## Optional: the `fer` package
+
+The `fer` package (PyPI `fer`: its own MTCNN on TensorFlow and a mini-Xception, with
+`FER.detect_emotions` for images and `fer.Video` for videos) is what many users would run
+instead. It pulls in several GB (TensorFlow, moviepy, ffmpeg wrappers) and pins its own
+versions, so it is not installed by default and never into the project's environment.
+To compare on the same frames:
+
+```
+python3 -m venv /tmp/fer-venv
+/tmp/fer-venv/bin/pip install fer opencv-python-headless
+/tmp/fer-venv/bin/python - <<'PY'
+import time, cv2
+from fer import FER
+cap = cv2.VideoCapture("../shared/data/media/fer_woman2.mp4")
+frames = [cap.read()[1] for _ in range(120)]      # the frames `moodstream bench` uses
+detector = FER(mtcnn=True)
+detector.detect_emotions(frames[0])                # load the models first
+t = time.perf_counter()
+faces = sum(len(detector.detect_emotions(f)) for f in frames)
+print(f"fer: {len(frames) / (time.perf_counter() - t):.2f} frames/s, {faces} faces")
+PY
+```
+
+Put its frames/s beside the paper loop's and the pipeline's from the same machine and the
+same hour (the machine's load moves every figure).
+"""
+
+
+def _num(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.1f}x" if a and b else "-"
+
+
+def stage_costs(results: dict) -> dict:
+    """CPU ms per frame of each stage, from this run's measurements."""
+    det = results["detector"]["detectors"]["mtcnn-onnx"]
+    paper = results["paper_loop"]
+    faces_per_frame = paper["faces"] / paper["frames"] if paper["frames"] else 1.0
+    classify_ms = 1000 / results["classifier"]["batch32_faces_per_s"]
+    codec = results["codec"]
+    return {"ingest_encode": codec["encode_ms"], "detector_decode": codec["decode_ms"],
+            "detector_mtcnn": det.get("batch_cpu_ms", det["cpu_ms"]),
+            "classifier": round(classify_ms * faces_per_frame, 3),
+            "faces_per_frame": round(faces_per_frame, 2)}
+
+
+def scaling_on_paper(costs: dict, rates=CAMERA_RATES, cores: int = MACHINE_CORES,
+                     machines: int = CLUSTER_MACHINES) -> dict:
+    """Cameras carried at each rate by one core, one machine and a cluster on one Redis.
+
+    Per-core frames/s = 1000 / (sum of the per-frame CPU ms of every stage); the cluster is
+    capped by one Redis: REDIS_CORE_FPS computed per core (REDIS_MEASURED_FPS was measured,
+    client-bound) and LINK_1GBIT_FPS on a 1 Gbit/s link."""
+    stages = {k: v for k, v in costs.items() if k != "faces_per_frame"}
+    total_ms = sum(stages.values())
+    core_fps = 1000 / total_ms
+    machine_fps = core_fps * cores
+    cluster_compute = machine_fps * machines
+    cluster_fps = min(cluster_compute, REDIS_CORE_FPS)
+    rows = []
+    for rate in rates:
+        rows.append({"camera_fps": rate, "one_core": math.floor(core_fps / rate),
+                     "one_machine": math.floor(machine_fps / rate),
+                     "cluster": math.floor(cluster_fps / rate),
+                     "cluster_1gbit": math.floor(min(cluster_fps, LINK_1GBIT_FPS) / rate)})
+    first_stage = max(stages, key=stages.get)
+    if cluster_compute > REDIS_CORE_FPS:
+        cluster_limit = (f"the Redis core ({REDIS_CORE_FPS:,} frames/s computed) before the "
+                         f"{cores * machines} worker cores ({cluster_compute:,.0f} frames/s)")
+    else:
+        cluster_limit = (f"the {cores * machines} worker cores ({cluster_compute:,.0f} "
+                         f"frames/s) before the Redis core ({REDIS_CORE_FPS:,} frames/s)")
+    return {"per_frame_ms": round(total_ms, 2), "core_fps": round(core_fps, 2),
+            "machine_fps": round(machine_fps, 1), "cluster_compute_fps": round(cluster_compute),
+            "cluster_fps": round(cluster_fps), "rows": rows, "first_stage": first_stage,
+            "stage_share": {k: round(v / total_ms, 3) for k, v in stages.items()},
+            "cluster_limit": cluster_limit}
+
+
+def render_text(results: dict) -> str:
+    """The side-by-side table printed by every run."""
+    paper = results["paper_loop"]
+    pipe = results["pipeline"]
+    dets = results["detector"]["detectors"]
+    acc = results["accuracy"]
+    cls = results["classifier"]
+    prev = results.get("vs_previous", {})
+
+    def before(key: str) -> str:
+        p = prev.get(key)
+        return f"{p['before']:,.1f} ({p['ratio']}x)" if p and p["ratio"] else "-"
+
+    rows = [("figure", "moodstream", "paper loop", "x paper", "previous (now/before)")]
+    rows.append(("classifier faces/s (batch 32, 1 thread)", _num(cls["batch32_faces_per_s"]),
+                 _num(paper["keras_faces_per_s"]),
+                 _ratio(cls["batch32_faces_per_s"], paper["keras_faces_per_s"]),
+                 before("classifier.batch32_faces_per_s")))
+    onnx, package = dets["mtcnn-onnx"], dets.get("mtcnn", {})
+    rows.append(("detector ms/frame 640x480 (batch 4)", _num(onnx["batch_ms"]),
+                 _num(package.get("ms")), _ratio(package.get("ms"), onnx["batch_ms"]),
+                 before("detector.detectors.mtcnn-onnx.batch_ms")))
+    rows.append((f"live pipeline frames/s, backlog ({pipe['detectors']} det.)",
+                 _num(pipe["sustained"]["fps"], 2), _num(paper["fps"], 2),
+                 _ratio(pipe["sustained"]["fps"], paper["fps"]),
+                 before("pipeline.sustained.fps")))
+    for n, case in pipe["cameras"].items():
+        rows.append((f"  {n} camera(s) x {pipe['camera_fps']:g} fps: frames/s",
+                     _num(case["fps"], 2), _num(paper["fps"], 2), "-",
+                     before(f"pipeline.cameras.{n}.fps")))
+        rows.append((f"  {n} camera(s): latency p50 / p99 ms",
+                     f"{_num(case['p50_ms'], 0)} / {_num(case['p99_ms'], 0)}",
+                     _num(1000 / paper["fps"] if paper["fps"] else None, 0) + " per frame",
+                     "-", before(f"pipeline.cameras.{n}.p99_ms")))
+    for n, case in results["bulk"].items():
+        rows.append((f"bulk frames/s, {n} worker(s)", _num(case["fps"], 2),
+                     _num(paper["fps"], 2), _ratio(case["fps"], paper["fps"]),
+                     before(f"bulk.{n}.fps")))
+    rss = pipe["rss_mb"]
+    rows.append(("RSS MB: detector / classifier worker",
+                 f"{rss['detector']} / {rss['classifier']}", "-", "-",
+                 before("pipeline.rss_mb.detector")))
+    rows.append(("PrivateTest accuracy", _num(acc["privatetest_accuracy"], 4), "0.67 (paper)",
+                 "-", before("accuracy.privatetest_accuracy")))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"\nspeedup_vs_paper_loop: {results['speedup_vs_paper_loop']} (live pipeline "
+                 f"sustained frames/s / paper loop frames/s, first {paper['frames']} frames of "
+                 f"{results['video']}); paper loop Keras model: {paper['keras_model']}")
+    lines.append(f"wall time {results['wall_s']} s, load average at start "
+                 f"{results['machine']['load_avg_at_start']} on {results['machine']['cpus']} "
+                 "CPUs")
+    return "\n".join(lines)
+
+
+def plot_all(results: dict, outdir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    pipe, paper = results["pipeline"], results["paper_loop"]
+    cams = sorted(pipe["cameras"], key=int)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([int(c) for c in cams], [pipe["cameras"][c]["fps"] for c in cams], "o-",
+            label="moodstream live, delivered")
+    ax.plot([int(c) for c in cams], [pipe["cameras"][c]["offered_fps"] for c in cams], ":",
+            color="gray", label=f"offered ({pipe['camera_fps']:g} fps per camera)")
+    ax.axhline(pipe["sustained"]["fps"], color="C0", ls="--", label="moodstream, backlog")
+    ax.axhline(paper["fps"], color="C3", ls="--", label="paper loop")
+    ax.set_xlabel("cameras")
+    ax.set_ylabel("frames/s")
+    ax.set_title(f"Throughput against cameras ({results['machine']['cpus']} CPUs)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(outdir / "throughput_vs_cameras.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for c in cams:
+        samples = sorted(pipe["cameras"][c].get("samples") or [])
+        if samples:
+            ax.plot(samples, [(i + 1) / len(samples) for i in range(len(samples))],
+                    label=f"{c} camera(s)")
+    ax.set_xscale("log")
+    ax.set_xlabel("capture-to-label latency, ms (log)")
+    ax.set_ylabel("fraction of faces")
+    ax.set_title("Latency distribution (CDF)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(outdir / "latency_distribution.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, params, acc in PUBLISHED_MODELS:
+        ax.scatter(params, acc * 100, color="gray")
+        ax.annotate(name, (params, acc * 100), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ours = results["accuracy"]
+    if ours["params"] and ours["privatetest_accuracy"] is not None:
+        ax.scatter(ours["params"], ours["privatetest_accuracy"] * 100, color="C0", marker="*",
+                   s=120)
+        ax.annotate("moodstream (shipped model)", (ours["params"],
+                    ours["privatetest_accuracy"] * 100), fontsize=7, xytext=(4, -10),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log)")
+    ax.set_ylabel("FER-2013 PrivateTest accuracy, %")
+    ax.set_title("Accuracy against parameters")
+    fig.tight_layout()
+    written.append(outdir / "accuracy_vs_params.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
+
+
+def render_markdown(results: dict) -> str:
+    pipe, paper, acc = results["pipeline"], results["paper_loop"], results["accuracy"]
+    scale = scaling_on_paper(stage_costs(results))
+    out = ["# Benchmarks", "",
+           f"Written by `moodstream bench` (full run) on {results['when']}, "
+           f"{results['machine']['cpus']} CPUs, load average "
+           f"{results['machine']['load_avg_at_start']} at the start "
+           "(other work shared the machine; every figure is a lower bound). "
+           f"Frames: the first {paper['frames']} frames of {results['video']} (596x336). "
+           "Rerun with `make bench`; `moodstream bench --quick --json` for a 2-minute check.",
+           "", "## Side by side", "",
+           "The paper loop is the paper's method as written: the mtcnn package "
+           "(`MTCNN().detect_faces`, default settings) and Keras `predict` of the paper's "
+           "mini-Xception on one face at a time, one frame at a time, in one process, "
+           f"on the same frames in the same run. Its Keras model: {paper['keras_model']}. "
+           "As the paper's code does, it runs MTCNN with the package's defaults (smallest "
+           "face 20 px); moodstream's detectors use a smallest face of 40 px. The detector "
+           "row compares both MTCNNs at the same settings (40 px).", "",
+           "```", render_text(results), "```", "",
+           f"**speedup_vs_paper_loop = {results['speedup_vs_paper_loop']}**: the live "
+           f"pipeline's sustained frames/s ({pipe['detectors']} mtcnn-onnx detector workers "
+           "with batch 4, one classifier, a real redis-server, every frame through the "
+           "streams) divided by the paper loop's.", ""]
+    prev = results.get("vs_previous") or {}
+    if prev:
+        out += [f"### Against the previous results ({results.get('previous_file')})", "",
+                "| figure | now | before | now/before |", "| --- | --- | --- | --- |"]
+        out += [f"| {k} | {v['now']:,.2f} | {v['before']:,.2f} | {v['ratio']} |"
+                for k, v in prev.items()]
+        out.append("")
+    else:
+        out += ["No previous results file was present; this run's bench/results.json is the "
+                "baseline for the next release.", ""]
+    out += ["## Live pipeline against cameras", "",
+            f"Each camera publishes {pipe['camera_fps']:g} frames/s; delivered frames/s "
+            "counts from the first publish to the last label. When the offered rate passes "
+            "what the workers carry, the backlog grows and latency with it.", "",
+            "| cameras | offered fps | delivered fps | p50 ms | p99 ms | faces timed |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for n, case in sorted(pipe["cameras"].items(), key=lambda kv: int(kv[0])):
+        out.append(f"| {n} | {case['offered_fps']:g} | {case['fps']:.2f} | "
+                   f"{_num(case['p50_ms'], 0)} | {_num(case['p99_ms'], 0)} | "
+                   f"{len(case.get('samples') or [])} |")
+    out += ["", "![throughput](benchmarks/throughput_vs_cameras.png)",
+            "![latency](benchmarks/latency_distribution.png)", "",
+            "## Detectors (640x480, min face 40, 1 thread)", "",
+            "| detector | ms/frame | cpu ms/frame | batch 4: ms/frame | batch 4: cpu ms |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, d in results["detector"]["detectors"].items():
+        out.append(f"| {name} | {d['ms']} | {d['cpu_ms']} | {d.get('batch_ms', '-')} | "
+                   f"{d.get('batch_cpu_ms', '-')} |")
+    out += ["", "## Accuracy against parameters", "",
+            "| model | parameters | FER-2013 PrivateTest | source |", "| --- | --- | --- | --- |"]
+    for name, params, value in PUBLISHED_MODELS:
+        source = "the paper" if name.startswith("paper") else "Arriaga et al., arXiv:1710.07557"
+        out.append(f"| {name} | {params:,} | {value:.1%} | {source} |")
+    out += [f"| moodstream shipped model | {acc['params'] or 0:,} | "
+            f"{_num((acc['privatetest_accuracy'] or 0) * 100)}% | this run "
+            f"({'evaluated' if acc.get('evaluated') else 'from the ONNX metadata'}) |", "",
+            "Only the paper's own row of its Table 3 is reproduced; the other published "
+            "figures are from the mini-Xception paper the model follows. The shipped model's "
+            "figure is whatever model ships at the time of the run.", "",
+            "![accuracy](benchmarks/accuracy_vs_params.png)", "",
+            "## Scaling on paper", "",
+            "From this run's per-stage CPU cost per 640x480 frame (ms, one thread each): "
+            + ", ".join(f"{k} {v}" for k, v in stage_costs(results).items()
+                        if k != "faces_per_frame")
+            + f" (the classifier at {stage_costs(results)['faces_per_frame']} faces per frame, "
+            "as the paper loop found on these frames). "
+            f"Total {scale['per_frame_ms']} ms, so one core carries {scale['core_fps']} "
+            f"frames/s, a {MACHINE_CORES}-core machine {scale['machine_fps']} and "
+            f"{CLUSTER_MACHINES} such machines {scale['cluster_compute_fps']:,} before Redis. "
+            f"One Redis: ~{REDIS_MEASURED_FPS:,} frames/s measured (client-bound), "
+            f"~{REDIS_CORE_FPS:,} frames/s computed per Redis core, ~{LINK_1GBIT_FPS:,} "
+            "frames/s on a 1 Gbit/s link (docs/scaling.md). Worker cores only: Redis, the "
+            "aggregator and the dashboard run on cores of their own.", "",
+            f"| camera fps | one core | one {MACHINE_CORES}-core machine | "
+            f"{CLUSTER_MACHINES} machines, one Redis | same, 1 Gbit/s link |",
+            "| --- | --- | --- | --- | --- |"]
+    for row in scale["rows"]:
+        out.append(f"| {row['camera_fps']} | {row['one_core']:,} | {row['one_machine']:,} | "
+                   f"{row['cluster']:,} | {row['cluster_1gbit']:,} |")
+    out += ["", f"What saturates first: on one core and one machine, the **{scale['first_stage']}"
+            f"** stage ({scale['stage_share'][scale['first_stage']]:.0%} of the CPU per frame); "
+            f"in the cluster, {scale['cluster_limit']}. The aggregator and dashboard are not "
+            "in the per-frame sum (they work per face label, far below these costs).", "",
+            FER_SECTION]
+    return "\n".join(out)
+
+
+def write_report(results: dict, docs: Path, results_path: Path) -> list[Path]:
+    written = plot_all(results, docs / "benchmarks")
+    md = docs / "benchmarks.md"
+    md.write_text(render_markdown(results) + "\n")
+    stored = {k: v for k, v in results.items() if k != "vs_previous"}
+    results_path.write_text(json.dumps(stored, indent=1) + "\n")
+    return [md, results_path, *written]

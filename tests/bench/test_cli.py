@@ -1,0 +1,100 @@
+"""`moodstream bench`: the command is wired, and its pure pieces (JSON contract, comparison
+with a previous results file, scaling on paper, report rendering) behave. No timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import cli, report
+from tests.conftest import REPO
+
+
+def test_help_lists_the_options():
+    done = subprocess.run([sys.executable, "-m", "moodstream.cli", "bench", "--help"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for option in ("--quick", "--json", "--cameras", "--previous"):
+        assert option in done.stdout
+
+
+def test_last_json_line_takes_the_last_non_empty_line():
+    text = "a table\nspeedup 7\n" + json.dumps({"speedup_vs_paper_loop": 7.5}) + "\n\n"
+    assert cli.last_json_line(text) == {"speedup_vs_paper_loop": 7.5}
+    with pytest.raises(ValueError):
+        cli.last_json_line("")
+    with pytest.raises(ValueError):
+        cli.last_json_line("[1, 2]")
+
+
+def test_compare_keeps_numeric_figures_present_in_both():
+    now = {"pipeline": {"sustained": {"fps": 20.0}, "note": "x"}, "new": 1, "flag": True}
+    before = {"pipeline": {"sustained": {"fps": 10.0}}, "gone": 3}
+    assert cli.compare(now, before) == {
+        "pipeline.sustained.fps": {"now": 20.0, "before": 10.0, "ratio": 2.0}}
+    assert cli.compare(now, None) == {}
+
+
+def test_percentile_speedup_and_strip_samples():
+    assert cli.percentile([5, 1, 3, 2, 4], 0.5) == 3
+    assert cli.percentile([], 0.5) is None
+    assert cli.speedup(30.0, 4.0) == 7.5
+    assert cli.speedup(30.0, 0.0) is None
+    stripped = cli.strip_samples({"a": {"samples": [1, 2], "p50": 1}, "vs_previous": {}})
+    assert stripped == {"a": {"p50": 1}}
+
+
+def test_scaling_on_paper_arithmetic():
+    costs = {"ingest_encode": 2.0, "detector_decode": 1.0, "detector_mtcnn": 16.0,
+             "classifier": 1.0, "faces_per_frame": 1.0}
+    scale = report.scaling_on_paper(costs, rates=(5,), cores=16, machines=10)
+    assert scale["core_fps"] == 50.0  # 1000 ms / 20 ms
+    assert scale["rows"] == [{"camera_fps": 5, "one_core": 10, "one_machine": 160,
+                              "cluster": 1600, "cluster_1gbit": 800}]
+    assert scale["first_stage"] == "detector_mtcnn"
+    assert "worker cores" in scale["cluster_limit"].split("before")[0]
+    cheap = report.scaling_on_paper({**costs, "detector_mtcnn": 0.5}, rates=(5,))
+    assert cheap["rows"][0]["cluster"] == report.REDIS_CORE_FPS // 5
+    assert "Redis" in cheap["cluster_limit"].split("before")[0]
+
+
+def fake_results() -> dict:
+    case = {"frames": 6, "offered_fps": 5.0, "fps": 5.0, "p50_ms": 40.0, "p99_ms": 90.0,
+            "samples": [30.0, 40.0, 90.0]}
+    return {
+        "mode": "full", "when": "2026-01-01T00:00:00Z", "video": "v.mp4", "model": "m.onnx",
+        "machine": {"cpus": 2, "load_avg_at_start": 1.0},
+        "accuracy": {"params": 58423, "privatetest_accuracy": 0.6, "evaluated": True},
+        "classifier": {"batch32_faces_per_s": 1000.0, "batch1_faces_per_s": 500.0},
+        "codec": {"encode_ms": 1.5, "decode_ms": 1.0, "jpeg_kb": 30.0},
+        "detector": {"detectors": {
+            "mtcnn-onnx": {"ms": 25.0, "cpu_ms": 25.0, "batch_ms": 24.0, "batch_cpu_ms": 24.0},
+            "mtcnn": {"ms": 140.0, "cpu_ms": 140.0, "batch_ms": 110.0, "batch_cpu_ms": 110.0},
+            "haar": {"ms": 10.0, "cpu_ms": 10.0}}},
+        "pipeline": {"detectors": 2, "camera_fps": 5.0, "cameras": {"1": case, "4": case},
+                     "sustained": {"fps": 40.0}, "rss_mb": {"detector": 150,
+                                                          "classifier": 110}},
+        "bulk": {"1": {"fps": 38.0}},
+        "paper_loop": {"frames": 24, "faces": 24, "fps": 4.0, "keras_model": "untrained",
+                       "keras_faces_per_s": 12.0},
+        "speedup_vs_paper_loop": 10.0, "wall_s": 1.0,
+        "vs_previous": {"pipeline.sustained.fps": {"now": 40.0, "before": 20.0,
+                                                   "ratio": 2.0}},
+    }
+
+
+def test_report_renders_and_writes(tmp_path):
+    results = fake_results()
+    text = report.render_text(results)
+    assert "speedup_vs_paper_loop: 10.0" in text and "20.0 (2.0x)" in text
+    md = report.render_markdown(results)
+    for heading in ("## Side by side", "## Scaling on paper", "## Optional: the `fer` package",
+                    "## Accuracy against parameters"):
+        assert heading in md
+    written = report.write_report(results, tmp_path / "docs", tmp_path / "results.json")
+    assert all(p.exists() for p in written)
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert "vs_previous" not in stored and stored["speedup_vs_paper_loop"] == 10.0
