@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="results file of a previous release to compare with")
     parser.add_argument("--no-write", action="store_true",
                         help="full run without writing docs/benchmarks.md and results.json")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rewrite docs/benchmarks.md and its plots from "
+                        "bench/results.json")
 
 
 # ---------------------------------------------------------------- helpers without I/O
@@ -290,6 +293,14 @@ def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.render:
+        from bench.report import plot_all, render_markdown
+
+        results = json.loads(RESULTS.read_text())
+        (DOCS / "benchmarks.md").write_text(render_markdown(results) + "\n")
+        for path in [DOCS / "benchmarks.md", *plot_all(results, DOCS / "benchmarks")]:
+            print(f"wrote {path}")
+        return 0
     from bench.pipeline import DEFAULT_VIDEO
     from moodstream.config import get_settings
     from workers.emotion_model import read_metadata
@@ -334,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
         previous = json.loads(args.previous.read_text())
     results["vs_previous"] = compare(strip_samples(results), strip_samples(previous or {}))
     results["previous_file"] = str(args.previous) if previous else None
+    results["previous_mode"] = (previous or {}).get("mode")
     results["wall_s"] = round(time.monotonic() - started, 1)
 
     from bench.report import render_text

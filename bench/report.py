@@ -120,9 +120,12 @@ def render_text(results: dict) -> str:
     cls = results["classifier"]
     prev = results.get("vs_previous", {})
 
-    def before(key: str) -> str:
+    def before(key: str, label: str = "") -> str:
         p = prev.get(key)
-        return f"{p['before']:,.1f} ({p['ratio']}x)" if p and p["ratio"] else "-"
+        if not p or not p["ratio"]:
+            return "-"
+        value = f"{p['before']:.4f}" if abs(p["before"]) < 1 else f"{p['before']:,.1f}"
+        return f"{label}{value} ({p['ratio']}x)"
 
     rows = [("figure", "moodstream", "paper loop", "x paper", "previous (now/before)")]
     rows.append(("classifier faces/s (batch 32, 1 thread)", _num(cls["batch32_faces_per_s"]),
@@ -144,7 +147,7 @@ def render_text(results: dict) -> str:
         rows.append((f"  {n} camera(s): latency p50 / p99 ms",
                      f"{_num(case['p50_ms'], 0)} / {_num(case['p99_ms'], 0)}",
                      _num(1000 / paper["fps"] if paper["fps"] else None, 0) + " per frame",
-                     "-", before(f"pipeline.cameras.{n}.p99_ms")))
+                     "-", before(f"pipeline.cameras.{n}.p99_ms", "p99 ")))
     for n, case in results["bulk"].items():
         rows.append((f"bulk frames/s, {n} worker(s)", _num(case["fps"], 2),
                      _num(paper["fps"], 2), _ratio(case["fps"], paper["fps"]),
@@ -152,7 +155,7 @@ def render_text(results: dict) -> str:
     rss = pipe["rss_mb"]
     rows.append(("RSS MB: detector / classifier worker",
                  f"{rss['detector']} / {rss['classifier']}", "-", "-",
-                 before("pipeline.rss_mb.detector")))
+                 before("pipeline.rss_mb.detector", "detector ")))
     rows.append(("PrivateTest accuracy", _num(acc["privatetest_accuracy"], 4), "0.67 (paper)",
                  "-", before("accuracy.privatetest_accuracy")))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -162,6 +165,9 @@ def render_text(results: dict) -> str:
     lines.append(f"\nspeedup_vs_paper_loop: {results['speedup_vs_paper_loop']} (live pipeline "
                  f"sustained frames/s / paper loop frames/s, first {paper['frames']} frames of "
                  f"{results['video']}); paper loop Keras model: {paper['keras_model']}")
+    if results.get("previous_mode"):
+        lines.append(f"previous: {results['previous_file']} ({results['previous_mode']} run; "
+                     "a quick run uses fewer frames than a full one)")
     lines.append(f"wall time {results['wall_s']} s, load average at start "
                  f"{results['machine']['load_avg_at_start']} on {results['machine']['cpus']} "
                  "CPUs")
@@ -173,6 +179,7 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 - used as matplotlib.ticker
 
     outdir.mkdir(parents=True, exist_ok=True)
     pipe, paper = results["pipeline"], results["paper_loop"]
@@ -202,6 +209,9 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
             ax.plot(samples, [(i + 1) / len(samples) for i in range(len(samples))],
                     label=f"{c} camera(s)")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("capture-to-label latency, ms (log)")
     ax.set_ylabel("fraction of faces")
     ax.set_title("Latency distribution (CDF)")
@@ -211,10 +221,10 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, params, acc in PUBLISHED_MODELS:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (name, params, acc), dy in zip(PUBLISHED_MODELS, (8, -12, 6), strict=True):
         ax.scatter(params, acc * 100, color="gray")
-        ax.annotate(name, (params, acc * 100), fontsize=7, xytext=(4, 4),
+        ax.annotate(name, (params, acc * 100), fontsize=7, xytext=(4, dy),
                     textcoords="offset points")
     ours = results["accuracy"]
     if ours["params"] and ours["privatetest_accuracy"] is not None:
@@ -224,6 +234,9 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
                     ours["privatetest_accuracy"] * 100), fontsize=7, xytext=(4, -10),
                     textcoords="offset points")
     ax.set_xscale("log")
+    ax.set_xlim(2e4, 5e6)
+    ax.set_ylim(0, 100)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("parameters (log)")
     ax.set_ylabel("FER-2013 PrivateTest accuracy, %")
     ax.set_title("Accuracy against parameters")
@@ -243,7 +256,9 @@ def render_markdown(results: dict) -> str:
            f"{results['machine']['load_avg_at_start']} at the start "
            "(other work shared the machine; every figure is a lower bound). "
            f"Frames: the first {paper['frames']} frames of {results['video']} (596x336). "
-           "Rerun with `make bench`; `moodstream bench --quick --json` for a 2-minute check.",
+           "Rerun with `make bench` (`moodstream bench`); `moodstream bench --quick --json` "
+           "for a 2-minute check that writes nothing; `moodstream bench --render` redraws "
+           "this page and its plots from bench/results.json.",
            "", "## Side by side", "",
            "The paper loop is the paper's method as written: the mtcnn package "
            "(`MTCNN().detect_faces`, default settings) and Keras `predict` of the paper's "
@@ -259,7 +274,8 @@ def render_markdown(results: dict) -> str:
            "streams) divided by the paper loop's.", ""]
     prev = results.get("vs_previous") or {}
     if prev:
-        out += [f"### Against the previous results ({results.get('previous_file')})", "",
+        out += [f"### Against the previous results ({results.get('previous_file')}, "
+                f"{results.get('previous_mode')} run)", "",
                 "| figure | now | before | now/before |", "| --- | --- | --- | --- |"]
         out += [f"| {k} | {v['now']:,.2f} | {v['before']:,.2f} | {v['ratio']} |"
                 for k, v in prev.items()]
