@@ -7,7 +7,7 @@ from .conftest import SHARED_NPZ, SHIPPED_MODEL
 
 # Measured PrivateTest accuracy of the shipped model is recorded in docs/model.md; the
 # threshold sits just below it so a regression (or a wrong preprocessing) fails loudly.
-MIN_PRIVATETEST_ACCURACY = 0.50
+MIN_PRIVATETEST_ACCURACY = 0.48
 
 ort = pytest.importorskip("onnxruntime")
 
