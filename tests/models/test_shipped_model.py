@@ -53,7 +53,7 @@ def test_shipped_privatetest_accuracy(session):
 def test_shared_training_split_is_blurred():
     """Documents the data defect the shipped model compensates for (docs/model.md): the shared
     Training split is Gaussian-blurred (sigma ~3.2 px at 48x48), PublicTest/PrivateTest are
-    sharp. If this starts failing, the data was fixed: retrain without input_blur_sigma."""
+    sharp. If this starts skipping, the data was fixed: retrain without input_blur_sigma."""
     if not SHARED_NPZ.exists():
         pytest.skip(f"FER-2013 not available at {SHARED_NPZ} (../shared absent)")
 
@@ -62,4 +62,7 @@ def test_shared_training_split_is_blurred():
 
     with np.load(SHARED_NPZ) as d:
         train, val = d["x_train"][:2000], d["x_val"][:2000]
-    assert sharpness(train) < 0.5 * sharpness(val)
+    if sharpness(train) >= 0.5 * sharpness(val):
+        # Not a failure of the product (the shipped model still blurs its input), but a cue.
+        pytest.skip("the shared Training split is sharp now: retrain with input_blur_sigma 0")
+    assert sharpness(val) > 10, "PublicTest is sharp, as the shipped model's blur assumes"
