@@ -23,6 +23,12 @@ RESULTS = REPO / "bench" / "results.json"
 DOCS = REPO / "docs"
 
 
+def repo_relative(path) -> str:
+    """Paths inside the checkout as the repository names them, so results travel."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="fewer frames, 1 and 4 cameras, writes nothing (< 2 minutes)")
@@ -317,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
                      "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "machine": {"cpus": os.cpu_count(), "load_avg_at_start":
                                  round(os.getloadavg()[0], 2)},
-                     "video": video.name, "model": str(model_path)}
+                     "video": video.name, "model": repo_relative(model_path)}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         log(f"accuracy and classifier ({model_path.name})")
         results["accuracy"] = measure_accuracy(model_path, evaluate=not quick)
@@ -344,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
     if args.previous and args.previous.exists():
         previous = json.loads(args.previous.read_text())
     results["vs_previous"] = compare(strip_samples(results), strip_samples(previous or {}))
-    results["previous_file"] = str(args.previous) if previous else None
+    results["previous_file"] = repo_relative(args.previous) if previous else None
     results["previous_mode"] = (previous or {}).get("mode")
     results["wall_s"] = round(time.monotonic() - started, 1)
 
