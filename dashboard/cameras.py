@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from moodstream import keys
 from moodstream.contract import CLASSES
+from moodstream.redis_client import text as _text
 
 CHANGED = "ms:cameras:changed"
 # Ids an admin removed; ingest will not re-add them until an admin adds that id again.
@@ -38,9 +39,6 @@ class CameraError(ValueError):
 alerts_key = keys.alerts
 preview_key = keys.preview
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def valid_id(cam: str) -> bool:

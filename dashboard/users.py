@@ -14,6 +14,8 @@ import re
 import sys
 import time
 
+from moodstream.redis_client import text as _text
+
 log = logging.getLogger("moodstream.dashboard")
 
 USERS = "ms:users"
@@ -29,9 +31,6 @@ def user_key(name: str) -> str:
 class UserError(ValueError):
     """A user name, role or password that is not acceptable."""
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def valid_name(name: str) -> bool:

@@ -13,22 +13,19 @@ import redis
 
 from moodstream import keys
 from moodstream.processes import Child, stop_all
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, text
 
 log = logging.getLogger("moodstream.cameras")
 CHANGED_CHANNEL = "ms:cameras:changed"
 
-
-def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def registered(r: redis.Redis) -> dict[str, dict[str, str]]:
     """Cameras with a source in the registry: id -> settings."""
     out = {}
     for cam in r.smembers(keys.CAMERAS):
-        cam = _text(cam)
-        settings = {_text(k): _text(v) for k, v in r.hgetall(keys.camera(cam)).items()}
+        cam = text(cam)
+        settings = {text(k): text(v) for k, v in r.hgetall(keys.camera(cam)).items()}
         if settings.get("source"):
             out[cam] = settings
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import redis
 
 from moodstream import keys, registry
+from moodstream.redis_client import text
 
 # Counts the entries after the group's last-delivered id without shipping them to the client.
 UNDELIVERED = """
@@ -44,7 +45,7 @@ def _snapshot(r: redis.Redis) -> tuple[dict[str, int], dict[str, tuple[int, int]
     for stream, group in STAGES.values():
         pipe.eval(UNDELIVERED, 1, stream, group)
     raw, *queues = pipe.execute(raise_on_error=False)
-    counters = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    counters = {text(k): int(v) for k, v in raw.items()}
     waiting = {}
     for stage, result in zip(STAGES, queues, strict=True):
         # A stream that does not exist yet has nothing waiting.

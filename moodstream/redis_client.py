@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
+def text(value) -> str:
+    """A Redis reply (bytes from a bytes client, str from a decoding one) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def connect(url: str, *, decode_responses: bool = False) -> redis.Redis:
     return redis.Redis.from_url(
         url,

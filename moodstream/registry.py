@@ -10,6 +10,7 @@ import uuid
 import redis
 
 from moodstream import keys
+from moodstream.redis_client import text
 
 
 class Heartbeat:
@@ -56,13 +57,12 @@ def live_workers(r: redis.Redis) -> list[dict]:
     """Workers whose heartbeat has not expired, oldest first."""
     out = []
     for wid in r.zrange(keys.WORKERS, 0, -1):
-        wid = wid.decode() if isinstance(wid, bytes) else wid
+        wid = text(wid)
         info = r.hgetall(keys.worker(wid))
         if not info:
             r.zrem(keys.WORKERS, wid)  # expired: forget it
             continue
-        info = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                else v) for k, v in info.items()}
+        info = {text(k): text(v) for k, v in info.items()}
         info["id"] = wid
         out.append(info)
     return out

@@ -25,7 +25,7 @@ import redis
 
 from moodstream import keys, metrics
 from moodstream.contract import MalformedEntry
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.registry import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class StreamConsumer:
             self.stream, self.group, self.consumer, self.claim_idle_ms,
             start_id=self._claim_cursor, count=self.count,
         )
-        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
+        self._claim_cursor = text(cursor)
         claimed = [(eid, f) for eid, f in claimed if f]  # trimmed entries come back empty
         if claimed:
             log.warning("%s: reclaimed %d entries from a dead worker", self.consumer, len(claimed))
@@ -260,7 +260,7 @@ class StreamConsumer:
             except OUTAGE_ERRORS:
                 raise
             except Exception as error:
-                log.exception("%s: entry %s failed", self.consumer, _text(entry[0]))
+                log.exception("%s: entry %s failed", self.consumer, text(entry[0]))
                 good.remove(entry)
                 reason = f"processing failed: {type(error).__name__}: {error}"
                 dead.append((entry[0], raw[entry[0]], reason))
@@ -279,7 +279,7 @@ class StreamConsumer:
         for op in batch.ops:
             op(pipe)
         for eid, fields, reason in dead:
-            log.warning("%s: dead letter %s: %s", self.consumer, _text(eid), reason)
+            log.warning("%s: dead letter %s: %s", self.consumer, text(eid), reason)
             letter = {k: v for k, v in fields.items() if len(v or b"") <= 1024}
             letter.update({b"_reason": reason, b"_stream": self.stream, b"_id": eid,
                            b"_worker": self.consumer})
@@ -301,6 +301,3 @@ class StreamConsumer:
             if value:
                 metrics.ENTRIES.labels(self.stage, outcome).inc(value)
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

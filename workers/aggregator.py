@@ -16,7 +16,7 @@ import time
 from moodstream import keys
 from moodstream.config import get_settings
 from moodstream.contract import Label
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.streams import Batch, StreamConsumer
 from workers import mood, tracking
 
@@ -69,9 +69,6 @@ def record(labels: list[Label]) -> Batch:
     return batch
 
 
-def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
 
 class Snapshotter:
     """Builds each camera's snapshot once per interval and pushes it to the browsers."""
@@ -90,7 +87,7 @@ class Snapshotter:
         backoff = Backoff("aggregator snapshots")
         while not stop.wait(self.interval):
             try:
-                for cam in sorted(_text(c) for c in self.redis.smembers(keys.CAMERAS)):
+                for cam in sorted(text(c) for c in self.redis.smembers(keys.CAMERAS)):
                     if self.redis.set(f"ms:aggregating:{cam}", "1", nx=True,
                                       px=int(self.interval * 900)):
                         self.publish(cam)
@@ -105,7 +102,7 @@ class Snapshotter:
         out: dict[int, dict[str, int]] = {}
         stale = []
         for name, value in raw.items():
-            second, what = _text(name).split(":", 1)
+            second, what = text(name).split(":", 1)
             if int(second) < now - BUCKET_KEEP_S:
                 stale.append(name)
                 continue
@@ -115,7 +112,7 @@ class Snapshotter:
         return out
 
     def snapshot(self, cam: str, now: float) -> dict:
-        settings = {_text(k): _text(v) for k, v in self.redis.hgetall(keys.camera(cam)).items()}
+        settings = {text(k): text(v) for k, v in self.redis.hgetall(keys.camera(cam)).items()}
         mode = settings.get("mode", "classroom")
         buckets = self.buckets(cam, now)
         windows = {name: mood.window_stats(buckets, now, s) for name, s in mood.WINDOWS.items()}
@@ -151,7 +148,7 @@ class Snapshotter:
         thresholds = mood.Thresholds.from_settings(settings)
         oldest = min((i["ts"] for i in recent.labels), default=None)
         active = mood.driver_alerts(recent, now, thresholds, oldest)
-        state = {_text(k): float(v) for k, v in self.redis.hgetall(alert_state_key(cam)).items()}
+        state = {text(k): float(v) for k, v in self.redis.hgetall(alert_state_key(cam)).items()}
         pipe = self.redis.pipeline(transaction=True)
         for kind, message in active.items():
             if kind not in state:

@@ -16,6 +16,7 @@ import numpy as np
 from moodstream import keys, metrics
 from moodstream.config import get_settings
 from moodstream.contract import Face, Frame, MalformedEntry
+from moodstream.redis_client import text
 from moodstream.streams import Batch, Output, StreamConsumer
 from workers.detectors.base import limit_heap, release_memory
 from workers.face_crop import crop_face
@@ -118,7 +119,7 @@ class CameraOptions:
             options = {}
             for (field, kind, valid), raw in zip(self.FIELDS, values, strict=True):
                 try:
-                    value = kind(raw.decode() if isinstance(raw, bytes) else raw)
+                    value = kind(text(raw))
                 except (TypeError, ValueError):
                     value = None
                 options[field] = value if value is not None and valid(value) else None
