@@ -174,6 +174,16 @@ def render_text(results: dict) -> str:
     return "\n".join(lines)
 
 
+
+def save(fig, path):
+    """Write a finished figure and free it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
 def plot_all(results: dict, outdir: Path) -> list[Path]:
     import matplotlib
 
@@ -197,10 +207,7 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
     ax.set_ylabel("frames/s")
     ax.set_title(f"Throughput against cameras ({results['machine']['cpus']} CPUs)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(outdir / "throughput_vs_cameras.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
+    written.append(save(fig, outdir / "throughput_vs_cameras.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in cams:
@@ -216,10 +223,7 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
     ax.set_ylabel("fraction of faces")
     ax.set_title("Latency distribution (CDF)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(outdir / "latency_distribution.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
+    written.append(save(fig, outdir / "latency_distribution.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (name, params, acc), dy in zip(PUBLISHED_MODELS, (8, -12, 6), strict=True):
@@ -240,10 +244,7 @@ def plot_all(results: dict, outdir: Path) -> list[Path]:
     ax.set_xlabel("parameters (log)")
     ax.set_ylabel("FER-2013 PrivateTest accuracy, %")
     ax.set_title("Accuracy against parameters")
-    fig.tight_layout()
-    written.append(outdir / "accuracy_vs_params.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
+    written.append(save(fig, outdir / "accuracy_vs_params.png"))
     return written
 
 
