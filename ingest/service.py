@@ -10,7 +10,7 @@ import time
 
 import cv2
 
-from ingest.sources import SourceError, open_source
+from ingest.sources import SourceError, is_live, open_source
 from moodstream import keys, metrics
 from moodstream.config import get_settings
 from moodstream.contract import Frame
@@ -144,7 +144,7 @@ class Publisher:
                         return 0
             except SourceError as error:
                 failures += 1
-                if not _retryable(self.args.source, error):
+                if not is_live(self.args.source):
                     self.status.set("failed", str(error))
                     return 2
                 if self.args.retries and failures > self.args.retries:
@@ -156,13 +156,6 @@ class Publisher:
                 delay = min(delay * 2, 30.0)
         self.status.set("stopped", "ingest stopped")
         return 0
-
-
-def _retryable(spec: str, error: SourceError) -> bool:
-    """Live sources come back; a missing or unreadable file does not."""
-    lower = spec.lower()
-    return spec.isdigit() or lower.startswith(("rtsp://", "rtsps://", "rtmp://", "http://",
-                                               "https://"))
 
 
 def run(args: argparse.Namespace) -> int:

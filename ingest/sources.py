@@ -156,6 +156,15 @@ class HttpSource(Source):
                 buffer = b""  # garbage with no JPEG in it: do not grow forever
 
 
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://")
+HTTP_SCHEMES = ("http://", "https://")
+
+
+def is_live(spec: str) -> bool:
+    """Webcams and network cameras come back after a drop; files do not."""
+    return spec.isdigit() or spec.lower().startswith(STREAM_SCHEMES + HTTP_SCHEMES)
+
+
 def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
     """Pick the source kind from the spec string."""
     if spec == "demo":
@@ -165,9 +174,9 @@ def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> S
     if spec.isdigit():
         return CaptureSource(spec, live=True)
     lower = spec.lower()
-    if lower.startswith(("rtsp://", "rtsps://", "rtmp://")):
+    if lower.startswith(STREAM_SCHEMES):
         return CaptureSource(spec, live=True, rtsp_transport=rtsp_transport)
-    if lower.startswith(("http://", "https://")):
+    if lower.startswith(HTTP_SCHEMES):
         return HttpSource(spec)
     path = Path(spec)
     if not path.exists():

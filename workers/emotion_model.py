@@ -16,15 +16,21 @@ class ModelError(RuntimeError):
     """The model file is missing or does not carry the metadata contract."""
 
 
-def read_metadata(path: Path | str) -> dict[str, str]:
+def open_session(path: Path | str, threads: int = 1):
+    """An onnxruntime session on the CPU; a clear error when the file is missing."""
     import onnxruntime as ort
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model not found: {path} (train one with `moodstream train`)")
     options = ort.SessionOptions()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return dict(session.get_modelmeta().custom_metadata_map)
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def read_metadata(path: Path | str) -> dict[str, str]:
+    return dict(open_session(path).get_modelmeta().custom_metadata_map)
 
 
 def input_size(path: Path | str) -> tuple[int, int]:
@@ -34,16 +40,7 @@ def input_size(path: Path | str) -> tuple[int, int]:
 
 class EmotionModel:
     def __init__(self, path: Path | str, threads: int = 1):
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.exists():
-            raise ModelError(f"model not found: {path} (train one with `moodstream train`)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = open_session(path, threads)
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:

@@ -6,6 +6,7 @@ Kept free of Redis so that it is easy to test; workers.aggregator feeds it what 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -70,7 +71,9 @@ class Recent:
 
     labels: list[dict] = field(default_factory=list)
 
-    def frames(self) -> dict[int, list[dict]]:
+    @cached_property
+    def by_frame(self) -> dict[int, list[dict]]:
+        """Labels grouped by frame; computed once, as a snapshot asks for it several times."""
         out: dict[int, list[dict]] = {}
         for item in self.labels:
             out.setdefault(item["seq"], []).append(item)
@@ -78,7 +81,7 @@ class Recent:
 
     def latest_frame(self) -> tuple[float, int] | None:
         """(capture time, faces) of the newest frame seen."""
-        frames = self.frames()
+        frames = self.by_frame
         if not frames:
             return None
         seq = max(frames, key=lambda s: frames[s][0]["ts"])
@@ -87,7 +90,7 @@ class Recent:
     def main_face_probs(self, since: float) -> list[tuple[float, np.ndarray]]:
         """Per frame since `since`, the probabilities of its biggest face (the driver)."""
         out = []
-        for items in self.frames().values():
+        for items in self.by_frame.values():
             faces = [i for i in items if i["index"] >= 0 and i.get("probs")]
             if not faces or items[0]["ts"] < since:
                 continue
