@@ -273,7 +273,13 @@ def test_live_numbers_change(redis_server, pipeline, page):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "classroom.png"), full_page=True)
 
-    # Phone-sized screen: one column, nothing wider than the screen.
+    # Phone-sized screen: one column, nothing wider than the screen, even with a long user
+    # name in the users table and a long status reason (CI's fonts once made /admin 16px wide).
+    users.set_user(r, "a.rather.long.user.name@example-school.org", "long-name-password", "viewer")
+    cameras.add(r, {"id": "class2", "name": "Class 2", "mode": "classroom", "fps": "1",
+                    "source": "rtsp://viewer:secret@10.20.30.40:8554/" + "long-path-" * 12})
+    r.hset(keys.camera_status("class2"), mapping={
+        "state": "failed", "reason": "could-not-open-" + "/very/long/path" * 8})
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/")
     expect()(page.get_by_test_id("panel-class1")).to_be_visible()
