@@ -360,6 +360,44 @@ def test_driver_alert_fires_when_the_face_disappears_and_clears(redis_server, pi
     cameras.remove(r, "car1")
 
 
+def test_sustained_negative_alert_fires_for_one_driver_and_not_for_another(
+        redis_server, pipeline, page):
+    """The shipped model gives mtcnn_ivan.jpg a negative share (angry + fear + sad) of 0.29 and
+    fer_justin.jpg (smiling) 0.10; a threshold of 0.2 over 2 s must tell them apart."""
+    r = clean_client(redis_server)
+    frowning, smiling = MEDIA / "mtcnn_ivan.jpg", MEDIA / "fer_justin.jpg"
+    if not frowning.exists():
+        pytest.skip(f"shared test data not found at {frowning}")
+    settings = {"mode": "driver", "fps": "2", "negative_threshold": "0.2",
+                "negative_seconds": "2", "absent_seconds": "60"}
+    cameras.add(r, {"id": "car3", "name": "Car 3", "source": str(frowning), **settings})
+    ingest = pipeline.start("ingest", "--camera", "car3", "--source", str(frowning), "--fps", "2")
+    log_in(page, *ADMIN)
+    page.goto("/cameras/car3")
+    expect()(page.get_by_test_id("driver-view")).to_be_visible()
+    banner = page.get_by_test_id("alert-banner")
+    wait_for(lambda: alive(pipeline) or page.get_by_test_id("alert-negative").is_visible(),
+             timeout=180, every=1, what="the sustained-negative alert")
+    expect()(page.get_by_test_id("alert-negative")).to_contain_text("negative share 0.")
+    expect()(page.get_by_test_id("alert-absent")).to_have_count(0)
+    raised = page.locator('[data-testid="alert-log-entry"][data-kind="negative"]'
+                          '[data-state="raised"]')
+    expect()(raised.first).to_be_visible(timeout=15000)
+
+    # A smiling driver on the same camera: the alert clears and the log says so.
+    ingest.terminate()
+    ingest.wait(20)
+    ingest = pipeline.start("ingest", "--camera", "car3", "--source", str(smiling), "--fps", "2")
+    expect()(banner).to_be_hidden(timeout=60000)
+    cleared = page.locator('[data-testid="alert-log-entry"][data-kind="negative"]'
+                           '[data-state="cleared"]')
+    expect()(cleared.first).to_be_visible(timeout=20000)
+    expect()(page.get_by_test_id("driver-current")).to_have_class("pos")
+    ingest.terminate()
+    ingest.wait(20)
+    cameras.remove(r, "car3")
+
+
 def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
         redis_server, services, browser, media):
     """Issue 5's walk-through: `moodstream up`, log in, add a second camera, switch it to driver

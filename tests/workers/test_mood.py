@@ -47,6 +47,16 @@ def test_sustained_anger_raises_a_negative_alert_and_happiness_does_not():
     assert mood.driver_alerts(happy, 105, t, 100) == {}
 
 
+def test_negative_alert_at_a_low_frame_rate_and_short_window():
+    # 2 fps over a 2 s window: 4 frames, 1.5 s from first to last, yet they cover the window.
+    t = mood.Thresholds(negative_threshold=0.5, negative_seconds=2, absent_seconds=60)
+    sad = mood.Recent(driver_frames(100.1, 5, "sad", fps=2))
+    assert "negative" in mood.driver_alerts(sad, 104.95, t, 100)
+    # One frame is no evidence that anything was sustained.
+    assert mood.driver_alerts(mood.Recent(driver_frames(104.5, 0.5, "sad", fps=2)), 104.95, t,
+                              100) == {}
+
+
 def test_driver_out_of_view_alert_after_n_seconds_only():
     t = mood.Thresholds(absent_seconds=3)
     labels = driver_frames(100, 2, "neutral") + [
