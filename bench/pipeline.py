@@ -1,5 +1,6 @@
 """Live pipeline benchmark: throughput with 1 vs 2 detectors on the same frames, latency at a
-stated camera load, and resident memory per worker kind.
+stated camera load, latency under overload with and without --newest-only, and resident
+memory per worker kind.
 
     .venv/bin/python bench/pipeline.py [--frames 120] [--video PATH]
 
@@ -78,14 +79,18 @@ def publish(r: redis.Redis, jpegs: list[bytes], fps: float | None, cameras: int 
 
 def drained(r: redis.Redis, n: int) -> bool:
     s = pipeline_stats(r)
+    frames = s["frames"]
     return s["stages"]["faces"]["processed"] + sum(s["stages"]["faces"]["dropped"].values()) \
-        >= s["faces"] and s["frames"]["processed"] >= n and s["stages"]["faces"]["pending"] == 0
+        >= s["faces"] and frames["processed"] + sum(frames["dropped"].values()) >= n \
+        and s["stages"]["faces"]["pending"] == 0
 
 
-def run_case(server: RedisServer, jpegs, detectors: int, fps: float | None, cameras: int = 1):
+def run_case(server: RedisServer, jpegs, detectors: int, fps: float | None, cameras: int = 1,
+             *detector_args: str):
     r = server.client()
     r.flushall()
-    procs = [start("detector", server.url, "--batch", "4") for _ in range(detectors)]
+    procs = [start("detector", server.url, "--batch", "4", *detector_args)
+             for _ in range(detectors)]
     procs.append(start("classifier", server.url))
     try:
         wait_ready(r, {"detector": detectors, "classifier": 1})
@@ -97,6 +102,7 @@ def run_case(server: RedisServer, jpegs, detectors: int, fps: float | None, came
         stats = pipeline_stats(r)
         rss = {p.pid: psutil.Process(p.pid).memory_info().rss / 2**20 for p in procs}
         return {"fps": len(jpegs) / elapsed, "latency": stats["latency_ms"],
+                "processed": stats["frames"]["processed"], "dropped": stats["frames"]["dropped"],
                 "rss_detector": max(rss[p.pid] for p in procs[:-1]),
                 "rss_classifier": rss[procs[-1].pid]}
     finally:
@@ -113,6 +119,8 @@ def main() -> None:
     parser.add_argument("--camera-fps", type=float, default=2.0,
                         help="per-camera rate for the latency case")
     parser.add_argument("--cameras", type=int, default=2)
+    parser.add_argument("--overload-fps", type=float, default=40.0,
+                        help="per-camera rate of the 4 cameras in the overload case")
     args = parser.parse_args()
     if not args.video.exists():
         sys.exit(f"no video at {args.video}")
@@ -125,6 +133,8 @@ def main() -> None:
             two = run_case(server, jpegs, 2, None)
             live = run_case(server, jpegs[: max(20, args.frames // 2)], 1, args.camera_fps,
                             args.cameras)
+            overload = {flag: run_case(server, jpegs * 2, 1, args.overload_fps, 4, flag)
+                        for flag in ("--no-newest-only", "--newest-only")}
         finally:
             server.stop()
     print(f"machine: {os.cpu_count()} cores; {args.frames} frames of {args.video.name} "
@@ -136,6 +146,14 @@ def main() -> None:
     lat = live["latency"]
     print(f"\nlatency capture->label at {args.cameras} cameras x {args.camera_fps:g} fps: "
           f"p50 {lat['p50']} ms, p99 {lat['p99']} ms ({lat['samples']} samples)")
+    print(f"\noverload: 4 cameras x {args.overload_fps:g} fps offered to 1 detector "
+          f"({len(jpegs) * 2} frames)")
+    print("| detector | frames handled | dropped | latency p50 ms | p99 ms |")
+    print("| --- | --- | --- | --- | --- |")
+    for flag, case in overload.items():
+        dropped = ", ".join(f"{k} {v}" for k, v in case["dropped"].items() if v) or "0"
+        print(f"| {flag} | {case['processed']} | {dropped} | {case['latency']['p50']} | "
+              f"{case['latency']['p99']} |")
     print(f"resident memory: detector {one['rss_detector']:.0f} MB (target <= 500), "
           f"classifier {one['rss_classifier']:.0f} MB (target <= 150)")
 

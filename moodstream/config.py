@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     dead_letter_maxlen: int = 1000
     # Live path: a frame older than this is dropped instead of processed late.
     stale_after_s: float = 5.0
+    # Live path under overload: detectors handle only the newest frame of each camera among
+    # those read together, and count the rest as dropped (superseded).
+    newest_only: bool = False
     # A pending entry idle this long belongs to a dead worker and is reclaimed.
     claim_idle_ms: int = 15000
     heartbeat_ttl_s: int = 15

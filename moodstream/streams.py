@@ -6,7 +6,8 @@ One loop, used by the detector, the classifier and the aggregator:
   so the accounting identity in moodstream.accounting stays exact;
 - reclaims entries that a dead worker left pending (XAUTOCLAIM after claim_idle_ms);
 - decodes each entry with the shared contract; malformed ones become dead letters;
-- drops frames older than the staleness bound (counted, acknowledged);
+- drops frames older than the staleness bound (counted, acknowledged) and, in newest-only
+  mode, frames that a newer frame of the same camera overtook in the same read;
 - writes the outputs, the acknowledgements and the counters in one MULTI/EXEC, so that a
   killed worker never leaves half-written output: either all of a batch lands or none;
 - survives Redis restarts (backoff, group re-creation) and stops cleanly on SIGTERM.
@@ -102,6 +103,7 @@ class StreamConsumer:
         block_ms: int = 200,
         gather_ms: int = 0,
         stale_after_s: float | None = None,
+        newest_only: Callable[[object], str] | None = None,
         claim_idle_ms: int = 15000,
         dead_letter_maxlen: int = 1000,
         heartbeat_ttl_s: int = 15,
@@ -111,6 +113,9 @@ class StreamConsumer:
         self.decode, self.handle = decode, handle
         self.count, self.block_ms, self.gather_ms = count, block_ms, gather_ms
         self.stale_after_s = stale_after_s
+        # Live mode under overload: of several entries with the same key (camera) in one read,
+        # only the newest is handled; the older ones are acknowledged as dropped:superseded.
+        self.newest_only = newest_only
         self.claim_idle_ms = claim_idle_ms
         self.dead_letter_maxlen = dead_letter_maxlen
         self.redis = connect(redis_url)
@@ -237,10 +242,23 @@ class StreamConsumer:
                 stale.append(eid)
                 continue
             good.append((eid, item))
+        good, superseded = self.keep_newest(good)
         batch = self.run_handler(good, dead, dict(entries))
-        self.commit(batch, good=[eid for eid, _ in good], dead=dead, stale=stale)
+        self.commit(batch, good=[eid for eid, _ in good], dead=dead, stale=stale,
+                    superseded=superseded)
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         self.heartbeat.count(len(entries))
+
+    def keep_newest(self, good: list) -> tuple[list, list]:
+        """(kept entries, superseded entry ids); entry ids grow with time within a stream."""
+        if self.newest_only is None or len(good) < 2:
+            return good, []
+        newest = {}
+        for eid, item in good:
+            newest[self.newest_only(item)] = eid  # entries arrive in stream order
+        kept = [(eid, item) for eid, item in good if newest[self.newest_only(item)] == eid]
+        superseded = [eid for eid, item in good if newest[self.newest_only(item)] != eid]
+        return kept, superseded
 
     def run_handler(self, good: list, dead: list, raw: dict) -> Batch:
         """Handle the batch; if it fails, retry entry by entry so one poison entry becomes
@@ -272,7 +290,8 @@ class StreamConsumer:
                 merged.counters[k] = merged.counters.get(k, 0) + v
         return merged
 
-    def commit(self, batch: Batch, *, good: list, dead: list, stale: list) -> None:
+    def commit(self, batch: Batch, *, good: list, dead: list, stale: list,
+               superseded: list = ()) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for out in batch.outputs:
             pipe.xadd(out.stream, out.fields, maxlen=out.maxlen, approximate=True)
@@ -285,6 +304,7 @@ class StreamConsumer:
                            b"_worker": self.consumer})
             pipe.xadd(keys.DEAD_LETTERS, letter, maxlen=self.dead_letter_maxlen, approximate=True)
         outcomes = [(eid, "done") for eid in good] + [(eid, "dropped:stale") for eid in stale]
+        outcomes += [(eid, "dropped:superseded") for eid in superseded]
         outcomes += [(eid, "dropped:dead") for eid, _, _ in dead]
         args = [self.group]
         for eid, outcome in outcomes:
@@ -297,7 +317,8 @@ class StreamConsumer:
             pipe.lpush(keys.LATENCY, *[f"{ms:.1f}" for ms in batch.latencies_ms])
             pipe.ltrim(keys.LATENCY, 0, 2047)
         pipe.execute()
-        for outcome, value in (("done", len(good)), ("stale", len(stale)), ("dead", len(dead))):
+        for outcome, value in (("done", len(good)), ("stale", len(stale)), ("dead", len(dead)),
+                               ("superseded", len(superseded))):
             if value:
                 metrics.ENTRIES.labels(self.stage, outcome).inc(value)
 

@@ -24,6 +24,7 @@ from workers.face_crop import crop_face
 log = logging.getLogger("moodstream.detector")
 PREVIEW_TTL_S = 5
 TRIM_EVERY_S = 30  # hand freed memory back to the system this often (see release_memory)
+NEWEST_ONLY_READ = 64  # entries per read in newest-only mode
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale-factor", type=float, default=s.detector_scale_factor,
                         help="MTCNN pyramid factor (0..1, smaller is faster); a camera's "
                              "scale_factor field overrides it")
+    parser.add_argument("--newest-only", action=argparse.BooleanOptionalAction,
+                        default=s.newest_only,
+                        help="when behind, skip to each camera's newest frame and count the "
+                             "older ones as dropped (superseded) (env MOODSTREAM_NEWEST_ONLY)")
     parser.add_argument("--min-confidence", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=1,
                         help="detector threads (onnxruntime or TensorFlow)")
@@ -194,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
 
     consumer = StreamConsumer(
         kind="detector", stage="frames", stream=keys.FRAMES, group=keys.DETECTORS,
-        decode=decode_frame, handle=handle, redis_url=settings.redis_url, count=args.batch,
+        decode=decode_frame, handle=handle, redis_url=settings.redis_url,
+        # Newest-only reads deeper, so that one read catches up on a backlog of many frames.
+        count=max(args.batch, NEWEST_ONLY_READ) if args.newest_only else args.batch,
+        newest_only=(lambda item: item[0].camera) if args.newest_only else None,
         stale_after_s=settings.stale_after_s, claim_idle_ms=settings.claim_idle_ms,
         dead_letter_maxlen=settings.dead_letter_maxlen, heartbeat_ttl_s=settings.heartbeat_ttl_s)
     preview = PreviewSwitch(consumer.redis)

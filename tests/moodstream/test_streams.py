@@ -8,8 +8,9 @@ from moodstream.contract import Face, Frame
 from moodstream.streams import Batch, Output, StreamConsumer, ensure_group
 
 
-def publish(r, n: int, *, ts: float | None = None, maxlen: int | None = None, camera="c"):
-    for i in range(n):
+def publish(r, n: int, *, ts: float | None = None, maxlen: int | None = None, camera="c",
+            first: int = 0):
+    for i in range(first, first + n):
         pipe = r.pipeline(transaction=True)
         pipe.xadd(keys.FRAMES, Frame(camera, i, ts or time.time(), b"jpeg").encode(),
                   maxlen=maxlen, approximate=False)
@@ -132,3 +133,33 @@ def test_workers_register_with_throughput_and_lag(r, redis_server):
     (info,) = live_workers(r)
     assert info["kind"] == "test" and int(info["processed"]) == 5 and info["lag"] == "0"
     assert 0 < r.ttl(f"ms:worker:{info['id']}") <= 15
+
+
+def test_newest_only_handles_each_cameras_newest_frame_and_counts_the_rest(r, redis_server):
+    for seq in range(6):  # a backlog: camera a six frames behind, camera b two
+        publish(r, 1, camera="a", first=seq)
+        if seq < 2:
+            publish(r, 1, camera="b", first=seq)
+    seen = []
+
+    def record(items):
+        seen.extend((frame.camera, frame.seq) for _, frame in items)
+        return Batch()
+
+    consumer(redis_server, handle=record, newest_only=lambda frame: frame.camera,
+             ).run(max_idle_s=0.3)
+    # count=4 per read: reads of [a0 b0 a1 b1], [a2 a3 a4 a5] keep b1, a1 and then a5.
+    assert sorted(seen) == [("a", 1), ("a", 5), ("b", 1)]
+    frames = pipeline_stats(r)["frames"]
+    assert frames["dropped"]["superseded"] == 5 and frames["processed"] == 3
+    assert frames["in"] == frames["processed"] + sum(frames["dropped"].values())
+    assert frames["pending"] == 0
+
+
+def test_without_newest_only_every_frame_of_a_backlog_is_handled(r, redis_server):
+    for seq in range(6):
+        publish(r, 1, camera="a", first=seq)
+    seen = []
+    consumer(redis_server, handle=lambda items: seen.extend(items) or Batch()).run(
+        max_idle_s=0.3)
+    assert len(seen) == 6 and "superseded" not in pipeline_stats(r)["frames"]["dropped"]

@@ -221,6 +221,25 @@ def test_detector_worker_runs_without_tensorflow(r, redis_server, media, tmp_pat
     assert probe["rss"] <= 300 * 2**20, f"RSS {probe['rss'] / 2**20:.0f} MB"
 
 
+@pytest.mark.slow
+def test_newest_only_detector_skips_a_backlog_to_the_newest_frame(r, redis_server, media):
+    from moodstream.accounting import pipeline_stats
+
+    jpeg = (media / "fer_justin.jpg").read_bytes()
+    for seq in range(10):  # ten frames queued before the detector starts: it is behind
+        r.xadd(keys.FRAMES, Frame("cab", seq, time.time() + 30, jpeg).encode())
+        r.hincrby(keys.STATS, "frames:in", 1)
+    done = subprocess.run([*MOODSTREAM, "detector", "--newest-only", "--exit-when-idle", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=service_env(redis_server.url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    faces = [Face.decode(f) for _, f in r.xrange(keys.FACES)]
+    assert [(f.seq, f.index) for f in faces] == [(9, 0)]
+    frames = pipeline_stats(r)["frames"]
+    assert frames["dropped"].get("superseded") == 9
+    assert frames["in"] == frames["processed"] + sum(frames["dropped"].values()) == 10
+
+
 def test_camera_options_come_from_the_camera_hash(r):
     from workers.detector import CameraOptions
 
