@@ -1,13 +1,25 @@
-FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg libgl1 nodejs npm curl \
+# One image for every moodstream service; docker-compose.yml picks the subcommand.
+# BASE: any Debian-based image with Python 3.11+ and its venv module.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg nodejs npm curl \
     && rm -rf /var/lib/apt/lists/*
+# A venv keeps pip off the base image's Python (Debian bases refuse system-wide installs).
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY moodstream moodstream
 COPY ingest ingest
 COPY workers workers
+COPY dashboard/package.json dashboard/package-lock.json dashboard/
+RUN npm ci --prefix dashboard --no-audit --no-fund
 COPY dashboard dashboard
-COPY models models
-RUN pip install --no-cache-dir -e . && npm ci --prefix dashboard --no-audit --no-fund
-ENV TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
+COPY models/*.py models/emotion.onnx models/emotion.json models/
+COPY models/mtcnn models/mtcnn
+RUN pip install --no-cache-dir -e .
+# Frames and crops live in Redis only; the container writes nothing but bulk results.
+RUN mkdir /bulk && chown nobody /bulk
+ENV MPLCONFIGDIR=/tmp/matplotlib HOME=/tmp
+USER nobody
 ENTRYPOINT ["moodstream"]

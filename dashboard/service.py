@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from dashboard.app import create_app, vendor_missing
     from dashboard.users import ensure_admin_from_env
     from moodstream.config import get_settings
-    from moodstream.redis_client import connect
+    from moodstream.redis_client import connect, wait_until_reachable
 
     settings = get_settings()
     token, generated = settings.token, False
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         token, generated = secrets.token_urlsafe(24), True
         os.environ["MOODSTREAM_TOKEN"] = token
     r = connect(settings.redis_url)
+    wait_until_reachable(r, "dashboard")
     admin = ensure_admin_from_env(r)
     if admin:
         log.info("admin user %s is ready", admin)

@@ -58,3 +58,20 @@ class Backoff:
             stop.wait(delay)
         else:
             time.sleep(delay)
+
+
+def wait_until_reachable(r: redis.Redis, what: str, timeout: float | None = None) -> None:
+    """Block until Redis answers PING, backing off. In a deployment services may start before
+    Redis does (or while it restarts); they wait instead of crashing into a restart loop."""
+    backoff = Backoff(what)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            r.ping()
+        except OUTAGE_ERRORS as error:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+            backoff.sleep_after(error)
+            continue
+        backoff.ok()
+        return

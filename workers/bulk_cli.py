@@ -296,9 +296,11 @@ def run_worker(args: argparse.Namespace) -> int:
     from rq import Queue
 
     from moodstream.config import get_settings
+    from moodstream.redis_client import wait_until_reachable
 
     url = args.url or get_settings().redis_url
     connection = redis.Redis.from_url(url)
+    wait_until_reachable(connection, "bulk-worker")
     worker = bulk_jobs.BulkWorker([Queue(args.queue, connection=connection)],
                                   connection=connection, name=args.name)
     worker.preload_options = bulk_jobs.default_options(model=args.model, min_face=args.min_face,

@@ -12,7 +12,7 @@ import pytest
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import Frame
-from tests.conftest import free_port, wait_for
+from tests.conftest import RedisServer, Services, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 FAST_RECLAIM = {"MOODSTREAM_CLAIM_IDLE_MS": "2000", "MOODSTREAM_STALE_AFTER_S": "120"}
@@ -111,3 +111,42 @@ def test_sigterm_during_a_batch_loses_nothing(r, services, media):
     frames = wait_for(lambda: (f := pipeline_stats(r)["frames"])["in"] == 40 and
                       f["pending"] == 0 and f, timeout=120, what="the rest of the frames")
     assert frames["processed"] + sum(frames["dropped"].values()) == 40
+
+
+def test_services_started_before_redis_wait_for_it(tmp_path):
+    """As in docker compose, where Redis may come up last: the dashboard and the bulk worker
+    wait with backoff instead of crashing, and serve once Redis answers."""
+    from rq import Worker
+
+    server = RedisServer(tmp_path)  # its port is chosen, but nothing listens there yet
+    services = Services(server.url, tmp_path)
+    port = free_port()
+    try:
+        dashboard = services.start("dashboard", "--port", str(port),
+                                   env={"MOODSTREAM_TOKEN": "t" * 20,
+                                        "MOODSTREAM_ADMIN_USER": "ops",
+                                        "MOODSTREAM_ADMIN_PASSWORD": "ops-password"})
+        bulk = services.start("bulk-worker")
+        time.sleep(4)
+        assert dashboard.poll() is None and bulk.poll() is None, "they wait, not exit"
+        server.start()
+        r = server.client()
+
+        def healthy():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as rsp:
+                    return rsp.status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=60, what="the dashboard once Redis is up")
+        wait_for(lambda: len(Worker.all(connection=r)) == 1, timeout=60,
+                 what="the bulk worker to register")
+        from dashboard.users import get_user
+
+        assert get_user(r, "ops")["role"] == "admin", "the first admin is created after the wait"
+        log = open(dashboard.log_path).read()
+        assert log.count("lost Redis") == 1 and "Traceback" not in log
+    finally:
+        services.stop_all()
+        server.stop()
