@@ -1,9 +1,17 @@
 # One image for every moodstream service; docker-compose.yml picks the subcommand.
 # BASE: any Debian-based image with Python 3.11+ and its venv module.
 ARG BASE=python:3.11-slim
-FROM ${BASE}
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg nodejs npm curl \
+
+# The dashboard's front-end packages, from npm; Node.js stays in this stage.
+FROM ${BASE} AS frontend
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY dashboard/package.json dashboard/package-lock.json dashboard/
+RUN npm ci --prefix dashboard --no-audit --no-fund
+
+# OpenCV's wheel brings its own FFmpeg, so the runtime needs no system packages.
+FROM ${BASE}
 # A venv keeps pip off the base image's Python (Debian bases refuse system-wide installs).
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
@@ -12,12 +20,13 @@ COPY pyproject.toml README.md ./
 COPY moodstream moodstream
 COPY ingest ingest
 COPY workers workers
-COPY dashboard/package.json dashboard/package-lock.json dashboard/
-RUN npm ci --prefix dashboard --no-audit --no-fund
 COPY dashboard dashboard
+COPY --from=frontend /app/dashboard/node_modules dashboard/node_modules
 COPY models/*.py models/emotion.onnx models/emotion.json models/
 COPY models/mtcnn models/mtcnn
-RUN pip install --no-cache-dir -e .
+# The workers and the dashboard need no TensorFlow; EXTRAS=train adds training and export.
+ARG EXTRAS=""
+RUN pip install --no-cache-dir -e ".${EXTRAS:+[$EXTRAS]}"
 # Frames and crops live in Redis only; the container writes nothing but bulk results.
 RUN mkdir /bulk && chown nobody /bulk
 ENV MPLCONFIGDIR=/tmp/matplotlib HOME=/tmp

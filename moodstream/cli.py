@@ -12,6 +12,10 @@ import logging
 import os
 import sys
 
+# Installed by `pip install 'moodstream[train]'` only: training, export, the reference mtcnn
+# detector and the paper-loop baseline need them; the workers do not.
+TRAINING_MODULES = {"tensorflow", "keras", "tf2onnx", "mtcnn"}
+
 # (subcommand, module, configure function, run function, help)
 COMMANDS = [
     ("up", "moodstream.supervisor", "configure", "run",
@@ -66,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         parser.error(args._missing)
     mod, run = runners[args.command]
-    return getattr(mod, run)(args) or 0
+    try:
+        return getattr(mod, run)(args) or 0
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in TRAINING_MODULES:
+            raise
+        print(f"moodstream {args.command}: needs {error.name}, which comes with the training "
+              "extras: pip install 'moodstream[train]' (./scripts/setup.sh installs them)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing moodstream and its Python packages"
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".[train,test]"
 
 echo "==> installing the dashboard's front-end packages (npm)"
 npm ci --prefix dashboard --no-audit --no-fund --loglevel=error
