@@ -21,6 +21,7 @@ from flask_login import current_user, login_required
 from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from prometheus_client import Histogram
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import api, auth, bulk_upload, cameras
 from moodstream.redis_client import connect
@@ -127,11 +128,24 @@ def _secure_cookies(value: bool | None) -> bool:
     return os.environ.get("MOODSTREAM_SECURE_COOKIES", "").lower() in ("1", "true", "yes", "on")
 
 
+def _trusted_proxies(value: int | None) -> int:
+    if value is not None:
+        return value
+    return int(os.environ.get("MOODSTREAM_TRUSTED_PROXIES", "0") or 0)
+
+
 def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
-               secure_cookies: bool | None = None, message_queue: bool = True):
+               secure_cookies: bool | None = None, message_queue: bool = True,
+               trusted_proxies: int | None = None):
     """Build the Flask app and its SocketIO server. Returns (app, socketio)."""
     app = Flask(__name__, template_folder=str(HERE / "templates"),
                 static_folder=str(HERE / "static"))
+    proxies = _trusted_proxies(trusted_proxies)
+    if proxies:
+        # Behind N reverse proxies (TLS termination): take the client's address, scheme and
+        # host from their X-Forwarded-* headers, so that login lockouts count per client,
+        # not per proxy, and HTTPS requests get the strict CSRF referrer check.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     r = connect(redis_url, decode_responses=True)
     secure = _secure_cookies(secure_cookies)
     app.config.update(

@@ -18,6 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument("--secure-cookies", action="store_true", default=None,
                         help="mark cookies Secure (behind HTTPS; or MOODSTREAM_SECURE_COOKIES=1)")
+    parser.add_argument("--trusted-proxies", type=int, default=None, metavar="N",
+                        help="number of reverse proxies in front (trust their X-Forwarded-For, "
+                             "-Proto and -Host; or MOODSTREAM_TRUSTED_PROXIES; default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning("front-end libraries missing (%s): run `npm ci --prefix dashboard`",
                     ", ".join(missing))
     app, socketio = create_app(settings.redis_url, token, settings.secret_key,
-                               secure_cookies=args.secure_cookies)
+                               secure_cookies=args.secure_cookies,
+                               trusted_proxies=args.trusted_proxies)
     host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     url = f"http://{host}:{args.port}/"
     if generated:  # a token from the environment is not echoed into logs

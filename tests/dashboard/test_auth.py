@@ -235,3 +235,41 @@ def test_user_command(r, redis_server, monkeypatch, capsys):
         assert users.get_user(r, "bob") is None
     finally:
         get_settings.cache_clear()
+
+
+def proxied_client(app, client_address: str):
+    client = app.test_client()
+    client.environ_base.update({"HTTP_X_FORWARDED_FOR": client_address,
+                                "HTTP_X_FORWARDED_PROTO": "https"})
+    return client
+
+
+@pytest.mark.parametrize("trusted_proxies", [0, 1])
+def test_behind_a_reverse_proxy_lockouts_count_per_client(r, redis_server, accounts,
+                                                          trusted_proxies):
+    """Every request comes from the proxy's address; only with --trusted-proxies does one
+    client's password guessing leave the other clients able to log in."""
+    from dashboard.app import create_app
+
+    app, _ = create_app(redis_server.url, TOKEN, SECRET, message_queue=False,
+                        trusted_proxies=trusted_proxies)
+    guesser, teacher = proxied_client(app, "10.0.0.66"), proxied_client(app, "10.0.0.7")
+    for i in range(50):  # many names, so that no one user name is locked
+        assert login(guesser, f"guess{i}", "not-the-password").status_code == 401
+    assert login(guesser, *VIEWER).status_code == 429
+    teacher_gets = login(teacher, *VIEWER).status_code
+    assert teacher_gets == (302 if trusted_proxies else 429)
+
+
+def test_behind_a_trusted_proxy_https_gets_the_strict_referrer_check(r, redis_server, accounts):
+    from dashboard.app import create_app
+
+    app, _ = create_app(redis_server.url, TOKEN, SECRET, secure_cookies=True,
+                        message_queue=False, trusted_proxies=1)
+    client = proxied_client(app, "10.0.0.7")
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    form = {"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token}
+    response = client.post("/login", data=form, headers={"Referer": "https://evil.example/"})
+    assert response.status_code == 400, "a cross-site referrer on HTTPS is refused"
+    response = client.post("/login", data=form, headers={"Referer": "https://localhost/login"})
+    assert response.status_code == 302 and "Secure" in response.headers["Set-Cookie"]
