@@ -48,6 +48,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="results file of a previous release to compare with")
     parser.add_argument("--no-write", action="store_true",
                         help="full run without writing docs/benchmarks.md and results.json")
+    parser.add_argument("--fer-python", type=Path,
+                        default=os.environ.get("MOODSTREAM_FER_PYTHON") or None,
+                        help="Python of a separate environment with the `fer` package: adds "
+                        "it as a baseline on the same frames (bench/fer_loop.py)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: rewrite docs/benchmarks.md and its plots from "
                         "bench/results.json")
@@ -273,6 +277,21 @@ def measure_paper_loop(video: Path, frames: int, keras_path: Path) -> dict:
             "fps": round(r["frames"] / r["seconds"], 2), "startup_s": round(r["startup"], 1)}
 
 
+def measure_fer(python: Path, video: Path, frames: int) -> dict:
+    """The fer package's own loop in its own environment (bench/fer_loop.py)."""
+    import subprocess
+
+    cmd = [str(python), str(REPO / "bench" / "fer_loop.py"), "--video", str(video),
+           "--frames", str(frames)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        return last_json_line(done.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as error:
+        log(f"fer baseline skipped: {error}")
+        return {"error": str(error)}
+
+
 def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
     from workers.emotion_model import read_metadata
 
@@ -343,9 +362,16 @@ def run(args: argparse.Namespace) -> int:
         paper["keras_model"] = keras_what
         paper["keras_faces_per_s"] = measure_keras_per_face(keras_path, 16 if quick else 64)
         results["paper_loop"] = paper
+        if args.fer_python:
+            log(f"the fer package ({args.fer_python})")
+            results["fer_package"] = measure_fer(args.fer_python, video, frames)
     sustained = results["pipeline"]["sustained"]["fps"]
     results["speedup_vs_paper_loop"] = speedup(sustained, paper["fps"])
     results["bulk_speedup_vs_paper_loop"] = speedup(results["bulk"]["1"]["fps"], paper["fps"])
+    fer_fps = results.get("fer_package", {}).get("fps")
+    if fer_fps:
+        results["speedup_vs_fer"] = speedup(sustained, fer_fps)
+        results["bulk_speedup_vs_fer"] = speedup(results["bulk"]["1"]["fps"], fer_fps)
     previous = None
     if args.previous and args.previous.exists():
         previous = json.loads(args.previous.read_text())

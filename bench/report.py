@@ -8,7 +8,7 @@ from pathlib import Path
 
 # Redis figures from docs/scaling.md (bench/redis_capacity.py): measured with Python clients
 # (client-bound, redis-server at a quarter of a core) and computed for one redis-server core.
-REDIS_MEASURED_FPS = 2_600
+REDIS_MEASURED_FPS = 3_700
 REDIS_CORE_FPS = 10_000
 LINK_1GBIT_FPS = 4_000  # 120 MB/s of 30 KB JPEG frames
 CAMERA_RATES = (1, 5, 15)
@@ -24,33 +24,39 @@ PUBLISHED_MODELS = [
     ("Arriaga et al. 2017: sequential fully-CNN", 600_000, 0.66),
 ]
 
-FER_SECTION = """## Optional: the `fer` package
-
-The `fer` package (PyPI `fer`: its own MTCNN on TensorFlow and a mini-Xception, with
-`FER.detect_emotions` for images and `fer.Video` for videos) is what many users would run
-instead. It pulls in several GB (TensorFlow, moviepy, ffmpeg wrappers) and pins its own
-versions, so it is not installed by default and never into the project's environment.
-To compare on the same frames:
+FER_HOWTO = """The `fer` package (PyPI `fer`: its own MTCNN, on PyTorch since 25.x, and a
+mini-Xception on TensorFlow, with `FER.detect_emotions` per image) is what many users would
+run instead. It pulls in several GB (TensorFlow, PyTorch with CUDA libraries, moviepy), so
+it is never installed into the project's environment. To put it beside everything else, on
+the same frames in the same run:
 
 ```
 python3 -m venv /tmp/fer-venv
-/tmp/fer-venv/bin/pip install fer opencv-python-headless
-/tmp/fer-venv/bin/python - <<'PY'
-import time, cv2
-from fer import FER
-cap = cv2.VideoCapture("../shared/data/media/fer_woman2.mp4")
-frames = [cap.read()[1] for _ in range(120)]      # the frames `moodstream bench` uses
-detector = FER(mtcnn=True)
-detector.detect_emotions(frames[0])                # load the models first
-t = time.perf_counter()
-faces = sum(len(detector.detect_emotions(f)) for f in frames)
-print(f"fer: {len(frames) / (time.perf_counter() - t):.2f} frames/s, {faces} faces")
-PY
+/tmp/fer-venv/bin/pip install fer opencv-python-headless "setuptools<81"   # about 8 GB
+/tmp/fer-venv/bin/pip uninstall -y triton   # PyTorch's GPU compiler: segfaults on import here
+moodstream bench --fer-python /tmp/fer-venv/bin/python   # or MOODSTREAM_FER_PYTHON=...
 ```
 
-Put its frames/s beside the paper loop's and the pipeline's from the same machine and the
-same hour (the machine's load moves every figure).
-"""
+(fer 25.10 still imports `pkg_resources`, which setuptools 81 removed.)
+
+`bench/fer_loop.py` is the loop it runs there: `FER(mtcnn=True).detect_emotions` on each of
+the frames, one at a time, after one warm-up call."""
+
+
+def fer_section(results: dict) -> str:
+    fer = results.get("fer_package") or {}
+    out = ["## The `fer` package", ""]
+    if fer.get("fps"):
+        out += [f"Measured in this run: fer {fer['version']} did **{fer['fps']} frames/s** on "
+                f"the same {fer['frames']} frames ({fer['faces']} faces found; start-up "
+                f"{fer['startup_s']} s; moodstream's bulk run found "
+                f"{results['bulk']['1']['faces']} on them). The live pipeline's sustained rate "
+                f"is **{results['speedup_vs_fer']}x** that, and one bulk worker's "
+                f"{results['bulk_speedup_vs_fer']}x. fer runs PyTorch and TensorFlow with "
+                "their default thread pools, so it used every core, as the pipeline did.", ""]
+    else:
+        out += ["Not measured in this run (no `--fer-python` given).", ""]
+    return "\n".join(out + [FER_HOWTO])
 
 
 def _num(value, digits: int = 1) -> str:
@@ -165,6 +171,12 @@ def render_text(results: dict) -> str:
     lines.append(f"\nspeedup_vs_paper_loop: {results['speedup_vs_paper_loop']} (live pipeline "
                  f"sustained frames/s / paper loop frames/s, first {paper['frames']} frames of "
                  f"{results['video']}); paper loop Keras model: {paper['keras_model']}")
+    fer = results.get("fer_package") or {}
+    if fer.get("fps"):
+        lines.append(f"fer package {fer['version']} (its own environment): {fer['fps']} "
+                     f"frames/s on the same {fer['frames']} frames ({fer['faces']} faces); "
+                     f"live pipeline {results['speedup_vs_fer']}x, bulk (1 worker) "
+                     f"{results['bulk_speedup_vs_fer']}x")
     if results.get("previous_mode"):
         lines.append(f"previous: {results['previous_file']} ({results['previous_mode']} run; "
                      "a quick run uses fewer frames than a full one)")
@@ -337,7 +349,7 @@ def render_markdown(results: dict) -> str:
             f"** stage ({scale['stage_share'][scale['first_stage']]:.0%} of the CPU per frame); "
             f"in the cluster, {scale['cluster_limit']}. The aggregator and dashboard are not "
             "in the per-frame sum (they work per face label, far below these costs).", "",
-            FER_SECTION]
+            fer_section(results)]
     return "\n".join(out)
 
 

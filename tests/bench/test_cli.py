@@ -91,10 +91,33 @@ def test_report_renders_and_writes(tmp_path):
     text = report.render_text(results)
     assert "speedup_vs_paper_loop: 10.0" in text and "20.0 (2.0x)" in text
     md = report.render_markdown(results)
-    for heading in ("## Side by side", "## Scaling on paper", "## Optional: the `fer` package",
+    for heading in ("## Side by side", "## Scaling on paper", "## The `fer` package",
                     "## Accuracy against parameters"):
         assert heading in md
     written = report.write_report(results, tmp_path / "docs", tmp_path / "results.json")
     assert all(p.exists() for p in written)
     stored = json.loads((tmp_path / "results.json").read_text())
     assert "vs_previous" not in stored and stored["speedup_vs_paper_loop"] == 10.0
+
+
+def test_fer_baseline_sits_beside_the_pipeline_when_measured():
+    results = fake_results()
+    results.update({"fer_package": {"version": "25.10.3", "frames": 24, "faces": 20,
+                                    "fps": 8.0, "startup_s": 4.0},
+                    "speedup_vs_fer": 5.0, "bulk_speedup_vs_fer": 4.75})
+    results["bulk"]["1"]["faces"] = 24
+    assert "fer package 25.10.3 (its own environment): 8.0 frames/s" in \
+        report.render_text(results)
+    md = report.render_markdown(results)
+    assert "**8.0 frames/s**" in md and "**5.0x**" in md
+    assert "Not measured in this run" in report.render_markdown(fake_results())
+
+
+def test_fer_baseline_without_the_fer_package_is_skipped_with_a_reason(tmp_path):
+    from pathlib import Path
+
+    from bench.cli import measure_fer
+
+    result = measure_fer(Path(sys.executable), tmp_path / "no-video.mp4", 2)
+    assert "error" in result and "fps" not in result
+
