@@ -7,9 +7,11 @@ A Flask blueprint for `dashboard.app.create_app`; register it with
     app.register_blueprint(bulk_bp)
 
 Uploads are stored under ``MOODSTREAM_BULK_DIR`` (default: the system temp folder), which
-bulk workers must see at the same path (same machine or shared storage). Uploads larger than
-``MOODSTREAM_BULK_MAX_UPLOAD_MB`` (default 500) are refused; every file is type-checked by
-suffix and by decoding it (an image must decode, a video must open and give a frame).
+bulk workers must see at the same path (same machine or shared storage), unless
+``MOODSTREAM_BULK_STAGE=1`` ships the files to them through Redis (workers.bulk_staging).
+Uploads larger than ``MOODSTREAM_BULK_MAX_UPLOAD_MB`` (default 500) are refused; every file
+is type-checked by suffix and by decoding it (an image must decode, a video must open and
+give a frame).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
 from dashboard import auth
-from workers import bulk_jobs
+from workers import bulk_jobs, bulk_staging
 from workers.bulk_results import write_outputs
 
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")
@@ -163,11 +165,15 @@ def upload():
         shutil.rmtree(root, ignore_errors=True)
         return redirect(url_for("bulk.page"), 303)
     plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes())
+    staged = []
+    if os.environ.get("MOODSTREAM_BULK_STAGE", "").lower() in ("1", "true", "yes", "on"):
+        # Workers on other machines cannot see this folder: ship the files through Redis.
+        staged = bulk_staging.stage_plan(_state().redis_bytes, plan, max_upload_bytes())
     jobs = bulk_jobs.enqueue(_queue(), plan.tasks, bulk_jobs.default_options(fps=fps))
     record = {"id": upload_id, "created": time.time(), "user": current_user.name,
               "files": accepted, "rejected": rejected, "fps": fps, "state": "queued",
               "plan": bulk_jobs.plan_to_dict(plan, [j.id for j in jobs]), "outputs": [],
-              "errors": []}
+              "errors": [], "staged": staged}
     _save(record)
     r = _state().redis
     r.lpush(UPLOADS, upload_id)
@@ -222,6 +228,7 @@ def status(record: dict) -> dict:
         record["outputs"] = outputs
         record["errors"] = [e for g in plan.groups.values() for e in g.errors]
         record["state"] = "failed" if record["errors"] and not outputs else "finished"
+        bulk_staging.unstage(connection, record.get("staged", []))
         _save(record)
         return _public(record, 1.0)
     record = dict(record, state="running" if running or done else "queued")

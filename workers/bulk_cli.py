@@ -7,6 +7,7 @@ Light at import time: TensorFlow and onnxruntime load only inside a worker.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workers import bulk_jobs
+from workers import bulk_jobs, bulk_staging
 from workers.bulk_results import Group, label_of, summary, write_outputs
 
 log = logging.getLogger("moodstream.analyze")
@@ -56,6 +57,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="face detector (default: as the live detector, $MOODSTREAM_DETECTOR)")
     parser.add_argument("--retries", type=int, default=bulk_jobs.DEFAULT_RETRIES,
                         help="times a job is retried after a failure or a dead worker")
+    parser.add_argument("--stage", action="store_true",
+                        help="copy the input files into Redis for workers on machines that "
+                             "cannot see them (removed when done; see docs/bulk.md)")
+    parser.add_argument("--stage-max-mb", type=float, default=bulk_staging.DEFAULT_MAX_MB,
+                        help="largest file --stage ships (%(default)s)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="give up waiting after this many seconds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -230,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     embedded, procs = None, []
     log_dir = Path(tempfile.mkdtemp(prefix="moodstream-bulk-"))
     jobs: list = []
-    waiter = None
+    waiter, staged, connection = None, [], None
     try:
         if plan.tasks:
             if url is None:
@@ -248,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
             connection = redis.Redis.from_url(url)
             queue = Queue(args.queue, connection=connection)
             try:
+                if args.stage:
+                    staged = bulk_staging.stage_plan(connection, plan, args.stage_max_mb * 1e6)
                 jobs = bulk_jobs.enqueue(queue, plan.tasks, options, retries=args.retries)
             except redis.ConnectionError as error:
                 print(f"cannot reach Redis at {url.split('@')[-1]}: {error}", file=sys.stderr)
@@ -260,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
               f"; queued jobs stay on {args.queue!r}"), file=sys.stderr)
         return 130
     finally:
+        if staged:
+            with contextlib.suppress(redis.RedisError):
+                bulk_staging.unstage(connection, staged)
         stop_local_workers(procs)
         if embedded is not None:
             embedded.stop()

@@ -25,6 +25,7 @@ from rq import Queue, Retry, SimpleWorker, get_current_job
 
 from moodstream.config import get_settings
 from workers.bulk_results import Group, unique_name
+from workers.bulk_staging import StagedFiles, StagingError, is_staged
 
 log = logging.getLogger("moodstream.bulk")
 
@@ -286,10 +287,25 @@ def _result(file: str, kind: str, progress: Progress, **extra) -> dict:
     return base
 
 
+STAGED = StagedFiles()  # this worker's copies of inputs shipped through Redis
+
+
+def local_input(path: str) -> str:
+    """The path to open: the path itself, or a local copy of a staged input."""
+    if not is_staged(path):
+        return path
+    return STAGED.local_path(get_current_job().connection, path)
+
+
 def analyze_image(path: str, options: dict) -> dict:
     progress = Progress(1)
     result = _result(path, "image", progress)
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(local_input(path), cv2.IMREAD_COLOR)
+    except StagingError as error:
+        result["errors"].append(str(error))
+        progress.add(1, force=True)
+        return result
     if image is None:
         result["errors"].append("not a readable image (corrupt, truncated or unsupported format)")
         progress.add(1, force=True)
@@ -329,7 +345,11 @@ def read_frames(path: str, start: int, end: int, wanted: list[int]):
 
 def analyze_video_chunk(path: str, start: int, end: int, options: dict) -> dict:
     """Frames [start, end) of a video sampled at options['fps'] (end 0: the whole video)."""
-    cap = cv2.VideoCapture(path)
+    try:
+        local = local_input(path)
+    except StagingError as error:
+        return _result(path, "video", Progress(0), start=start, end=end, errors=[str(error)])
+    cap = cv2.VideoCapture(local)
     native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
     cap.release()
     native = native if 1 <= native <= 240 else 25.0
@@ -357,7 +377,7 @@ def analyze_video_chunk(path: str, start: int, end: int, options: dict) -> dict:
         batch.clear()
 
     try:
-        for index, frame in read_frames(path, start, end, wanted):
+        for index, frame in read_frames(local, start, end, wanted):
             last = index
             if end <= 0:  # unknown length: sample as we go
                 if fps > 0 and index + 1e-9 < next_kept:

@@ -228,8 +228,9 @@ def test_bad_inputs_get_an_error_each_and_the_rest_is_analysed(bulk, media, tmp_
     assert not (out / "notes.csv").exists(), "nothing analysed: only the JSON with the reason"
 
 
+@pytest.mark.parametrize("stage", [False, True], ids=["shared-folder", "staged-in-redis"])
 def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, tmp_path,
-                                                                    monkeypatch):
+                                                                    monkeypatch, stage):
     from dashboard import users
     from dashboard.app import create_app
     from dashboard.bulk_upload import bp
@@ -238,6 +239,8 @@ def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, 
     monkeypatch.setenv("MOODSTREAM_BULK_DIR", str(tmp_path / "bulk"))
     monkeypatch.setenv("MOODSTREAM_BULK_MAX_UPLOAD_MB", "0.5")
     monkeypatch.setenv("MOODSTREAM_BULK_QUEUE", QUEUE)
+    monkeypatch.setenv("MOODSTREAM_BULK_STAGE", "1" if stage else "0")
+    bulk["client"].delete("ms:bulk:uploads")  # the page starts empty for each variant
     app, _ = create_app(bulk["url"], TOKEN, SECRET, message_queue=False)
     app.config["TESTING"] = True
     if "bulk" not in app.blueprints:  # until dashboard.app registers it itself
@@ -259,6 +262,11 @@ def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, 
     assert "notes.txt: type .txt is not accepted" in html
     assert "fake.mp4: cannot open as a video" in html
     upload_id = re.search(r'data-upload="([0-9a-f]+)"', html).group(1)
+    from rq.job import Job
+
+    record = json.loads(bulk["client"].get(f"ms:bulk:upload:{upload_id}"))
+    job = Job.fetch(record["plan"]["tasks"][0]["job_id"], connection=bulk["client"])
+    assert job.args[0].startswith("staged:") == stage, "workers elsewhere get it from Redis"
 
     def finished():
         s = client.get(f"/admin/bulk/{upload_id}.json").get_json()
@@ -266,6 +274,7 @@ def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, 
 
     state = wait_for(finished, timeout=90, every=0.5, what="the upload analysed")
     assert state["state"] == "finished" and state["progress"] == 1 and not state["errors"]
+    assert bulk["client"].keys("ms:bulk:staged:*") == [], "staged copies removed when done"
     assert sorted(o["name"] for o in state["outputs"]) == ["photos.csv", "photos.json",
                                                            "photos.png"]
     csv_text = client.get(f"/admin/bulk/{upload_id}/photos.csv").get_data(as_text=True)
@@ -371,3 +380,47 @@ def test_a_job_of_a_killed_worker_is_retried(bulk, media, tmp_path):
     assert summary["frames_analysed"] == frames and len(rows) >= frames - 5
     job.refresh()
     assert job.get_status() == "finished" and job.retries_left == bulk_jobs.DEFAULT_RETRIES - 1
+
+
+def test_staged_inputs_reach_workers_that_cannot_see_the_files(bulk, media, tmp_path):
+    """`analyze --stage`: the files travel through Redis, so a worker on another machine (here:
+    started after the files were deleted) analyses them; the staged copies are removed."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    video = inputs / "lesson.mp4"
+    video.write_bytes((media / "fer_woman2.mp4").read_bytes())
+    photo = inputs / "group.jpg"
+    photo.write_bytes((media / "dlib_2008_001322.jpg").read_bytes())
+    out, queue = tmp_path / "out", "bulk-staged"
+    args = ["--queue", queue, "--stage", video, photo, "--out", out, "--fps", 2,
+            "--chunk-seconds", 5, "--no-progress"]
+    proc = subprocess.Popen([*MOODSTREAM, "analyze", *map(str, args)],
+                            cwd=REPO, env=bulk["env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    from rq import Queue
+
+    waiting = Queue(queue, connection=bulk["client"])
+    wait_for(lambda: waiting.count == 5, timeout=60, what="4 video chunks and 1 photo queued")
+    assert len(bulk["client"].keys("ms:bulk:staged:*")) == 2
+    video.unlink()
+    photo.unlink()
+    worker = subprocess.run([*MOODSTREAM, "bulk-worker", "--queue", queue, "--burst"],
+                            cwd=REPO, env=bulk["env"], capture_output=True, timeout=180)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stdout + stderr
+    summary, _ = load(out, "lesson")
+    assert summary["frames_analysed"] == 31 and summary["frames_with_faces"] >= 29
+    summary, _ = load(out, "group")
+    assert summary["faces"] == 3
+    assert bulk["client"].keys("ms:bulk:staged:*") == [], "staged copies removed after"
+
+
+def test_a_file_above_the_staging_limit_gets_an_error_and_the_rest_runs(bulk, media,
+                                                                       tmp_path):
+    code, stdout, _ = analyze(bulk, "--stage", "--stage-max-mb", 0.5, media / "fer_woman2.mp4",
+                              media / "fer_justin.jpg", "--out", tmp_path / "out")
+    assert code == 1
+    assert "above the staging limit" in stdout and "storage the workers share" in stdout
+    summary, _ = load(tmp_path / "out", "fer_justin")
+    assert summary["faces"] == 1
