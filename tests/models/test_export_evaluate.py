@@ -49,6 +49,34 @@ def test_export_round_trip_metadata(tiny_onnx, tiny_npz):
     assert side["recipe"]["name"] == "tiny" and side["file_bytes"] > 0
 
 
+def test_flip_tta_in_the_graph_averages_each_face_with_its_mirror(tiny_onnx):
+    """Exports wrap the network in flip test-time augmentation (export(tta="flip")): the
+    output is the mean of the face and its mirror image, so it cannot tell them apart."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    assert sess.get_modelmeta().custom_metadata_map["tta"] == "flip"
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
+    mirrored = x[:, :, ::-1].copy()
+    p = sess.run(None, {name: x})[0]
+    np.testing.assert_allclose(p, sess.run(None, {name: mirrored})[0], atol=1e-6)
+    # Unwrapped, the same network's two passes average to exactly what the graph returns.
+    from models.export import with_flip_tta
+
+    wrapped = onnx.load(str(tiny_onnx))
+    assert with_flip_tta(wrapped) is wrapped, "wrapping twice changes nothing"
+    graph = wrapped.graph
+    inner_in, inner_out = f"{graph.input[0].name}__tta", f"{graph.output[0].name}__tta"
+    keep = [n for n in graph.node if not n.name.startswith("tta_")]
+    del graph.node[:]
+    graph.node.extend(keep)
+    graph.input[0].name, graph.output[0].name = inner_in, inner_out
+    plain = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"])
+    halves = plain.run(None, {inner_in: x})[0] + plain.run(None, {inner_in: mirrored})[0]
+    np.testing.assert_allclose(p, halves / 2, atol=1e-6)
+
+
 def test_evaluate_writes_report(tiny_onnx, tiny_npz, tmp_path):
     rep = evaluate(tiny_onnx, data=tiny_npz, report_dir=tmp_path, batch=8)
     assert rep["n"] == 35 and rep["split"] == "PrivateTest"

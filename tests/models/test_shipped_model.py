@@ -7,7 +7,7 @@ from .conftest import SHARED_NPZ, SHIPPED_MODEL
 
 # Measured PrivateTest accuracy of the shipped model is recorded in docs/model.md; the
 # threshold sits just below it so a regression (or a wrong preprocessing) fails loudly.
-MIN_PRIVATETEST_ACCURACY = 0.48
+MIN_PRIVATETEST_ACCURACY = 0.49  # 49.51% recorded, minus 0.5 points
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -29,6 +29,7 @@ def test_shipped_metadata_contract(session):
     assert float(meta["offset"]) == pytest.approx(-1.0)
     for key in ("recipe", "params", "privatetest_accuracy", "valtest_accuracy"):
         assert meta[key]
+    assert meta["tta"] == "flip" and float(meta["input_blur_sigma"]) > 0
     assert int(meta["params"]) == 58_423
     assert SHIPPED_MODEL.stat().st_size <= 1024 * 1024
     inp = session.get_inputs()[0]
