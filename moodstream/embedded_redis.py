@@ -49,7 +49,10 @@ class EmbeddedRedis:
             [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir,
              "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C in the terminal reaches the services, which finish their
+            # batches, while their Redis stays up until stop() is called last.
+            start_new_session=True)
         client = redis.Redis(port=self.port)
         for _ in range(200):
             try:
