@@ -94,3 +94,46 @@ def test_console_command_lists_every_service():
     for service in ("up", "ingest", "detector", "classifier", "aggregator", "dashboard"):
         assert service in out
 
+
+
+def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
+    """`moodstream up` on its embedded Redis: labels flow, and Ctrl-C (SIGINT to the whole
+    terminal process group) stops every service before their Redis, leaving nothing behind."""
+    import os
+    import signal
+
+    import psutil
+
+    from tests.conftest import MOODSTREAM, service_env
+
+    port, token = free_port(), "up-test-token-0123456789"
+    env = service_env("", MOODSTREAM_TOKEN=token)
+    env.pop("REDIS_URL")  # the embedded one
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([*MOODSTREAM, "up", "--source", str(media / "fer_woman2.mp4"),
+                               "--fps", "2", "--port", str(port)], cwd=REPO, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def stats():
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stats",
+                                             headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    return json.load(response)
+            except OSError:
+                assert up.poll() is None, log.read_text()[-3000:]
+                return None
+
+        wait_for(lambda: (stats() or {}).get("labels", 0) >= 3, timeout=180,
+                 what="labels through `moodstream up`")
+        family = psutil.Process(up.pid).children(recursive=True)
+        os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert up.wait(60) == 0
+        text = log.read_text()
+        assert "lost Redis" not in text and "Traceback" not in text, text[-3000:]
+        gone, alive = psutil.wait_procs(family, timeout=20)
+        assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+    finally:
+        if up.poll() is None:
+            up.kill()
