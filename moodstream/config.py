@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # package on TensorFlow) or haar; and the MTCNN image pyramid factor.
     detector: str = "mtcnn-onnx"
     detector_scale_factor: float = 0.709
+    # Driver alerts POSTed as JSON to this URL (raised and cleared), signed with the secret.
+    alert_webhook: str | None = None
+    alert_webhook_secret: str | None = None
     classifier_batch: int = 32
     classifier_wait_ms: int = 5
     token: str | None = None

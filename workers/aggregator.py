@@ -19,6 +19,7 @@ from moodstream.contract import Label
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.streams import Batch, StreamConsumer
 from workers import mood, tracking
+from workers.alert_webhook import AlertWebhook
 
 log = logging.getLogger("moodstream.aggregator")
 RECENT_MAX = 1500  # labels kept per camera for smoothing and alerts (minutes at 5 fps)
@@ -82,6 +83,7 @@ class Snapshotter:
         self.socketio = SocketIO(message_queue=redis_url)
         self.valence_history: dict[str, list[tuple[float, float]]] = {}
         self.last_shift: dict[str, float] = {}
+        self.webhook = AlertWebhook.from_settings(get_settings())
 
     def loop(self, stop: threading.Event) -> None:
         backoff = Backoff("aggregator snapshots")
@@ -150,18 +152,26 @@ class Snapshotter:
         active = mood.driver_alerts(recent, now, thresholds, oldest)
         state = {text(k): float(v) for k, v in self.redis.hgetall(alert_state_key(cam)).items()}
         pipe = self.redis.pipeline(transaction=True)
+        changes = []
         for kind, message in active.items():
             if kind not in state:
                 state[kind] = now
                 pipe.hset(alert_state_key(cam), kind, now)
-                pipe.xadd(keys.alerts(cam), {"ts": now, "kind": kind, "message": message,
-                                            "state": "raised"}, maxlen=1000, approximate=True)
+                changes.append({"kind": kind, "state": "raised", "message": message})
         for kind in [k for k in state if k not in active]:
-            del state[kind]
+            changes.append({"kind": kind, "state": "cleared", "message": "cleared",
+                            "since": state.pop(kind)})
             pipe.hdel(alert_state_key(cam), kind)
-            pipe.xadd(keys.alerts(cam), {"ts": now, "kind": kind, "message": "cleared",
-                                        "state": "cleared"}, maxlen=1000, approximate=True)
+        for change in changes:
+            pipe.xadd(keys.alerts(cam), {"ts": now, "kind": change["kind"],
+                                        "message": change["message"],
+                                        "state": change["state"]}, maxlen=1000,
+                      approximate=True)
         pipe.execute()
+        if self.webhook is not None:
+            for change in changes:
+                self.webhook.send({"camera": cam, "name": settings.get("name", cam),
+                                   "ts": round(now, 3), **change})
         return [{"kind": k, "since": state[k], "message": m} for k, m in active.items()]
 
     def publish(self, cam: str) -> None:
