@@ -108,6 +108,16 @@ def get_history(cam):
                    points=cameras.history(state().redis, cam, _seconds()))
 
 
+@bp.get("/cameras/<cam>/summary")
+def get_summary(cam):
+    """The last `seconds` (default an hour; a lesson: ?seconds=2700) at a glance."""
+    cam, error = _camera_or_404(cam)
+    if error:
+        return error
+    points = cameras.history(state().redis, cam, _seconds())
+    return jsonify(camera=cam, **cameras.summarize(points))
+
+
 @bp.get("/cameras/<cam>/history.csv")
 def get_history_csv(cam):
     cam, error = _camera_or_404(cam)

@@ -292,6 +292,31 @@ def history(r, cam: str, seconds: float = 3600.0) -> list[dict]:
     return points
 
 
+def summarize(points: list[dict]) -> dict:
+    """A lesson at a glance, from history points (each holds the 10 s window of its second,
+    so windows overlap: shares are averaged, never counts summed). Seconds with nobody in
+    view count for presence only."""
+    seen = [p for p in points if sum(p["counts"].values()) > 0]
+    shares = {c: 0.0 for c in CLASSES}
+    for p in seen:
+        total = sum(p["counts"].values())
+        for c in CLASSES:
+            shares[c] += p["counts"][c] / total / len(seen)
+    valences = [p["valence"] for p in seen]
+    return {
+        "from": points[0]["ts"] if points else None, "to": points[-1]["ts"] if points else None,
+        "seconds": len(points), "seconds_with_faces": len(seen),
+        "faces_avg": round(sum(p["faces"] for p in points) / len(points), 2) if points else 0.0,
+        "valence_avg": round(sum(valences) / len(valences), 3) if valences else None,
+        "valence_min": min(valences) if valences else None,
+        "valence_max": max(valences) if valences else None,
+        "shares": {c: round(v, 3) for c, v in shares.items()},
+        "dominant": max(shares, key=shares.get) if seen else None,
+        "shifts": [{"ts": p["ts"], **p["shift"]} for p in points
+                   if isinstance(p.get("shift"), dict)],
+    }
+
+
 def alerts(r, cam: str, count: int = 200) -> list[dict]:
     """The alert log, newest first."""
     out = []

@@ -420,6 +420,22 @@ function cameraPage() {
     if (!lastTs || Date.now() / 1000 - lastTs > STALE_S) $("stale").hidden = false;
   }
   every(2000, refresh);
+
+  // The last hour at a glance (a lesson, a shift): averaged shares, valence, presence.
+  async function loadSummary() {
+    let s;
+    try { s = await api("GET", `/api/cameras/${enc}/summary`); } catch (e) { return; }
+    const node = $("summary");
+    if (!s.dominant) { node.textContent = "No faces in the last hour."; return; }
+    const pct = Math.round(100 * s.shares[s.dominant]);
+    const shifts = s.shifts.length === 1 ? "1 notable shift" : `${s.shifts.length} notable shifts`;
+    node.textContent = `Last hour: mostly ${s.dominant} (${pct}%), valence ${fmtValence(s.valence_avg)} ` +
+      `on average (${fmtValence(s.valence_min)} to ${fmtValence(s.valence_max)}), ` +
+      `${s.faces_avg.toFixed(1)} faces on average, ${shifts}, ` +
+      `faces in view ${Math.round(100 * s.seconds_with_faces / Math.max(1, s.seconds))}% of the time.`;
+    node.dataset.dominant = s.dominant;
+  }
+  every(15000, loadSummary);
   if (mode === "driver") loadAlerts();
   setInterval(() => { if (mode === "driver" && !document.hidden) loadAlerts(); }, 5000);
   api("GET", `/api/cameras/${enc}/mood`).then(renderMood).catch(() => {});

@@ -169,6 +169,29 @@ def test_history_json_and_csv(r, client):
     assert client.get("/api/cameras/empty/history").json["points"] == []
 
 
+def test_summary_of_a_lesson(r, client):
+    now = time.time()
+    add_history(r, "room9", now - 4000, 9, -1.0, {**COUNTS, "angry": 9})  # before the lesson
+    for i in range(30):  # 30 s: 20 s mostly happy, then 10 s sad
+        counts = {**COUNTS, "happy": 3, "neutral": 1} if i < 20 else {**COUNTS, "sad": 2}
+        add_history(r, "room9", now - 30 + i, 2, 0.75 if i < 20 else -1.0, counts)
+    for i in range(5):  # nobody in view
+        add_history(r, "room9", now - 0.5 + i / 100, 0, 0.0, dict(COUNTS))
+    r.xadd(keys.history("room9"), {"ts": f"{now:.3f}", "faces": 2, "valence": -1.0,
+                                   "dominant": "sad", "counts": json.dumps({**COUNTS, "sad": 2}),
+                                   "shift": json.dumps({"from": 0.75, "to": -1.0})})
+    s = client.get("/api/cameras/room9/summary?seconds=60").json
+    assert s["camera"] == "room9" and s["seconds"] == 36 and s["seconds_with_faces"] == 31
+    assert s["dominant"] == "happy" and s["shares"]["happy"] == pytest.approx(0.484, abs=1e-3)
+    assert s["shares"]["sad"] == pytest.approx(11 / 31, abs=1e-3)
+    assert sum(s["shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert s["valence_avg"] == pytest.approx((20 * 0.75 - 11) / 31, abs=1e-3)
+    assert s["valence_min"] == -1.0 and s["valence_max"] == 0.75
+    assert [(x["from"], x["to"]) for x in s["shifts"]] == [(0.75, -1.0)]
+    empty = client.get("/api/cameras/nobody/summary").json
+    assert empty["seconds"] == 0 and empty["dominant"] is None and empty["valence_avg"] is None
+
+
 def test_alert_log(r, client):
     r.xadd("ms:alerts:car", {"ts": time.time() - 3, "kind": "absent",
                              "message": "no face for 3 s", "state": "raised"})

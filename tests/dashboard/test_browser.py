@@ -269,6 +269,10 @@ def test_live_numbers_change(redis_server, pipeline, page):
     wait_for(lambda: float(page.locator("#bars-1m").get_attribute("data-total") or 0) > 0,
              timeout=30, what="the 1-minute distribution")
     assert faces_count(page.get_by_test_id("faces")) >= 1
+    summary = page.get_by_test_id("summary")
+    expect()(summary).to_contain_text("Last hour: mostly", timeout=20000)
+    assert summary.get_attribute("data-dominant") in ("angry", "disgust", "fear", "happy", "sad",
+                                                      "surprise", "neutral")
     page.wait_for_timeout(3000)  # a few more points on the timeline
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "classroom.png"), full_page=True)
