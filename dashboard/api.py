@@ -152,7 +152,7 @@ def get_preview(cam):
     r = state().redis
     if r.hget(keys.camera(cam), "preview") != "1":
         return jsonify(error="preview is off for this camera"), 404
-    jpeg = state().redis_bytes.get(cameras.preview_key(cam))
+    jpeg = state().redis_bytes.get(keys.preview(cam))
     if not jpeg:
         return jsonify(error="no preview frame yet"), 404
     return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})

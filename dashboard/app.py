@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import api, auth, bulk_upload, cameras
+from moodstream.config import env_flag
 from moodstream.redis_client import connect
 
 REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
@@ -125,7 +126,7 @@ def _secret_key(r: redis.Redis, secret_key: str | None) -> str:
 def _secure_cookies(value: bool | None) -> bool:
     if value is not None:
         return value
-    return os.environ.get("MOODSTREAM_SECURE_COOKIES", "").lower() in ("1", "true", "yes", "on")
+    return env_flag("MOODSTREAM_SECURE_COOKIES")
 
 
 def _trusted_proxies(value: int | None) -> int:

@@ -41,6 +41,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
 from dashboard import auth
+from moodstream.config import env_flag
 from workers import bulk_jobs, bulk_staging
 from workers.bulk_results import write_outputs
 
@@ -166,7 +167,7 @@ def upload():
         return redirect(url_for("bulk.page"), 303)
     plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes())
     staged = []
-    if os.environ.get("MOODSTREAM_BULK_STAGE", "").lower() in ("1", "true", "yes", "on"):
+    if env_flag("MOODSTREAM_BULK_STAGE"):
         # Workers on other machines cannot see this folder: ship the files through Redis.
         staged = bulk_staging.stage_plan(_state().redis_bytes, plan, max_upload_bytes())
     jobs = bulk_jobs.enqueue(_queue(), plan.tasks, bulk_jobs.default_options(fps=fps))

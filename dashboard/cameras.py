@@ -18,8 +18,6 @@ from moodstream.contract import CLASSES
 from moodstream.redis_client import text as _text
 
 CHANGED = "ms:cameras:changed"
-# Ids an admin removed; ingest will not re-add them until an admin adds that id again.
-REMOVED = keys.REMOVED_CAMERAS
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MODES = ("classroom", "driver")
 DEFAULTS = {"mode": "classroom", "fps": "5", "preview": "0", "negative_threshold": "0.5",
@@ -34,10 +32,6 @@ STALE_AFTER_S = 10.0
 
 class CameraError(ValueError):
     """A camera setting that is not acceptable; the message is safe to show to the user."""
-
-
-alerts_key = keys.alerts
-preview_key = keys.preview
 
 
 
@@ -171,7 +165,7 @@ def camera_ids(r) -> list[str]:
 
 def describe(r, cam: str, *, show_source: bool) -> dict | None:
     raw = registered(r, cam)
-    if not raw and (r.sismember(REMOVED, cam) or not (
+    if not raw and (r.sismember(keys.REMOVED_CAMERAS, cam) or not (
             r.sismember(keys.CAMERAS, cam) or r.exists(keys.mood(cam)))):
         return None  # removed by an admin, or never seen
     state = status(r, cam)
@@ -214,7 +208,7 @@ def add(r, data: dict) -> dict:
     pipe = r.pipeline()
     pipe.hset(keys.camera(cam), mapping=values)
     pipe.sadd(keys.CAMERAS, cam)
-    pipe.srem(REMOVED, cam)
+    pipe.srem(keys.REMOVED_CAMERAS, cam)
     pipe.publish(CHANGED, cam)
     pipe.execute()
     return settings(cam, registered(r, cam))
@@ -224,7 +218,7 @@ def update(r, cam: str, data: dict) -> dict:
     """Change some settings. A camera that an ingest announced by itself (no registration)
     can get a mode and thresholds without a source: the supervisor then leaves it alone."""
     if not r.exists(keys.camera(cam)) and (
-            not r.sismember(keys.CAMERAS, cam) or r.sismember(REMOVED, cam)):
+            not r.sismember(keys.CAMERAS, cam) or r.sismember(keys.REMOVED_CAMERAS, cam)):
         raise KeyError(cam)
     values = clean(data, partial=True)
     if not values:
@@ -232,7 +226,7 @@ def update(r, cam: str, data: dict) -> dict:
     pipe = r.pipeline()
     pipe.hset(keys.camera(cam), mapping=values)
     if values.get("preview") == "0":
-        pipe.delete(preview_key(cam))  # privacy: the last preview frame goes at once
+        pipe.delete(keys.preview(cam))  # privacy: the last preview frame goes at once
     pipe.publish(CHANGED, cam)
     pipe.execute()
     return settings(cam, registered(r, cam))
@@ -244,9 +238,9 @@ def remove(r, cam: str) -> bool:
         return False
     pipe = r.pipeline()
     pipe.srem(keys.CAMERAS, cam)
-    pipe.sadd(REMOVED, cam)
-    pipe.delete(keys.camera(cam), keys.camera_status(cam), keys.mood(cam), preview_key(cam),
-                keys.history(cam), alerts_key(cam), keys.buckets(cam),
+    pipe.sadd(keys.REMOVED_CAMERAS, cam)
+    pipe.delete(keys.camera(cam), keys.camera_status(cam), keys.mood(cam), keys.preview(cam),
+                keys.history(cam), keys.alerts(cam), keys.buckets(cam),
                 # the aggregator's working state, so that a camera added again starts afresh
                 f"ms:recent:{cam}", f"ms:alertstate:{cam}")
     pipe.publish(CHANGED, cam)
@@ -296,12 +290,12 @@ def summarize(points: list[dict]) -> dict:
     """A lesson at a glance, from history points (each holds the 10 s window of its second,
     so windows overlap: shares are averaged, never counts summed). Seconds with nobody in
     view count for presence only."""
-    seen = [p for p in points if sum(p["counts"].values()) > 0]
+    with_faces = [(p, total) for p in points if (total := sum(p["counts"].values()))]
+    seen = [p for p, _ in with_faces]
     shares = {c: 0.0 for c in CLASSES}
-    for p in seen:
-        total = sum(p["counts"].values())
+    for p, total in with_faces:
         for c in CLASSES:
-            shares[c] += p["counts"][c] / total / len(seen)
+            shares[c] += p["counts"][c] / total / len(with_faces)
     valences = [p["valence"] for p in seen]
     return {
         "from": points[0]["ts"] if points else None, "to": points[-1]["ts"] if points else None,
@@ -320,7 +314,7 @@ def summarize(points: list[dict]) -> dict:
 def alerts(r, cam: str, count: int = 200) -> list[dict]:
     """The alert log, newest first."""
     out = []
-    for entry_id, fields in r.xrevrange(alerts_key(cam), count=count):
+    for entry_id, fields in r.xrevrange(keys.alerts(cam), count=count):
         f = {_text(k): _text(v) for k, v in fields.items()}
         ts = _float(f.get("ts"))
         if ts is None:

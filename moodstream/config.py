@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class Settings(BaseSettings):
     token: str | None = None
     secret_key: str | None = None
     metrics_port: int = 0  # 0 = no Prometheus HTTP endpoint
+
+
+def env_flag(name: str) -> bool:
+    """A yes/no switch read from the environment at call time (1, true, yes, on)."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
 
 
 @lru_cache(maxsize=1)

@@ -253,12 +253,9 @@ class StreamConsumer:
         """(kept entries, superseded entry ids); entry ids grow with time within a stream."""
         if self.newest_only is None or len(good) < 2:
             return good, []
-        newest = {}
-        for eid, item in good:
-            newest[self.newest_only(item)] = eid  # entries arrive in stream order
-        kept = [(eid, item) for eid, item in good if newest[self.newest_only(item)] == eid]
-        superseded = [eid for eid, item in good if newest[self.newest_only(item)] != eid]
-        return kept, superseded
+        newest = {self.newest_only(item): eid for eid, item in good}  # later entries win
+        kept = set(newest.values())
+        return [e for e in good if e[0] in kept], [eid for eid, _ in good if eid not in kept]
 
     def run_handler(self, good: list, dead: list, raw: dict) -> Batch:
         """Handle the batch; if it fails, retry entry by entry so one poison entry becomes

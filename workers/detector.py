@@ -100,13 +100,6 @@ class FaceDetector:
         return results
 
 
-def _fix_mtcnn_pyramid() -> None:
-    """Kept for callers of the old name; see workers.detectors.mtcnn_tf."""
-    from workers.detectors.mtcnn_tf import fix_mtcnn_pyramid
-
-    fix_mtcnn_pyramid()
-
-
 class CameraOptions:
     """Per-camera detector settings from the camera hash (fields min_face, scale_factor),
     re-read every few seconds; None where a camera sets nothing (or nonsense)."""

@@ -118,9 +118,9 @@ def driver_alerts(recent: Recent, now: float, t: Thresholds, seen_frames_since: 
     probs = recent.main_face_probs(now - t.negative_seconds)
     # Sustained: the frames cover most of the window. Each frame stands for one frame interval,
     # so 4 frames at 2 fps cover 2 s although only 1.5 s lie between the first and the last.
-    span = probs[-1][0] - probs[0][0] if len(probs) > 1 else 0.0
-    step = span / (len(probs) - 1) if len(probs) > 1 else 0.0
-    if len(probs) > 1 and span + step >= 0.8 * t.negative_seconds:
+    n = len(probs)
+    covered = (probs[-1][0] - probs[0][0]) * n / (n - 1) if n > 1 else 0.0
+    if n > 1 and covered >= 0.8 * t.negative_seconds:
         negative = np.mean([sum(p[CLASSES.index(c)] for c in DRIVER_NEGATIVE) for _, p in probs])
         if negative >= t.negative_threshold:
             mean = np.mean([p for _, p in probs], axis=0)
