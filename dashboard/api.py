@@ -10,10 +10,10 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
 
-from dashboard import cameras, users
-from dashboard.auth import admin_required, login_manager
 from moodstream import keys
 from moodstream.contract import CLASSES
+from moodstream.dashboard import cameras, users
+from moodstream.dashboard.auth import admin_required, login_manager
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -17,7 +17,6 @@ from moodstream import keys
 from moodstream.contract import CLASSES
 from moodstream.redis_client import text as _text
 
-CHANGED = "ms:cameras:changed"
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MODES = ("classroom", "driver")
 DEFAULTS = {"mode": "classroom", "fps": "5", "preview": "0", "negative_threshold": "0.5",
@@ -209,7 +208,7 @@ def add(r, data: dict) -> dict:
     pipe.hset(keys.camera(cam), mapping=values)
     pipe.sadd(keys.CAMERAS, cam)
     pipe.srem(keys.REMOVED_CAMERAS, cam)
-    pipe.publish(CHANGED, cam)
+    pipe.publish(keys.CAMERAS_CHANGED, cam)
     pipe.execute()
     return settings(cam, registered(r, cam))
 
@@ -227,7 +226,7 @@ def update(r, cam: str, data: dict) -> dict:
     pipe.hset(keys.camera(cam), mapping=values)
     if values.get("preview") == "0":
         pipe.delete(keys.preview(cam))  # privacy: the last preview frame goes at once
-    pipe.publish(CHANGED, cam)
+    pipe.publish(keys.CAMERAS_CHANGED, cam)
     pipe.execute()
     return settings(cam, registered(r, cam))
 
@@ -242,8 +241,9 @@ def remove(r, cam: str) -> bool:
     pipe.delete(keys.camera(cam), keys.camera_status(cam), keys.mood(cam), keys.preview(cam),
                 keys.history(cam), keys.alerts(cam), keys.buckets(cam),
                 # the aggregator's working state, so that a camera added again starts afresh
-                f"ms:recent:{cam}", f"ms:alertstate:{cam}")
-    pipe.publish(CHANGED, cam)
+                keys.handoff(cam), keys.lease(cam),
+                keys.lease(cam) + ":recent", keys.lease(cam) + ":alerts")
+    pipe.publish(keys.CAMERAS_CHANGED, cam)
     pipe.execute()
     return True
 

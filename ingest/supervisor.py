@@ -12,11 +12,11 @@ import threading
 import redis
 
 from moodstream import keys
+from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, text
 
 log = logging.getLogger("moodstream.cameras")
-CHANGED_CHANNEL = "ms:cameras:changed"
 
 
 
@@ -68,7 +68,7 @@ class CameraSupervisor:
             try:
                 if pubsub is None:
                     pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(CHANGED_CHANNEL)
+                    pubsub.subscribe(keys.CAMERAS_CHANGED)
                 self.sync()
                 backoff.ok()
                 # Wake at once on a change, else re-check every few seconds.
@@ -89,14 +89,13 @@ def configure(parser) -> None:
     parser.add_argument("--every", type=float, default=2.0, help="seconds between registry checks")
 
 
-def run(args) -> int:
+def run(args, settings: Settings) -> int:
     import signal
 
-    from moodstream.config import get_settings
     from moodstream.redis_client import connect
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    CameraSupervisor(connect(get_settings().redis_url)).run(stop, args.every)
+    CameraSupervisor(connect(settings.redis_url), settings.child_env()).run(stop, args.every)
     return 0

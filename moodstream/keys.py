@@ -54,3 +54,56 @@ def alerts(cam: str) -> str:
 def preview(cam: str) -> str:
     """String with a short TTL: the latest JPEG with face boxes, only while preview is on."""
     return f"ms:preview:{cam}"
+
+
+# -- cameras ---------------------------------------------------------------------------------
+
+CAMERAS_CHANGED = "ms:cameras:changed"  # pub/sub channel: a camera's id after any change
+
+
+# -- aggregator ------------------------------------------------------------------------------
+
+
+def lease(cam: str) -> str:
+    """String with a TTL: the id of the aggregator that owns this camera's state."""
+    return f"ms:lease:{cam}"
+
+
+def handoff(cam: str) -> str:
+    """List: labels of this camera that another aggregator read, for the owner to apply."""
+    return f"ms:handoff:{cam}"
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+DASHBOARD_SECRET = "ms:dashboard:secret"  # shared Flask secret when none is configured
+USERS = "ms:users"  # set of user names
+
+
+def user(name: str) -> str:
+    """Hash: a dashboard user (password hash, role, created)."""
+    return f"ms:user:{name}"
+
+
+def login_failures(kind: str, who: str) -> str:
+    """Counter with a TTL: failed logins per user name (kind 'user') or address ('addr')."""
+    return f"ms:login:fail:{kind}:{who}"
+
+
+# -- bulk ------------------------------------------------------------------------------------
+
+BULK_UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
+
+
+def bulk_upload(upload_id: str) -> str:
+    """String: an upload's JSON record (files, plan, job ids, state)."""
+    return f"ms:bulk:upload:{upload_id}"
+
+
+def bulk_lock(upload_id: str) -> str:
+    return f"ms:bulk:lock:{upload_id}"
+
+
+def bulk_staged(digest: str) -> str:
+    """String with a TTL: an input file shipped through Redis, by content hash."""
+    return f"ms:bulk:staged:{digest}"

@@ -14,12 +14,12 @@ import threading
 import time
 
 from moodstream import keys
-from moodstream.config import get_settings
+from moodstream.config import Settings
 from moodstream.contract import Label
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.streams import Batch, StreamConsumer
-from workers import mood, tracking
-from workers.alert_webhook import AlertWebhook
+from moodstream.workers import mood, tracking
+from moodstream.workers.alert_webhook import AlertWebhook
 
 log = logging.getLogger("moodstream.aggregator")
 RECENT_MAX = 1500  # labels kept per camera for smoothing and alerts (minutes at 5 fps)
@@ -27,16 +27,15 @@ BUCKET_KEEP_S = 330
 
 
 def recent_key(cam: str) -> str:
-    return f"ms:recent:{cam}"
+    return keys.lease(cam) + ":recent"
 
 
 def alert_state_key(cam: str) -> str:
-    return f"ms:alertstate:{cam}"
+    return keys.lease(cam) + ":alerts"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between snapshots")
-    parser.add_argument("--metrics-port", type=int, default=get_settings().metrics_port)
     parser.add_argument("--exit-when-idle", type=float, default=None, help=argparse.SUPPRESS)
 
 
@@ -74,23 +73,23 @@ def record(labels: list[Label]) -> Batch:
 class Snapshotter:
     """Builds each camera's snapshot once per interval and pushes it to the browsers."""
 
-    def __init__(self, redis_url: str, interval: float):
-        self.redis = connect(redis_url)
+    def __init__(self, settings: Settings, interval: float):
+        self.redis = connect(settings.redis_url)
         self.interval = interval
         from flask_socketio import SocketIO
 
         # Write-only emitter: the dashboard's Socket.IO server relays through this queue.
-        self.socketio = SocketIO(message_queue=redis_url)
+        self.socketio = SocketIO(message_queue=settings.redis_url)
         self.valence_history: dict[str, list[tuple[float, float]]] = {}
         self.last_shift: dict[str, float] = {}
-        self.webhook = AlertWebhook.from_settings(get_settings())
+        self.webhook = AlertWebhook.from_settings(settings.alerts)
 
     def loop(self, stop: threading.Event) -> None:
         backoff = Backoff("aggregator snapshots")
         while not stop.wait(self.interval):
             try:
                 for cam in sorted(text(c) for c in self.redis.smembers(keys.CAMERAS)):
-                    if self.redis.set(f"ms:aggregating:{cam}", "1", nx=True,
+                    if self.redis.set(keys.lease(cam), "1", nx=True,
                                       px=int(self.interval * 900)):
                         self.publish(cam)
                 backoff.ok()
@@ -189,18 +188,14 @@ class Snapshotter:
         self.socketio.emit("mood", snap)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
+def run(args: argparse.Namespace, settings: Settings) -> int:
     from moodstream import metrics
 
-    metrics.serve(args.metrics_port)
-    consumer = StreamConsumer(
-        kind="aggregator", stage="labels", stream=keys.LABELS, group=keys.AGGREGATORS,
-        decode=Label.decode, handle=lambda items: record([lab for _, lab in items]),
-        redis_url=settings.redis_url, count=256, claim_idle_ms=settings.claim_idle_ms,
-        dead_letter_maxlen=settings.dead_letter_maxlen, heartbeat_ttl_s=settings.heartbeat_ttl_s)
+    metrics.serve(settings.metrics_port)
+    consumer = StreamConsumer(settings, "labels", "aggregator", Label.decode,
+                              lambda items: record([lab for _, lab in items]), count=256)
     consumer.install_signal_handlers()
-    snapshots = Snapshotter(settings.redis_url, args.interval)
+    snapshots = Snapshotter(settings, args.interval)
     thread = threading.Thread(target=snapshots.loop, args=(consumer.stop_event,), daemon=True)
     thread.start()
     consumer.run(max_idle_s=args.exit_when_idle)

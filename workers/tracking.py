@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moodstream.contract import CLASSES
-from workers.detectors.base import iou
+from moodstream.workers.detectors.base import iou
 
 
 @dataclass

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from dashboard import cameras
 from moodstream import keys
 from moodstream.contract import CLASSES
 
@@ -40,7 +39,7 @@ def client(app, bearer):
 
 def test_camera_lifecycle_publishes_changes(r, client):
     pubsub = r.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(cameras.CHANGED)
+    pubsub.subscribe(keys.CAMERAS_CHANGED)
     response = client.post("/api/cameras", json={
         "id": "room-1", "name": "Room 1", "source": "rtsp://cam.local/stream", "mode": "classroom",
         "fps": "4"})
@@ -230,7 +229,7 @@ def test_stats_and_workers(r, client):
 
 
 def test_vendor_assets_and_headers(app, client):
-    from dashboard.app import vendor_missing
+    from moodstream.dashboard.app import vendor_missing
 
     assert client.get("/vendor/evil.js").status_code == 404
     assert client.get("/vendor/..%2F..%2Fapp.py").status_code == 404
@@ -265,12 +264,13 @@ def test_socketio_relays_aggregator_events(r, redis_server):
     from flask_socketio import SocketIO
     from werkzeug.serving import make_server
 
-    from dashboard.app import create_app
-    from tests.conftest import free_port
+    from moodstream.dashboard.app import create_app
+    from tests.conftest import free_port, settings_for
     from tests.dashboard.conftest import SECRET, TOKEN
 
     pytest.importorskip("requests")
-    app, socketio = create_app(redis_server.url, TOKEN, SECRET)  # with the Redis message queue
+    # with the Redis message queue
+    app, socketio = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET))
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -303,7 +303,7 @@ def test_socketio_relays_aggregator_events(r, redis_server):
 
 
 def test_user_management_api(r, admin_client, viewer_client):
-    from dashboard import users
+    from moodstream.dashboard import users
 
     headers = {"X-CSRFToken": admin_client.csrf}
     assert viewer_client.get("/api/users").status_code == 403

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import cameras, users
 from moodstream import keys
+from moodstream.dashboard import cameras, users
 from tests.conftest import MEDIA, MOODSTREAM, REPO, Services, free_port, service_env, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import cameras
+from moodstream.dashboard import cameras
 
 
 @pytest.mark.parametrize("source,masked", [

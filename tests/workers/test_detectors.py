@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from moodstream import keys
+from moodstream import assets, keys
 from moodstream.contract import Face, Frame
+from moodstream.workers.detectors import make_detector
+from moodstream.workers.detectors.base import iou
+from moodstream.workers.detectors.mtcnn_onnx import area_pyramid, nms, pack, patches
 from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
-from workers.detectors import make_detector
-from workers.detectors.base import iou
-from workers.detectors.mtcnn_onnx import MODEL_DIR, area_pyramid, nms, pack, patches
 
 PARITY_MIN_FACE = 20  # the mtcnn package's default
 PARITY_MAX_SIDE = 1200  # larger photos are halved: the package takes seconds on them
@@ -48,8 +48,8 @@ def parity_runs(request):
 
 def test_onnx_networks_are_committed_and_small():
     for name in ("pnet", "rnet", "onet"):
-        path = MODEL_DIR / f"{name}.onnx"
-        assert path.exists(), "run python -m models.mtcnn_to_onnx"
+        path = assets.mtcnn_dir() / f"{name}.onnx"
+        assert path.exists(), "run python -m moodstream.models.mtcnn_to_onnx"
         assert path.stat().st_size < 2_000_000
 
 
@@ -165,10 +165,13 @@ def test_haar_finds_faces_on_simple_photos(media):
 
 
 def test_unknown_detector_is_refused(monkeypatch):
+    from moodstream.config import load_settings
+
     with pytest.raises(ValueError, match="unknown detector"):
         make_detector("yolo")
+    assert make_detector().name == "mtcnn-onnx"
     monkeypatch.setenv("MOODSTREAM_DETECTOR", "haar")
-    assert make_detector().name == "haar"
+    assert make_detector(load_settings().detector.name).name == "haar"
 
 
 def test_detect_cli_json(media):
@@ -241,7 +244,7 @@ def test_newest_only_detector_skips_a_backlog_to_the_newest_frame(r, redis_serve
 
 
 def test_camera_options_come_from_the_camera_hash(r):
-    from workers.detector import CameraOptions
+    from moodstream.workers.detector import CameraOptions
 
     r.hset(keys.camera("door"), mapping={"min_face": "64", "scale_factor": "0.6"})
     r.hset(keys.camera("odd"), mapping={"min_face": "big", "scale_factor": "3"})
