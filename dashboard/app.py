@@ -16,13 +16,16 @@ from datetime import timedelta
 import redis
 from flask import Blueprint, Flask, abort, g, jsonify, render_template, request, send_file
 from flask_login import current_user, login_required
-from flask_socketio import SocketIO
+from flask_socketio import SocketIO, join_room, leave_room, rooms
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from prometheus_client import Histogram
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import BaseConverter
 
 from moodstream import assets, keys
+from moodstream.camera_settings import ID_RE
 from moodstream.config import MIB, Settings
+from moodstream.contract import CLASSES
 from moodstream.dashboard import api, auth, bulk_upload, cameras
 from moodstream.redis_client import connect
 
@@ -35,7 +38,15 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")
 
+MAX_WATCHED = 500  # cameras one page may follow
+
 pages = Blueprint("pages", __name__)
+
+
+class CameraIdConverter(BaseConverter):
+    """<camera:cam> in a route: a valid camera id, else the route does not match (404)."""
+
+    regex = ID_RE.pattern.strip("^$")
 
 
 @dataclass
@@ -78,11 +89,9 @@ def index():
     return render_template("index.html", page="overview")
 
 
-@pages.get("/cameras/<cam>")
+@pages.get("/cameras/<camera:cam>")
 @login_required
 def camera_page(cam):
-    if not cameras.valid_id(cam):
-        abort(404)
     info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
     if info is None:
         abort(404)
@@ -143,6 +152,7 @@ def create_app(settings: Settings, *, message_queue: bool = True):
     app.extensions["moodstream"] = State(
         redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=d.token or None,
         settings=settings)
+    app.url_map.converters["camera"] = CameraIdConverter
     csrf = CSRFProtect(app)
     app.extensions["csrf"] = csrf
     auth.init_app(app)
@@ -153,7 +163,8 @@ def create_app(settings: Settings, *, message_queue: bool = True):
 
     @app.context_processor
     def globals_for_templates():
-        return {"user": current_user, "vendor_missing": vendor_missing()}
+        return {"user": current_user, "vendor_missing": vendor_missing(),
+                "expressions": CLASSES}
 
     @app.before_request
     def start_timer():
@@ -210,5 +221,21 @@ def create_app(settings: Settings, *, message_queue: bool = True):
             return True
         log.info("refused an unauthenticated Socket.IO connection from %s", request.remote_addr)
         raise ConnectionRefusedError("unauthorized")
+
+    @socketio.on("watch")
+    def on_watch(data=None):
+        """A page names the cameras it shows; it joins their rooms (and leaves the others'),
+        and the aggregators' snapshots reach it through those rooms only."""
+        wanted = data.get("cameras") if isinstance(data, dict) else None
+        if not isinstance(wanted, list):
+            return {"ok": False, "error": "cameras must be a list"}
+        wanted = {keys.camera_room(c) for c in wanted[:MAX_WATCHED]
+                  if isinstance(c, str) and cameras.valid_id(c)}
+        for joined in rooms():
+            if joined.startswith(keys.CAMERA_ROOM_PREFIX) and joined not in wanted:
+                leave_room(joined)
+        for room in wanted:
+            join_room(room)
+        return {"ok": True, "rooms": sorted(wanted)}
 
     return app, socketio

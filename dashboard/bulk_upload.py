@@ -24,7 +24,6 @@ from pathlib import Path
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     jsonify,
@@ -254,44 +253,3 @@ def download(upload_id, name):
     if not upload_id.isalnum() or Path(name).suffix not in OUTPUT_SUFFIXES:
         abort(404)
     return send_from_directory(bulk_dir() / upload_id / "results", name, as_attachment=True)
-
-
-SCRIPT = """
-(function () {
-  function render(row, s) {
-    row.querySelector('.state').textContent = s.state;
-    row.querySelector('progress').value = s.progress;
-    row.querySelector('.pct').textContent = Math.round(s.progress * 100) + '%';
-    var links = row.querySelector('.outputs');
-    links.textContent = '';
-    s.outputs.forEach(function (o) {
-      var a = document.createElement('a');
-      a.href = o.url; a.textContent = o.name; a.setAttribute('download', '');
-      links.appendChild(a); links.appendChild(document.createTextNode(' '));
-    });
-    var errs = row.querySelector('.errors');
-    errs.textContent = '';
-    s.errors.forEach(function (e) {
-      var li = document.createElement('li');
-      li.textContent = e.file.split('/').pop() + ': ' + e.error;
-      errs.appendChild(li);
-    });
-    return s.state === 'finished' || s.state === 'failed';
-  }
-  function poll(row) {
-    fetch(row.dataset.status, {credentials: 'same-origin',
-                               headers: {'Accept': 'application/json'}})
-      .then(function (r) { return r.json(); })
-      .then(function (s) { if (!render(row, s)) setTimeout(function () { poll(row); }, 1000); })
-      .catch(function () { setTimeout(function () { poll(row); }, 3000); });
-  }
-  document.querySelectorAll('tr[data-upload]').forEach(function (row) {
-    if (row.dataset.done !== '1') poll(row);
-  });
-})();
-"""
-
-
-@bp.get("/bulk.js")
-def script():
-    return Response(SCRIPT, mimetype="text/javascript")

@@ -12,29 +12,23 @@ import threading
 import redis
 
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff, text
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff
 
 log = logging.getLogger("moodstream.cameras")
 
 
 
-def registered(r: redis.Redis) -> dict[str, dict[str, str]]:
-    """Cameras with a source in the registry: id -> settings."""
-    out = {}
-    for cam in r.smembers(keys.CAMERAS):
-        cam = text(cam)
-        settings = {text(k): text(v) for k, v in r.hgetall(keys.camera(cam)).items()}
-        if settings.get("source"):
-            out[cam] = settings
-    return out
+def registered(r: redis.Redis) -> dict[str, CameraSettings]:
+    """Cameras with a source in the registry, by id."""
+    return {cam: s for cam, s in CameraSettings.load_all(r).items() if s.source}
 
 
-def ingest_args(cam: str, settings: dict[str, str]) -> list[str]:
-    args = ["ingest", "--camera", cam, "--source", settings["source"],
-            "--fps", settings.get("fps") or "5"]
-    if settings.get("loop", "1") == "1":
+def ingest_args(cam: str, camera: CameraSettings) -> list[str]:
+    args = ["ingest", "--camera", cam, "--source", camera.source, "--fps", f"{camera.fps:g}"]
+    if camera.loop:
         args.append("--loop")
     return args
 

@@ -86,6 +86,14 @@ class AlertSettings(BaseSettings):
     webhook_secret: str | None = None
 
 
+class AggregatorSettings(BaseSettings):
+    model_config = _group(PREFIX + "AGGREGATOR_")
+    interval_s: float = 1.0  # between snapshots
+    # A camera's owner renews its lease every interval; a lease not renewed for this long
+    # (its holder died) is taken over by another aggregator.
+    lease_s: float = 5.0
+
+
 class DashboardSettings(BaseSettings):
     model_config = _group(PREFIX)
     token: str | None = None
@@ -114,6 +122,7 @@ class Settings(BaseModel):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     log_level: str = "INFO"
@@ -147,6 +156,7 @@ class TopLevel(BaseSettings):
 
 GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "detector": DetectorSettings,
           "classifier": ClassifierSettings, "alerts": AlertSettings,
+          "aggregator": AggregatorSettings,
           "dashboard": DashboardSettings, "bulk": BulkSettings}
 
 

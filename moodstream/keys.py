@@ -36,11 +36,6 @@ def history(cam: str) -> str:
     return f"ms:history:{cam}"
 
 
-def buckets(cam: str) -> str:
-    """Hash: per-second label counts, field '<second>:<label>' and '<second>:faces'."""
-    return f"ms:buckets:{cam}"
-
-
 def worker(worker_id: str) -> str:
     """Hash with TTL: a live worker's kind, host, pid, throughput and lag."""
     return f"ms:worker:{worker_id}"
@@ -59,6 +54,13 @@ def preview(cam: str) -> str:
 # -- cameras ---------------------------------------------------------------------------------
 
 CAMERAS_CHANGED = "ms:cameras:changed"  # pub/sub channel: a camera's id after any change
+# Socket.IO room of a camera's browsers: the aggregator emits its snapshots there (the
+# dashboard's Socket.IO servers share Redis as their message queue).
+CAMERA_ROOM_PREFIX = "camera:"
+
+
+def camera_room(cam: str) -> str:
+    return CAMERA_ROOM_PREFIX + cam
 
 
 # -- aggregator ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import signal
 import threading
 
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
@@ -36,15 +37,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
     """Register a camera unless it already is: an admin's later edits survive a restart."""
-    if r.hget(keys.camera(cam), "source"):
+    existing = CameraSettings.load(r, cam)
+    if existing is not None and existing.source:
         return
-    pipe = r.pipeline(transaction=True)
-    pipe.srem(keys.REMOVED_CAMERAS, cam)
-    pipe.hset(keys.camera(cam), mapping={"name": cam, "source": source, "mode": mode,
-                                          "fps": f"{fps:g}", "loop": "1"})
-    pipe.sadd(keys.CAMERAS, cam)
-    pipe.publish(keys.CAMERAS_CHANGED, cam)
-    pipe.execute()
+    r.srem(keys.REMOVED_CAMERAS, cam)
+    r.sadd(keys.CAMERAS, cam)
+    CameraSettings(name=cam, source=source, mode=mode, fps=fps, loop=True).save(r, cam)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 from moodstream import keys, metrics
+from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.contract import Face, Frame
-from moodstream.redis_client import text
 from moodstream.streams import Batch, Output, StreamConsumer
 from moodstream.workers.detectors.base import limit_heap, release_memory
 from moodstream.workers.face_crop import crop_face
@@ -102,40 +102,16 @@ class FaceDetector:
 
 
 class CameraOptions:
-    """Per-camera detector settings from the camera hash (fields min_face, scale_factor),
-    re-read every few seconds; None where a camera sets nothing (or nonsense)."""
+    """Each camera's settings (CameraSettings: min_face, scale_factor, preview), re-read every
+    couple of seconds so that a change made in the dashboard applies without a restart."""
 
-    FIELDS = (("min_face", float, lambda v: 4 <= v <= 4096),
-              ("scale_factor", float, lambda v: 0.1 <= v <= 0.95))
-
-    def __init__(self, r, every_s: float = 5.0):
+    def __init__(self, r, every_s: float = 2.0):
         self.redis, self.every_s, self.cached, self.read_at = r, every_s, {}, {}
 
-    def get(self, camera: str) -> dict:
+    def get(self, camera: str) -> CameraSettings:
         now = time.monotonic()
         if now - self.read_at.get(camera, -1e9) > self.every_s:
-            values = self.redis.hmget(keys.camera(camera), [f for f, _, _ in self.FIELDS])
-            options = {}
-            for (field, kind, valid), raw in zip(self.FIELDS, values, strict=True):
-                try:
-                    value = kind(text(raw))
-                except (TypeError, ValueError):
-                    value = None
-                options[field] = value if value is not None and valid(value) else None
-            self.cached[camera], self.read_at[camera] = options, now
-        return self.cached[camera]
-
-
-class PreviewSwitch:
-    """Which cameras an admin opted into a live preview for (re-read every few seconds)."""
-
-    def __init__(self, r):
-        self.redis, self.cached, self.read_at = r, {}, {}
-
-    def enabled(self, camera: str) -> bool:
-        now = time.monotonic()
-        if now - self.read_at.get(camera, 0) > 2:
-            self.cached[camera] = self.redis.hget(keys.camera(camera), "preview") == b"1"
+            self.cached[camera] = CameraSettings.load(self.redis, camera) or CameraSettings()
             self.read_at[camera] = now
         return self.cached[camera]
 
@@ -176,11 +152,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         decoded, rejected = decode_images(items)
         per_camera = [camera_options.get(frame.camera) for _, frame, _ in decoded]
         found = detector.detect([image for _, _, image in decoded],
-                                min_face=[o["min_face"] for o in per_camera],
-                                scale_factor=[o["scale_factor"] for o in per_camera])
+                                min_face=[c.min_face for c in per_camera],
+                                scale_factor=[c.scale_factor for c in per_camera])
         batch = Batch(counters={"faces:in": 0, "faces:found": 0}, rejected=rejected)
         now = time.time()
-        for (_, frame, image), faces in zip(decoded, found, strict=True):
+        for (_, frame, image), faces, camera in zip(decoded, found, per_camera, strict=True):
             entries = [Face(frame.camera, frame.seq, frame.ts, i, len(faces), f["box"],
                             f["score"], f["crop"]) for i, f in enumerate(faces)]
             if not entries:  # tell downstream that this camera saw nobody
@@ -190,7 +166,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             batch.counters["faces:in"] += len(entries)
             batch.counters["faces:found"] += len(faces)
             metrics.CAPTURE_TO_STAGE_SECONDS.labels("detector").observe(now - frame.ts)
-            if preview.enabled(frame.camera):
+            if camera.preview:
                 consumer.redis.set(keys.preview(frame.camera), draw_preview(image, faces),
                                    ex=PREVIEW_TTL_S)
         return batch
@@ -200,7 +176,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # Newest-only reads deeper, so that one read catches up on a backlog of many frames.
         count=max(args.batch, NEWEST_ONLY_READ) if newest_only else args.batch,
         stale=True, newest_only=newest_only)
-    preview = PreviewSwitch(consumer.redis)
     camera_options = CameraOptions(consumer.redis)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)

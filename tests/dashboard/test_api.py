@@ -10,6 +10,7 @@ import time
 import pytest
 
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES
 
 COUNTS = {c: 0 for c in CLASSES}
@@ -346,3 +347,16 @@ def test_prometheus_metrics_need_the_token_and_time_requests(app, bearer):
     client.get("/api/cameras", headers=bearer)
     body = client.get("/api/metrics", headers=bearer).data
     assert b'moodstream_http_request_seconds_count{endpoint="api.list_cameras"}' in body
+
+
+def test_per_camera_detector_settings_through_the_api(r, client):
+    """docs/detector.md: a camera's min_face and scale_factor override the worker's."""
+    response = client.post("/api/cameras", json={
+        "id": "gate", "source": "rtsp://cam.local/gate", "min_face": 80, "scale_factor": "0.6"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["min_face"] == 80 and response.get_json()["scale_factor"] == 0.6
+    assert client.patch("/api/cameras/gate", json={"scale_factor": 0.99}).status_code == 400
+    changed = client.patch("/api/cameras/gate", json={"min_face": ""}).get_json()
+    assert changed["min_face"] is None and changed["scale_factor"] == 0.6
+    camera = CameraSettings.load(r, "gate")
+    assert camera.min_face is None and camera.scale_factor == 0.6

@@ -243,14 +243,35 @@ def test_newest_only_detector_skips_a_backlog_to_the_newest_frame(r, redis_serve
     assert frames["in"] == frames["processed"] + sum(frames["dropped"].values()) == 10
 
 
-def test_camera_options_come_from_the_camera_hash(r):
+@pytest.mark.slow
+def test_per_camera_min_face_reaches_the_detector(r, redis_server, media):
+    """The camera's min_face (set as the dashboard API sets it) overrides the worker's: the
+    same photo gives a face on one camera and none on the camera that wants huge faces."""
+    from moodstream.camera_settings import changes_from, save_changes
+
+    save_changes(r, "far", changes_from({"min_face": 1000}, partial=True))
+    save_changes(r, "near", changes_from({"min_face": 20, "scale_factor": 0.6}, partial=True))
+    jpeg = (media / "fer_justin.jpg").read_bytes()
+    for seq, cam in enumerate(["far", "near"]):
+        r.xadd(keys.FRAMES, Frame(cam, seq, time.time() + 30, jpeg).encode())
+        r.hincrby(keys.STATS, "frames:in", 1)
+    done = subprocess.run([*MOODSTREAM, "detector", "--exit-when-idle", "2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env=service_env(redis_server.url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = {f.camera: f.count for f in (Face.decode(e) for _, e in r.xrange(keys.FACES))}
+    assert found == {"far": 0, "near": 1}
+
+
+def test_camera_options_follow_the_registry(r):
+    from moodstream.camera_settings import CameraSettings
     from moodstream.workers.detector import CameraOptions
 
-    r.hset(keys.camera("door"), mapping={"min_face": "64", "scale_factor": "0.6"})
+    CameraSettings(source="0", min_face=64, scale_factor=0.6).save(r, "door")
     r.hset(keys.camera("odd"), mapping={"min_face": "big", "scale_factor": "3"})
     options = CameraOptions(r, every_s=0)
-    assert options.get("door") == {"min_face": 64.0, "scale_factor": 0.6}
-    assert options.get("odd") == {"min_face": None, "scale_factor": None}
-    assert options.get("unknown") == {"min_face": None, "scale_factor": None}
+    assert options.get("door").detector_options == {"min_face": 64, "scale_factor": 0.6}
+    assert options.get("odd").detector_options == {"min_face": None, "scale_factor": None}
+    assert options.get("unknown").detector_options == {"min_face": None, "scale_factor": None}
     r.hset(keys.camera("door"), "min_face", "32")
-    assert options.get("door")["min_face"] == 32.0
+    assert options.get("door").min_face == 32
