@@ -130,6 +130,9 @@ class StreamConsumer:
         self.stop_event = threading.Event()
         self._read = self.redis.register_script(READ_AND_COUNT)
         self._ack = self.redis.register_script(ACK_AND_COUNT)
+        from moodstream.accounting import LAG
+
+        self._lag = self.redis.register_script(LAG)
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
 
@@ -183,11 +186,9 @@ class StreamConsumer:
         log.info("%s %s stopped", self.kind, self.consumer)
 
     def lag(self) -> int:
-        """Entries waiting for this group: not yet read, or read and not yet acknowledged."""
-        from moodstream.accounting import UNDELIVERED
-
-        undelivered, unacked = self.redis.eval(UNDELIVERED, 1, self.stream, self.group)
-        return int(undelivered) + int(unacked)
+        """Entries waiting for this group: not yet read, or read and not yet acknowledged
+        (moodstream.accounting.LAG: from counters, without reading the stream)."""
+        return int(self._lag(keys=[self.stream, keys.STATS], args=[self.group, self.stage]))
 
     # -- one iteration ----------------------------------------------------------------------
 
