@@ -17,7 +17,6 @@ import redis
 
 from moodstream import keys, registry
 from moodstream.redis_client import text
-from moodstream.streams import STAGES
 
 # (undelivered, unacknowledged) for a group, exactly, for the accounting (`stats`, /api/stats).
 # If the group's last id is older than the stream's first entry (the cap trimmed entries it
@@ -75,12 +74,12 @@ def _snapshot(r: redis.Redis) -> tuple[dict[str, int], dict[str, tuple[int, int]
     """Counters and per-stage (undelivered, unacked) read in one MULTI: a consistent view."""
     pipe = r.pipeline(transaction=True)
     pipe.hgetall(keys.STATS)
-    for stream, group in STAGES.values():
+    for stream, group in keys.STAGES.values():
         pipe.eval(UNDELIVERED, 1, stream, group)
     raw, *queues = pipe.execute(raise_on_error=False)
     counters = {text(k): int(v) for k, v in raw.items()}
     waiting = {}
-    for stage, result in zip(STAGES, queues, strict=True):
+    for stage, result in zip(keys.STAGES, queues, strict=True):
         # A stream that does not exist yet has nothing waiting.
         waiting[stage] = (0, 0) if isinstance(result, Exception) else tuple(map(int, result))
     return counters, waiting

@@ -8,6 +8,9 @@ DEAD_LETTERS = "ms:dead"
 DETECTORS = "detectors"  # consumer group on FRAMES
 CLASSIFIERS = "classifiers"  # consumer group on FACES
 AGGREGATORS = "aggregators"  # consumer group on LABELS
+# stage -> (stream, consumer group): the three hops of the live pipeline.
+STAGES = {"frames": (FRAMES, DETECTORS), "faces": (FACES, CLASSIFIERS),
+          "labels": (LABELS, AGGREGATORS)}
 
 STATS = "ms:stats"  # hash of pipeline counters (see moodstream.accounting)
 LATENCY = "ms:latency"  # list of recent capture-to-label latencies in ms
