@@ -100,15 +100,14 @@ def login_failures(kind: str, who: str) -> str:
 BULK_UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
 
 
-def bulk_upload(upload_id: str) -> str:
-    """String: an upload's JSON record (files, plan, job ids, state)."""
-    return f"ms:bulk:upload:{upload_id}"
+BULK_KINDS = (
+    "upload",  # string: an upload's JSON record (files, plan, job ids, state), by upload id
+    "lock",  # string with a TTL: one dashboard writes an upload's results, by upload id
+    "staged",  # string with a TTL: an input file shipped through Redis, by content hash
+)
 
 
-def bulk_lock(upload_id: str) -> str:
-    return f"ms:bulk:lock:{upload_id}"
-
-
-def bulk_staged(digest: str) -> str:
-    """String with a TTL: an input file shipped through Redis, by content hash."""
-    return f"ms:bulk:staged:{digest}"
+def bulk(kind: str, ident: str) -> str:
+    if kind not in BULK_KINDS:
+        raise ValueError(f"unknown bulk key kind {kind!r}")
+    return f"ms:bulk:{kind}:{ident}"
