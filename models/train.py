@@ -123,9 +123,9 @@ def _subset(x, y, limit, seed):
 
 def _warm_start(model, path, verbose=1):
     """Copy weights from a saved model into ``model`` layer by layer (matching names/shapes)."""
-    import keras
+    from models.architecture import load_keras
 
-    src = keras.models.load_model(path, compile=False)
+    src = load_keras(path)
     copied = 0
     for layer in model.layers:
         try:
@@ -153,7 +153,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     import tensorflow as tf
 
     from models import data as fer
-    from models.architecture import build_from_config, count_params
+    from models.architecture import build_from_config, count_params, load_keras
 
     if cfg["threads"]:
         try:
@@ -196,7 +196,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
 
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
     if resuming:
-        model = keras.models.load_model(last_path, compile=True)
+        model = load_keras(last_path, compile=True)
     else:
         model = build_from_config(cfg)
         if cfg["init_from"]:
@@ -259,7 +259,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
                   callbacks=callbacks, verbose=verbose)
 
     # final numbers from the best-on-val checkpoint
-    best = keras.models.load_model(best_path, compile=False)
+    best = load_keras(best_path)
     result = {"run_dir": str(out), "params": total, "trainable_params": trainable,
               "epochs_run": state["epoch"] + 1, "best_epoch": state["best_epoch"] + 1,
               "train_seconds": round(state["train_seconds"], 1),
