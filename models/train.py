@@ -56,8 +56,11 @@ DEFAULT_CONFIG: dict = {
     "early_stopping_patience": 0,  # 0 = off
     "max_train_seconds": 0,  # 0 = no wall-clock limit; else stop after the epoch that passes it
     # augmentation (null / {} = none)
+    # blur / sharpen: per-image amount range towards / away from a 3x3 blur; jpeg: share of
+    # images re-encoded at a quality drawn from jpeg_quality (what camera crops look like).
     "augment": {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, "flip": 0.5,
-                "brightness": 0.0, "contrast": 0.0},
+                "brightness": 0.0, "contrast": 0.0, "blur": 0.0, "sharpen": 0.0,
+                "jpeg": 0.0, "jpeg_quality": [30, 95]},
     # data
     "data": None,  # path to fer2013.npz; None = $MOODSTREAM_FER2013 or ../shared/...
     "limit_train": 0,  # >0: use only the first N (shuffled) training images (tests / smoke)
