@@ -4,7 +4,7 @@ Counters live in the keys.STATS hash, written in the same transactions as the wo
   frames:in                    ingest published a frame (XADD and HINCRBY in one MULTI)
   frames:delivered             a detector read it for the first time (Lua, with XREADGROUP)
   frames:done                  a detector finished it and published its faces
-  frames:dropped:stale|dead|superseded
+  frames:dropped:stale|dead|superseded|future
                                acknowledged without processing, for that reason
 The same names exist for the faces and labels stages. Entries trimmed by the stream cap
 before any worker read them are `in - delivered - undelivered`, where undelivered are the

@@ -27,6 +27,19 @@ class Settings(BaseSettings):
     dead_letter_maxlen: int = 1000
     # Live path: a frame older than this is dropped instead of processed late.
     stale_after_s: float = 5.0
+    # Every stage drops (and counts as dropped:future) an entry stamped further ahead than
+    # this: a wrong ingest clock or a forged label must not hold the live windows.
+    max_clock_skew_s: float = 5.0
+    # Images (uploads, bulk files, frames on the stream, video frames) above this many pixels
+    # are refused from their header, before anything is decoded.
+    max_image_pixels: int = 50_000_000
+    # Frames larger than this (JPEG bytes) are not published: the frames stream's memory is
+    # bounded by frames_maxlen x this, whatever the camera sends.
+    max_frame_bytes: int = 512 * 1024
+    # The embedded Redis (`moodstream up`, `analyze`): a memory cap, and the policy at the cap.
+    # noeviction refuses new writes rather than silently dropping users or queued jobs.
+    redis_maxmemory: str = "1gb"
+    redis_maxmemory_policy: str = "noeviction"
     # Live path under overload: detectors handle only the newest frame of each camera among
     # those read together, and count the rest as dropped (superseded).
     newest_only: bool = False

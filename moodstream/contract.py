@@ -8,6 +8,7 @@ which workers turn into a dead letter instead of crashing.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,9 +44,12 @@ def _bytes(fields: dict, name: str) -> bytes:
 def _number(fields: dict, name: str, kind=float):
     raw = _text(fields, name)
     try:
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise MalformedEntry(f"field {name!r} is not a number: {raw[:40]!r}") from None
+    if not math.isfinite(value):  # NaN or inf would pass every later comparison
+        raise MalformedEntry(f"field {name!r} is not finite: {raw[:40]!r}")
+    return value
 
 
 def _check_version(fields: dict) -> None:
