@@ -1,0 +1,89 @@
+"""Issue 13 (hardening) in the dashboard, on the real test redis-server."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import unquote
+
+import pytest
+
+from dashboard import users
+from tests.conftest import wait_for
+from tests.dashboard.conftest import ADMIN, TOKEN, VIEWER, csrf_from, login, page_csrf
+
+# ------------------------------------------------------------------ 6. open redirect
+
+
+# next= as the probe sent it (percent-encoded in the URL), decoded by the server.
+@pytest.mark.parametrize("raw", [
+    "/%09/evil.example", "/%0d/x", "/%0a/x", "/%00x", "//evil.example", "/%5Cevil.example",
+    "/%5C/evil.example", "https://evil.example/", "/%20/evil.example", "///evil.example",
+    "javascript:alert(1)", "/%0b/evil.example", "/%7F/x"])
+def test_next_never_leaves_the_site_and_never_500s(app, accounts, raw):
+    target = unquote(raw)
+    client = app.test_client()
+    html = client.get(f"/login?next={raw}").get_data(as_text=True)
+    response = client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1],
+                                           "csrf_token": csrf_from(html), "next": target})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    response = app.test_client().get(f"/login?token={TOKEN}&next={raw}")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_next_keeps_same_site_paths(app):
+    response = app.test_client().get("/login", query_string={
+        "token": TOKEN, "next": "/cameras/room-1?x=1"})
+    assert response.headers["Location"] == "/cameras/room-1?x=1"
+
+
+# ------------------------------------------------------------------ 3. revocable sessions
+
+
+def test_a_cookie_copied_before_logout_is_refused_afterwards(app, accounts):
+    client = app.test_client()
+    login(client, *VIEWER)
+    assert client.get("/api/cameras").status_code == 200
+    cookie = client.get_cookie("moodstream_session").value
+    csrf = page_csrf(client)
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("moodstream_session", cookie)
+    assert thief.get("/api/cameras").status_code == 401
+    assert thief.get("/").status_code == 302
+
+
+def test_a_token_link_session_ends_at_logout_too(app):
+    client = app.test_client()
+    client.get(f"/login?token={TOKEN}")
+    cookie = client.get_cookie("moodstream_session").value
+    client.post("/logout", data={"csrf_token": page_csrf(client)})
+    thief = app.test_client()
+    thief.set_cookie("moodstream_session", cookie)
+    assert thief.get("/api/cameras").status_code == 401
+
+
+def test_a_role_change_ends_the_users_sessions(r, app, accounts, admin_client):
+    client = app.test_client()
+    login(client, *VIEWER)
+    assert client.get("/api/cameras").status_code == 200
+    response = admin_client.patch(f"/api/users/{VIEWER[0]}", json={"role": "admin"},
+                                  headers={"X-CSRFToken": admin_client.csrf})
+    assert response.status_code == 200
+    assert client.get("/api/cameras").status_code == 401
+
+
+def test_removing_a_user_closes_their_socketio_connections(app_and_socketio, accounts, r):
+    app, socketio = app_and_socketio
+    client = app.test_client()
+    login(client, *VIEWER)
+    live = socketio.test_client(app, flask_test_client=client)
+    assert live.is_connected()
+    other = app.test_client()
+    login(other, *ADMIN)
+    other_live = socketio.test_client(app, flask_test_client=other)
+    users.remove_user(r, VIEWER[0])
+    wait_for(lambda: not live.is_connected(), timeout=10, what="the socket to be closed")
+    time.sleep(1.5)
+    assert other_live.is_connected()  # only the removed user's connections end
+    other_live.disconnect()
