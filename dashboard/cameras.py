@@ -18,7 +18,9 @@ from moodstream.contract import CLASSES
 from moodstream.redis_client import text as _text
 
 CHANGED = "ms:cameras:changed"
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# An ordinary name: it starts with a letter or digit, so it is never "..", a hidden name or
+# something a command line could read as an option ("-h").
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODES = ("classroom", "driver")
 DEFAULTS = {"mode": "classroom", "fps": "5", "preview": "0", "negative_threshold": "0.5",
             "negative_seconds": "5", "absent_seconds": "3"}
@@ -67,6 +69,8 @@ def _source(value) -> str:
         raise CameraError("source is required (an rtsp:// or http(s):// URL, a file or a webcam)")
     if len(source) > 1000 or any(ord(c) < 32 or c.isspace() for c in source):
         raise CameraError("source must be one URL or path without spaces")
+    if source.startswith("-"):
+        raise CameraError("source cannot start with '-'")
     if "://" in source:
         scheme = source.split("://", 1)[0].lower()
         if scheme not in ("rtsp", "rtsps", "rtmp", "http", "https", "file"):
@@ -197,7 +201,8 @@ def list_cameras(r, *, show_source: bool) -> list[dict]:
 def add(r, data: dict) -> dict:
     cam = str(data.get("id") or "").strip()
     if not valid_id(cam):
-        raise CameraError("id must be 1-64 letters, digits or - _ .")
+        raise CameraError("id must be 1-64 letters, digits or - _ . starting with a letter "
+                          "or digit")
     values = {**DEFAULTS, **clean(data, partial=False)}
     values["name"] = values.get("name") or cam
     values["added"] = f"{time.time():.3f}"

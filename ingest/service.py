@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 
@@ -13,7 +14,7 @@ import cv2
 from ingest.sources import SourceError, is_live, open_source
 from moodstream import keys, metrics
 from moodstream.config import get_settings
-from moodstream.contract import Frame
+from moodstream.contract import CAMERA_ID, Frame
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 
 log = logging.getLogger("moodstream.ingest")
@@ -159,6 +160,10 @@ class Publisher:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not CAMERA_ID.match(args.camera):
+        print(f"moodstream ingest: bad camera id {args.camera!r}: 1-64 letters, digits or "
+              "- _ . starting with a letter or digit", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,9 +59,12 @@ def _check_version(fields: dict) -> None:
         raise MalformedEntry(f"unsupported contract version {version!r}")
 
 
+CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # never "..", never "-h"
+
+
 def _camera(fields: dict) -> str:
     cam = _text(fields, "camera")
-    if not cam or len(cam) > 64 or not all(c.isalnum() or c in "-_." for c in cam):
+    if not CAMERA_ID.match(cam):
         raise MalformedEntry(f"bad camera id {cam[:40]!r}")
     return cam
 

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 import pytest
 
 from dashboard import users
+from moodstream.contract import Frame, MalformedEntry
 from tests.conftest import wait_for
 from tests.dashboard.conftest import ADMIN, TOKEN, VIEWER, csrf_from, login, page_csrf
 
@@ -87,3 +88,23 @@ def test_removing_a_user_closes_their_socketio_connections(app_and_socketio, acc
     time.sleep(1.5)
     assert other_live.is_connected()  # only the removed user's connections end
     other_live.disconnect()
+
+
+# ------------------------------------------------------------------ 8. camera ids and sources
+
+
+@pytest.mark.parametrize("cam", ["..", "-h", ".", ".hidden", "--version", "-"])
+def test_camera_ids_are_ordinary_names(app, bearer, cam):
+    response = app.test_client().post("/api/cameras", json={"id": cam, "source": "rtsp://h/x"},
+                                      headers=bearer)
+    assert response.status_code == 400 and "id must be" in response.json["error"]
+    entry = Frame(cam, 1, time.time(), b"jpeg").encode()
+    with pytest.raises(MalformedEntry, match="bad camera id"):
+        Frame.decode(entry)
+
+
+@pytest.mark.parametrize("source", ["--version", "-h", "-"])
+def test_a_source_is_never_an_option(app, bearer, source):
+    response = app.test_client().post("/api/cameras", json={"id": "cam1", "source": source},
+                                      headers=bearer)
+    assert response.status_code == 400 and "source" in response.json["error"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import time
 
-import cv2
-import numpy as np
 import pytest
 
 from moodstream import keys
@@ -61,3 +59,33 @@ def test_a_label_stamped_an_hour_ahead_is_dropped_by_the_real_aggregator(r, redi
     assert labels["dropped"].get("future") == 1 and labels["processed"] == 1
     seconds = {int(k.split(b":")[0]) for k in r.hkeys(keys.buckets("car"))}
     assert seconds and max(seconds) < time.time() + 60
+
+
+# --------------------------------------------------------------------- 8. camera ids, sources
+
+
+def test_a_source_that_fails_for_good_backs_off_and_says_why(r, redis_server):
+    """An old registry entry with source "--version": the ingest used to die in argparse
+    with no status ("unknown") and restart for ever; now the value is passed as a value, the
+    ingest says why it fails, and the supervisor retries less and less often."""
+    import os
+
+    from ingest.supervisor import CameraSupervisor
+
+    r.hset(keys.camera("cam9"), mapping={"source": "--version", "fps": "1", "loop": "1"})
+    r.sadd(keys.CAMERAS, "cam9")
+    supervisor = CameraSupervisor(redis_server.client(), dict(os.environ,
+                                                              REDIS_URL=redis_server.url))
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            supervisor.sync()
+            time.sleep(0.2)
+        child = supervisor.children["cam9"][1]
+        status = {k.decode(): v.decode() for k, v in
+                  r.hgetall(keys.camera_status("cam9")).items()}
+        assert status["state"] == "failed", status
+        assert "--version" in status["reason"] and "next try in" in status["reason"]
+        assert 1 <= child.restarts <= 4 and child.backoff >= 8
+    finally:
+        supervisor.stop()
