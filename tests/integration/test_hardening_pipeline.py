@@ -11,7 +11,7 @@ import pytest
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import Face, Frame, Label, MalformedEntry
-from tests.conftest import MOODSTREAM, REPO, service_env
+from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
 from tests.moodstream.test_streams import consumer, publish
 
 # --------------------------------------------------------------------- 1. future timestamps
@@ -89,3 +89,51 @@ def test_a_source_that_fails_for_good_backs_off_and_says_why(r, redis_server):
         assert 1 <= child.restarts <= 4 and child.backoff >= 8
     finally:
         supervisor.stop()
+
+
+# --------------------------------------------------------------------- 4, 12. pixels and bytes
+
+
+def test_ingest_refuses_frames_above_the_byte_cap(r, redis_server, tmp_path):
+    """2,000 frames of 0.94 MB took Redis from 40 to 494 MB: now they never reach Redis."""
+    import cv2
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1600, 3), dtype=np.uint8)
+    source = tmp_path / "noise.png"
+    cv2.imwrite(str(source), noise)
+    proc = subprocess.Popen([*MOODSTREAM, "ingest", "--camera", "big", "--source", str(source),
+                             "--fps", "5", "--max-width", "4000", "--quality", "100"],
+                            cwd=REPO, env=service_env(redis_server.url),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: int(r.hget(keys.STATS, "frames:dropped:oversize") or 0) >= 3,
+                 timeout=60, what="oversize frames counted")
+        wait_for(lambda: b"above the limit" in (r.hget(keys.camera_status("big"), "reason")
+                                                or b""), timeout=10, what="the reason shown")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert r.xlen(keys.FRAMES) == 0
+    frames = pipeline_stats(r)["frames"]
+    assert frames["dropped"]["oversize"] >= 3 and frames["dropped"]["cap"] == 0
+    assert frames["in"] == frames["processed"] + sum(frames["dropped"].values()) + frames[
+        "pending"]
+
+
+def test_the_detector_dead_letters_frames_above_the_pixel_or_byte_limit(r, redis_server):
+    import cv2
+    import numpy as np
+
+    small = cv2.imencode(".jpg", np.zeros((480, 640, 3), np.uint8))[1].tobytes()
+    r.xadd(keys.FRAMES, Frame("cam", 1, time.time(), small).encode())
+    r.xadd(keys.FRAMES, Frame("cam", 2, time.time(), small + b"\0" * 600_000).encode())
+    r.hincrby(keys.STATS, "frames:in", 2)
+    subprocess.run([*MOODSTREAM, "detector", "--exit-when-idle", "2"], cwd=REPO,
+                   env=service_env(redis_server.url, MOODSTREAM_MAX_IMAGE_PIXELS="100000"),
+                   timeout=180, check=True, capture_output=True)
+    reasons = sorted(f[b"_reason"].decode() for _, f in r.xrange(keys.DEAD_LETTERS))
+    assert len(reasons) == 2
+    assert any("above the frame size limit" in reason for reason in reasons)
+    assert any("640x480" in reason and "pixel limit of 0.1 Mpx" in reason for reason in reasons)
+    assert pipeline_stats(r)["frames"]["dropped"]["dead"] == 2
