@@ -14,6 +14,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 from moodstream import keys
+from moodstream.camera_networks import SourceNotAllowed, check_source
 from moodstream.contract import CLASSES
 from moodstream.redis_client import text as _text
 
@@ -30,6 +31,12 @@ RANGES = {"fps": (0.1, 30.0), "negative_threshold": (0.05, 1.0), "negative_secon
 FIELDS = ("name", "source", "mode", "fps", "preview", "loop", "negative_threshold",
           "negative_seconds", "absent_seconds")
 STALE_AFTER_S = 10.0
+# What viewers read for each state: the reasons themselves ("Connection refused", a content
+# type) would tell them which internal ports answer; admins see the full reason.
+PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiving frames",
+                  "retrying": "the camera cannot be reached; retrying",
+                  "failed": "the camera failed; an admin can see why",
+                  "ended": "the source ended", "stopped": "stopped"}
 
 
 class CameraError(ValueError):
@@ -75,6 +82,10 @@ def _source(value) -> str:
         scheme = source.split("://", 1)[0].lower()
         if scheme not in ("rtsp", "rtsps", "rtmp", "http", "https", "file"):
             raise CameraError(f"unsupported source scheme {scheme!r}")
+    try:
+        check_source(source, resolve_required=False)
+    except SourceNotAllowed as error:
+        raise CameraError(str(error)) from None
     return source
 
 
@@ -176,6 +187,7 @@ def describe(r, cam: str, *, show_source: bool) -> dict | None:
     out = settings(cam, raw)
     if not show_source:
         out["source"] = mask_source(out["source"])
+        state["reason"] = PUBLIC_REASONS.get(state["state"], "")
     out["status"] = state
     mood = latest_mood(r, cam)
     now = time.time()

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodstream.camera_networks import SourceNotAllowed, check_source
 from moodstream.config import REPO_ROOT
 from moodstream.images import ImageTooLarge, check_image, check_pixels
 
@@ -194,6 +195,10 @@ def is_live(spec: str) -> bool:
 
 def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
     """Pick the source kind from the spec string."""
+    try:
+        check_source(spec)  # the network policy, at every (re)connect
+    except SourceNotAllowed as error:
+        raise SourceError(str(error)) from None
     if spec == "demo":
         if DEMO_VIDEO.exists():
             return CaptureSource(str(DEMO_VIDEO), live=False, loop=True, paced=True)

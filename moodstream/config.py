@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # Frames larger than this (JPEG bytes) are not published: the frames stream's memory is
     # bounded by frames_maxlen x this, whatever the camera sends.
     max_frame_bytes: int = 512 * 1024
+    # Networks that camera URLs may reach (comma-separated CIDRs; empty: no restriction),
+    # and networks they must never reach. See moodstream.camera_networks.
+    camera_networks_allow: str = ""
+    camera_networks_deny: str = ""
     # The embedded Redis (`moodstream up`, `analyze`): a memory cap, and the policy at the cap.
     # noeviction refuses new writes rather than silently dropping users or queued jobs.
     redis_maxmemory: str = "1gb"

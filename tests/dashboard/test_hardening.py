@@ -108,3 +108,53 @@ def test_a_source_is_never_an_option(app, bearer, source):
     response = app.test_client().post("/api/cameras", json={"id": "cam1", "source": source},
                                       headers=bearer)
     assert response.status_code == 400 and "source" in response.json["error"]
+
+
+# ------------------------------------------------------------------ 10. camera URLs as a probe
+
+
+def test_viewers_see_a_generic_camera_status(r, app, bearer, viewer_client):
+    from moodstream import keys
+
+    app.test_client().post("/api/cameras", json={"id": "cam1", "source": "http://10.9.8.7:22/"},
+                           headers=bearer)
+    reason = "cannot reach http://10.9.8.7:22/: [Errno 111] Connection refused; next try in 4s"
+    r.hset(keys.camera_status("cam1"), mapping={"state": "retrying", "reason": reason})
+    for path in ("/api/cameras/cam1", "/api/cameras"):
+        body = viewer_client.get(path).get_data(as_text=True)
+        assert "Connection refused" not in body and "cannot be reached" in body
+    assert "Connection refused" not in viewer_client.get("/cameras/cam1").get_data(as_text=True)
+    admin = app.test_client().get("/api/cameras/cam1", headers=bearer).json
+    assert admin["status"]["reason"] == reason
+
+
+@pytest.fixture
+def camera_policy(monkeypatch):
+    from moodstream.config import get_settings
+
+    def apply(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(f"MOODSTREAM_CAMERA_NETWORKS_{name.upper()}", value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.delenv("MOODSTREAM_CAMERA_NETWORKS_ALLOW", raising=False)
+    monkeypatch.delenv("MOODSTREAM_CAMERA_NETWORKS_DENY", raising=False)
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("policy,source,ok", [
+    ({"deny": "127.0.0.0/8,10.0.0.0/8"}, "rtsp://127.0.0.1:6379/", False),
+    ({"deny": "127.0.0.0/8,10.0.0.0/8"}, "http://localhost:22/", False),
+    ({"deny": "127.0.0.0/8"}, "rtsp://192.0.2.10/stream", True),
+    ({"allow": "192.0.2.0/24"}, "rtsp://192.0.2.10/stream", True),
+    ({"allow": "192.0.2.0/24"}, "rtsp://198.51.100.1/stream", False),
+    ({"allow": "192.0.2.0/24"}, "/media/lesson.mp4", True),
+])
+def test_camera_networks_allow_and_deny(app, bearer, camera_policy, policy, source, ok):
+    camera_policy(**policy)
+    response = app.test_client().post("/api/cameras", json={"id": "cam1", "source": source},
+                                      headers=bearer)
+    assert (response.status_code == 201) is ok, response.json
+    if not ok:
+        assert "not in the allowed camera networks" in response.json["error"]

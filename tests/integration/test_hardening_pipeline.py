@@ -137,3 +137,17 @@ def test_the_detector_dead_letters_frames_above_the_pixel_or_byte_limit(r, redis
     assert any("above the frame size limit" in reason for reason in reasons)
     assert any("640x480" in reason and "pixel limit of 0.1 Mpx" in reason for reason in reasons)
     assert pipeline_stats(r)["frames"]["dropped"]["dead"] == 2
+
+
+# --------------------------------------------------------------------- 10. camera networks
+
+
+def test_the_ingest_checks_the_camera_networks_at_connect(r, redis_server):
+    proc = subprocess.run([*MOODSTREAM, "ingest", "--camera", "probe", "--source",
+                           "http://127.0.0.1:6379/", "--retries", "1"], cwd=REPO,
+                          env=service_env(redis_server.url,
+                                          MOODSTREAM_CAMERA_NETWORKS_DENY="127.0.0.0/8"),
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    reason = r.hget(keys.camera_status("probe"), "reason").decode()
+    assert "not in the allowed camera networks" in reason
