@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     alert_webhook_secret: str | None = None
     classifier_batch: int = 32
     classifier_wait_ms: int = 5
+    # The dashboard's server: threads (each live browser holds one) and the longest wait for
+    # any read of a request (a client sending half a request must not hold a thread).
+    dashboard_threads: int = 100
+    dashboard_request_timeout_s: float = 10.0
     token: str | None = None
     secret_key: str | None = None
     metrics_port: int = 0  # 0 = no Prometheus HTTP endpoint
