@@ -79,11 +79,11 @@ def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> li
     for i in range(n):
         log_file = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue,
-             "--url", url, *extra],
+            [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue, *extra],
             stdout=log_file, stderr=subprocess.STDOUT,
             env={"MOODSTREAM_BULK_HEARTBEAT_TTL": "20",  # local: notice a dead one sooner
-                 **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+                 **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+                 "REDIS_URL": url})  # in the environment: the password stays off `ps`
         proc.log_path = log_file.name
         procs.append(proc)
     return procs

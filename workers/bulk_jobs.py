@@ -204,8 +204,10 @@ def _size_error(path: Path, max_bytes: float) -> str | None:
 def _pixel_error(path: Path) -> str | None:
     try:
         check_image(path)
-    except ValueError as error:
+    except ImageTooLarge as error:
         return str(error)
+    except ValueError:
+        return None  # unreadable: the job says so, as for any image that does not decode
     return None
 
 

@@ -360,7 +360,7 @@ def test_a_job_of_a_killed_worker_is_retried(bulk, media, tmp_path):
 
     def busy_job():
         for job_id in registry.get_job_ids(cleanup=False):
-            job = Job.fetch(job_id, connection=bulk["client"])
+            job = Job.fetch(job_id, connection=bulk["client"], serializer=bulk_jobs.SERIALIZER)
             if job.meta.get("done", 0) >= 2 and job.worker_name:
                 return job
         return None
