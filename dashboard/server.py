@@ -59,6 +59,12 @@ class TimedThreadWorker(ThreadWorker):
             conn.sock.__class__ = _TimedSocket  # same layout: only the methods change
         super().enqueue_req(conn)
 
+    def handle_quit(self, sig, frame):
+        # Ctrl-C reaches every process of the terminal, this worker too: stop as on SIGTERM
+        # (finish what is in flight) instead of gunicorn's sys.exit() from inside whatever
+        # code the signal interrupts.
+        self.handle_exit(sig, frame)
+
     def finish_request(self, conn, fs):
         # A graceful close lingers up to 2 s on the main loop for the client to close too;
         # a client that stalled would do that to every connection it holds. Drop it at once.
