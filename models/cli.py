@@ -67,7 +67,7 @@ def config_from_args(args) -> dict:
     return cfg
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run_train(args: argparse.Namespace, settings=None) -> int:
     from moodstream.models.train import train
 
     result = train(config_from_args(args), runs_dir=args.runs_dir, resume=not args.no_resume,
@@ -94,7 +94,7 @@ def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     return parser
 
 
-def run_export(args: argparse.Namespace) -> int:
+def run_export(args: argparse.Namespace, settings=None) -> int:
     from moodstream.models.export import export
 
     meta = export(args.source, args.out, opset=args.opset, data=args.data,
@@ -114,13 +114,15 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--report", metavar="DIR", default=str(DEFAULT_REPORT),
                         help="folder for PNGs and report.json (default %(default)s)")
     parser.add_argument("--log", metavar="CSV", help="training log.csv for the curves plot")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="onnxruntime threads (default 1: faces/s per core, as the "
+                        "classifier worker runs)")
     parser.add_argument("--batch", type=int, default=32, help="batch for the timing")
     parser.add_argument("--no-plots", action="store_true")
     return parser
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def run_evaluate(args: argparse.Namespace, settings=None) -> int:
     from moodstream.models.evaluate import evaluate, format_report
 
     rep = evaluate(args.model, data=args.data, split=args.split,

@@ -130,3 +130,12 @@ def test_export_prepends_input_blur(tmp_path, tiny_npz):
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     p = sess.run(None, {sess.get_inputs()[0].name: np.zeros((2, 32, 32, 1), np.float32)})[0]
     assert p.shape == (2, 7)
+
+
+def test_evaluate_and_export_run_through_the_moodstream_command(tiny_onnx, tiny_npz, tmp_path,
+                                                                capsys):
+    """The top-level CLI passes its settings to every command's run function."""
+    from moodstream.cli import main
+
+    assert main(["evaluate", str(tiny_onnx), "--data", str(tiny_npz), "--no-plots"]) == 0
+    assert "faces/s" in capsys.readouterr().out
