@@ -54,3 +54,8 @@ def alerts(cam: str) -> str:
 def preview(cam: str) -> str:
     """String with a short TTL: the latest JPEG with face boxes, only while preview is on."""
     return f"ms:preview:{cam}"
+
+
+HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
+HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows
+HISTORY_FLUSH = "ms:history:flush"  # short lock: one writer drains HISTORY_PENDING at a time
