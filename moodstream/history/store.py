@@ -29,7 +29,7 @@ from workers.mood import dominant, valence
 
 BUCKET_S = 10
 DAY_S = 86400
-LESSON_GAP_S = 300  # nobody in view this long ends a lesson
+LESSON_GAP_S = 180  # nobody in view this long ends a lesson (breaks are ~5 min)
 LESSON_MIN_S = 300  # shorter runs of presence (someone walking past) are not lessons
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x6D6F6F64  # PostgreSQL advisory lock id: one migrator at a time
@@ -361,13 +361,14 @@ class HistoryStore:
         for row in rows.mappings():
             out.setdefault(int(row["slot"]), Agg()).add(row)
 
-    def _groups(self, conn, camera: str, start: float, end: float, step: int) -> dict[int, Agg]:
+    def _groups(self, conn, camera: str, start: float, end: float, step: int,
+                use_rollup: bool = True) -> dict[int, Agg]:
         """Sums per `step`-aligned slot over the buckets that start in [start, end)."""
         lo, hi = int(start // 1), int(-(-end // 1))
         out: dict[int, Agg] = {}
         inner_lo = -(-lo // ROLLUP_S) * ROLLUP_S
         inner_hi = hi // ROLLUP_S * ROLLUP_S
-        if step % ROLLUP_S == 0 and inner_lo < inner_hi:
+        if use_rollup and step % ROLLUP_S == 0 and inner_lo < inner_hi:
             self._fold(conn, out, rollup, camera, inner_lo, inner_hi, step)
             edges = [(lo, inner_lo), (inner_hi, hi)]
         else:
@@ -377,19 +378,23 @@ class HistoryStore:
                 self._fold(conn, out, buckets, camera, a, b, step)
         return out
 
-    def history(self, camera: str, start: float, end: float, step: int = BUCKET_S) -> list[dict]:
+    def history(self, camera: str, start: float, end: float, step: int = BUCKET_S, *,
+                use_rollup: bool = True) -> list[dict]:
         """Points {ts, faces, valence, counts, dominant} per `step` seconds (a multiple of
-        10, aligned to multiples of itself), oldest first; steps with no data are absent."""
+        10, aligned to multiples of itself), oldest first; steps with no data are absent.
+        use_rollup=False reads only the raw buckets (the benchmark's baseline)."""
         step = max(BUCKET_S, int(step) // BUCKET_S * BUCKET_S)
         with self._read() as conn:
-            groups = self._groups(conn, camera, start, end, step)
+            groups = self._groups(conn, camera, start, end, step, use_rollup)
         return [groups[ts].point(ts) for ts in sorted(groups)]
 
     def summary(self, camera: str, start: float, end: float) -> dict:
         """The range at a glance: coverage, faces, valence, shares, alerts and lessons."""
         total = Agg()
         with self._read() as conn:
-            for agg in self._groups(conn, camera, start, end, ROLLUP_S).values():
+            # One step as long as the range (rollup-aligned): a group or two, not thousands.
+            step = (int(end - start) // ROLLUP_S + 1) * ROLLUP_S
+            for agg in self._groups(conn, camera, start, end, step).values():
                 total.merge(agg)
             inside = (buckets.c.camera == camera, buckets.c.ts >= int(start),
                       buckets.c.ts < end)
