@@ -59,3 +59,4 @@ def preview(cam: str) -> str:
 HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
 HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows
 HISTORY_FLUSH = "ms:history:flush"  # short lock: one writer drains HISTORY_PENDING at a time
+HISTORY_ERASED = "ms:history:erased"  # hash: camera -> when its history was erased

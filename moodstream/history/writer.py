@@ -107,14 +107,17 @@ class HistoryWriter:
             raw = self.redis.lrange(keys.HISTORY_PENDING, 0, self.batch - 1)
             if not raw:
                 return 0
+            erased = {text(k): float(v) for k, v in self.redis.hgetall(keys.HISTORY_ERASED).items()}
             bucket_rows, events, last = [], [], 0
             for entry in raw:
                 seq, _, body = text(entry).partition("|")
                 last = max(last, int(seq))
                 try:
                     item = json.loads(body)
+                    if float(item["ts"]) <= erased.get(item["camera"], -1):
+                        continue  # its camera's history was erased after it was queued
                     (bucket_rows if item.pop("k") == "b" else events).append(item)
-                except (ValueError, KeyError, AttributeError):
+                except (ValueError, KeyError, TypeError, AttributeError):
                     log.warning("history: skipping a malformed pending row %.80r", body)
             self.store.write(bucket_rows, events)
             return int(self._ack(keys=[keys.HISTORY_PENDING, keys.STATS], args=[last]))
@@ -161,6 +164,23 @@ class HistoryWriter:
                                   daemon=True)
         thread.start()
         return thread
+
+
+def erase_camera(r: redis.Redis, store: HistoryStore, camera: str, wait_s: float = 10.0) -> int:
+    """Erases a camera's history: the database rows, and the rows still queued in Redis
+    (marked, so the flusher discards them). Waits for a flush in progress, so that it cannot
+    write rows back after the delete. Returns the buckets deleted."""
+    r.hset(keys.HISTORY_ERASED, camera, time.time())
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + wait_s
+    while not r.set(keys.HISTORY_FLUSH, token, nx=True, px=60000):
+        if time.monotonic() > deadline:
+            break  # a stuck flusher: delete anyway; its rows are marked erased
+        time.sleep(0.05)
+    try:
+        return store.delete_camera(camera)
+    finally:
+        r.eval(UNLOCK, 1, keys.HISTORY_FLUSH, token)
 
 
 def history_stats(r: redis.Redis) -> dict:

@@ -8,7 +8,7 @@ import time
 
 from moodstream import keys
 from moodstream.history import HistoryStore, HistoryWriter, sqlite_url
-from moodstream.history.writer import history_stats
+from moodstream.history.writer import erase_camera, history_stats
 from tests.conftest import wait_for
 from tests.moodstream.history.test_store import bucket
 
@@ -66,6 +66,23 @@ def test_a_malformed_pending_row_is_skipped_not_stuck(r, tmp_path):
     writer.drain()
     assert stored_ts(store) == [T0, T0 + 10]
     assert history_stats(r)["pending"] == 0 and accounted(r)
+
+
+def test_erasing_a_camera_also_discards_its_queued_rows(r, store):
+    writer = HistoryWriter(r, store)
+    writer.add_buckets(rows(5) + rows(5, cam="cam2"))
+    writer.drain()
+    writer.add_buckets(rows(5, start=T0 + 50) + rows(5, start=T0 + 50, cam="cam2"))
+    writer.add_alerts([{"camera": "cam1", "ts": T0 + 60, "kind": "absent", "state": "raised",
+                        "message": "x"}])
+    assert erase_camera(r, store, "cam1") == 5
+    writer.drain()
+    assert stored_ts(store, "cam1") == [] and store.alerts("cam1", 0, 2**40) == []
+    assert len(stored_ts(store, "cam2")) == 10
+    assert accounted(r) and history_stats(r)["pending"] == 0
+    writer.add_buckets([bucket(int(time.time()) + 60, "cam1", happy=1)])  # a new camera
+    writer.drain()
+    assert len(stored_ts(store, "cam1")) == 1
 
 
 def test_two_writers_draining_together_write_each_row_once(r, store):
