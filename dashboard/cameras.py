@@ -14,11 +14,14 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 from moodstream import keys
+from moodstream.camera_networks import SourceNotAllowed, check_source
 from moodstream.contract import CLASSES
 from moodstream.redis_client import text as _text
 
 CHANGED = "ms:cameras:changed"
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# An ordinary name: it starts with a letter or digit, so it is never "..", a hidden name or
+# something a command line could read as an option ("-h").
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODES = ("classroom", "driver")
 DEFAULTS = {"mode": "classroom", "fps": "5", "preview": "0", "negative_threshold": "0.5",
             "negative_seconds": "5", "absent_seconds": "3"}
@@ -28,6 +31,12 @@ RANGES = {"fps": (0.1, 30.0), "negative_threshold": (0.05, 1.0), "negative_secon
 FIELDS = ("name", "source", "mode", "fps", "preview", "loop", "negative_threshold",
           "negative_seconds", "absent_seconds")
 STALE_AFTER_S = 10.0
+# What viewers read for each state: the reasons themselves ("Connection refused", a content
+# type) would tell them which internal ports answer; admins see the full reason.
+PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiving frames",
+                  "retrying": "the camera cannot be reached; retrying",
+                  "failed": "the camera failed; an admin can see why",
+                  "ended": "the source ended", "stopped": "stopped"}
 
 
 class CameraError(ValueError):
@@ -67,10 +76,16 @@ def _source(value) -> str:
         raise CameraError("source is required (an rtsp:// or http(s):// URL, a file or a webcam)")
     if len(source) > 1000 or any(ord(c) < 32 or c.isspace() for c in source):
         raise CameraError("source must be one URL or path without spaces")
+    if source.startswith("-"):
+        raise CameraError("source cannot start with '-'")
     if "://" in source:
         scheme = source.split("://", 1)[0].lower()
         if scheme not in ("rtsp", "rtsps", "rtmp", "http", "https", "file"):
             raise CameraError(f"unsupported source scheme {scheme!r}")
+    try:
+        check_source(source, resolve_required=False)
+    except SourceNotAllowed as error:
+        raise CameraError(str(error)) from None
     return source
 
 
@@ -172,6 +187,7 @@ def describe(r, cam: str, *, show_source: bool) -> dict | None:
     out = settings(cam, raw)
     if not show_source:
         out["source"] = mask_source(out["source"])
+        state["reason"] = PUBLIC_REASONS.get(state["state"], "")
     out["status"] = state
     mood = latest_mood(r, cam)
     now = time.time()
@@ -197,7 +213,8 @@ def list_cameras(r, *, show_source: bool) -> list[dict]:
 def add(r, data: dict) -> dict:
     cam = str(data.get("id") or "").strip()
     if not valid_id(cam):
-        raise CameraError("id must be 1-64 letters, digits or - _ .")
+        raise CameraError("id must be 1-64 letters, digits or - _ . starting with a letter "
+                          "or digit")
     values = {**DEFAULTS, **clean(data, partial=False)}
     values["name"] = values.get("name") or cam
     values["added"] = f"{time.time():.3f}"

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import sys
 import time
 
@@ -24,8 +25,44 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 
 
+SESSION = "ms:session:{}"  # string with TTL: session id -> the login's user id
+USER_SESSIONS = "ms:user-sessions:{}"  # set: the session ids of one user
+
+
 def user_key(name: str) -> str:
     return f"ms:user:{name}"
+
+
+def start_session(r, owner: str, name: str | None, ttl_s: int) -> str:
+    """Record a new login on the server; returns its id (kept in the signed cookie)."""
+    sid = secrets.token_urlsafe(24)
+    pipe = r.pipeline()
+    pipe.set(SESSION.format(sid), owner, ex=ttl_s)
+    if name:
+        pipe.sadd(USER_SESSIONS.format(name), sid)
+        pipe.expire(USER_SESSIONS.format(name), ttl_s)
+    pipe.execute()
+    return sid
+
+
+def session_owner(r, sid: str) -> str | None:
+    value = r.get(SESSION.format(sid))
+    return _text(value) if value is not None else None
+
+
+def end_session(r, sid: str) -> None:
+    r.delete(SESSION.format(sid))
+
+
+def end_user_sessions(r, name: str) -> int:
+    """Log a user out everywhere (their open Socket.IO connections close within a second)."""
+    sids = [_text(s) for s in r.smembers(USER_SESSIONS.format(name))]
+    pipe = r.pipeline()
+    for sid in sids:
+        pipe.delete(SESSION.format(sid))
+    pipe.delete(USER_SESSIONS.format(name))
+    pipe.execute()
+    return len(sids)
 
 
 class UserError(ValueError):
@@ -80,6 +117,8 @@ def set_user(r, name: str, password: str | None, role: str) -> str:
     pipe.hset(user_key(name), mapping=mapping)
     pipe.sadd(USERS, name)
     pipe.execute()
+    if existing is not None:  # a new role or password: the old sessions end at once
+        end_user_sessions(r, name)
     return "created" if existing is None else "updated"
 
 
@@ -88,6 +127,7 @@ def remove_user(r, name: str) -> bool:
     pipe.delete(user_key(name))
     pipe.srem(USERS, name)
     deleted, _ = pipe.execute()
+    end_user_sessions(r, name)
     return bool(deleted)
 
 

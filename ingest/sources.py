@@ -18,14 +18,30 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodstream.camera_networks import SourceNotAllowed, check_source
 from moodstream.config import REPO_ROOT
+from moodstream.images import ImageTooLarge, check_image, check_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DEMO_VIDEO = REPO_ROOT.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
 
 
+MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024  # one HTTP snapshot; a camera sending more is broken
+
+
 class SourceError(RuntimeError):
     """The source cannot be opened or stopped delivering; the message says why."""
+
+
+def decode_checked(data: bytes) -> np.ndarray | None:
+    """Decode an image from a camera, refusing (SourceError) one above the pixel limit."""
+    try:
+        check_image(data)
+    except ImageTooLarge as error:
+        raise SourceError(str(error)) from None
+    except ValueError:
+        pass  # not an image Pillow reads: OpenCV says whether it decodes
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 @dataclass
@@ -60,6 +76,12 @@ class CaptureSource(Source):
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.describe()}")
+        try:  # the stream's declared frame size, before any frame is decoded
+            check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                         int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+        except ValueError as error:
+            cap.release()
+            raise SourceError(str(error)) from None
         return cap
 
     def frames(self):
@@ -93,6 +115,10 @@ class ImageSource(Source):
     """A still image, repeated; the publisher's sampling sets the rate."""
 
     def frames(self):
+        try:
+            check_image(self.spec)
+        except ValueError as error:
+            raise SourceError(f"{self.spec}: {error}") from None
         frame = cv2.imread(self.spec, cv2.IMREAD_COLOR)
         if frame is None:
             raise SourceError(f"not a readable image: {self.spec}")
@@ -121,9 +147,11 @@ class HttpSource(Source):
             yield from self._mjpeg(response)
             raise SourceError(f"MJPEG stream ended: {self.spec}")
         while True:  # snapshot URL: one image per request
-            data = response.read()
+            data = response.read(MAX_SNAPSHOT_BYTES + 1)
             response.close()
-            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if len(data) > MAX_SNAPSHOT_BYTES:
+                raise SourceError(f"{self.spec} sent a snapshot above {MAX_SNAPSHOT_BYTES} bytes")
+            frame = decode_checked(data)
             if frame is None:
                 raise SourceError(f"{self.spec} did not return an image ({kind or 'no type'})")
             yield frame, time.time()
@@ -149,7 +177,7 @@ class HttpSource(Source):
                 if start < 0 or end < 0:
                     break
                 jpeg, buffer = buffer[start:end + 2], buffer[end + 2:]
-                frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                frame = decode_checked(jpeg)
                 if frame is not None:
                     yield frame, time.time()
             if len(buffer) > 8 * 1024 * 1024:
@@ -167,6 +195,10 @@ def is_live(spec: str) -> bool:
 
 def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
     """Pick the source kind from the spec string."""
+    try:
+        check_source(spec)  # the network policy, at every (re)connect
+    except SourceNotAllowed as error:
+        raise SourceError(str(error)) from None
     if spec == "demo":
         if DEMO_VIDEO.exists():
             return CaptureSource(str(DEMO_VIDEO), live=False, loop=True, paced=True)

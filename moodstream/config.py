@@ -27,6 +27,23 @@ class Settings(BaseSettings):
     dead_letter_maxlen: int = 1000
     # Live path: a frame older than this is dropped instead of processed late.
     stale_after_s: float = 5.0
+    # Every stage drops (and counts as dropped:future) an entry stamped further ahead than
+    # this: a wrong ingest clock or a forged label must not hold the live windows.
+    max_clock_skew_s: float = 5.0
+    # Images (uploads, bulk files, frames on the stream, video frames) above this many pixels
+    # are refused from their header, before anything is decoded.
+    max_image_pixels: int = 50_000_000
+    # Frames larger than this (JPEG bytes) are not published: the frames stream's memory is
+    # bounded by frames_maxlen x this, whatever the camera sends.
+    max_frame_bytes: int = 512 * 1024
+    # Networks that camera URLs may reach (comma-separated CIDRs; empty: no restriction),
+    # and networks they must never reach. See moodstream.camera_networks.
+    camera_networks_allow: str = ""
+    camera_networks_deny: str = ""
+    # The embedded Redis (`moodstream up`, `analyze`): a memory cap, and the policy at the cap.
+    # noeviction refuses new writes rather than silently dropping users or queued jobs.
+    redis_maxmemory: str = "1gb"
+    redis_maxmemory_policy: str = "noeviction"
     # Live path under overload: detectors handle only the newest frame of each camera among
     # those read together, and count the rest as dropped (superseded).
     newest_only: bool = False
@@ -44,6 +61,10 @@ class Settings(BaseSettings):
     alert_webhook_secret: str | None = None
     classifier_batch: int = 32
     classifier_wait_ms: int = 5
+    # The dashboard's server: threads (each live browser holds one) and the longest wait for
+    # any read of a request (a client sending half a request must not hold a thread).
+    dashboard_threads: int = 100
+    dashboard_request_timeout_s: float = 10.0
     token: str | None = None
     secret_key: str | None = None
     metrics_port: int = 0  # 0 = no Prometheus HTTP endpoint

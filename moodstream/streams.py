@@ -6,8 +6,9 @@ One loop, used by the detector, the classifier and the aggregator:
   so the accounting identity in moodstream.accounting stays exact;
 - reclaims entries that a dead worker left pending (XAUTOCLAIM after claim_idle_ms);
 - decodes each entry with the shared contract; malformed ones become dead letters;
-- drops frames older than the staleness bound (counted, acknowledged) and, in newest-only
-  mode, frames that a newer frame of the same camera overtook in the same read;
+- drops frames older than the staleness bound (counted, acknowledged), entries stamped
+  further in the future than the clock-skew bound (dropped:future, at every stage) and, in
+  newest-only mode, frames that a newer frame of the same camera overtook in the same read;
 - writes the outputs, the acknowledgements and the counters in one MULTI/EXEC, so that a
   killed worker never leaves half-written output: either all of a batch lands or none;
 - survives Redis restarts (backoff, group re-creation) and stops cleanly on SIGTERM.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import redis
 
 from moodstream import keys, metrics
+from moodstream.config import get_settings
 from moodstream.contract import MalformedEntry
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.registry import Heartbeat
@@ -103,6 +105,7 @@ class StreamConsumer:
         block_ms: int = 200,
         gather_ms: int = 0,
         stale_after_s: float | None = None,
+        max_skew_s: float | None = None,
         newest_only: Callable[[object], str] | None = None,
         claim_idle_ms: int = 15000,
         dead_letter_maxlen: int = 1000,
@@ -113,6 +116,9 @@ class StreamConsumer:
         self.decode, self.handle = decode, handle
         self.count, self.block_ms, self.gather_ms = count, block_ms, gather_ms
         self.stale_after_s = stale_after_s
+        # A future timestamp would stay inside every window (and hold off alerts) until the
+        # clock caught up, so each stage refuses what is ahead by more than the skew bound.
+        self.max_skew_s = get_settings().max_clock_skew_s if max_skew_s is None else max_skew_s
         # Live mode under overload: of several entries with the same key (camera) in one read,
         # only the newest is handled; the older ones are acknowledged as dropped:superseded.
         self.newest_only = newest_only
@@ -225,7 +231,7 @@ class StreamConsumer:
 
     def process(self, entries: list) -> None:
         started = time.perf_counter()
-        good, dead, stale = [], [], []
+        good, dead, stale, future = [], [], [], []
         now = time.time()
         for eid, fields in entries:
             try:
@@ -241,11 +247,14 @@ class StreamConsumer:
             if self.stale_after_s is not None and ts is not None and now - ts > self.stale_after_s:
                 stale.append(eid)
                 continue
+            if ts is not None and ts - now > self.max_skew_s:
+                future.append(eid)
+                continue
             good.append((eid, item))
         good, superseded = self.keep_newest(good)
         batch = self.run_handler(good, dead, dict(entries))
         self.commit(batch, good=[eid for eid, _ in good], dead=dead, stale=stale,
-                    superseded=superseded)
+                    superseded=superseded, future=future)
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         self.heartbeat.count(len(entries))
 
@@ -288,7 +297,7 @@ class StreamConsumer:
         return merged
 
     def commit(self, batch: Batch, *, good: list, dead: list, stale: list,
-               superseded: list = ()) -> None:
+               superseded: list = (), future: list = ()) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for out in batch.outputs:
             pipe.xadd(out.stream, out.fields, maxlen=out.maxlen, approximate=True)
@@ -302,6 +311,7 @@ class StreamConsumer:
             pipe.xadd(keys.DEAD_LETTERS, letter, maxlen=self.dead_letter_maxlen, approximate=True)
         outcomes = [(eid, "done") for eid in good] + [(eid, "dropped:stale") for eid in stale]
         outcomes += [(eid, "dropped:superseded") for eid in superseded]
+        outcomes += [(eid, "dropped:future") for eid in future]
         outcomes += [(eid, "dropped:dead") for eid, _, _ in dead]
         args = [self.group]
         for eid, outcome in outcomes:
@@ -315,7 +325,7 @@ class StreamConsumer:
             pipe.ltrim(keys.LATENCY, 0, 2047)
         pipe.execute()
         for outcome, value in (("done", len(good)), ("stale", len(stale)), ("dead", len(dead)),
-                               ("superseded", len(superseded))):
+                               ("superseded", len(superseded)), ("future", len(future))):
             if value:
                 metrics.ENTRIES.labels(self.stage, outcome).inc(value)
 

@@ -79,11 +79,11 @@ def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> li
     for i in range(n):
         log_file = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue,
-             "--url", url, *extra],
+            [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue, *extra],
             stdout=log_file, stderr=subprocess.STDOUT,
             env={"MOODSTREAM_BULK_HEARTBEAT_TTL": "20",  # local: notice a dead one sooner
-                 **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+                 **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+                 "REDIS_URL": url})  # in the environment: the password stays off `ps`
         proc.log_path = log_file.name
         procs.append(proc)
     return procs
@@ -128,7 +128,7 @@ class Waiter:
         return overall, bars
 
     def wait(self) -> None:
-        from rq.job import Job, JobStatus
+        from rq.job import JobStatus
         from rq.registry import StartedJobRegistry
         from rq.worker import Worker
 
@@ -145,7 +145,8 @@ class Waiter:
                     registry.cleanup()
                     last_cleanup = now
                 done_per_group: dict[str, int] = {}
-                for job_id, job in zip(ids, Job.fetch_many(ids, self.connection), strict=True):
+                jobs = bulk_jobs.fetch_jobs(ids, self.connection)
+                for job_id, job in zip(ids, jobs, strict=True):
                     task = task_of[job_id]
                     if job is None:
                         self.failures.setdefault(job_id, "the job disappeared from Redis")
@@ -222,7 +223,6 @@ def report(groups: list[Group], out: Path, written: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import redis
-    from rq import Queue
 
     out = Path(args.out)
     plan = bulk_jobs.plan(args.paths, fps=args.fps, chunk_seconds=args.chunk_seconds,
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"queueing {len(plan.tasks)} job(s) on {args.queue!r} at "
                       f"{url.split('@')[-1]}", file=sys.stderr)
             connection = redis.Redis.from_url(url)
-            queue = Queue(args.queue, connection=connection)
+            queue = bulk_jobs.make_queue(args.queue, connection)
             try:
                 if args.stage:
                     staged = bulk_staging.stage_plan(connection, plan, args.stage_max_mb * 1e6)
@@ -304,7 +304,6 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     import redis
-    from rq import Queue
 
     from moodstream.config import get_settings
     from moodstream.redis_client import wait_until_reachable
@@ -312,7 +311,7 @@ def run_worker(args: argparse.Namespace) -> int:
     url = args.url or get_settings().redis_url
     connection = redis.Redis.from_url(url)
     wait_until_reachable(connection, "bulk-worker")
-    worker = bulk_jobs.BulkWorker([Queue(args.queue, connection=connection)],
+    worker = bulk_jobs.BulkWorker([bulk_jobs.make_queue(args.queue, connection)],
                                   connection=connection, name=args.name)
     worker.preload_options = bulk_jobs.default_options(model=args.model, min_face=args.min_face,
                                                        detector=args.detector)

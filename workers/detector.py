@@ -16,6 +16,7 @@ import numpy as np
 from moodstream import keys, metrics
 from moodstream.config import get_settings
 from moodstream.contract import Face, Frame, MalformedEntry
+from moodstream.images import ImageTooLarge, check_image
 from moodstream.redis_client import text
 from moodstream.streams import Batch, Output, StreamConsumer
 from workers.detectors.base import limit_heap, release_memory
@@ -54,6 +55,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def decode_frame(fields: dict) -> tuple[Frame, np.ndarray]:
     frame = Frame.decode(fields)
+    settings = get_settings()
+    if len(frame.jpeg) > settings.max_frame_bytes:
+        raise MalformedEntry(f"image of {len(frame.jpeg)} bytes is above the frame size limit "
+                             f"of {settings.max_frame_bytes} (MOODSTREAM_MAX_FRAME_BYTES)")
+    try:
+        check_image(frame.jpeg)  # a small JPEG may declare a huge size: refuse it unread
+    except ImageTooLarge as error:
+        raise MalformedEntry(str(error)) from None
+    except ValueError:
+        pass  # not an image Pillow knows: OpenCV decides below
     image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise MalformedEntry(f"image does not decode ({len(frame.jpeg)} bytes)")

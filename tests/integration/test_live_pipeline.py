@@ -128,6 +128,8 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
         wait_for(lambda: (stats() or {}).get("labels", 0) >= 3, timeout=180,
                  what="labels through `moodstream up`")
         family = psutil.Process(up.pid).children(recursive=True)
+        commands = [" ".join(p.cmdline()) for p in family]
+        assert any("moodstream.cli bulk-worker" in c for c in commands), commands
         os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert up.wait(60) == 0
         text = log.read_text()
