@@ -32,7 +32,8 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from dashboard import users
+from moodstream import keys
+from moodstream.dashboard import users
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -139,8 +140,8 @@ def safe_next(target: str | None) -> str:
 
 
 def _failure_keys(name: str) -> list[str]:
-    return [f"ms:login:fail:user:{name.lower()[:64]}",
-            f"ms:login:fail:addr:{request.remote_addr or '-'}"]
+    return [keys.login_failures("user", name.lower()[:64]),
+            keys.login_failures("addr", request.remote_addr or "-")]
 
 
 def _locked_out(name: str) -> bool:

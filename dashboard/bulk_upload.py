@@ -3,7 +3,7 @@ progress live, download each finished upload's CSV, JSON and PNG.
 
 A Flask blueprint for `dashboard.app.create_app`; register it with
 
-    from dashboard.bulk_upload import bp as bulk_bp
+    from moodstream.dashboard.bulk_upload import bp as bulk_bp
     app.register_blueprint(bulk_bp)
 
 Uploads are stored under ``MOODSTREAM_BULK_DIR`` (default: the system temp folder), which
@@ -17,16 +17,13 @@ give a frame).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     jsonify,
@@ -40,38 +37,34 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
-from dashboard import auth
-from moodstream.config import env_flag
-from workers import bulk_jobs, bulk_staging
-from workers.bulk_results import write_outputs
+from moodstream import keys
+from moodstream.config import MIB
+from moodstream.dashboard import auth
+from moodstream.workers import bulk_jobs, bulk_staging
+from moodstream.workers.bulk_results import write_outputs
 
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")
 
-UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
-RECORD = "ms:bulk:upload:{}"  # JSON: files, plan, job ids, state
-LOCK = "ms:bulk:lock:{}"
 KEEP_UPLOADS = 100
 OUTPUT_SUFFIXES = {".csv", ".json", ".png"}
-
-
-def bulk_dir() -> Path:
-    return Path(os.environ.get("MOODSTREAM_BULK_DIR",
-                               Path(tempfile.gettempdir()) / "moodstream-bulk"))
-
-
-def max_upload_bytes() -> int:
-    return int(float(os.environ.get("MOODSTREAM_BULK_MAX_UPLOAD_MB", "500")) * 1e6)
 
 
 def _state():
     return auth.state()
 
 
+def bulk_dir() -> Path:
+    return _state().settings.bulk.dir
+
+
+def max_upload_bytes() -> int:
+    return int(_state().settings.bulk.max_upload_mb * MIB)
+
+
 def _queue():
     from rq import Queue
 
-    return Queue(os.environ.get("MOODSTREAM_BULK_QUEUE", bulk_jobs.QUEUE),
-                 connection=_state().redis_bytes)
+    return Queue(_state().settings.bulk.queue, connection=_state().redis_bytes)
 
 
 @bp.record_once
@@ -89,7 +82,7 @@ def _upload_limit():
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_error=None):
-    flash(f"Upload refused: larger than the limit of {max_upload_bytes() / 1e6:g} MB.", "error")
+    flash(f"Upload refused: larger than the limit of {max_upload_bytes() / MIB:g} MB.", "error")
     return redirect(url_for("bulk.page"), 303)
 
 
@@ -110,19 +103,19 @@ def check_file(path: Path) -> str | None:
 
 
 def _load(upload_id: str) -> dict | None:
-    raw = _state().redis.get(RECORD.format(upload_id))
+    raw = _state().redis.get(keys.bulk_upload(upload_id))
     return json.loads(raw) if raw else None
 
 
 def _save(record: dict) -> None:
-    _state().redis.set(RECORD.format(record["id"]), json.dumps(record))
+    _state().redis.set(keys.bulk_upload(record["id"]), json.dumps(record))
 
 
 @bp.get("/")
 @auth.admin_required
 def page():
     r = _state().redis
-    uploads = [u for u in (_load(i) for i in r.lrange(UPLOADS, 0, 49)) if u]
+    uploads = [u for u in (_load(i) for i in r.lrange(keys.BULK_UPLOADS, 0, 49)) if u]
     return render_template("bulk_upload.html", page="bulk", uploads=uploads,
                            statuses={u["id"]: status(u) for u in uploads},
                            max_mb=max_upload_bytes() / 1e6,
@@ -167,21 +160,22 @@ def upload():
         return redirect(url_for("bulk.page"), 303)
     plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes())
     staged = []
-    if env_flag("MOODSTREAM_BULK_STAGE"):
+    if _state().settings.bulk.stage:
         # Workers on other machines cannot see this folder: ship the files through Redis.
         staged = bulk_staging.stage_plan(_state().redis_bytes, plan, max_upload_bytes())
-    jobs = bulk_jobs.enqueue(_queue(), plan.tasks, bulk_jobs.default_options(fps=fps))
+    jobs = bulk_jobs.enqueue(_queue(), plan.tasks,
+                             bulk_jobs.default_options(_state().settings, fps=fps))
     record = {"id": upload_id, "created": time.time(), "user": current_user.name,
               "files": accepted, "rejected": rejected, "fps": fps, "state": "queued",
               "plan": bulk_jobs.plan_to_dict(plan, [j.id for j in jobs]), "outputs": [],
               "errors": [], "staged": staged}
     _save(record)
     r = _state().redis
-    r.lpush(UPLOADS, upload_id)
-    for old in r.lrange(UPLOADS, KEEP_UPLOADS, -1):
-        r.delete(RECORD.format(old))
+    r.lpush(keys.BULK_UPLOADS, upload_id)
+    for old in r.lrange(keys.BULK_UPLOADS, KEEP_UPLOADS, -1):
+        r.delete(keys.bulk_upload(old))
         shutil.rmtree(bulk_dir() / old, ignore_errors=True)
-    r.ltrim(UPLOADS, 0, KEEP_UPLOADS - 1)
+    r.ltrim(keys.BULK_UPLOADS, 0, KEEP_UPLOADS - 1)
     flash(f"Queued {len(jobs)} job(s) for {len(accepted)} file(s).", "info")
     return redirect(url_for("bulk.page"), 303)
 
@@ -217,7 +211,7 @@ def status(record: dict) -> dict:
             continue
         ended += 1
         done += task.total
-    if ended == len(ids) and _state().redis.set(LOCK.format(record["id"]), "1", nx=True,
+    if ended == len(ids) and _state().redis.set(keys.bulk_lock(record["id"]), "1", nx=True,
                                                  ex=120):
         out = bulk_dir() / record["id"] / "results"
         for task, result, failure, attempts in outcomes:
@@ -259,44 +253,3 @@ def download(upload_id, name):
     if not upload_id.isalnum() or Path(name).suffix not in OUTPUT_SUFFIXES:
         abort(404)
     return send_from_directory(bulk_dir() / upload_id / "results", name, as_attachment=True)
-
-
-SCRIPT = """
-(function () {
-  function render(row, s) {
-    row.querySelector('.state').textContent = s.state;
-    row.querySelector('progress').value = s.progress;
-    row.querySelector('.pct').textContent = Math.round(s.progress * 100) + '%';
-    var links = row.querySelector('.outputs');
-    links.textContent = '';
-    s.outputs.forEach(function (o) {
-      var a = document.createElement('a');
-      a.href = o.url; a.textContent = o.name; a.setAttribute('download', '');
-      links.appendChild(a); links.appendChild(document.createTextNode(' '));
-    });
-    var errs = row.querySelector('.errors');
-    errs.textContent = '';
-    s.errors.forEach(function (e) {
-      var li = document.createElement('li');
-      li.textContent = e.file.split('/').pop() + ': ' + e.error;
-      errs.appendChild(li);
-    });
-    return s.state === 'finished' || s.state === 'failed';
-  }
-  function poll(row) {
-    fetch(row.dataset.status, {credentials: 'same-origin',
-                               headers: {'Accept': 'application/json'}})
-      .then(function (r) { return r.json(); })
-      .then(function (s) { if (!render(row, s)) setTimeout(function () { poll(row); }, 1000); })
-      .catch(function () { setTimeout(function () { poll(row); }, 3000); });
-  }
-  document.querySelectorAll('tr[data-upload]').forEach(function (row) {
-    if (row.dataset.done !== '1') poll(row);
-  });
-})();
-"""
-
-
-@bp.get("/bulk.js")
-def script():
-    return Response(SCRIPT, mimetype="text/javascript")

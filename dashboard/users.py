@@ -14,18 +14,14 @@ import re
 import sys
 import time
 
+from moodstream import keys
 from moodstream.redis_client import text as _text
 
 log = logging.getLogger("moodstream.dashboard")
 
-USERS = "ms:users"
 ROLES = ("viewer", "admin")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
-
-
-def user_key(name: str) -> str:
-    return f"ms:user:{name}"
 
 
 class UserError(ValueError):
@@ -41,7 +37,7 @@ def get_user(r, name: str) -> dict | None:
     """{'name', 'role', 'password' (hash), 'created'} or None."""
     if not valid_name(name):
         return None
-    raw = r.hgetall(user_key(name))
+    raw = r.hgetall(keys.user(name))
     if not raw:
         return None
     data = {_text(k): _text(v) for k, v in raw.items()}
@@ -77,23 +73,23 @@ def set_user(r, name: str, password: str | None, role: str) -> str:
     elif existing.get("role") == role and "password" not in mapping:
         return "unchanged"
     pipe = r.pipeline()
-    pipe.hset(user_key(name), mapping=mapping)
-    pipe.sadd(USERS, name)
+    pipe.hset(keys.user(name), mapping=mapping)
+    pipe.sadd(keys.USERS, name)
     pipe.execute()
     return "created" if existing is None else "updated"
 
 
 def remove_user(r, name: str) -> bool:
     pipe = r.pipeline()
-    pipe.delete(user_key(name))
-    pipe.srem(USERS, name)
+    pipe.delete(keys.user(name))
+    pipe.srem(keys.USERS, name)
     deleted, _ = pipe.execute()
     return bool(deleted)
 
 
 def list_users(r) -> list[dict]:
     out = []
-    for name in sorted(_text(n) for n in r.smembers(USERS)):
+    for name in sorted(_text(n) for n in r.smembers(keys.USERS)):
         user = get_user(r, name)
         if user:
             out.append({"name": name, "role": user.get("role", "viewer"),
@@ -126,14 +122,14 @@ def _DUMMY_HASH() -> str:  # noqa: N802
     return _dummy[0]
 
 
-def ensure_admin_from_env(r) -> str | None:
-    """Create or update the first admin from MOODSTREAM_ADMIN_USER / MOODSTREAM_ADMIN_PASSWORD.
+def ensure_admin(r, name: str, password: str) -> str | None:
+    """Create or update the first admin from settings.dashboard.admin_user/admin_password
+    (MOODSTREAM_ADMIN_USER / MOODSTREAM_ADMIN_PASSWORD).
 
-    Returns the admin's name when both variables are set, else None. The password hash is only
+    Returns the admin's name when both are set, else None. The password hash is only
     rewritten when the password changed, so restarts do not end anyone's session.
     """
-    name = os.environ.get("MOODSTREAM_ADMIN_USER", "").strip()
-    password = os.environ.get("MOODSTREAM_ADMIN_PASSWORD", "")
+    name = name.strip()
     if not name or not password:
         return None
     try:
@@ -158,15 +154,10 @@ def configure_user(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("name")
 
 
-def _connect():
-    from moodstream.config import get_settings
+def run_user(args: argparse.Namespace, settings) -> int:
     from moodstream.redis_client import connect
 
-    return connect(get_settings().redis_url)
-
-
-def run_user(args: argparse.Namespace) -> int:
-    r = _connect()
+    r = connect(settings.redis_url)
     if args.user_command == "list":
         users = list_users(r)
         if not users:

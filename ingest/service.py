@@ -10,10 +10,10 @@ import time
 
 import cv2
 
-from ingest.sources import SourceError, is_live, open_source
 from moodstream import keys, metrics
-from moodstream.config import get_settings
+from moodstream.config import Settings
 from moodstream.contract import Frame
+from moodstream.ingest.sources import SourceError, is_live, open_source
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 
 log = logging.getLogger("moodstream.ingest")
@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", required=True, help="camera id (letters, digits, - _ .)")
     parser.add_argument("--source", default="demo",
                         help="webcam index, video file, image, rtsp:// or http(s):// URL, or "
-                             "'demo' (the shared sample video, looped)")
+                             "'demo' (the shipped moving portrait)")
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second to publish")
     parser.add_argument("--loop", action="store_true", help="repeat a video file forever")
     parser.add_argument("--max-width", type=int, default=640, help="downscale wider frames")
@@ -32,8 +32,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="RTP over the RTSP connection (tcp) or over UDP")
     parser.add_argument("--retries", type=int, default=0,
                         help="give up after this many failed reconnects in a row (0 = never)")
-    parser.add_argument("--metrics-port", type=int, default=get_settings().metrics_port,
-                        help="serve Prometheus metrics on this port (0 = off)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
 
 
@@ -67,10 +65,10 @@ class StatusWriter:
 
 
 class Publisher:
-    def __init__(self, args: argparse.Namespace, redis_url: str, stop: threading.Event):
+    def __init__(self, args: argparse.Namespace, settings: Settings, stop: threading.Event):
         self.args, self.stop = args, stop
-        self.settings = get_settings()
-        self.redis = connect(redis_url)
+        self.frames_maxlen = settings.streams.frames_maxlen
+        self.redis = connect(settings.redis_url)
         self.status = StatusWriter(self.redis, args.camera)
         self.seq = 0
         self.published = 0
@@ -92,7 +90,7 @@ class Publisher:
         entry = Frame(self.args.camera, self.seq, ts, jpeg).encode()
         try:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(keys.FRAMES, entry, maxlen=self.settings.frames_maxlen, approximate=True)
+            pipe.xadd(keys.FRAMES, entry, maxlen=self.frames_maxlen, approximate=True)
             pipe.hincrby(keys.STATS, "frames:in", 1)
             pipe.execute()
         except OUTAGE_ERRORS as error:
@@ -158,7 +156,7 @@ class Publisher:
         return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -166,5 +164,5 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    metrics.serve(args.metrics_port)
-    return Publisher(args, get_settings().redis_url, stop).run()
+    metrics.serve(settings.metrics_port)
+    return Publisher(args, settings, stop).run()

@@ -7,7 +7,6 @@ rate, still images repeat, live sources (webcam, RTSP, HTTP) are read as fast as
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
@@ -18,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from moodstream.config import REPO_ROOT
+from moodstream import assets
+from moodstream.config import set_opencv_ffmpeg_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-DEMO_VIDEO = REPO_ROOT.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
 
 
 class SourceError(RuntimeError):
@@ -51,8 +50,7 @@ class CaptureSource(Source):
     def _open(self) -> cv2.VideoCapture:
         target = int(self.spec) if self.spec.isdigit() else self.spec
         if isinstance(target, str) and target.startswith("rtsp"):
-            # OpenCV reads FFmpeg's options from the environment at each open.
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.rtsp_transport}"
+            set_opencv_ffmpeg_options(f"rtsp_transport;{self.rtsp_transport}")
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
         else:
@@ -99,6 +97,39 @@ class ImageSource(Source):
         while True:
             yield frame, time.time()
             time.sleep(0.01)
+
+
+class DemoSource(Source):
+    """The shipped demo: a public-domain portrait that drifts and breathes a little, so that
+    the pipeline sees a moving face from a clone or a wheel alone, with no media to fetch."""
+
+    def __init__(self, fps: float = 15.0, period_s: float = 8.0):
+        super().__init__("demo", live=False)
+        self.fps, self.period_s = fps, period_s
+
+    def frames(self):
+        image = cv2.imread(str(assets.demo_image()), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"the demo image {assets.demo_image()} is unreadable")
+        h, w = image.shape[:2]
+        start = time.monotonic()
+        index = 0
+        while True:
+            phase = 2 * np.pi * (index / self.fps) / self.period_s
+            # A slow sway (a few pixels, a degree or two) and a gentle zoom.
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0 * np.sin(phase),
+                                             1.0 + 0.04 * np.sin(2 * phase))
+            matrix[0, 2] += 12 * np.sin(phase)
+            matrix[1, 2] += 6 * np.cos(phase)
+            frame = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+            delay = start + index / self.fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            index += 1
+            yield frame, time.time()
+
+    def describe(self) -> str:
+        return "demo (grace_hopper.jpg, moving)"
 
 
 class HttpSource(Source):
@@ -168,9 +199,7 @@ def is_live(spec: str) -> bool:
 def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
     """Pick the source kind from the spec string."""
     if spec == "demo":
-        if DEMO_VIDEO.exists():
-            return CaptureSource(str(DEMO_VIDEO), live=False, loop=True, paced=True)
-        raise SourceError(f"the demo video {DEMO_VIDEO} is absent; pass --source")
+        return DemoSource()
     if spec.isdigit():
         return CaptureSource(spec, live=True)
     lower = spec.lower()

@@ -152,8 +152,8 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     import numpy as np
     import tensorflow as tf
 
-    from models import data as fer
-    from models.architecture import build_from_config, count_params
+    from moodstream.models import data as fer
+    from moodstream.models.architecture import build_from_config, count_params
 
     if cfg["threads"]:
         try:
@@ -277,12 +277,12 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     return result
 
 
-def main(argv=None):  # python -m models.train --config cfg.json --set epochs=5
+def main(argv=None):  # python -m moodstream.models.train --config cfg.json --set epochs=5
     import argparse
 
-    from models.cli import configure_train, run_train
+    from moodstream.models.cli import configure_train, run_train
 
-    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m moodstream.models.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     configure_train(p)
     return run_train(p.parse_args(argv))

@@ -17,26 +17,46 @@ import redis
 
 from moodstream import keys, registry
 from moodstream.redis_client import text
+from moodstream.streams import STAGES
 
-# Counts the entries after the group's last-delivered id without shipping them to the client.
+# (undelivered, unacknowledged) for a group. Redis 7 keeps the group's lag: a number, no
+# entries touched. Redis 6.2 (the embedded server) has no lag field, and Redis 7 reports none
+# once trimming went past the group; then: if the group's last id is older than the stream's
+# first entry, every entry is undelivered (XLEN); otherwise the entries after it are counted
+# inside Redis (their payloads never reach the client).
 UNDELIVERED = """
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 for _, g in ipairs(groups) do
-  local name, last
+  local name, last, lag
   for i = 1, #g, 2 do
     if g[i] == 'name' then name = g[i + 1] end
     if g[i] == 'last-delivered-id' then last = g[i + 1] end
+    if g[i] == 'lag' then lag = g[i + 1] end
   end
   if name == ARGV[1] then
     local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
-    return {#redis.call('XRANGE', KEYS[1], '(' .. last, '+'), pending}
+    if lag then return {lag, pending} end
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if first == nil then return {0, pending} end
+    local a = {string.match(first[1], '(%d+)-(%d+)')}
+    local b = {string.match(last, '(%d+)-(%d+)')}
+    local fa, fb, la, lb = tonumber(a[1]), tonumber(a[2]), tonumber(b[1]), tonumber(b[2])
+    if fa > la or (fa == la and fb > lb) then
+      return {redis.call('XLEN', KEYS[1]), pending}
+    end
+    local n = 0
+    local from = '(' .. last
+    while true do
+      local ids = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 256)
+      n = n + #ids
+      if #ids < 256 then break end
+      from = '(' .. ids[#ids][1]
+    end
+    return {n, pending}
   end
 end
 return {redis.call('XLEN', KEYS[1]), 0}
 """
-
-STAGES = {"frames": (keys.FRAMES, keys.DETECTORS), "faces": (keys.FACES, keys.CLASSIFIERS),
-          "labels": (keys.LABELS, keys.AGGREGATORS)}
 
 
 def _snapshot(r: redis.Redis) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:

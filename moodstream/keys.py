@@ -36,11 +36,6 @@ def history(cam: str) -> str:
     return f"ms:history:{cam}"
 
 
-def buckets(cam: str) -> str:
-    """Hash: per-second label counts, field '<second>:<label>' and '<second>:faces'."""
-    return f"ms:buckets:{cam}"
-
-
 def worker(worker_id: str) -> str:
     """Hash with TTL: a live worker's kind, host, pid, throughput and lag."""
     return f"ms:worker:{worker_id}"
@@ -56,7 +51,68 @@ def preview(cam: str) -> str:
     return f"ms:preview:{cam}"
 
 
+<<<<<<< HEAD
 HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
 HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows
 HISTORY_FLUSH = "ms:history:flush"  # short lock: one writer drains HISTORY_PENDING at a time
 HISTORY_ERASED = "ms:history:erased"  # hash: camera -> when its history was erased
+=======
+# -- cameras ---------------------------------------------------------------------------------
+
+CAMERAS_CHANGED = "ms:cameras:changed"  # pub/sub channel: a camera's id after any change
+# Socket.IO room of a camera's browsers: the aggregator emits its snapshots there (the
+# dashboard's Socket.IO servers share Redis as their message queue).
+CAMERA_ROOM_PREFIX = "camera:"
+
+
+def camera_room(cam: str) -> str:
+    return CAMERA_ROOM_PREFIX + cam
+
+
+# -- aggregator ------------------------------------------------------------------------------
+
+
+def lease(cam: str) -> str:
+    """String with a TTL: the id of the aggregator that owns this camera's state."""
+    return f"ms:lease:{cam}"
+
+
+def handoff(cam: str) -> str:
+    """List: labels of this camera that another aggregator read, for the owner to apply."""
+    return f"ms:handoff:{cam}"
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+DASHBOARD_SECRET = "ms:dashboard:secret"  # shared Flask secret when none is configured
+USERS = "ms:users"  # set of user names
+
+
+def user(name: str) -> str:
+    """Hash: a dashboard user (password hash, role, created)."""
+    return f"ms:user:{name}"
+
+
+def login_failures(kind: str, who: str) -> str:
+    """Counter with a TTL: failed logins per user name (kind 'user') or address ('addr')."""
+    return f"ms:login:fail:{kind}:{who}"
+
+
+# -- bulk ------------------------------------------------------------------------------------
+
+BULK_UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
+
+
+def bulk_upload(upload_id: str) -> str:
+    """String: an upload's JSON record (files, plan, job ids, state)."""
+    return f"ms:bulk:upload:{upload_id}"
+
+
+def bulk_lock(upload_id: str) -> str:
+    return f"ms:bulk:lock:{upload_id}"
+
+
+def bulk_staged(digest: str) -> str:
+    """String with a TTL: an input file shipped through Redis, by content hash."""
+    return f"ms:bulk:staged:{digest}"
+>>>>>>> redesign

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ class Child:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "moodstream.cli", *self.args]
-        self.proc = subprocess.Popen(cmd, env=self.env or os.environ.copy())
+        self.proc = subprocess.Popen(cmd, env=self.env)  # None: this process's environment
         self.started_at = time.monotonic()
         log.info("started %s (pid %d): moodstream %s", self.name, self.proc.pid,
                  " ".join(self.args))

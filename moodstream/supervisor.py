@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import secrets
 import signal
 import threading
 
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
+from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
 
@@ -36,38 +37,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
     """Register a camera unless it already is: an admin's later edits survive a restart."""
-    if r.hget(keys.camera(cam), "source"):
+    existing = CameraSettings.load(r, cam)
+    if existing is not None and existing.source:
         return
-    pipe = r.pipeline(transaction=True)
-    pipe.srem(keys.REMOVED_CAMERAS, cam)
-    pipe.hset(keys.camera(cam), mapping={"name": cam, "source": source, "mode": mode,
-                                          "fps": f"{fps:g}", "loop": "1"})
-    pipe.sadd(keys.CAMERAS, cam)
-    pipe.publish("ms:cameras:changed", cam)
-    pipe.execute()
+    r.srem(keys.REMOVED_CAMERAS, cam)
+    r.sadd(keys.CAMERAS, cam)
+    CameraSettings(name=cam, source=source, mode=mode, fps=fps, loop=True).save(r, cam)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ingest.supervisor import CameraSupervisor
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from moodstream.dashboard.users import ensure_admin
     from moodstream.embedded_redis import EmbeddedRedis
+    from moodstream.ingest.supervisor import CameraSupervisor
 
     embedded = None
-    redis_url = os.environ.get("REDIS_URL")
+    redis_url = settings.redis.url
     if not redis_url:
         embedded = EmbeddedRedis()
         redis_url = embedded.start()
-    token = os.environ.get("MOODSTREAM_TOKEN") or secrets.token_urlsafe(18)
-    env = dict(os.environ, REDIS_URL=redis_url, MOODSTREAM_TOKEN=token)
-    env.setdefault("MOODSTREAM_SECRET_KEY", secrets.token_hex(32))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        settings = settings.with_redis(redis_url)
+    d = settings.dashboard
+    token = d.token or secrets.token_urlsafe(18)
+    # The children read the same settings from their environment, plus what `up` decided.
+    env = settings.child_env(MOODSTREAM_TOKEN=token,
+                             MOODSTREAM_SECRET_KEY=d.secret_key or secrets.token_hex(32))
 
     r = connect(redis_url)
-    try:
-        from dashboard.users import ensure_admin_from_env
-
-        ensure_admin_from_env(r)
-    except ImportError:
-        pass
+    ensure_admin(r, d.admin_user, d.admin_password)
     if not args.no_source:
         register_camera(r, args.camera, args.source, args.mode, args.fps)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from moodstream.config import Settings, load_settings
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "data" / "media"
@@ -135,6 +137,13 @@ def services(redis_server, tmp_path):
     s = Services(redis_server.url, tmp_path)
     yield s
     s.stop_all()
+
+
+def settings_for(redis_url: str, **dashboard) -> Settings:
+    """The settings a service would read, pointed at a test Redis, with dashboard options."""
+    settings = load_settings().with_redis(redis_url)
+    return settings.model_copy(update={"dashboard": settings.dashboard.model_copy(
+        update=dashboard)})
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.2, what: str = "condition"):

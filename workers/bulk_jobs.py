@@ -13,7 +13,6 @@ heartbeat thread, so that a worker killed mid-job leaves a job that RQ finds aba
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,13 +22,13 @@ import cv2
 import numpy as np
 from rq import Queue, Retry, SimpleWorker, get_current_job
 
-from moodstream.config import get_settings
-from workers.bulk_results import Group, unique_name
-from workers.bulk_staging import StagedFiles, StagingError, is_staged
+from moodstream.config import MIB, Settings
+from moodstream.workers.bulk_results import Group, unique_name
+from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
 
 log = logging.getLogger("moodstream.bulk")
 
-QUEUE = "moodstream-bulk"  # MOODSTREAM_BULK_QUEUE overrides it for the dashboard page
+QUEUE = "moodstream-bulk"  # settings.bulk.queue (MOODSTREAM_BULK_QUEUE) for the dashboard
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts", ".mts"}
@@ -42,12 +41,12 @@ JOB_TIMEOUT_S = 3600
 PROGRESS_EVERY_S = 0.5
 
 
-def default_options(**overrides) -> dict:
-    """What a job needs besides its file; JSON-safe so it travels in the job's kwargs."""
-    s = get_settings()
-    options = {"fps": DEFAULT_VIDEO_FPS, "min_face": s.detector_min_face,
-               "min_confidence": 0.9, "model": None, "batch": 4, "detector": s.detector,
-               "scale_factor": s.detector_scale_factor}
+def default_options(settings: Settings, **overrides) -> dict:
+    """What a job needs besides its file; JSON-safe so it travels in the job's kwargs.
+    model None: the worker's own (its settings.classifier.model_path)."""
+    d = settings.detector
+    options = {"fps": DEFAULT_VIDEO_FPS, "min_face": d.min_face, "min_confidence": 0.9,
+               "model": None, "batch": 4, "detector": d.name, "scale_factor": d.scale_factor}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
 
@@ -123,7 +122,7 @@ def plan_chunks(count: int, native_fps: float, chunk_seconds: float) -> list[tup
 
 
 def _human(size: float) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    return f"{size / MIB:.1f} MB" if size >= MIB else f"{size / 1024:.0f} kB"
 
 
 def _size_error(path: Path, max_bytes: float) -> str | None:
@@ -135,7 +134,7 @@ def _size_error(path: Path, max_bytes: float) -> str | None:
 
 def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
          chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-         max_bytes: float = DEFAULT_MAX_MB * 1e6) -> Plan:
+         max_bytes: float = DEFAULT_MAX_MB * MIB) -> Plan:
     """Inputs -> output groups and jobs. Errors found here (missing path, empty folder, too
     large, not a video) go into the groups' errors and make no job."""
     result = Plan()
@@ -224,13 +223,23 @@ _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+# What this worker process was started with (configure_process); jobs run in it.
+_PROCESS = {"threads": 1, "model_path": None}
+
+
+def configure_process(settings: Settings) -> None:
+    _PROCESS.update(threads=settings.bulk.threads,
+                    model_path=str(settings.classifier.model_path))
+
+
 def get_models(options: dict):
     """(FaceDetector, EmotionModel), built once per process for each setting."""
-    from workers.detector import FaceDetector
-    from workers.emotion_model import EmotionModel
+    from moodstream import assets
+    from moodstream.workers.detector import FaceDetector
+    from moodstream.workers.emotion_model import EmotionModel
 
-    threads = int(os.environ.get("MOODSTREAM_BULK_THREADS", "1"))
-    model_path = str(options.get("model") or get_settings().model_path)
+    threads = _PROCESS["threads"]
+    model_path = str(options.get("model") or _PROCESS["model_path"] or assets.emotion_model())
     with _MODELS_LOCK:
         model = _MODELS.get(("model", model_path))
         if model is None:
@@ -484,7 +493,7 @@ class BulkWorker(SimpleWorker):
     Works with ``rq worker -w workers.bulk_jobs.BulkWorker`` and ``rq worker-pool``.
     """
 
-    heartbeat_ttl = int(os.environ.get("MOODSTREAM_BULK_HEARTBEAT_TTL", "60"))
+    heartbeat_ttl = 60  # run_worker sets settings.bulk.heartbeat_ttl
     preload_options: dict | None = None
 
     def get_heartbeat_ttl(self, job) -> int:
@@ -493,7 +502,11 @@ class BulkWorker(SimpleWorker):
     def preload(self) -> None:
         try:
             started = time.monotonic()
-            get_models(self.preload_options or default_options())
+            if self.preload_options is None:  # started by `rq worker -w ...BulkWorker`
+                from moodstream.config import load_settings
+
+                self.preload_options = default_options(load_settings())
+            get_models(self.preload_options)
             self.log.info("bulk models loaded in %.1f s", time.monotonic() - started)
         except Exception as error:  # jobs will fail with the reason; the worker still runs
             self.log.error("could not preload the models: %s", error)

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from dashboard import users
+from moodstream.dashboard import users
+from tests.conftest import settings_for
 
 TOKEN = "test-token-0123456789"
 SECRET = "test-secret-key-for-sessions"
@@ -17,9 +18,10 @@ CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 @pytest.fixture
 def app_and_socketio(r, redis_server):
-    from dashboard.app import create_app
+    from moodstream.dashboard.app import create_app
 
-    app, socketio = create_app(redis_server.url, TOKEN, SECRET, message_queue=False)
+    app, socketio = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET),
+                               message_queue=False)
     app.config["TESTING"] = True
     return app, socketio
 

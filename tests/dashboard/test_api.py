@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from dashboard import cameras
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES
 
 COUNTS = {c: 0 for c in CLASSES}
@@ -40,7 +40,7 @@ def client(app, bearer):
 
 def test_camera_lifecycle_publishes_changes(r, client):
     pubsub = r.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(cameras.CHANGED)
+    pubsub.subscribe(keys.CAMERAS_CHANGED)
     response = client.post("/api/cameras", json={
         "id": "room-1", "name": "Room 1", "source": "rtsp://cam.local/stream", "mode": "classroom",
         "fps": "4"})
@@ -230,7 +230,7 @@ def test_stats_and_workers(r, client):
 
 
 def test_vendor_assets_and_headers(app, client):
-    from dashboard.app import vendor_missing
+    from moodstream.dashboard.app import vendor_missing
 
     assert client.get("/vendor/evil.js").status_code == 404
     assert client.get("/vendor/..%2F..%2Fapp.py").status_code == 404
@@ -265,12 +265,13 @@ def test_socketio_relays_aggregator_events(r, redis_server):
     from flask_socketio import SocketIO
     from werkzeug.serving import make_server
 
-    from dashboard.app import create_app
-    from tests.conftest import free_port
+    from moodstream.dashboard.app import create_app
+    from tests.conftest import free_port, settings_for
     from tests.dashboard.conftest import SECRET, TOKEN
 
     pytest.importorskip("requests")
-    app, socketio = create_app(redis_server.url, TOKEN, SECRET)  # with the Redis message queue
+    # with the Redis message queue
+    app, socketio = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET))
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -303,7 +304,7 @@ def test_socketio_relays_aggregator_events(r, redis_server):
 
 
 def test_user_management_api(r, admin_client, viewer_client):
-    from dashboard import users
+    from moodstream.dashboard import users
 
     headers = {"X-CSRFToken": admin_client.csrf}
     assert viewer_client.get("/api/users").status_code == 403
@@ -346,3 +347,16 @@ def test_prometheus_metrics_need_the_token_and_time_requests(app, bearer):
     client.get("/api/cameras", headers=bearer)
     body = client.get("/api/metrics", headers=bearer).data
     assert b'moodstream_http_request_seconds_count{endpoint="api.list_cameras"}' in body
+
+
+def test_per_camera_detector_settings_through_the_api(r, client):
+    """docs/detector.md: a camera's min_face and scale_factor override the worker's."""
+    response = client.post("/api/cameras", json={
+        "id": "gate", "source": "rtsp://cam.local/gate", "min_face": 80, "scale_factor": "0.6"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["min_face"] == 80 and response.get_json()["scale_factor"] == 0.6
+    assert client.patch("/api/cameras/gate", json={"scale_factor": 0.99}).status_code == 400
+    changed = client.patch("/api/cameras/gate", json={"min_face": ""}).get_json()
+    assert changed["min_face"] is None and changed["scale_factor"] == 0.6
+    camera = CameraSettings.load(r, "gate")
+    assert camera.min_face is None and camera.scale_factor == 0.6

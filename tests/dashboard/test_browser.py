@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import cameras, users
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
+from moodstream.dashboard import cameras, users
 from tests.conftest import MEDIA, MOODSTREAM, REPO, Services, free_port, service_env, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -152,15 +153,15 @@ def test_admin_adds_edits_and_removes_a_camera(r, page):
     page.get_by_test_id("add-camera").click()
     expect()(page.get_by_test_id("admin-message")).to_have_text("Added camera lobby.")
     expect()(page.get_by_test_id("admin-camera-lobby")).to_be_visible()
-    stored = cameras.registered(r, "lobby")
-    assert stored["source"] == "rtsp://127.0.0.1:8554/lobby" and stored["fps"] == "2"
+    stored = CameraSettings.load(r, "lobby")
+    assert stored.source == "rtsp://127.0.0.1:8554/lobby" and stored.fps == 2
 
     page.get_by_test_id("mode-lobby").select_option("driver")
     page.get_by_test_id("absent-seconds-lobby").fill("4")
     page.get_by_test_id("save-lobby").click()
     expect()(page.get_by_test_id("admin-message")).to_have_text("Saved lobby.")
-    stored = cameras.registered(r, "lobby")
-    assert stored["mode"] == "driver" and stored["absent_seconds"] == "4"
+    stored = CameraSettings.load(r, "lobby")
+    assert stored.mode == "driver" and stored.absent_seconds == 4
 
     page.get_by_test_id("nav-cameras").click()
     expect()(page.get_by_test_id("camera-row-lobby")).to_contain_text("driver")

@@ -3,7 +3,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from models.architecture import (  # noqa: E402
+from moodstream.models.architecture import (  # noqa: E402
     PAPER_PARAMS,
     PAPER_TRAINABLE_PARAMS,
     build_from_config,
@@ -55,7 +55,7 @@ def test_width_and_size_are_configurable():
 
 
 def test_input_blur_and_standardisation_add_no_parameters():
-    from models.architecture import gaussian_kernel_1d
+    from moodstream.models.architecture import gaussian_kernel_1d
 
     m = build_from_config({"input_blur_sigma": 4.27, "input_norm": "per_image"},
                           with_blur=True)
@@ -67,7 +67,7 @@ def test_input_blur_and_standardisation_add_no_parameters():
 
 
 def test_blur_layer_matches_numpy_blur():
-    from models.data import gaussian_blur
+    from moodstream.models.data import gaussian_blur
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (2, 32, 32), dtype=np.uint8)

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from models.train import lr_at, merge_config, train  # noqa: E402
+from moodstream.models.train import lr_at, merge_config, train  # noqa: E402
 
 from .conftest import TINY_ARCH  # noqa: E402
 
@@ -31,7 +31,7 @@ def test_train_resume_and_export(tiny_npz, tmp_path):
     assert r2["epochs_run"] == 2
     with open(run / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
-    from models.export import export, read_metadata
+    from moodstream.models.export import export, read_metadata
 
     out = tmp_path / "m.onnx"
     export(run, out, data=tiny_npz)

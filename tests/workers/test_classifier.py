@@ -4,22 +4,22 @@ import sys
 import numpy as np
 import pytest
 
-from moodstream.config import get_settings
+from moodstream.config import load_settings
 from moodstream.contract import CLASSES, Face
-from workers.classifier import label_faces
-from workers.emotion_model import EmotionModel, ModelError
+from moodstream.workers.classifier import label_faces
+from moodstream.workers.emotion_model import EmotionModel, ModelError
 
 
 def test_the_classifier_process_never_imports_tensorflow():
-    code = ("import sys; from moodstream.cli import build_parser; build_parser(); "
-            "import workers.classifier, workers.emotion_model; "
+    code = ("import sys; from moodstream.cli import main; sys.argv = ['x', 'classifier', '-h']\n"
+            "try: main()\nexcept SystemExit: pass\n"
             "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 @pytest.fixture
 def model():
-    path = get_settings().model_path
+    path = load_settings().classifier.model_path
     if not path.exists():
         pytest.skip(f"no model at {path}")
     return EmotionModel(path)
