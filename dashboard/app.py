@@ -26,7 +26,8 @@ from moodstream import assets, keys
 from moodstream.camera_settings import ID_RE
 from moodstream.config import MIB, Settings
 from moodstream.contract import CLASSES
-from moodstream.dashboard import api, auth, bulk_upload, cameras
+from moodstream.dashboard import api, auth, bulk_upload, cameras, history
+from moodstream.history import HistoryStore, open_store
 from moodstream.redis_client import connect
 
 REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
@@ -56,6 +57,7 @@ class State:
     redis_url: str
     token: str | None
     settings: Settings
+    history: HistoryStore  # the lasting history (connects on first use)
 
 
 def vendor_missing() -> list[str]:
@@ -96,6 +98,15 @@ def camera_page(cam):
     if info is None:
         abort(404)
     return render_template("camera.html", page="camera", camera=info)
+
+
+@pages.get("/cameras/<camera:cam>/history")
+@login_required
+def history_page(cam):
+    info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
+    if info is None:
+        abort(404)
+    return render_template("history.html", page="history", camera=info)
 
 
 @pages.get("/admin")
@@ -151,13 +162,15 @@ def create_app(settings: Settings, *, message_queue: bool = True):
     )
     app.extensions["moodstream"] = State(
         redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=d.token or None,
-        settings=settings)
+        settings=settings, history=open_store(settings.history))
     app.url_map.converters["camera"] = CameraIdConverter
     csrf = CSRFProtect(app)
     app.extensions["csrf"] = csrf
     auth.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, for cookie sessions only
+    csrf.exempt(history.bp)  # reads only
     app.register_blueprint(api.bp)
+    app.register_blueprint(history.bp)
     app.register_blueprint(pages)
     app.register_blueprint(bulk_upload.bp)
 

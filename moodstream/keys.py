@@ -51,12 +51,6 @@ def preview(cam: str) -> str:
     return f"ms:preview:{cam}"
 
 
-<<<<<<< HEAD
-HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
-HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows
-HISTORY_FLUSH = "ms:history:flush"  # short lock: one writer drains HISTORY_PENDING at a time
-HISTORY_ERASED = "ms:history:erased"  # hash: camera -> when its history was erased
-=======
 # -- cameras ---------------------------------------------------------------------------------
 
 CAMERAS_CHANGED = "ms:cameras:changed"  # pub/sub channel: a camera's id after any change
@@ -115,4 +109,11 @@ def bulk_lock(upload_id: str) -> str:
 def bulk_staged(digest: str) -> str:
     """String with a TTL: an input file shipped through Redis, by content hash."""
     return f"ms:bulk:staged:{digest}"
->>>>>>> redesign
+
+
+# -- history (moodstream.history) ----------------------------------------------------------
+
+HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
+HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows
+HISTORY_FLUSH = "ms:history:flush"  # short lock: one writer drains HISTORY_PENDING at a time
+HISTORY_ERASED = "ms:history:erased"  # hash: camera -> when its history was erased

@@ -30,6 +30,7 @@ from moodstream.workers.mood import dominant, valence
 BUCKET_S = 10
 DAY_S = 86400
 LESSON_GAP_S = 180  # nobody in view this long ends a lesson (breaks are ~5 min)
+SHIFT = "shift"  # the alert kind under which classroom valence shifts are kept
 LESSON_MIN_S = 300  # shorter runs of presence (someone walking past) are not lessons
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x6D6F6F64  # PostgreSQL advisory lock id: one migrator at a time
@@ -404,7 +405,7 @@ class HistoryStore:
                                 .order_by(buckets.c.ts.desc()).limit(1)).scalar()
             raised = conn.execute(sa.select(sa.func.count()).select_from(alerts).where(
                 alerts.c.camera == camera, alerts.c.ts >= start, alerts.c.ts < end,
-                alerts.c.state == "raised")).scalar()
+                alerts.c.state == "raised", alerts.c.kind != SHIFT)).scalar()
         return {"from": first, "to": None if last is None else last + BUCKET_S,
                 **total.summary(), "alerts_raised": raised}
 
@@ -428,11 +429,14 @@ class HistoryStore:
                 out.append({"from": row["start_ts"], "to": row["end_ts"], **agg.summary()})
         return out
 
-    def alerts(self, camera: str, start: float, end: float, limit: int = 5000) -> list[dict]:
-        """Alert events in [start, end), oldest first."""
+    def alerts(self, camera: str, start: float, end: float, limit: int = 5000,
+               kinds: Iterable[str] | None = None) -> list[dict]:
+        """Alert events (and valence shifts, kind "shift") in [start, end), oldest first."""
         query = (sa.select(alerts.c.ts, alerts.c.kind, alerts.c.state, alerts.c.message)
                  .where(alerts.c.camera == camera, alerts.c.ts >= start, alerts.c.ts < end)
                  .order_by(alerts.c.ts, alerts.c.id).limit(limit))
+        if kinds is not None:
+            query = query.where(alerts.c.kind.in_(list(kinds)))
         with self._read() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
