@@ -288,9 +288,22 @@ class Aggregator:
                 log.exception("snapshot failed")
         for cam in list(self.states):  # stopping: let another aggregator take over at once
             try:
+                self.queue_open_bucket(cam)
                 self._release(keys=[keys.lease(cam)], args=[self.owner])
             except OUTAGE_ERRORS:
                 pass
+
+    def queue_open_bucket(self, cam: str) -> None:
+        """On the way out, the history bucket still open goes to the database as it is (a
+        next owner that still has the labels writes it again, whole)."""
+        with self.lock:
+            state = self.states.get(cam)
+            if state is None or state.bucket is None:
+                return
+            closing = state.bucket + mood.BUCKET_S + HISTORY_GRACE_S
+            rows = state.closed_buckets(cam, max(closing, time.time()), 0.0)
+        if rows:
+            self.history.add_buckets(rows)
 
     def snapshot(self, cam: str, state: CameraState, camera: CameraSettings,
                  now: float) -> tuple[Snapshot, list[dict]]:
@@ -399,4 +412,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     aggregator.history.start(consumer.stop_event)
     consumer.run(max_idle_s=args.exit_when_idle)
     thread.join(timeout=5)
+    try:  # what is queued reaches the database before an embedded Redis goes away
+        aggregator.history.drain()
+    except Exception as error:  # the rows stay queued in Redis for the next start
+        log.warning("history: could not write the last rows (%s)", str(error)[:200])
     return 0

@@ -1,0 +1,43 @@
+"""The aggregator's history buckets: CameraState closes each 10 s bucket once, a little
+after it ends, from its per-second counts and the snapshots' faces present."""
+
+from __future__ import annotations
+
+from moodstream.workers.aggregator import HISTORY_GRACE_S, CameraState
+
+T = 1_780_000_000  # a multiple of 10
+
+
+def label(n: int, ts: float, expression: str = "happy", count: int = 2) -> dict:
+    return {"id": f"{n}-0", "ts": ts, "seq": n, "index": 0, "count": count,
+            "box": [0, 0, 10, 10], "probs": [], "label": expression}
+
+
+def test_a_bucket_closes_once_after_its_grace_with_its_own_labels():
+    state = CameraState()
+    for i in range(40):  # 4 labels a second for 10 s, from T
+        state.apply(label(i, T + i / 4, "happy" if i < 30 else "sad"))
+    assert state.closed_buckets("cam1", T + 1, faces=3) == []  # opens the bucket at T
+    assert state.closed_buckets("cam1", T + 9.9, faces=5) == []
+    state.apply(label(99, T + 10.5, "neutral"))  # the next bucket's
+    assert state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S - 0.1, faces=1) == []
+    rows = state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S, faces=1)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["ts"] == T and row["frames"] == 40
+    assert row["counts"]["happy"] == 30 and row["counts"]["sad"] == 10
+    assert row["counts"]["neutral"] == 0 and row["dominant"] == "happy"
+    assert row["faces"] == 4.0  # the snapshots taken while it was open (3 and 5)
+    assert state.closed_buckets("cam1", T + 13, faces=1) == []  # never twice
+
+
+def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
+    state = CameraState()
+    state.closed_buckets("cam1", T + 1, faces=0)
+    assert state.closed_buckets("cam1", T + 25, faces=0) == []  # the camera sent nothing
+    state.apply(label(1, T + 1000.5))
+    # Back after a long pause: old buckets (their counts are pruned) are not written empty.
+    assert state.closed_buckets("cam1", T + 1001, faces=2) == []
+    assert state.bucket == T + 1000
+    rows = state.closed_buckets("cam1", T + 1013, faces=2)
+    assert [r["ts"] for r in rows] == [T + 1000]
