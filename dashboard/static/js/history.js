@@ -9,6 +9,7 @@ const DAY = 86400;
 // Steps per range (seconds): a week at 10-minute steps, a term at day steps.
 const STEPS = { lesson: null, day: 300, week: 600, term: DAY, custom: null };
 const EVENT_KINDS = ["negative", "absent", "shift"];
+const LESSONS_SHOWN = 60;
 const css = getComputedStyle(document.documentElement);
 const color = (name, fallback) => (css.getPropertyValue(`--${name}`) || fallback).trim();
 
@@ -27,8 +28,10 @@ function historyPage() {
   function fmtTime(ts, span) {
     const d = new Date(ts * 1000);
     if (span <= 2 * DAY) return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
-    if (span <= 15 * DAY) return d.toLocaleDateString([], { weekday: "short", day: "numeric" }) + " " +
-      d.toLocaleTimeString([], { hour: "2-digit", hour12: false });
+    if (span <= 15 * DAY) {
+      return `${d.toLocaleDateString([], { weekday: "short" })} ${d.getDate()}, ` +
+        d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+    }
     return d.toLocaleDateString([], { day: "numeric", month: "short" });
   }
 
@@ -193,7 +196,8 @@ function historyPage() {
       lessons = (await api("GET", `/api/cameras/${enc}/lessons?from=${r.from}&to=${r.to}`)).lessons;
     } catch (e) { /* shown as none */ }
     tbody.textContent = "";
-    for (const l of lessons.slice().reverse()) {
+    const newest = lessons.slice(-LESSONS_SHOWN).reverse();
+    for (const l of newest) {
       const v = l.valence_avg;
       tbody.append(el("tr", { "data-testid": "lesson", "data-from": String(l.from) },
         el("td", {}, el("a", { href: "#", text: fmtRange(l), onclick: (event) => {
@@ -208,6 +212,9 @@ function historyPage() {
     }
     if (!lessons.length) {
       tbody.append(el("tr", { className: "empty" }, el("td", { colspan: "5", text: "No lessons in this range." })));
+    } else if (lessons.length > LESSONS_SHOWN) {
+      tbody.append(el("tr", { className: "empty" }, el("td", { colspan: "5",
+        text: `… and ${lessons.length - LESSONS_SHOWN} earlier lessons (choose a shorter range to see them).` })));
     }
     tbody.dataset.count = String(lessons.length);
   }
