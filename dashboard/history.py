@@ -3,7 +3,8 @@ from the history database (moodstream.history), over any range.
 
 Ranges are `from` and `to` in unix seconds (default: the hour up to now; `seconds` sets the
 length instead of `from`). `step` downsamples (a multiple of 10 s); without it a step is
-chosen that gives at most about 1,500 points.
+chosen that gives at most about 1,500 points. `offset` (seconds east of UTC) aligns steps to
+the viewer's local midnight.
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def step_for(start: float, to: float, default: int | None = None) -> int:
     return max(step, floor)
 
 
+def tz_offset() -> int:
+    """`offset`: the viewer's time zone in seconds east of UTC, so that days (and hours, in
+    half-hour zones) start at local midnight."""
+    offset = int(_number("offset", 0))
+    if abs(offset) > 14 * 3600:
+        raise BadRequest("offset must be a time zone's seconds east of UTC")
+    return offset
+
+
 def wants_csv() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
@@ -98,7 +108,7 @@ def get_history(cam):
     """Rows {ts, faces, valence, counts, dominant} per step; CSV with Accept: text/csv."""
     start, to = time_range()
     step = step_for(start, to)
-    points = store().history(cam, start, to, step)
+    points = store().history(cam, start, to, step, offset=tz_offset())
     if wants_csv():
         return csv_response(cam, points, start, to)
     return jsonify({"camera": cam, "from": start, "to": to, "step": step, "points": points})
@@ -109,7 +119,8 @@ def get_history_csv(cam):
     """The same rows as CSV, at 10 s unless a step is given."""
     start, to = time_range()
     step = step_for(start, to, default=BUCKET_S)
-    return csv_response(cam, store().history(cam, start, to, step), start, to)
+    points = store().history(cam, start, to, step, offset=tz_offset())
+    return csv_response(cam, points, start, to)
 
 
 @bp.get("/cameras/<camera:cam>/summary")

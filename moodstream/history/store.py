@@ -72,11 +72,15 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
 
 
-def slot_of(column, step: int):
-    """The start of the `step`-second slot a timestamp column falls in (a literal step, so
-    that PostgreSQL sees the same expression in SELECT and GROUP BY)."""
+def slot_of(column, step: int, offset: int = 0):
+    """The start of the `step`-second slot a timestamp column falls in, slots starting at
+    multiples of `step` minus `offset` (literals, so that PostgreSQL sees the same
+    expression in SELECT and GROUP BY)."""
     n = sa.literal_column(str(int(step)), sa.BigInteger)
-    return (column // n) * n
+    if not offset:
+        return (column // n) * n
+    off = sa.literal_column(str(int(offset)), sa.BigInteger)
+    return ((column + off) // n) * n - off
 
 
 def _total(table):
@@ -353,8 +357,8 @@ class HistoryStore:
     # -- reading --------------------------------------------------------------------------
 
     def _fold(self, conn, out: dict[int, Agg], table, camera: str, lo: int, hi: int,
-              step: int) -> None:
-        slot = slot_of(table.c.ts, step)
+              step: int, offset: int = 0) -> None:
+        slot = slot_of(table.c.ts, step, offset)
         aggregates = _bucket_aggregates() if table is buckets else _rollup_aggregates()
         rows = conn.execute(sa.select(slot.label("slot"), *aggregates)
                             .where(table.c.camera == camera, table.c.ts >= lo, table.c.ts < hi)
@@ -363,30 +367,35 @@ class HistoryStore:
             out.setdefault(int(row["slot"]), Agg()).add(row)
 
     def _groups(self, conn, camera: str, start: float, end: float, step: int,
-                use_rollup: bool = True) -> dict[int, Agg]:
-        """Sums per `step`-aligned slot over the buckets that start in [start, end)."""
+                use_rollup: bool = True, offset: int = 0) -> dict[int, Agg]:
+        """Sums per `step`-aligned slot (shifted by `offset`) over the buckets that start in
+        [start, end). A rollup slot lies within one group when both step and offset are
+        multiples of its 10 minutes."""
         lo, hi = int(start // 1), int(-(-end // 1))
         out: dict[int, Agg] = {}
         inner_lo = -(-lo // ROLLUP_S) * ROLLUP_S
         inner_hi = hi // ROLLUP_S * ROLLUP_S
-        if use_rollup and step % ROLLUP_S == 0 and inner_lo < inner_hi:
-            self._fold(conn, out, rollup, camera, inner_lo, inner_hi, step)
+        if use_rollup and step % ROLLUP_S == 0 and offset % ROLLUP_S == 0 \
+                and inner_lo < inner_hi:
+            self._fold(conn, out, rollup, camera, inner_lo, inner_hi, step, offset)
             edges = [(lo, inner_lo), (inner_hi, hi)]
         else:
             edges = [(lo, hi)]
         for a, b in edges:
             if a < b:
-                self._fold(conn, out, buckets, camera, a, b, step)
+                self._fold(conn, out, buckets, camera, a, b, step, offset)
         return out
 
     def history(self, camera: str, start: float, end: float, step: int = BUCKET_S, *,
-                use_rollup: bool = True) -> list[dict]:
+                offset: int = 0, use_rollup: bool = True) -> list[dict]:
         """Points {ts, faces, valence, counts, dominant} per `step` seconds (a multiple of
-        10, aligned to multiples of itself), oldest first; steps with no data are absent.
-        use_rollup=False reads only the raw buckets (the benchmark's baseline)."""
+        10), oldest first; steps with no data are absent. Steps start at multiples of
+        `step` minus `offset`: a time zone's seconds east of UTC makes days start at local
+        midnight. use_rollup=False reads only the raw buckets (the benchmark's baseline)."""
         step = max(BUCKET_S, int(step) // BUCKET_S * BUCKET_S)
+        offset = int(offset) % step
         with self._read() as conn:
-            groups = self._groups(conn, camera, start, end, step, use_rollup)
+            groups = self._groups(conn, camera, start, end, step, use_rollup, offset)
         return [groups[ts].point(ts) for ts in sorted(groups)]
 
     def summary(self, camera: str, start: float, end: float) -> dict:

@@ -60,6 +60,12 @@ def test_history_rows_downsampled_to_the_step(client, lesson):
     assert points[0]["counts"]["happy"] == 300 and points[0]["valence"] == 0.5
     assert points[0]["faces"] == 20.0 and points[0]["dominant"] == "happy"
     assert points[3]["dominant"] == "sad" and points[5]["faces"] == 0.0
+    # Hours that start at half past (UTC+5:30).
+    shifted = client.get(f"/api/cameras/room1/history?from={T0}&to={T0 + HOUR}&step=3600"
+                         f"&offset={5 * HOUR + 1800}").json["points"]
+    assert [p["ts"] for p in shifted] == [T0 - 1800, T0 + 1800]
+    assert sum(p["counts"]["happy"] for p in shifted) == 900
+    assert client.get("/api/cameras/room1/history?offset=90000").status_code == 400
     # No step: one is chosen for at most ~1,500 points (10 s over an hour).
     assert client.get(f"/api/cameras/room1/history?from={T0}&to={T0 + HOUR}").json["step"] == 10
 

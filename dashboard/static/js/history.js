@@ -22,6 +22,8 @@ function historyPage() {
   let current = "lesson";
 
   const now = () => Date.now() / 1000;
+  // Seconds east of UTC at a time: day steps start at the viewer's midnight.
+  const offset = (ts) => -new Date(ts * 1000).getTimezoneOffset() * 60;
   const midnight = (ts) => { const d = new Date(ts * 1000); d.setHours(0, 0, 0, 0); return d.getTime() / 1000; };
   const monday = (ts) => { const m = midnight(ts); return m - ((new Date(m * 1000).getDay() + 6) % 7) * DAY; };
 
@@ -175,7 +177,7 @@ function historyPage() {
     const summaryNode = column.querySelector(".summary");
     try {
       const [h, s, ev] = await Promise.all([
-        api("GET", `/api/cameras/${enc}/history?${q}${step ? `&step=${step}` : ""}`),
+        api("GET", `/api/cameras/${enc}/history?${q}${step ? `&step=${step}` : ""}&offset=${offset(r.to)}`),
         api("GET", `/api/cameras/${enc}/summary?${q}`),
         api("GET", `/api/cameras/${enc}/events?${q}`)]);
       renderCharts(side, r, h.points, ev.events, h.step);
@@ -229,7 +231,7 @@ function historyPage() {
     if (!ranges) return;
     const [a, b] = ranges;
     const step = STEPS[kind] || null;
-    $("csv-link").href = `/api/cameras/${enc}/history.csv?from=${a.from}&to=${a.to}`;
+    $("csv-link").href = `/api/cameras/${enc}/history.csv?from=${a.from}&to=${a.to}&offset=${offset(a.to)}`;
     const compare = $("compare").checked;
     columns.b.hidden = !compare;
     $("ranges").classList.toggle("single", !compare);

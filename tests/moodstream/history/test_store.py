@@ -34,12 +34,12 @@ def random_buckets(rng: random.Random, start: int, n: int, cam: str = "cam1") ->
     return out
 
 
-def naive(rows: list[dict], lo: float, hi: float, step: int) -> list[dict]:
+def naive(rows: list[dict], lo: float, hi: float, step: int, offset: int = 0) -> list[dict]:
     """What history() must return, computed the obvious way in Python."""
     groups: dict[int, list[dict]] = {}
     for r in rows:
         if lo <= r["ts"] < hi:
-            groups.setdefault(r["ts"] // step * step, []).append(r)
+            groups.setdefault((r["ts"] + offset) // step * step - offset, []).append(r)
     out = []
     for ts in sorted(groups):
         g = groups[ts]
@@ -136,6 +136,21 @@ def test_rollup_and_raw_buckets_give_the_same_answer(store):
     lo, hi = T0 - 2345, T0 + 17777
     for step in (600, 3600, DAY, 70, 10):
         assert store.history("cam1", lo, hi, step) == naive(rows, lo, hi, step), step
+
+
+def test_days_can_start_at_local_midnight(store):
+    """An offset (a time zone east of UTC) shifts the steps; multiples of 10 minutes keep
+    the rollup (UTC+1, UTC+5:30), others read the raw rows (UTC+5:45) with the same result."""
+    rng = random.Random(16)
+    rows = random_buckets(rng, T0 - 5 * 3600, 3000)
+    store.write(rows)
+    lo, hi = T0 - 6 * 3600, T0 + 5 * 3600
+    for offset in (3600, 19800, 20700, -18000):
+        for step in (3600, DAY):
+            expected = naive(rows, lo, hi, step, offset % step)
+            assert store.history("cam1", lo, hi, step, offset=offset) == expected, offset
+    starts = [p["ts"] for p in store.history("cam1", lo, hi, DAY, offset=3600)]
+    assert all((ts + 3600) % DAY == 0 for ts in starts)
 
 
 def test_writing_a_batch_again_changes_nothing_and_a_rewrite_updates_the_rollup(store):
