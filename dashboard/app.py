@@ -91,22 +91,24 @@ def index():
     return render_template("index.html", page="overview")
 
 
-@pages.get("/cameras/<camera:cam>")
-@login_required
-def camera_page(cam):
+def described_camera(cam: str) -> dict:
+    """A camera as its pages show it, or 404."""
     info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
     if info is None:
         abort(404)
-    return render_template("camera.html", page="camera", camera=info)
+    return info
+
+
+@pages.get("/cameras/<camera:cam>")
+@login_required
+def camera_page(cam):
+    return render_template("camera.html", page="camera", camera=described_camera(cam))
 
 
 @pages.get("/cameras/<camera:cam>/history")
 @login_required
 def history_page(cam):
-    info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
-    if info is None:
-        abort(404)
-    return render_template("history.html", page="history", camera=info)
+    return render_template("history.html", page="history", camera=described_camera(cam))
 
 
 @pages.get("/admin")
