@@ -149,3 +149,16 @@ def test_stats_count_history_rows_written_dropped_and_pending(r, client, store):
     writer.drain()
     stats = client.get("/api/stats").json["history"]
     assert stats == {"in": 5, "written": 3, "dropped": {"full": 2}, "pending": 0}
+
+
+def test_the_history_page_of_a_camera(r, viewer_client):
+    r.sadd("ms:cameras", "room1")
+    CameraSettings(name="Room 1", source="demo").save(r, "room1")
+    page = viewer_client.get("/cameras/room1/history")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    for testid in ("range-lesson", "range-day", "range-week", "range-term", "range-custom",
+                   "range-a", "range-b", "lessons"):
+        assert f'data-testid="{testid}"' in html
+    assert "js/history.js" in html
+    assert viewer_client.get("/cameras/nobody/history").status_code == 404

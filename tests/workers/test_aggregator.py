@@ -41,3 +41,29 @@ def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
     assert state.bucket == T + 1000
     rows = state.closed_buckets("cam1", T + 1013, faces=2)
     assert [r["ts"] for r in rows] == [T + 1000]
+
+
+def test_alert_changes_and_shifts_are_queued_for_the_history(r, redis_server, tmp_path):
+    from moodstream.contract import Snapshot
+    from moodstream.workers.aggregator import Aggregator
+    from tests.conftest import settings_for
+
+    settings = settings_for(redis_server.url)
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"data_dir": tmp_path / "data"})})
+    aggregator = Aggregator(settings, "test-owner")
+    snap = Snapshot(camera="car1", ts=T + 20.5, shift={"from": 0.5, "to": -0.25})
+    changes = [{"ts": T + 20.5, "kind": "absent", "message": "no face for 3s",
+                "state": "raised"},
+               {"ts": T + 20.5, "kind": "negative", "message": "cleared", "state": "cleared",
+                "since": T + 1}]
+    row = {"camera": "car1", "ts": T, "frames": 10, "faces": 1.0, "counts": {"sad": 4},
+           "valence": -1.0, "dominant": "sad"}
+    aggregator.record_history("car1", snap, changes, [row])
+    assert aggregator.history.drain() == 4  # one bucket row and three events
+    store = aggregator.history.store
+    assert [p["counts"]["sad"] for p in store.history("car1", T, T + 10)] == [4]
+    events = store.alerts("car1", T, T + 60)
+    assert [(e["kind"], e["state"]) for e in events] == [
+        ("absent", "raised"), ("negative", "cleared"), ("shift", "raised")]
+    assert events[2]["message"] == "valence +0.50 → -0.25"
