@@ -43,7 +43,11 @@ RECENT_MAX = 1500  # labels kept per camera for smoothing, tracks and alerts
 KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes)
 HISTORY_KEEP = 120  # valence points kept for shift detection
 HANDOFF_MAX = 20000
-HISTORY_GRACE_S = 2.0  # a 10 s history bucket is written this long after it ends
+# A 10 s history bucket is written once labels captured HISTORY_GRACE_S after its end have
+# arrived (so its own, even from a lagging detector, are in), or HISTORY_WAIT_MAX_S after its
+# end whatever arrived (the camera stopped sending).
+HISTORY_GRACE_S = 2.0
+HISTORY_WAIT_MAX_S = 30.0
 
 # Renew a lease only while holding it; take it only when free.
 RENEW = """
@@ -103,17 +107,24 @@ class CameraState:
     last_shift: float = 0.0
     alerts: dict[str, float] = field(default_factory=dict)  # active kind -> since
     first_seen: float | None = None
+    latest: float = 0.0  # capture time of the newest label applied
     bucket: int | None = None  # start of the open 10 s history bucket
     faces_seen: dict[int, list[float]] = field(default_factory=dict)  # bucket -> snapshots'
 
-    def closed_buckets(self, cam: str, now: float, faces: float) -> list[dict]:
-        """History rows of the 10 s buckets that ended HISTORY_GRACE_S ago (labels still in
-        flight count), and the snapshot's faces noted for the open one."""
+    def bucket_done(self, now: float) -> bool:
+        end = self.bucket + mood.BUCKET_S
+        return now >= end + HISTORY_WAIT_MAX_S or (
+            now >= end + HISTORY_GRACE_S and self.latest >= end + HISTORY_GRACE_S)
+
+    def closed_buckets(self, cam: str, now: float, faces: float, *,
+                       all_open: bool = False) -> list[dict]:
+        """History rows of the 10 s buckets that are done (all of them up to now with
+        all_open, when stopping), and the snapshot's faces noted for the open one."""
         current = int(now) // mood.BUCKET_S * mood.BUCKET_S
         if self.bucket is None or self.bucket < current - KEEP_S + mood.BUCKET_S:
             self.bucket = current  # new owner, or back after a long pause: counts are gone
         rows = []
-        while self.bucket + mood.BUCKET_S + HISTORY_GRACE_S <= now:
+        while self.bucket_done(now) or (all_open and self.bucket <= current):
             row = mood.history_bucket(cam, self.bucket, self.counts,
                                       self.faces_seen.pop(self.bucket, []))
             if row:
@@ -139,6 +150,7 @@ class CameraState:
         self.recent.append(item)
         if self.first_seen is None or item["ts"] < self.first_seen:
             self.first_seen = item["ts"]
+        self.latest = max(self.latest, item["ts"])
         return True
 
     def prune(self, now: float) -> None:
@@ -300,8 +312,7 @@ class Aggregator:
             state = self.states.get(cam)
             if state is None or state.bucket is None:
                 return
-            closing = state.bucket + mood.BUCKET_S + HISTORY_GRACE_S
-            rows = state.closed_buckets(cam, max(closing, time.time()), 0.0)
+            rows = state.closed_buckets(cam, time.time(), 0.0, all_open=True)
         if rows:
             self.history.add_buckets(rows)
 

@@ -1,9 +1,10 @@
-"""The aggregator's history buckets: CameraState closes each 10 s bucket once, a little
-after it ends, from its per-second counts and the snapshots' faces present."""
+"""The aggregator's history buckets: CameraState closes each 10 s bucket once, when the
+labels captured after it have arrived (or long after, if none come), from its per-second
+counts and the snapshots' faces present; and queues alert changes and shifts."""
 
 from __future__ import annotations
 
-from moodstream.workers.aggregator import HISTORY_GRACE_S, CameraState
+from moodstream.workers.aggregator import HISTORY_GRACE_S, HISTORY_WAIT_MAX_S, CameraState
 
 T = 1_780_000_000  # a multiple of 10
 
@@ -21,14 +22,30 @@ def test_a_bucket_closes_once_after_its_grace_with_its_own_labels():
     assert state.closed_buckets("cam1", T + 9.9, faces=5) == []
     state.apply(label(99, T + 10.5, "neutral"))  # the next bucket's
     assert state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S - 0.1, faces=1) == []
-    rows = state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S, faces=1)
+    # The grace is over, but the labels read so far end at T + 10.5: a detector may lag.
+    assert state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S + 1, faces=1) == []
+    state.apply(label(100, T + 10 + HISTORY_GRACE_S, "neutral"))
+    rows = state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S + 1.5, faces=1)
     assert len(rows) == 1
     row = rows[0]
     assert row["ts"] == T and row["frames"] == 40
     assert row["counts"]["happy"] == 30 and row["counts"]["sad"] == 10
     assert row["counts"]["neutral"] == 0 and row["dominant"] == "happy"
     assert row["faces"] == 4.0  # the snapshots taken while it was open (3 and 5)
-    assert state.closed_buckets("cam1", T + 13, faces=1) == []  # never twice
+    assert state.closed_buckets("cam1", T + 14, faces=1) == []  # never twice
+
+
+def test_a_camera_that_stops_sending_gets_its_last_bucket_after_a_wait():
+    state = CameraState()
+    state.closed_buckets("cam1", T + 1, faces=1)
+    state.apply(label(1, T + 2))
+    assert state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S - 1, faces=0) == []
+    rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S, faces=0)
+    assert [r["ts"] for r in rows] == [T] and rows[0]["frames"] == 1
+    # Stopping writes the open bucket as it is.
+    state.apply(label(2, T + 10 + HISTORY_WAIT_MAX_S + 0.5))
+    rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S + 1, 0, all_open=True)
+    assert [r["ts"] for r in rows] == [T + 40] and rows[0]["frames"] == 1
 
 
 def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
@@ -39,6 +56,7 @@ def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
     # Back after a long pause: old buckets (their counts are pruned) are not written empty.
     assert state.closed_buckets("cam1", T + 1001, faces=2) == []
     assert state.bucket == T + 1000
+    state.apply(label(2, T + 1012.5))
     rows = state.closed_buckets("cam1", T + 1013, faces=2)
     assert [r["ts"] for r in rows] == [T + 1000]
 
