@@ -103,12 +103,12 @@ def check_file(path: Path) -> str | None:
 
 
 def _load(upload_id: str) -> dict | None:
-    raw = _state().redis.get(keys.bulk_upload(upload_id))
+    raw = _state().redis.get(keys.bulk("upload", upload_id))
     return json.loads(raw) if raw else None
 
 
 def _save(record: dict) -> None:
-    _state().redis.set(keys.bulk_upload(record["id"]), json.dumps(record))
+    _state().redis.set(keys.bulk("upload", record["id"]), json.dumps(record))
 
 
 @bp.get("/")
@@ -173,7 +173,7 @@ def upload():
     r = _state().redis
     r.lpush(keys.BULK_UPLOADS, upload_id)
     for old in r.lrange(keys.BULK_UPLOADS, KEEP_UPLOADS, -1):
-        r.delete(keys.bulk_upload(old))
+        r.delete(keys.bulk("upload", old))
         shutil.rmtree(bulk_dir() / old, ignore_errors=True)
     r.ltrim(keys.BULK_UPLOADS, 0, KEEP_UPLOADS - 1)
     flash(f"Queued {len(jobs)} job(s) for {len(accepted)} file(s).", "info")
@@ -211,7 +211,7 @@ def status(record: dict) -> dict:
             continue
         ended += 1
         done += task.total
-    if ended == len(ids) and _state().redis.set(keys.bulk_lock(record["id"]), "1", nx=True,
+    if ended == len(ids) and _state().redis.set(keys.bulk("lock", record["id"]), "1", nx=True,
                                                  ex=120):
         out = bulk_dir() / record["id"] / "results"
         for task, result, failure, attempts in outcomes:

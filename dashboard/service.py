@@ -9,6 +9,9 @@ import signal
 import sys
 
 from moodstream.config import Settings
+from moodstream.dashboard.app import create_app, vendor_missing
+from moodstream.dashboard.users import ensure_admin
+from moodstream.redis_client import connect, wait_until_reachable
 
 log = logging.getLogger("moodstream.dashboard")
 
@@ -25,9 +28,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from moodstream.dashboard.app import create_app, vendor_missing
-    from moodstream.dashboard.users import ensure_admin
-    from moodstream.redis_client import connect, wait_until_reachable
 
     d = settings.dashboard
     token, generated = d.token, False

@@ -7,6 +7,7 @@ restarts and stops `moodstream ingest` children to match them.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import redis
@@ -15,7 +16,7 @@ from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 
 log = logging.getLogger("moodstream.cameras")
 
@@ -84,9 +85,6 @@ def configure(parser) -> None:
 
 
 def run(args, settings: Settings) -> int:
-    import signal
-
-    from moodstream.redis_client import connect
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

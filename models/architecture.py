@@ -139,8 +139,13 @@ def build_mini_xception(
 
     for i, filters in enumerate(block_filters, start=1):
         f = w(filters)
-        residual = layers.Conv2D(f, 1, strides=2, padding="same", use_bias=False,
-                                 name=f"block{i}_res_conv")(x)
+        # Subsample, then a 1x1 conv with stride 1: the same function and weights as the
+        # paper's strided 1x1 conv (a 1x1 'same' kernel never pads), but a strided 1x1 conv
+        # whose output meets the Add crashes TensorFlow's AVX-512 oneDNN kernels in training
+        # (heap corruption; docs/model.md).
+        residual = layers.MaxPooling2D(1, strides=2, padding="same",
+                                       name=f"block{i}_res_subsample")(x)
+        residual = layers.Conv2D(f, 1, use_bias=False, name=f"block{i}_res_conv")(residual)
         residual = layers.BatchNormalization(name=f"block{i}_res_bn")(residual)
         x = layers.SeparableConv2D(f, 3, padding="same", use_bias=False,
                                    depthwise_regularizer=sep_reg, pointwise_regularizer=sep_reg,
@@ -179,6 +184,17 @@ def build_from_config(config: dict, with_blur: bool = False):
         input_norm=config.get("input_norm", "none"),
         input_blur_sigma=config.get("input_blur_sigma", 0.0) if with_blur else 0.0,
     )
+
+
+def load_keras(path, compile: bool = False):
+    """Load a saved .keras model; registers the custom layers first, since they are defined
+    lazily (TensorFlow is not imported until a model is built) and a fresh process resuming a
+    run has built none yet."""
+    import keras
+
+    _standardization_layer()
+    _blur_layer()
+    return keras.models.load_model(path, compile=compile)
 
 
 def count_params(model) -> tuple[int, int]:

@@ -133,12 +133,46 @@ def augment_batch(images, aug: dict):
     out = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=t, output_shape=tf.constant(list(size), tf.int32),
         fill_value=0.0, interpolation="BILINEAR", fill_mode=aug.get("fill_mode", "NEAREST"))
+    if aug.get("blur", 0.0) > 0 or aug.get("sharpen", 0.0) > 0:
+        out = blur_or_sharpen(out, aug.get("blur", 0.0), aug.get("sharpen", 0.0))
     if aug.get("brightness", 0.0) > 0 or aug.get("contrast", 0.0) > 0:
         b = aug.get("brightness", 0.0)
         c = aug.get("contrast", 0.0)
         gain = tf.random.uniform([n, 1, 1, 1], 1.0 - c, 1.0 + c)
         bias = tf.random.uniform([n, 1, 1, 1], -b, b)
         out = tf.clip_by_value(out * gain + bias, -1.0, 1.0)
+    return out
+
+
+def blur_or_sharpen(images, blur: float, sharpen: float):
+    """Per image, move towards a 3x3 Gaussian blur of itself (softer camera optics) or away
+    from it (an unsharp mask, as camera firmware sharpens): x + a * (blur(x) - x) with a
+    uniform in [-sharpen, blur]. Crops from real cameras are softer or crisper than FER-2013's."""
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    taps = tf.constant([0.25, 0.5, 0.25])
+    kernel = tf.reshape(taps[:, None] * taps[None, :], (3, 3, 1, 1))
+    soft = tf.nn.conv2d(tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC"),
+                        kernel, strides=1, padding="VALID")
+    amount = tf.random.uniform([n, 1, 1, 1], -sharpen, blur)
+    return tf.clip_by_value(images + amount * (soft - images), -1.0, 1.0)
+
+
+def jpeg_recompress(image, probability: float, quality: tuple[int, int]):
+    """Re-encode one uint8 (H, W, 1) image as JPEG at a random quality, with a probability:
+    the pipeline's frames are JPEG on the wire (ms:frames), FER-2013's faces mostly are not."""
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(image)
+
+    def recompress():
+        q = tf.random.uniform([], quality[0], quality[1] + 1, dtype=tf.int32)
+        out = tf.image.adjust_jpeg_quality(image, q)  # float in [0, 1]
+        return tf.image.convert_image_dtype(out, tf.uint8, saturate=True)
+
+    out = tf.cond(tf.random.uniform([]) < probability, recompress, lambda: image)
+    out.set_shape(image.shape)  # the JPEG round trip loses the static shape
     return out
 
 
@@ -151,6 +185,10 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool,
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        if aug and aug.get("jpeg", 0.0) > 0:
+            quality = tuple(aug.get("jpeg_quality", (30, 95)))
+            ds = ds.map(lambda xi, yi: (jpeg_recompress(xi, aug["jpeg"], quality), yi),
+                        num_parallel_calls=tf.data.AUTOTUNE)
     # Always drop the remainder when fitting: Keras fit with oneDNN crashes on short batches.
     ds = ds.batch(batch_size, drop_remainder=training)
 

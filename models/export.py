@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from moodstream.models.architecture import CLASSES
+from moodstream.models.architecture import CLASSES, load_keras
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "emotion.onnx"
 REQUIRED_KEYS = ("classes", "input_height", "input_width", "scale", "offset", "recipe",
@@ -147,7 +147,7 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
             p = p / "best.keras"
         elif recipe is None and (p.parent / "config.json").exists():
             recipe = json.loads((p.parent / "config.json").read_text())
-        model = keras.models.load_model(p, compile=False)
+        model = load_keras(p)
     else:
         model = model_or_path
     blur = float((recipe or {}).get("input_blur_sigma") or 0.0)

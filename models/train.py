@@ -56,8 +56,11 @@ DEFAULT_CONFIG: dict = {
     "early_stopping_patience": 0,  # 0 = off
     "max_train_seconds": 0,  # 0 = no wall-clock limit; else stop after the epoch that passes it
     # augmentation (null / {} = none)
+    # blur / sharpen: per-image amount range towards / away from a 3x3 blur; jpeg: share of
+    # images re-encoded at a quality drawn from jpeg_quality (what camera crops look like).
     "augment": {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, "flip": 0.5,
-                "brightness": 0.0, "contrast": 0.0},
+                "brightness": 0.0, "contrast": 0.0, "blur": 0.0, "sharpen": 0.0,
+                "jpeg": 0.0, "jpeg_quality": [30, 95]},
     # data
     "data": None,  # path to fer2013.npz; None = $MOODSTREAM_FER2013 or ../shared/...
     "limit_train": 0,  # >0: use only the first N (shuffled) training images (tests / smoke)
@@ -123,9 +126,9 @@ def _subset(x, y, limit, seed):
 
 def _warm_start(model, path, verbose=1):
     """Copy weights from a saved model into ``model`` layer by layer (matching names/shapes)."""
-    import keras
+    from moodstream.models.architecture import load_keras
 
-    src = keras.models.load_model(path, compile=False)
+    src = load_keras(path)
     copied = 0
     for layer in model.layers:
         try:
@@ -153,7 +156,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     import tensorflow as tf
 
     from moodstream.models import data as fer
-    from moodstream.models.architecture import build_from_config, count_params
+    from moodstream.models.architecture import build_from_config, count_params, load_keras
 
     if cfg["threads"]:
         try:
@@ -196,7 +199,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
 
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
     if resuming:
-        model = keras.models.load_model(last_path, compile=True)
+        model = load_keras(last_path, compile=True)
     else:
         model = build_from_config(cfg)
         if cfg["init_from"]:
@@ -259,7 +262,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
                   callbacks=callbacks, verbose=verbose)
 
     # final numbers from the best-on-val checkpoint
-    best = keras.models.load_model(best_path, compile=False)
+    best = load_keras(best_path)
     result = {"run_dir": str(out), "params": total, "trainable_params": trainable,
               "epochs_run": state["epoch"] + 1, "best_epoch": state["best_epoch"] + 1,
               "train_seconds": round(state["train_seconds"], 1),

@@ -20,25 +20,22 @@ import redis
 
 from moodstream import keys, registry
 from moodstream.redis_client import text
-from moodstream.streams import STAGES
 
-# (undelivered, unacknowledged) for a group. Redis 7 keeps the group's lag: a number, no
-# entries touched. Redis 6.2 (the embedded server) has no lag field, and Redis 7 reports none
-# once trimming went past the group; then: if the group's last id is older than the stream's
-# first entry, every entry is undelivered (XLEN); otherwise the entries after it are counted
-# inside Redis (their payloads never reach the client).
+# (undelivered, unacknowledged) for a group, exactly, for the accounting (`stats`, /api/stats).
+# If the group's last id is older than the stream's first entry (the cap trimmed entries it
+# never read), every entry is undelivered: XLEN. Otherwise the entries after the last id are
+# counted inside Redis, 256 ids at a time; nothing goes to the client. (Redis 7's group lag
+# cannot replace this: after the cap trimmed unread entries it keeps counting them.)
 UNDELIVERED = """
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 for _, g in ipairs(groups) do
-  local name, last, lag
+  local name, last
   for i = 1, #g, 2 do
     if g[i] == 'name' then name = g[i + 1] end
     if g[i] == 'last-delivered-id' then last = g[i + 1] end
-    if g[i] == 'lag' then lag = g[i + 1] end
   end
   if name == ARGV[1] then
     local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
-    if lag then return {lag, pending} end
     local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
     if first == nil then return {0, pending} end
     local a = {string.match(first[1], '(%d+)-(%d+)')}
@@ -61,17 +58,31 @@ end
 return {redis.call('XLEN', KEYS[1]), 0}
 """
 
+# A worker's lag for its heartbeat, every few seconds: entries not yet read, bounded by the
+# stream's length, plus those read and not yet acknowledged, from counters and lengths only
+# (no entry is read, so frames' JPEGs stay where they are). Exact unless the cap trimmed
+# unread entries, where it stays an upper bound.
+LAG = """
+local stats = redis.call('HMGET', KEYS[2], ARGV[2] .. ':in', ARGV[2] .. ':delivered')
+local unread = (tonumber(stats[1]) or 0) - (tonumber(stats[2]) or 0)
+local length = redis.call('XLEN', KEYS[1])
+if unread > length then unread = length end
+if unread < 0 then unread = 0 end
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
+return unread + (ok and pending[1] or 0)
+"""
+
 
 def _snapshot(r: redis.Redis) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
     """Counters and per-stage (undelivered, unacked) read in one MULTI: a consistent view."""
     pipe = r.pipeline(transaction=True)
     pipe.hgetall(keys.STATS)
-    for stream, group in STAGES.values():
+    for stream, group in keys.STAGES.values():
         pipe.eval(UNDELIVERED, 1, stream, group)
     raw, *queues = pipe.execute(raise_on_error=False)
     counters = {text(k): int(v) for k, v in raw.items()}
     waiting = {}
-    for stage, result in zip(STAGES, queues, strict=True):
+    for stage, result in zip(keys.STAGES, queues, strict=True):
         # A stream that does not exist yet has nothing waiting.
         waiting[stage] = (0, 0) if isinstance(result, Exception) else tuple(map(int, result))
     return counters, waiting

@@ -26,18 +26,22 @@ def server_binary() -> str:
         return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class EmbeddedRedis:
-    """A private redis-server on loopback with no persistence: frames never touch disk."""
+    """A private redis-server on loopback with no persistence: frames never touch disk.
+    It can be stopped and started again on the same port (the tests restart Redis)."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or _free_port()
-        self.dir = tempfile.mkdtemp(prefix="moodstream-redis-")
+    def __init__(self, port: int | None = None, binary: str | None = None,
+                 directory: str | None = None):
+        self.port = port or free_port()
+        self.binary = binary
+        self.own_dir = directory is None
+        self.dir = directory or tempfile.mkdtemp(prefix="moodstream-redis-")
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -46,7 +50,7 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self.proc = subprocess.Popen(
-            [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            [self.binary or server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir,
              "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -69,4 +73,6 @@ class EmbeddedRedis:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.proc = None
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -8,6 +8,9 @@ DEAD_LETTERS = "ms:dead"
 DETECTORS = "detectors"  # consumer group on FRAMES
 CLASSIFIERS = "classifiers"  # consumer group on FACES
 AGGREGATORS = "aggregators"  # consumer group on LABELS
+# stage -> (stream, consumer group): the three hops of the live pipeline.
+STAGES = {"frames": (FRAMES, DETECTORS), "faces": (FACES, CLASSIFIERS),
+          "labels": (LABELS, AGGREGATORS)}
 
 STATS = "ms:stats"  # hash of pipeline counters (see moodstream.accounting)
 LATENCY = "ms:latency"  # list of recent capture-to-label latencies in ms
@@ -97,18 +100,17 @@ def login_failures(kind: str, who: str) -> str:
 BULK_UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
 
 
-def bulk_upload(upload_id: str) -> str:
-    """String: an upload's JSON record (files, plan, job ids, state)."""
-    return f"ms:bulk:upload:{upload_id}"
+BULK_KINDS = (
+    "upload",  # string: an upload's JSON record (files, plan, job ids, state), by upload id
+    "lock",  # string with a TTL: one dashboard writes an upload's results, by upload id
+    "staged",  # string with a TTL: an input file shipped through Redis, by content hash
+)
 
 
-def bulk_lock(upload_id: str) -> str:
-    return f"ms:bulk:lock:{upload_id}"
-
-
-def bulk_staged(digest: str) -> str:
-    """String with a TTL: an input file shipped through Redis, by content hash."""
-    return f"ms:bulk:staged:{digest}"
+def bulk(kind: str, ident: str) -> str:
+    if kind not in BULK_KINDS:
+        raise ValueError(f"unknown bulk key kind {kind!r}")
+    return f"ms:bulk:{kind}:{ident}"
 
 
 # -- history (moodstream.history) ----------------------------------------------------------

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import redis
 
 from moodstream import keys, metrics
+from moodstream.accounting import LAG
 from moodstream.config import Settings
 from moodstream.contract import MalformedEntry
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
@@ -87,9 +88,6 @@ class Batch:
             self.counters[k] = self.counters.get(k, 0) + v
 
 
-# stage -> (stream, consumer group): the three hops of the live pipeline.
-STAGES = {"frames": (keys.FRAMES, keys.DETECTORS), "faces": (keys.FACES, keys.CLASSIFIERS),
-          "labels": (keys.LABELS, keys.AGGREGATORS)}
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
@@ -115,7 +113,7 @@ class StreamConsumer:
                  newest_only: bool = False, block_ms: int = 200):
         s = settings.streams
         self.kind, self.stage = kind, stage
-        self.stream, self.group = STAGES[stage]
+        self.stream, self.group = keys.STAGES[stage]
         self.decode, self.handle = decode, handle
         self.count, self.block_ms, self.gather_ms = count, block_ms, gather_ms
         self.stale_after_s = s.stale_after_s if stale else None
@@ -130,6 +128,7 @@ class StreamConsumer:
         self.stop_event = threading.Event()
         self._read = self.redis.register_script(READ_AND_COUNT)
         self._ack = self.redis.register_script(ACK_AND_COUNT)
+        self._lag = self.redis.register_script(LAG)
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
 
@@ -183,11 +182,9 @@ class StreamConsumer:
         log.info("%s %s stopped", self.kind, self.consumer)
 
     def lag(self) -> int:
-        """Entries waiting for this group: not yet read, or read and not yet acknowledged."""
-        from moodstream.accounting import UNDELIVERED
-
-        undelivered, unacked = self.redis.eval(UNDELIVERED, 1, self.stream, self.group)
-        return int(undelivered) + int(unacked)
+        """Entries waiting for this group: not yet read, or read and not yet acknowledged
+        (moodstream.accounting.LAG: from counters, without reading the stream)."""
+        return int(self._lag(keys=[self.stream, keys.STATS], args=[self.group, self.stage]))
 
     # -- one iteration ----------------------------------------------------------------------
 

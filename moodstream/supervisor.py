@@ -15,6 +15,9 @@ import threading
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
+from moodstream.dashboard.users import ensure_admin
+from moodstream.embedded_redis import EmbeddedRedis
+from moodstream.ingest.supervisor import CameraSupervisor
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
 
@@ -55,9 +58,6 @@ def history_location(h) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from moodstream.dashboard.users import ensure_admin
-    from moodstream.embedded_redis import EmbeddedRedis
-    from moodstream.ingest.supervisor import CameraSupervisor
 
     embedded = None
     redis_url = settings.redis.url

@@ -27,7 +27,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from moodstream import keys
+from flask_socketio import SocketIO
+
+from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.contract import AlertEvent, HistoryPoint, Label, MalformedEntry, Snapshot
@@ -168,8 +170,6 @@ class Aggregator:
         self.owner = owner
         a = settings.aggregator
         self.interval, self.lease_ms = a.interval_s, int(a.lease_s * 1000)
-        from flask_socketio import SocketIO
-
         # Write-only emitter: the dashboard's Socket.IO server relays through this queue.
         self.socketio = SocketIO(message_queue=settings.redis_url)
         self.webhook = AlertWebhook.from_settings(settings.alerts)
@@ -407,8 +407,6 @@ class Aggregator:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from moodstream import metrics
-
     if args.interval is not None:
         settings = settings.model_copy(update={"aggregator": settings.aggregator.model_copy(
             update={"interval_s": args.interval})})

@@ -17,7 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.worker import Worker
+from tqdm import tqdm
+
 from moodstream.config import MIB, Settings
+from moodstream.embedded_redis import EmbeddedRedis
+from moodstream.redis_client import wait_until_reachable
 from moodstream.workers import bulk_jobs, bulk_staging
 from moodstream.workers.bulk_results import Group, label_of, summary, write_outputs
 
@@ -105,7 +114,6 @@ class Waiter:
         self.attempts: dict[str, int] = {}
 
     def _bars(self):
-        from tqdm import tqdm
 
         totals: dict[str, int] = {}
         for task in self.tasks:
@@ -120,9 +128,6 @@ class Waiter:
         return overall, bars
 
     def wait(self) -> None:
-        from rq.job import Job, JobStatus
-        from rq.registry import StartedJobRegistry
-        from rq.worker import Worker
 
         overall, bars = self._bars()
         registry = StartedJobRegistry(queue=self.queue)
@@ -213,9 +218,6 @@ def report(groups: list[Group], out: Path, written: dict) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
-    from rq import Queue
-
     out = Path(args.out)
     plan = bulk_jobs.plan(args.paths, fps=args.fps, chunk_seconds=args.chunk_seconds,
                           max_bytes=args.max_size_mb * MIB)
@@ -233,8 +235,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if plan.tasks:
             if url is None:
-                from moodstream.embedded_redis import EmbeddedRedis
-
                 embedded = EmbeddedRedis()
                 url = embedded.start()
                 n = max(1, min(args.workers, len(plan.tasks)))
@@ -297,11 +297,6 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
-    from rq import Queue
-
-    from moodstream.redis_client import wait_until_reachable
-
     connection = redis.Redis.from_url(settings.redis_url)
     wait_until_reachable(connection, "bulk-worker")
     bulk_jobs.configure_process(settings)

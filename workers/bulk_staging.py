@@ -30,7 +30,7 @@ class StagingError(ValueError):
 
 
 def key(digest: str) -> str:
-    return keys.bulk_staged(digest)
+    return keys.bulk("staged", digest)
 
 
 def is_staged(path: str) -> bool:

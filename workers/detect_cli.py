@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
+import cv2
+
 from moodstream.config import Settings
+from moodstream.workers.detectors import make_detector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +27,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import cv2
-
-    from moodstream.workers.detectors import make_detector
-
     d = settings.detector
     detector = make_detector(args.detector or d.name, min_face=args.min_face or d.min_face,
                              scale_factor=args.scale_factor or d.scale_factor,

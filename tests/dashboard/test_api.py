@@ -252,12 +252,15 @@ def test_socketio_relays_aggregator_events(r, redis_server):
         client = socketio_client.SimpleClient()
         client.connect(f"http://127.0.0.1:{port}", transports=["polling"],
                        auth={"token": TOKEN}, wait_timeout=5)
+        assert client.call("watch", {"cameras": ["cam1", "../bad"]}, timeout=5) == {
+            "ok": True, "rooms": ["camera:cam1"]}
         emitter = SocketIO(message_queue=redis_server.url)  # as the aggregator does it
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not received:
-            emitter.emit("mood", snapshot("cam1"))
+        while time.monotonic() < deadline and len(received) < 3:
+            emitter.emit("mood", snapshot("cam2"), to=keys.camera_room("cam2"))
+            emitter.emit("mood", snapshot("cam1"), to=keys.camera_room("cam1"))
             try:
-                received = client.receive(timeout=1)
+                received.append(client.receive(timeout=1))
             except socketio_client.exceptions.TimeoutError:
                 pass
         client.disconnect()
@@ -267,7 +270,8 @@ def test_socketio_relays_aggregator_events(r, redis_server):
         # The message-queue listener thread cannot be stopped; keep it from logging into a
         # closed stream once the test redis-server is gone.
         socketio.server.logger.disabled = True
-    assert received and received[0] == "mood" and received[1]["camera"] == "cam1"
+    assert len(received) == 3, "pushes of the watched camera arrive"
+    assert {(event, data["camera"]) for event, data in received} == {("mood", "cam1")}
 
 
 def test_user_management_api(r, admin_client, viewer_client):

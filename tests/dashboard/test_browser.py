@@ -201,6 +201,45 @@ def test_admin_manages_users(r, page):
 # --------------------------------------------------------------------------- real pipeline
 
 
+def test_a_camera_page_receives_only_its_own_cameras_pushes(r, redis_server, page):
+    """Chromium's Socket.IO client on the page of one camera: the snapshots of another camera
+    never reach it (they go to that camera's room), the overview gets both."""
+    from flask_socketio import SocketIO
+
+    users.set_user(r, *ADMIN, "admin")
+    for cam in ("hall-a", "hall-b"):
+        cameras.add(r, {"id": cam, "source": "rtsp://127.0.0.1:1/none"})
+    emitter = SocketIO(message_queue=redis_server.url)  # as the aggregator does it
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(str(f))))
+    log_in(page, *ADMIN)
+
+    def pushes(cam: str) -> int:
+        return sum(f'"camera":"{cam}"' in f.replace(" ", "") for f in frames)
+
+    def emit_both():
+        for cam in ("hall-a", "hall-b"):
+            emitter.emit("mood", {"camera": cam, "ts": time.time(), "mode": "classroom",
+                                  "faces": 1, "counts": {}, "dominant": None, "valence": 0,
+                                  "windows": {}, "current": None, "alerts": [], "shift": None},
+                         to=keys.camera_room(cam))
+        page.wait_for_timeout(300)  # Playwright delivers the page's events while it runs
+        return False
+
+    try:
+        page.goto("/cameras/hall-a")
+        wait_for(lambda: emit_both() or pushes("hall-a") >= 3, timeout=30,
+                 what="hall-a's pushes on its page")
+        assert pushes("hall-b") == 0
+        frames.clear()
+        page.goto("/")
+        wait_for(lambda: emit_both() or (pushes("hall-a") >= 2 and pushes("hall-b") >= 2),
+                 timeout=30, what="both cameras' pushes on the overview")
+    finally:
+        for cam in ("hall-a", "hall-b"):
+            cameras.remove(r, cam)
+
+
 @pytest.fixture(scope="module")
 def pipeline(redis_server, dashboard, tmp_path_factory):
     """Detector, classifier and aggregator workers, shared by the tests below."""

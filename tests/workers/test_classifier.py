@@ -38,9 +38,20 @@ def test_labels_follow_the_faces_and_markers_pass_through(model):
 
 
 def test_a_model_without_the_metadata_contract_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf
+
+    bare = tmp_path / "bare.onnx"  # a valid ONNX model, but none of the contract's metadata
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "bare",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), bare)
+    with pytest.raises(ModelError, match="lacks ONNX metadata"):
+        EmotionModel(bare)
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"not onnx")
-    with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error type
+    with pytest.raises(InvalidProtobuf):
         EmotionModel(bogus)
     with pytest.raises(ModelError, match="not found"):
         EmotionModel(tmp_path / "absent.onnx")

@@ -5,6 +5,7 @@ export function connectLive(onMood) {
   const state = document.getElementById("live-state");
   state.hidden = false;
   let watched = [];
+  let socket = null;
   const live = {
     watch(cameras) {
       watched = [...cameras].sort();
@@ -15,7 +16,7 @@ export function connectLive(onMood) {
     state.textContent = "no live client"; state.className = "live off";
     return live;
   }
-  const socket = window.io({ withCredentials: true });
+  socket = window.io({ withCredentials: true });
   socket.on("connect", () => {
     state.textContent = "live"; state.className = "live on";
     socket.emit("watch", { cameras: watched });  // rooms are per connection: join again
