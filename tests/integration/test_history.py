@@ -97,7 +97,7 @@ def run_up(tmp_path, data, name: str):
     port, token = free_port(), "history-up-token-0123456789"
     env = service_env("", MOODSTREAM_TOKEN=token, MOODSTREAM_DATA_DIR=str(data),
                       MOODSTREAM_HISTORY_FLUSH_INTERVAL_S="1")
-    env.pop("REDIS_URL")  # the embedded one, which keeps nothing across a restart
+    env.pop("REDIS_URL", None)  # the embedded one, which keeps nothing across a restart
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed by stop_up
     up = subprocess.Popen([*MOODSTREAM, "up", "--fps", "2", "--port", str(port)], cwd=REPO,
                           env=env, stdout=log, stderr=subprocess.STDOUT,
