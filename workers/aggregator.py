@@ -50,6 +50,9 @@ HANDOFF_MAX = 20000
 # end whatever arrived (the camera stopped sending).
 HISTORY_GRACE_S = 2.0
 HISTORY_WAIT_MAX_S = 30.0
+# A new owner writes the buckets of the last 30 s again from the labels it rebuilt: the one
+# before may not have closed them (it died, or handed the camera over within the grace).
+HISTORY_REWRITE_S = 30
 
 # Renew a lease only while holding it; take it only when free.
 RENEW = """
@@ -264,6 +267,7 @@ class Aggregator:
         previous = Snapshot.from_json(self.redis.get(keys.mood(cam)))
         if previous is not None:
             state.alerts = {a["kind"]: a["since"] for a in previous.alerts}
+        state.bucket = int(now - HISTORY_REWRITE_S) // mood.BUCKET_S * mood.BUCKET_S
         with self.lock:
             self.states[cam] = state
         self.drain(cam)

@@ -85,3 +85,32 @@ def test_alert_changes_and_shifts_are_queued_for_the_history(r, redis_server, tm
     assert [(e["kind"], e["state"]) for e in events] == [
         ("absent", "raised"), ("negative", "cleared"), ("shift", "raised")]
     assert events[2]["message"] == "valence +0.50 → -0.25"
+
+
+def test_a_new_owner_writes_the_last_buckets_again_from_the_labels(r, redis_server, tmp_path):
+    """The owner before may have died before closing them: the new one has their labels."""
+    import time
+
+    from moodstream import keys
+    from moodstream.contract import CLASSES, Label
+    from moodstream.workers.aggregator import HISTORY_REWRITE_S, Aggregator
+    from tests.conftest import settings_for
+
+    settings = settings_for(redis_server.url)
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"data_dir": tmp_path / "data"})})
+    now = time.time()
+    probs = [0.94 if c == "surprise" else 0.01 for c in CLASSES]
+    sent = [now - 25 + i * 0.5 for i in range(50)]  # the last 25 s, 2 labels a second
+    for seq, ts in enumerate(sent):
+        r.xadd(keys.LABELS, Label("bus1", seq, ts, 0, 1, (0, 0, 9, 9), probs).encode())
+    aggregator = Aggregator(settings, "new-owner")
+    aggregator.take("bus1")
+    state = aggregator.states["bus1"]
+    rows = state.closed_buckets("bus1", now + HISTORY_WAIT_MAX_S + 10, faces=1)
+    first = int(now - HISTORY_REWRITE_S) // 10 * 10
+    by_start = {row["ts"]: row["counts"]["surprise"] for row in rows}
+    assert min(by_start) >= first
+    for start, n in by_start.items():
+        assert n == sum(1 for ts in sent if start <= ts < start + 10)
+    assert sum(by_start.values()) == len(sent)
