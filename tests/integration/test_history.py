@@ -48,23 +48,9 @@ class Publisher(threading.Thread):
             seq += 1
 
 
-def test_the_aggregator_writes_every_label_into_its_bucket(r, services, tmp_path):
-    for cam in CAMERAS:
-        r.sadd(keys.CAMERAS, cam)
-        CameraSettings(name=cam).save(r, cam)
-    data = tmp_path / "data"
-    services.start("aggregator", env={"MOODSTREAM_DATA_DIR": str(data),
-                                      "MOODSTREAM_HISTORY_FLUSH_INTERVAL_S": "0.5"})
-    wait_for(lambda: all(r.get(keys.lease(c)) for c in CAMERAS), timeout=60,
-             what="the aggregator owning the cameras")
-    publisher = Publisher(r)
-    started = time.time()
-    publisher.start()
-    time.sleep(32)
-    publisher.stop.set()
-    publisher.join()
-    stopped = time.time()
-    # Whole buckets between the start and the end of the publishing.
+def check_buckets(publisher: Publisher, data, started: float, stopped: float) -> None:
+    """Every whole bucket between the start and the end of the publishing is in the
+    database, with exactly the labels captured in it."""
     first, last = int(started) // 10 * 10 + 10, int(stopped) // 10 * 10 - 10
     assert last - first >= 10
     store = HistoryStore(sqlite_url(data))
@@ -81,6 +67,53 @@ def test_the_aggregator_writes_every_label_into_its_bucket(r, services, tmp_path
             assert row["counts"] == expected, (cam, start)
             assert row["faces"] == 1.0
     store.close()
+
+
+def register(r) -> None:
+    for cam in CAMERAS:
+        r.sadd(keys.CAMERAS, cam)
+        CameraSettings(name=cam).save(r, cam)
+
+
+def test_the_aggregator_writes_every_label_into_its_bucket(r, services, tmp_path):
+    register(r)
+    data = tmp_path / "data"
+    services.start("aggregator", env={"MOODSTREAM_DATA_DIR": str(data),
+                                      "MOODSTREAM_HISTORY_FLUSH_INTERVAL_S": "0.5"})
+    wait_for(lambda: all(r.get(keys.lease(c)) for c in CAMERAS), timeout=60,
+             what="the aggregator owning the cameras")
+    publisher = Publisher(r)
+    started = time.time()
+    publisher.start()
+    time.sleep(32)
+    publisher.stop.set()
+    publisher.join()
+    check_buckets(publisher, data, started, time.time())
+
+
+def test_a_killed_aggregators_buckets_are_written_by_the_next_owner(r, services, tmp_path):
+    """SIGKILL: buckets the dead owner had not closed (or closed but not queued) are written
+    by the aggregator that takes its camera over, from the labels it rebuilds."""
+    register(r)
+    data = tmp_path / "data"
+    env = {"MOODSTREAM_DATA_DIR": str(data), "MOODSTREAM_HISTORY_FLUSH_INTERVAL_S": "0.5",
+           "MOODSTREAM_AGGREGATOR_LEASE_S": "3", "MOODSTREAM_CLAIM_IDLE_MS": "2000"}
+    first = services.start("aggregator", env=env)
+    services.start("aggregator", env=env)
+    owners = wait_for(lambda: (o := [r.get(keys.lease(c)) for c in CAMERAS])
+                      and None not in o and len(set(o)) == 2 and o, timeout=60,
+                      what="two aggregators sharing the cameras")
+    assert any(f"-{first.pid}-".encode() in o for o in owners)
+    publisher = Publisher(r)
+    started = time.time()
+    publisher.start()
+    time.sleep(16)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(20)
+    publisher.stop.set()
+    publisher.join()
+    check_buckets(publisher, data, started, time.time())
 
 
 def api_get(port: int, token: str, path: str):
