@@ -155,16 +155,30 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+def _camera(value) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ValueError(f"bad camera id {str(value)[:80]!r}")
+    return value
+
+
 def clean_bucket(row: dict) -> dict:
-    """One bucket row as stored: aligned start, whole counts, and nothing else."""
+    """One bucket row as stored: aligned start, whole counts, and nothing else (ValueError,
+    TypeError or KeyError for a row that cannot be stored)."""
     counts = row.get("counts") or {}
-    out = {"camera": str(row["camera"]), "ts": int(row["ts"]) // BUCKET_S * BUCKET_S,
+    out = {"camera": _camera(row["camera"]), "ts": int(row["ts"]) // BUCKET_S * BUCKET_S,
            "frames": int(row.get("frames", 0)), "faces": float(row.get("faces", 0.0)),
            **{c: max(0, int(counts.get(c, 0))) for c in CLASSES}}
     out["valence"] = float(row["valence"]) if row.get("valence") is not None \
         else valence(out)
     out["dominant"] = row.get("dominant") or dominant(out)
     return out
+
+
+def clean_event(event: dict) -> dict:
+    """One alert event as stored (the same errors as clean_bucket)."""
+    return {"camera": _camera(event["camera"]), "ts": round(float(event["ts"]), 3),
+            "kind": str(event["kind"])[:32], "state": str(event.get("state", "raised"))[:8],
+            "message": str(event.get("message", ""))[:200]}
 
 
 class HistoryStore:
@@ -226,10 +240,7 @@ class HistoryStore:
             row = clean_bucket(row)
             rows[row["camera"], row["ts"]] = row  # one statement may touch a row only once
         events = {}
-        for a in alert_rows:
-            event = {"camera": str(a["camera"]), "ts": round(float(a["ts"]), 3),
-                     "kind": str(a["kind"])[:32], "state": str(a.get("state", "raised"))[:8],
-                     "message": str(a.get("message", ""))[:200]}
+        for event in map(clean_event, alert_rows):
             events[event["camera"], event["ts"], event["kind"], event["state"]] = event
         if not rows and not events:
             return

@@ -18,7 +18,7 @@ import uuid
 import redis
 
 from moodstream import keys
-from moodstream.history.store import HistoryStore
+from moodstream.history.store import HistoryStore, clean_bucket, clean_event
 from moodstream.redis_client import OUTAGE_ERRORS, text
 
 log = logging.getLogger("moodstream.history")
@@ -112,11 +112,16 @@ class HistoryWriter:
             for entry in raw:
                 seq, _, body = text(entry).partition("|")
                 last = max(last, int(seq))
+                # A row that cannot be stored is skipped here, or it would fail its whole
+                # batch again and again.
                 try:
                     item = json.loads(body)
                     if float(item["ts"]) <= erased.get(item["camera"], -1):
                         continue  # its camera's history was erased after it was queued
-                    (bucket_rows if item.pop("k") == "b" else events).append(item)
+                    if item.pop("k") == "b":
+                        bucket_rows.append(clean_bucket(item))
+                    else:
+                        events.append(clean_event(item))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     log.warning("history: skipping a malformed pending row %.80r", body)
             self.store.write(bucket_rows, events)

@@ -59,9 +59,11 @@ def test_a_malformed_pending_row_is_skipped_not_stuck(r, tmp_path):
     store = HistoryStore(sqlite_url(tmp_path))
     writer = HistoryWriter(r, store)
     writer.add_buckets(rows(1))
-    seq = r.incr(keys.HISTORY_SEQ)
-    r.rpush(keys.HISTORY_PENDING, f"{seq}|{{not json")
-    r.hincrby(keys.STATS, "history:in", 1)
+    for body in ("{not json", '{"k":"b","camera":"x","ts":"soon"}',
+                 '{"k":"b","camera":"' + "x" * 65 + '","ts":1}', '{"k":"a","ts":1}'):
+        seq = r.incr(keys.HISTORY_SEQ)
+        r.rpush(keys.HISTORY_PENDING, f"{seq}|{body}")
+        r.hincrby(keys.STATS, "history:in", 1)
     writer.add_buckets(rows(1, start=T0 + 10))
     writer.drain()
     assert stored_ts(store) == [T0, T0 + 10]
