@@ -612,3 +612,11 @@ def test_history_page_ranges_side_by_side_and_lessons(r, page):
     page.get_by_test_id("compare").uncheck()
     expect()(b).to_be_hidden()
     expect()(a).to_be_visible()
+
+    # On a phone: one column, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_test_id("compare").check()
+    page.get_by_test_id("range-week").click()
+    expect()(b).to_have_attribute("data-step", "600")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert a.bounding_box()["x"] == b.bounding_box()["x"]  # stacked, not side by side
