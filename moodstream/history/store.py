@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from moodstream.contract import CLASSES
 from moodstream.history.schema import ROLLUP_S, alerts, buckets, lessons, rollup
@@ -201,6 +199,11 @@ class HistoryStore:
         with self._ready_lock:
             if self._ready:
                 return
+            # Imported here: Alembic takes a good part of a second, which a service that
+            # never writes (or not yet) should not pay at start.
+            from alembic import command
+            from alembic.config import Config
+
             with self._write() as conn:
                 if self._postgres:
                     conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
