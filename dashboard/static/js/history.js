@@ -255,6 +255,10 @@ function historyPage() {
   $("custom-range").addEventListener("submit", (event) => { event.preventDefault(); show("custom"); });
   $("compare").addEventListener("change", () => show(current));
   show("lesson");
+  // A range that reaches now grows: look again every minute (new rows come every 10 s).
+  setInterval(() => {
+    if (!document.hidden && ["lesson", "day", "week", "term"].includes(current)) show(current);
+  }, 60000);
 }
 
 historyPage();
