@@ -43,8 +43,8 @@ def clip_frames(video: Path, seconds: float) -> tuple[int, float]:
 def run_bulk(video: Path, end: int, native: float, args, workers: int, model: str) -> dict:
     import tempfile
 
-    from rq import Queue, Worker
-    from rq.job import Job, JobStatus
+    from rq import Worker
+    from rq.job import JobStatus
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-bulk-")))
     server.start()
@@ -60,7 +60,7 @@ def run_bulk(video: Path, end: int, native: float, args, workers: int, model: st
                 [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", "bench"],
                 env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         connection = redis.Redis.from_url(server.url)
-        queue = Queue("bench", connection=connection)
+        queue = bulk_jobs.make_queue("bench", connection)
         while Worker.count(queue=queue) < workers:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError("a bulk worker exited at start")
@@ -76,14 +76,14 @@ def run_bulk(video: Path, end: int, native: float, args, workers: int, model: st
         jobs = bulk_jobs.enqueue(queue, tasks, options, retries=0)
         ids = [j.id for j in jobs]
         while True:
-            statuses = [j.get_status(refresh=False) for j in Job.fetch_many(ids, connection)]
+            statuses = [j.get_status(refresh=False) for j in bulk_jobs.fetch_jobs(ids, connection)]
             if any(s == JobStatus.FAILED for s in statuses):
                 raise RuntimeError("a bulk job failed")
             if all(s == JobStatus.FINISHED for s in statuses):
                 break
             time.sleep(0.05)
         elapsed = time.monotonic() - t1
-        results = [Job.fetch(i, connection=connection).return_value() for i in ids]
+        results = [job.return_value() for job in bulk_jobs.fetch_jobs(ids, connection)]
         frames = sum(r["frames"] for r in results)
         faces = sum(len(r["rows"]) for r in results)
         return {"frames": frames, "faces": faces, "seconds": elapsed, "startup": startup}

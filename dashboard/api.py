@@ -116,7 +116,7 @@ def get_preview(cam):
 def add_camera():
     data = _payload()
     try:
-        camera = cameras.add(state().redis, data)
+        camera = cameras.add(state().redis, data, state().settings.camera_networks)
     except cameras.CameraError as error:
         return jsonify(error=str(error)), 400
     except FileExistsError:
@@ -130,7 +130,7 @@ def update_camera(cam):
     data = _payload()
     data.pop("id", None)
     try:
-        camera = cameras.update(state().redis, cam, data)
+        camera = cameras.update(state().redis, cam, data, state().settings.camera_networks)
     except cameras.CameraError as error:
         return jsonify(error=str(error)), 400
     except KeyError:

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import redis
-from flask import Blueprint, Flask, abort, g, jsonify, render_template, request, send_file
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    g,
+    jsonify,
+    render_template,
+    request,
+    send_file,
+    session,
+)
 from flask_login import current_user, login_required
 from flask_socketio import SocketIO, join_room, leave_room, rooms
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -228,9 +239,12 @@ def create_app(settings: Settings, *, message_queue: bool = True):
                         message_queue=redis_url if message_queue else None,
                         cors_allowed_origins=None, manage_session=False)
 
+    live = LiveSessions(socketio, r)
+
     @socketio.on("connect")
     def on_connect(auth_data=None):
         if current_user.is_authenticated:
+            live.add(request.sid, session.get("sid"))
             return True
         if isinstance(auth_data, dict) and auth.token_matches(auth_data.get("token")):
             return True
@@ -253,4 +267,59 @@ def create_app(settings: Settings, *, message_queue: bool = True):
             join_room(room)
         return {"ok": True, "rooms": sorted(wanted)}
 
+    @socketio.on("disconnect")
+    def on_disconnect(*_args):
+        live.discard(request.sid)
+
     return app, socketio
+
+
+class LiveSessions:
+    """This process's Socket.IO connections and the login session each belongs to.
+
+    A connection outlives the HTTP request that opened it, so a logout or a removed user
+    would not reach it; a background task checks every second that each connection's
+    session still exists in Redis and disconnects those whose session has ended."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, socketio: SocketIO, r: redis.Redis):
+        self.socketio, self.redis = socketio, r
+        self.sockets: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.started = False
+
+    def add(self, socket_id: str, session_id: str | None) -> None:
+        if not session_id:
+            return
+        with self.lock:
+            self.sockets[socket_id] = session_id
+            start, self.started = not self.started, True
+        if start:
+            self.socketio.start_background_task(self.watch)
+
+    def discard(self, socket_id: str) -> None:
+        with self.lock:
+            self.sockets.pop(socket_id, None)
+
+    def ended(self) -> list[str]:
+        with self.lock:
+            pairs = list(self.sockets.items())
+        if not pairs:
+            return []
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for all of them
+        for _, session_id in pairs:
+            pipe.exists(keys.session(session_id))
+        return [sock for (sock, _), found in zip(pairs, pipe.execute(), strict=True)
+                if not found]
+
+    def watch(self) -> None:
+        while True:
+            self.socketio.sleep(self.EVERY_S)
+            try:
+                for socket_id in self.ended():
+                    log.info("closing Socket.IO connection %s: its session ended", socket_id)
+                    self.discard(socket_id)
+                    self.socketio.server.disconnect(socket_id, namespace="/")
+            except redis.RedisError as error:
+                log.warning("session check failed: %s", error)

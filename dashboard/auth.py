@@ -6,6 +6,9 @@
   they need no CSRF token. Session requests that change something need one (X-CSRFToken).
 - A session remembers a fingerprint of the password hash (or of the token): changing a password,
   removing a user or rotating the token ends the sessions that used the old one.
+- Sessions are also recorded in Redis (dashboard.users.SESSION): the signed cookie alone is not
+  enough. Logout, removing a user or changing their role deletes the record, so a copied cookie
+  stops working at once, and the Socket.IO connections of that session are closed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import hashlib
 import hmac
 import time
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -74,6 +78,9 @@ def token_matches(candidate: str | None) -> bool:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
+    sid = session.get("sid")
+    if not sid or users.session_owner(state().redis, sid) != user_id:
+        return None  # logged out, revoked or expired on the server
     via, _, rest = user_id.partition(":")
     tag, _, name = rest.partition(":")
     if via == "token":
@@ -133,10 +140,23 @@ class LoginForm(FlaskForm):
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site relative paths: no open redirects."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("pages.index")
+    """Only same-site relative paths: no open redirects, and nothing that breaks the header.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    "/%09/evil.example" (a tab) means "//evil.example"; any control character, space or
+    backslash makes the whole target unacceptable rather than cleaned up."""
+    if not target or len(target) > 2048 or not target.startswith("/") or target.startswith("//"):
+        return url_for("pages.index")
+    if any(ord(c) < 33 or ord(c) == 127 or c == "\\" for c in target):
+        return url_for("pages.index")
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return url_for("pages.index")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") \
+            or parts.path.startswith("//"):
+        return url_for("pages.index")
+    return target
 
 
 def _failure_keys(name: str) -> list[str]:
@@ -159,10 +179,17 @@ def _count_failure(name: str) -> None:
 
 
 def _start_session(user: User) -> None:
+    old = session.get("sid")
+    if old:
+        users.end_session(state().redis, old)
     session.clear()  # no fixation: nothing from before the login survives
     session.permanent = True
     login_user(user)
     session["login_at"] = int(time.time())
+    lifetime = current_app.permanent_session_lifetime.total_seconds()
+    session["sid"] = users.start_session(state().redis, user.get_id(),
+                                         user.name if user.via == "user" else None,
+                                         int(lifetime))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -196,6 +223,9 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    sid = session.get("sid")
+    if sid:
+        users.end_session(state().redis, sid)  # the cookie, wherever copied, is dead now
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

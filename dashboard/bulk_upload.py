@@ -17,6 +17,8 @@ give a frame).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import shutil
 import time
@@ -40,13 +42,46 @@ from werkzeug.utils import secure_filename
 from moodstream import keys
 from moodstream.config import MIB
 from moodstream.dashboard import auth
+from moodstream.images import check_image
 from moodstream.workers import bulk_jobs, bulk_staging
 from moodstream.workers.bulk_results import write_outputs
 
+log = logging.getLogger("moodstream.dashboard")
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")
 
 KEEP_UPLOADS = 100
 OUTPUT_SUFFIXES = {".csv", ".json", ".png"}
+
+
+MAX_NAME = 100  # characters of a stored file name: far below every file system's limit
+
+
+def stored_path(folder: Path, original: str) -> Path:
+    """A safe, short, unused file name that keeps the suffix (which decides how a file is
+    read), also for names secure_filename empties ("教室.jpg" would become "jpg")."""
+    base = original.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or not suffix.isascii() or not suffix.isalnum() or len(suffix) > 8:
+        stem, suffix = base, ""
+    stem = secure_filename(stem)[:MAX_NAME] or "file"
+    suffix = f".{suffix.lower()}" if suffix else ""
+    path, n = folder / f"{stem}{suffix}", 0
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path
+
+
+def _private_dir(path: Path) -> None:
+    """Uploads hold people's faces: folders 0700 (the files in them are 0600)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _save_private(storage, path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        storage.save(out)
 
 
 def _state():
@@ -62,9 +97,7 @@ def max_upload_bytes() -> int:
 
 
 def _queue():
-    from rq import Queue
-
-    return Queue(_state().settings.bulk.queue, connection=_state().redis_bytes)
+    return bulk_jobs.make_queue(_state().settings.bulk.queue, _state().redis_bytes)
 
 
 @bp.record_once
@@ -92,6 +125,11 @@ def check_file(path: Path) -> str | None:
 
     suffix = path.suffix.lower()
     if suffix in bulk_jobs.IMAGE_SUFFIXES:
+        try:
+            # The pixel limit, from the header, before decoding.
+            check_image(path, _state().settings.limits.max_image_pixels)
+        except ValueError as error:
+            return str(error)
         return None if cv2.imread(str(path)) is not None else "not a readable image"
     if suffix in bulk_jobs.VIDEO_SUFFIXES:
         try:
@@ -103,8 +141,38 @@ def check_file(path: Path) -> str | None:
 
 
 def _load(upload_id: str) -> dict | None:
-    raw = _state().redis.get(keys.bulk("upload", upload_id))
-    return json.loads(raw) if raw else None
+    raw = _state().redis_bytes.get(keys.bulk("upload", upload_id))  # bytes: may not even be text
+    if not raw:
+        return None
+    try:
+        record = json.loads(raw)
+        if not isinstance(record, dict) or record.get("id") != upload_id:
+            raise ValueError("not an upload record")
+    except ValueError:
+        log.warning("bulk upload %s: unreadable record", upload_id)
+        return {"id": upload_id, "files": [], "state": "unreadable"}
+    record.setdefault("files", [])
+    return record
+
+
+def safe_status(record: dict) -> dict:
+    """status(), or a failed status that says why: one bad record (or job) must not take
+    down the whole page."""
+    try:
+        if record.get("state") == "unreadable":
+            raise ValueError("the upload's record in Redis is unreadable")
+        return status(record)
+    except Exception as error:  # noqa: BLE001 - shown on the page, logged in full
+        log.exception("bulk upload %s: cannot read its status", record.get("id"))
+        return {"id": record.get("id"), "state": "failed", "progress": 1.0,
+                "files": record.get("files", []), "outputs": [], "rejected": [],
+                "errors": [{"file": "", "error": f"status unavailable: {error}"}]}
+
+
+def workers_listening() -> int:
+    from rq import Worker
+
+    return Worker.count(queue=_queue())
 
 
 def _save(record: dict) -> None:
@@ -117,7 +185,8 @@ def page():
     r = _state().redis
     uploads = [u for u in (_load(i) for i in r.lrange(keys.BULK_UPLOADS, 0, 49)) if u]
     return render_template("bulk_upload.html", page="bulk", uploads=uploads,
-                           statuses={u["id"]: status(u) for u in uploads},
+                           statuses={u["id"]: safe_status(u) for u in uploads},
+                           workers=workers_listening(), queue=_queue().name,
                            max_mb=max_upload_bytes() / 1e6,
                            suffixes=sorted(bulk_jobs.IMAGE_SUFFIXES | bulk_jobs.VIDEO_SUFFIXES))
 
@@ -136,39 +205,52 @@ def upload():
     if not files:
         flash("Choose at least one video or photo.", "error")
         return redirect(url_for("bulk.page"), 303)
+    keep = request.form.get("keep") == "1"
     upload_id = secrets.token_hex(6)
+    _private_dir(bulk_dir())
     root = bulk_dir() / upload_id
     folder = root / "photos"
-    folder.mkdir(parents=True)
     accepted, rejected = [], []
-    for storage in files:
-        name = secure_filename(storage.filename) or "file"
-        path = folder / name
-        while path.exists():
-            path = folder / f"{path.stem}-1{path.suffix}"
-        storage.save(path)
-        reason = check_file(path)
-        if reason:
-            rejected.append({"file": storage.filename, "error": reason})
-            path.unlink()
-        else:
-            accepted.append(path.name)
+    try:
+        _private_dir(root)
+        _private_dir(folder)
+        for storage in files:
+            path = stored_path(folder, storage.filename)
+            _save_private(storage, path)
+            reason = check_file(path)
+            if reason:
+                rejected.append({"file": storage.filename, "error": reason})
+                path.unlink()
+            else:
+                accepted.append(storage.filename)
+    except OSError as error:  # a full disk, say: say so, and leave nothing behind
+        shutil.rmtree(root, ignore_errors=True)
+        log.exception("upload %s could not be stored", upload_id)
+        flash(f"Upload failed: the files could not be stored ({error.strerror}).", "error")
+        return redirect(url_for("bulk.page"), 303)
     for item in rejected:
         flash(f"{item['file']}: {item['error']}", "error")
     if not accepted:
         shutil.rmtree(root, ignore_errors=True)
         return redirect(url_for("bulk.page"), 303)
-    plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes())
+    plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes(),
+                          max_pixels=_state().settings.limits.max_image_pixels)
     staged = []
+    queue = _queue()
     if _state().settings.bulk.stage:
         # Workers on other machines cannot see this folder: ship the files through Redis.
         staged = bulk_staging.stage_plan(_state().redis_bytes, plan, max_upload_bytes())
-    jobs = bulk_jobs.enqueue(_queue(), plan.tasks,
+    jobs = bulk_jobs.enqueue(queue, plan.tasks,
                              bulk_jobs.default_options(_state().settings, fps=fps))
+    if not keep:
+        if staged:  # the workers read the copies in Redis: the originals can go now
+            shutil.rmtree(folder, ignore_errors=True)
+        elif jobs:
+            bulk_jobs.enqueue_discard(queue, jobs, str(folder))
     record = {"id": upload_id, "created": time.time(), "user": current_user.name,
               "files": accepted, "rejected": rejected, "fps": fps, "state": "queued",
               "plan": bulk_jobs.plan_to_dict(plan, [j.id for j in jobs]), "outputs": [],
-              "errors": [], "staged": staged}
+              "errors": [], "staged": staged, "keep": keep}
     _save(record)
     r = _state().redis
     r.lpush(keys.BULK_UPLOADS, upload_id)
@@ -182,7 +264,7 @@ def upload():
 
 def status(record: dict) -> dict:
     """Progress of an upload's jobs; writes its results once every job has ended."""
-    from rq.job import Job, JobStatus
+    from rq.job import JobStatus
     from rq.registry import StartedJobRegistry
 
     if record["state"] in ("finished", "failed"):
@@ -192,7 +274,7 @@ def status(record: dict) -> dict:
     StartedJobRegistry(queue=_queue()).cleanup()  # retry the jobs of dead workers
     done = total = ended = running = 0
     outcomes = []
-    for task, job in zip(plan.tasks, Job.fetch_many(ids, connection), strict=True):
+    for task, job in zip(plan.tasks, bulk_jobs.fetch_jobs(ids, connection), strict=True):
         total += task.total
         if job is None:
             outcomes.append((task, None, "the job expired from Redis", 1))
@@ -224,6 +306,8 @@ def status(record: dict) -> dict:
         record["errors"] = [e for g in plan.groups.values() for e in g.errors]
         record["state"] = "failed" if record["errors"] and not outputs else "finished"
         bulk_staging.unstage(connection, record.get("staged", []))
+        if not record.get("keep"):  # privacy by default: the originals go with the jobs
+            shutil.rmtree(bulk_dir() / record["id"] / "photos", ignore_errors=True)
         _save(record)
         return _public(record, 1.0)
     record = dict(record, state="running" if running or done else "queued")
@@ -244,7 +328,7 @@ def upload_status(upload_id):
     record = _load(upload_id) if upload_id.isalnum() else None
     if record is None:
         abort(404)
-    return jsonify(status(record))
+    return jsonify({**safe_status(record), "workers": workers_listening()})
 
 
 @bp.get("/<upload_id>/<name>")

@@ -18,11 +18,24 @@ from moodstream.camera_settings import (
     save_changes,
     valid_id,
 )
+from moodstream.config import CameraNetworkSettings
 from moodstream.contract import AlertEvent, HistoryPoint, Snapshot
 from moodstream.redis_client import text as _text
 
 __all__ = ["CameraError", "valid_id"]
 STALE_AFTER_S = 10.0
+# What viewers read for each state: the reasons themselves ("Connection refused", a content
+# type) would tell them which internal ports answer; admins see the full reason.
+PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiving frames",
+                  "retrying": "the camera cannot be reached; retrying",
+                  "failed": "the camera failed; an admin can see why",
+                  "ended": "the source ended", "stopped": "stopped"}
+# What viewers read for each state: the reasons themselves ("Connection refused", a content
+# type) would tell them which internal ports answer; admins see the full reason.
+PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiving frames",
+                  "retrying": "the camera cannot be reached; retrying",
+                  "failed": "the camera failed; an admin can see why",
+                  "ended": "the source ended", "stopped": "stopped"}
 
 
 def mask_source(source: str) -> str:
@@ -80,6 +93,8 @@ def describe(r, cam: str, *, show_source: bool) -> dict | None:
     out = settings(cam, camera)
     if not show_source:
         out["source"] = mask_source(out["source"])
+        state["reason"] = PUBLIC_REASONS.get(state["state"], "")
+        state["reason"] = PUBLIC_REASONS.get(state["state"], "")
     out["status"] = state
     mood = latest_mood(r, cam)
     now = time.time()
@@ -100,11 +115,13 @@ def list_cameras(r, *, show_source: bool) -> list[dict]:
     return out
 
 
-def add(r, data: dict) -> dict:
+def add(r, data: dict, networks: CameraNetworkSettings | None = None) -> dict:
+    """Register a camera; networks: the camera network policy its source must follow."""
     cam = str(data.get("id") or "").strip()
     if not valid_id(cam):
-        raise CameraError("id must be 1-64 letters, digits or - _ .")
-    camera = CameraSettings.from_hash(changes_from(data, partial=False))
+        raise CameraError("id must be 1-64 letters, digits or - _ . starting with a letter "
+                          "or digit")
+    camera = CameraSettings.from_hash(changes_from(data, partial=False, networks=networks))
     camera.name = camera.name or cam
     camera.added = round(time.time(), 3)
     # HSETNX on the source keeps two admins adding the same id from overwriting each other.
@@ -118,13 +135,13 @@ def add(r, data: dict) -> dict:
     return settings(cam, CameraSettings.load(r, cam))
 
 
-def update(r, cam: str, data: dict) -> dict:
+def update(r, cam: str, data: dict, networks: CameraNetworkSettings | None = None) -> dict:
     """Change some settings. A camera that an ingest announced by itself (no registration)
     can get a mode and thresholds without a source: the supervisor then leaves it alone."""
     if not r.exists(keys.camera(cam)) and (
             not r.sismember(keys.CAMERAS, cam) or r.sismember(keys.REMOVED_CAMERAS, cam)):
         raise KeyError(cam)
-    changes = changes_from(data, partial=True)
+    changes = changes_from(data, partial=True, networks=networks)
     if not changes:
         raise CameraError("nothing to change")
 

@@ -1,15 +1,15 @@
-"""`moodstream dashboard`: serve the web dashboard (Flask-SocketIO, threading mode)."""
+"""`moodstream dashboard`: serve the web dashboard (Flask-SocketIO, threading mode) with
+gunicorn (dashboard.server), never the Werkzeug development server."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import secrets
-import signal
-import sys
 
 from moodstream.config import Settings
 from moodstream.dashboard.app import create_app, vendor_missing
+from moodstream.dashboard.server import serve
 from moodstream.dashboard.users import ensure_admin
 from moodstream.redis_client import connect, wait_until_reachable
 
@@ -22,13 +22,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument("--secure-cookies", action="store_true", default=None,
                         help="mark cookies Secure (behind HTTPS; or MOODSTREAM_SECURE_COOKIES=1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="request threads; each live browser holds one "
+                             "(default: MOODSTREAM_DASHBOARD_THREADS, 100)")
     parser.add_argument("--trusted-proxies", type=int, default=None, metavar="N",
                         help="number of reverse proxies in front (trust their X-Forwarded-For, "
                              "-Proto and -Host; or MOODSTREAM_TRUSTED_PROXIES; default 0)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-
     d = settings.dashboard
     token, generated = d.token, False
     if not token:
@@ -56,15 +58,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("MOODSTREAM_TOKEN was not set; this run's token is in the link below", flush=True)
     print(f"dashboard: {url}", flush=True)
 
-    def on_signal(signum, _frame):
-        log.info("dashboard stopping (signal %s)", signum)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    try:
-        socketio.run(app, host=args.host, port=args.port, allow_unsafe_werkzeug=True,
-                     log_output=False, use_reloader=False)
-    except KeyboardInterrupt:
-        pass
+    # gunicorn handles SIGTERM and SIGINT itself: it stops accepting, finishes requests, exits.
+    serve(app, args.host, args.port, threads=args.threads or d.threads,
+          request_timeout=d.request_timeout_s)
     return 0

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import sys
 import time
 
@@ -22,6 +23,38 @@ log = logging.getLogger("moodstream.dashboard")
 ROLES = ("viewer", "admin")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
+
+
+def start_session(r, owner: str, name: str | None, ttl_s: int) -> str:
+    """Record a new login on the server; returns its id (kept in the signed cookie)."""
+    sid = secrets.token_urlsafe(24)
+    pipe = r.pipeline()
+    pipe.set(keys.session(sid), owner, ex=ttl_s)
+    if name:
+        pipe.sadd(keys.user_sessions(name), sid)
+        pipe.expire(keys.user_sessions(name), ttl_s)
+    pipe.execute()
+    return sid
+
+
+def session_owner(r, sid: str) -> str | None:
+    value = r.get(keys.session(sid))
+    return _text(value) if value is not None else None
+
+
+def end_session(r, sid: str) -> None:
+    r.delete(keys.session(sid))
+
+
+def end_user_sessions(r, name: str) -> int:
+    """Log a user out everywhere (their open Socket.IO connections close within a second)."""
+    sids = [_text(s) for s in r.smembers(keys.user_sessions(name))]
+    pipe = r.pipeline()
+    for sid in sids:
+        pipe.delete(keys.session(sid))
+    pipe.delete(keys.user_sessions(name))
+    pipe.execute()
+    return len(sids)
 
 
 class UserError(ValueError):
@@ -76,6 +109,8 @@ def set_user(r, name: str, password: str | None, role: str) -> str:
     pipe.hset(keys.user(name), mapping=mapping)
     pipe.sadd(keys.USERS, name)
     pipe.execute()
+    if existing is not None:  # a new role or password: the old sessions end at once
+        end_user_sessions(r, name)
     return "created" if existing is None else "updated"
 
 
@@ -84,6 +119,7 @@ def remove_user(r, name: str) -> bool:
     pipe.delete(keys.user(name))
     pipe.srem(keys.USERS, name)
     deleted, _ = pipe.execute()
+    end_user_sessions(r, name)
     return bool(deleted)
 
 

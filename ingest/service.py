@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
+import sys
 import threading
 import time
 
 import cv2
+import redis
 
 from moodstream import keys, metrics
 from moodstream.config import Settings
-from moodstream.contract import Frame
+from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 
@@ -68,12 +71,16 @@ class Publisher:
     def __init__(self, args: argparse.Namespace, settings: Settings, stop: threading.Event):
         self.args, self.stop = args, stop
         self.frames_maxlen = settings.streams.frames_maxlen
+        self.max_frame_bytes = settings.limits.max_frame_bytes
+        self.max_pixels, self.networks = settings.limits.max_image_pixels, settings.camera_networks
         self.redis = connect(settings.redis_url)
         self.status = StatusWriter(self.redis, args.camera)
         self.seq = 0
         self.published = 0
         self.redis_backoff = Backoff(f"ingest {args.camera}")
         self._fps_window: list[float] = []
+        self.oversize = 0
+        self.problem = ""  # shown in the camera status while frames are being dropped
 
     def encode(self, frame) -> bytes:
         h, w = frame.shape[:2]
@@ -87,6 +94,8 @@ class Publisher:
         return buf.tobytes()
 
     def publish(self, jpeg: bytes, ts: float) -> bool:
+        if len(jpeg) > self.max_frame_bytes:
+            return self.drop_oversize(len(jpeg))
         entry = Frame(self.args.camera, self.seq, ts, jpeg).encode()
         try:
             pipe = self.redis.pipeline(transaction=True)
@@ -97,6 +106,13 @@ class Publisher:
             # The frame never entered the pipeline, so it is not counted; live beats late.
             self.redis_backoff.sleep_after(error, self.stop)
             return False
+        except redis.ResponseError as error:
+            if "OOM" not in str(error):
+                raise
+            # Redis is at its maxmemory: this frame is lost, the camera waits and retries.
+            metrics.ENTRIES.labels("ingest", "dropped_oom").inc()
+            self.redis_backoff.sleep_after(error, self.stop)
+            return False
         self.redis_backoff.ok()
         metrics.ENTRIES.labels("ingest", "published").inc()
         self.seq += 1
@@ -104,6 +120,24 @@ class Publisher:
         now = time.monotonic()
         self._fps_window = [t for t in self._fps_window if now - t < 5] + [now]
         return True
+
+    def drop_oversize(self, size: int) -> bool:
+        """A frame too large for the stream: counted (frames:dropped:oversize), not sent."""
+        limit = self.max_frame_bytes
+        if not self.oversize:
+            log.warning("camera %s: %d-byte frame above the limit of %d bytes "
+                        "(MOODSTREAM_MAX_FRAME_BYTES); lower --max-width or --quality",
+                        self.args.camera, size, limit)
+        self.oversize += 1
+        with contextlib.suppress(*OUTAGE_ERRORS, redis.ResponseError):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hincrby(keys.STATS, "frames:in", 1)
+            pipe.hincrby(keys.STATS, "frames:dropped:oversize", 1)
+            pipe.execute()
+        metrics.ENTRIES.labels("ingest", "dropped_oversize").inc()
+        self.problem = (f"{self.oversize} frame(s) dropped: {size} bytes, above the limit of "
+                        f"{limit}")
+        return False
 
     def live_fps(self) -> float:
         if len(self._fps_window) < 2:
@@ -117,7 +151,8 @@ class Publisher:
         while not self.stop.is_set():
             try:
                 source = open_source(self.args.source, loop=self.args.loop,
-                                     rtsp_transport=self.args.rtsp_transport)
+                                     rtsp_transport=self.args.rtsp_transport,
+                                     max_pixels=self.max_pixels, networks=self.networks)
                 self.status.set("connecting", source.describe())
                 next_at, last_status = 0.0, 0.0
                 for frame, ts in source.frames():
@@ -130,7 +165,7 @@ class Publisher:
                     if self.publish(self.encode(frame), ts):
                         failures, delay = 0, 0.5
                     if now - last_status > 1.0 or self.status.state != "connected":
-                        self.status.set("connected", source.describe(),
+                        self.status.set("connected", self.problem or source.describe(),
                                         fps=f"{self.live_fps():.2f}", frames=self.published)
                         last_status = now
                     if self.args.max_frames and self.published >= self.args.max_frames:
@@ -157,6 +192,10 @@ class Publisher:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not CAMERA_ID.match(args.camera):
+        print(f"moodstream ingest: bad camera id {args.camera!r}: 1-64 letters, digits or "
+              "- _ . starting with a letter or digit", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -18,19 +18,37 @@ import cv2
 import numpy as np
 
 from moodstream import assets
-from moodstream.config import set_opencv_ffmpeg_options
+from moodstream.camera_networks import SourceNotAllowed, check_source
+from moodstream.config import CameraNetworkSettings, LimitSettings, set_opencv_ffmpeg_options
+from moodstream.images import ImageTooLarge, check_image, check_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024  # one HTTP snapshot; a camera sending more is broken
 
 
 class SourceError(RuntimeError):
     """The source cannot be opened or stopped delivering; the message says why."""
 
 
+def decode_checked(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """Decode an image from a camera, refusing (SourceError) one above the pixel limit."""
+    try:
+        check_image(data, max_pixels)
+    except ImageTooLarge as error:
+        raise SourceError(str(error)) from None
+    except ValueError:
+        pass  # not an image Pillow reads: OpenCV says whether it decodes
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
 @dataclass
 class Source:
     spec: str
     live: bool  # a live source is retried when it drops; a file just ends
+    # Images and video frames above this many pixels are refused (settings.limits).
+    max_pixels: int = LimitSettings.model_fields["max_image_pixels"].default
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         raise NotImplementedError
@@ -58,6 +76,12 @@ class CaptureSource(Source):
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.describe()}")
+        try:  # the stream's declared frame size, before any frame is decoded
+            check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                         int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), self.max_pixels)
+        except ValueError as error:
+            cap.release()
+            raise SourceError(str(error)) from None
         return cap
 
     def frames(self):
@@ -91,6 +115,10 @@ class ImageSource(Source):
     """A still image, repeated; the publisher's sampling sets the rate."""
 
     def frames(self):
+        try:
+            check_image(self.spec, self.max_pixels)
+        except ValueError as error:
+            raise SourceError(f"{self.spec}: {error}") from None
         frame = cv2.imread(self.spec, cv2.IMREAD_COLOR)
         if frame is None:
             raise SourceError(f"not a readable image: {self.spec}")
@@ -149,12 +177,14 @@ class HttpSource(Source):
         response = self._get()
         kind = response.headers.get("Content-Type", "")
         if kind.startswith("multipart/"):
-            yield from self._mjpeg(response)
+            yield from self._mjpeg(response, self.max_pixels)
             raise SourceError(f"MJPEG stream ended: {self.spec}")
         while True:  # snapshot URL: one image per request
-            data = response.read()
+            data = response.read(MAX_SNAPSHOT_BYTES + 1)
             response.close()
-            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if len(data) > MAX_SNAPSHOT_BYTES:
+                raise SourceError(f"{self.spec} sent a snapshot above {MAX_SNAPSHOT_BYTES} bytes")
+            frame = decode_checked(data, self.max_pixels)
             if frame is None:
                 raise SourceError(f"{self.spec} did not return an image ({kind or 'no type'})")
             yield frame, time.time()
@@ -162,7 +192,7 @@ class HttpSource(Source):
             response = self._get()
 
     @staticmethod
-    def _mjpeg(response):
+    def _mjpeg(response, max_pixels: int = Source.max_pixels):
         # Each part is a JPEG; find them by their start/end markers, which is robust to
         # servers that get multipart boundaries and headers slightly wrong.
         buffer = b""
@@ -180,7 +210,7 @@ class HttpSource(Source):
                 if start < 0 or end < 0:
                     break
                 jpeg, buffer = buffer[start:end + 2], buffer[end + 2:]
-                frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                frame = decode_checked(jpeg, max_pixels)
                 if frame is not None:
                     yield frame, time.time()
             if len(buffer) > 8 * 1024 * 1024:
@@ -196,8 +226,22 @@ def is_live(spec: str) -> bool:
     return spec.isdigit() or spec.lower().startswith(STREAM_SCHEMES + HTTP_SCHEMES)
 
 
-def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
-    """Pick the source kind from the spec string."""
+def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp", *,
+                max_pixels: int = Source.max_pixels,
+                networks: CameraNetworkSettings | None = None) -> Source:
+    """Pick the source kind from the spec string; networks: the camera network policy
+    (settings.camera_networks), checked at every (re)connect."""
+    if networks is not None:
+        try:
+            check_source(spec, networks)
+        except SourceNotAllowed as error:
+            raise SourceError(str(error)) from None
+    source = _open(spec, loop, rtsp_transport)
+    source.max_pixels = max_pixels
+    return source
+
+
+def _open(spec: str, loop: bool, rtsp_transport: str) -> Source:
     if spec == "demo":
         return DemoSource()
     if spec.isdigit():

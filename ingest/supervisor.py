@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 import redis
 
@@ -16,7 +17,7 @@ from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 
 log = logging.getLogger("moodstream.cameras")
 
@@ -27,8 +28,13 @@ def registered(r: redis.Redis) -> dict[str, CameraSettings]:
     return {cam: s for cam, s in CameraSettings.load_all(r).items() if s.source}
 
 
+# A camera whose ingest keeps failing is retried less and less often, up to this far apart.
+MAX_RESTART_DELAY_S = 600.0
+
+
 def ingest_args(cam: str, camera: CameraSettings) -> list[str]:
-    args = ["ingest", "--camera", cam, "--source", camera.source, "--fps", f"{camera.fps:g}"]
+    # --name=value: a value is never read as an option, whatever it starts with.
+    args = ["ingest", f"--camera={cam}", f"--source={camera.source}", f"--fps={camera.fps:g}"]
     if camera.loop:
         args.append("--loop")
     return args
@@ -50,11 +56,24 @@ class CameraSupervisor:
                 del self.children[cam]
         for cam, args in wanted.items():
             if cam not in self.children:
-                child = Child(f"ingest:{cam}", args, self.env)
+                child = Child(f"ingest:{cam}", args, self.env, max_backoff=MAX_RESTART_DELAY_S)
                 child.start()
                 self.children[cam] = (args, child)
-        for _, child in self.children.values():
-            child.check()
+        for cam, (_, child) in self.children.items():
+            code = child.check()
+            if code:
+                self.report_failure(cam, code, child)
+
+    def report_failure(self, cam: str, code: int, child: Child) -> None:
+        """Keep the ingest's own reason (or say how it ended) and when it is tried again."""
+        status = {text(k): text(v) for k, v in
+                  self.redis.hgetall(keys.camera_status(cam)).items()}
+        reason = status.get("reason", "") if status.get("state") == "failed" else ""
+        reason = (reason or f"ingest exited with status {code}").split("; next try in")[0]
+        delay = max(0.0, child.next_start - time.monotonic())
+        self.redis.hset(keys.camera_status(cam), mapping={
+            "state": "failed", "reason": f"{reason}; next try in {delay:.0f}s",
+            "updated": f"{time.time():.3f}", "failures": child.restarts})
 
     def run(self, stop: threading.Event, every_s: float = 2.0) -> None:
         backoff = Backoff("camera supervisor")

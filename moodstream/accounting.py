@@ -4,8 +4,9 @@ Counters live in the keys.STATS hash, written in the same transactions as the wo
   frames:in                    ingest published a frame (XADD and HINCRBY in one MULTI)
   frames:delivered             a detector read it for the first time (Lua, with XREADGROUP)
   frames:done                  a detector finished it and published its faces
-  frames:dropped:stale|dead|superseded
+  frames:dropped:stale|dead|superseded|future
                                acknowledged without processing, for that reason
+  frames:dropped:oversize      refused by ingest before the stream (frame above the byte cap)
 The same names exist for the faces and labels stages. Entries trimmed by the stream cap
 before any worker read them are `in - delivered - undelivered`, where undelivered are the
 entries still in the stream past the group's last-delivered id.
@@ -93,7 +94,8 @@ def stage_stats(stage: str, counters: dict[str, int], waiting: tuple[int, int]) 
     c = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith(stage + ":")}
     entered, delivered = c.get("in", 0), c.get("delivered", 0)
     dropped = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("dropped:")}
-    dropped["cap"] = max(0, entered - delivered - undelivered)
+    # Frames refused at ingest (too large) are counted in but never reached the stream.
+    dropped["cap"] = max(0, entered - delivered - undelivered - dropped.get("oversize", 0))
     return {"in": entered, "processed": c.get("done", 0), "dropped": dropped,
             "pending": undelivered + unacked, "delivered": delivered}
 

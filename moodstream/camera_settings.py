@@ -9,13 +9,17 @@ is announced on keys.CAMERAS_CHANGED; the ingest supervisor listens and restarts
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, fields
 
 from moodstream import keys
+from moodstream.camera_networks import SourceNotAllowed, check_source
+from moodstream.config import CameraNetworkSettings
+from moodstream.contract import CAMERA_ID
 from moodstream.redis_client import text
 
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# An ordinary name: it starts with a letter or digit, so it is never "..", a hidden name or
+# something a command line could read as an option ("-h"); the contract checks the same.
+ID_RE = CAMERA_ID
 MODES = ("classroom", "driver")
 SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
 # numeric setting -> (minimum, maximum)
@@ -57,8 +61,11 @@ class CameraSettings:
         anything an older version or a hand edit wrote)."""
         values = {text(k): text(v) for k, v in raw.items()}
         out = cls()
+        # The source as stored, even one that validation would refuse now: its ingest then
+        # fails and says why in the camera's status, instead of the camera vanishing.
+        out.source = values.get("source", "")
         for f in fields(cls):
-            if values.get(f.name, "") == "":
+            if values.get(f.name, "") == "" or f.name == "source":
                 continue
             try:
                 setattr(out, f.name, _parse(f.name, values[f.name]))
@@ -120,9 +127,12 @@ EDITABLE = ("name", "source", "mode", "fps", "preview", "loop", "negative_thresh
             "negative_seconds", "absent_seconds", "min_face", "scale_factor")
 
 
-def changes_from(data: dict, *, partial: bool) -> dict[str, str]:
+def changes_from(data: dict, *, partial: bool,
+                 networks: CameraNetworkSettings | None = None) -> dict[str, str]:
     """Validated settings as Redis strings; partial=True accepts any subset (for PATCH).
-    Raises CameraError with a message for the user."""
+    networks: the camera network policy a source must follow (a name that does not resolve
+    now passes; the ingest checks again at every connect). Raises CameraError with a message
+    for the user."""
     unknown = set(data) - set(EDITABLE) - {"id"}
     if unknown:
         raise CameraError(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -140,6 +150,11 @@ def changes_from(data: dict, *, partial: bool) -> dict[str, str]:
         if name in RANGES and str(value).strip() == "":
             continue
         out[name] = _format(_parse(name, value))
+    if networks is not None and out.get("source"):
+        try:
+            check_source(out["source"], networks, resolve_required=False)
+        except SourceNotAllowed as error:
+            raise CameraError(str(error)) from None
     return out
 
 
@@ -191,6 +206,8 @@ def _source(value) -> str:
         raise CameraError("source is required (an rtsp:// or http(s):// URL, a file or a webcam)")
     if len(source) > 1000 or any(ord(c) < 32 or c.isspace() for c in source):
         raise CameraError("source must be one URL or path without spaces")
+    if source.startswith("-"):
+        raise CameraError("source cannot start with '-'")
     if "://" in source:
         scheme = source.split("://", 1)[0].lower()
         if scheme not in SOURCE_SCHEMES:

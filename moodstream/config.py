@@ -43,6 +43,10 @@ class RedisSettings(BaseSettings):
     # commands use DEFAULT_REDIS_URL (see Settings.redis_url).
     url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL",
                                                                  "MOODSTREAM_REDIS_URL"))
+    # The embedded Redis (`moodstream up`, `analyze`): a memory cap, and the policy at the cap.
+    # noeviction refuses new writes rather than silently dropping users or queued jobs.
+    maxmemory: str = "1gb"
+    maxmemory_policy: str = "noeviction"
 
 
 class StreamSettings(BaseSettings):
@@ -54,12 +58,33 @@ class StreamSettings(BaseSettings):
     dead_letter_maxlen: int = 1000
     # Live path: a frame older than this is dropped instead of processed late.
     stale_after_s: float = 5.0
+    # Every stage drops (and counts as dropped:future) an entry stamped further ahead than
+    # this: a wrong ingest clock or a forged label must not hold the live windows.
+    max_clock_skew_s: float = 5.0
     # Live path under overload: detectors handle only the newest frame of each camera among
     # those read together, and count the rest as dropped (superseded).
     newest_only: bool = False
     # A pending entry idle this long belongs to a dead worker and is reclaimed.
     claim_idle_ms: int = 15000
     heartbeat_ttl_s: int = 15
+
+
+class LimitSettings(BaseSettings):
+    model_config = _group(PREFIX)
+    # Images (uploads, bulk files, frames on the stream, video frames) above this many pixels
+    # are refused from their header, before anything is decoded.
+    max_image_pixels: int = 50_000_000
+    # Frames larger than this (JPEG bytes) are not published: the frames stream's memory is
+    # bounded by frames_maxlen x this, whatever the camera sends.
+    max_frame_bytes: int = 512 * 1024
+
+
+class CameraNetworkSettings(BaseSettings):
+    model_config = _group(PREFIX + "CAMERA_NETWORKS_")
+    # Networks that camera URLs may reach (comma-separated CIDRs; empty: no restriction),
+    # and networks they must never reach. See moodstream.camera_networks.
+    allow: str = ""
+    deny: str = ""
 
 
 class DetectorSettings(BaseSettings):
@@ -131,6 +156,11 @@ class DashboardSettings(BaseSettings):
     max_upload_mb: float = 512.0  # whole-request cap (MiB)
     admin_user: str = ""
     admin_password: str = ""
+    # The dashboard's server: threads (each live browser holds one) and the longest wait for
+    # any read of a request (a client sending half a request must not hold a thread).
+    threads: int = Field(100, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_THREADS"))
+    request_timeout_s: float = Field(
+        10.0, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_REQUEST_TIMEOUT_S"))
 
 
 class BulkSettings(BaseSettings):
@@ -147,6 +177,8 @@ class BulkSettings(BaseSettings):
 class Settings(BaseModel):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    camera_networks: CameraNetworkSettings = Field(default_factory=CameraNetworkSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -183,7 +215,8 @@ class TopLevel(BaseSettings):
     metrics_port: int = 0
 
 
-GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "detector": DetectorSettings,
+GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "limits": LimitSettings,
+          "camera_networks": CameraNetworkSettings, "detector": DetectorSettings,
           "classifier": ClassifierSettings, "alerts": AlertSettings,
           "aggregator": AggregatorSettings, "history": HistorySettings,
           "dashboard": DashboardSettings, "bulk": BulkSettings}

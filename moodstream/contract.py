@@ -8,6 +8,8 @@ which workers turn into a dead letter instead of crashing.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -43,9 +45,12 @@ def _bytes(fields: dict, name: str) -> bytes:
 def _number(fields: dict, name: str, kind=float):
     raw = _text(fields, name)
     try:
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise MalformedEntry(f"field {name!r} is not a number: {raw[:40]!r}") from None
+    if not math.isfinite(value):  # NaN or inf would pass every later comparison
+        raise MalformedEntry(f"field {name!r} is not finite: {raw[:40]!r}")
+    return value
 
 
 def _check_version(fields: dict) -> None:
@@ -54,9 +59,12 @@ def _check_version(fields: dict) -> None:
         raise MalformedEntry(f"unsupported contract version {version!r}")
 
 
+CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # never "..", never "-h"
+
+
 def _camera(fields: dict) -> str:
     cam = _text(fields, "camera")
-    if not cam or len(cam) > 64 or not all(c.isalnum() or c in "-_." for c in cam):
+    if not CAMERA_ID.match(cam):
         raise MalformedEntry(f"bad camera id {cam[:40]!r}")
     return cam
 

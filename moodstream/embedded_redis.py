@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import socket
 import subprocess
@@ -34,34 +35,52 @@ def free_port() -> int:
 
 class EmbeddedRedis:
     """A private redis-server on loopback with no persistence: frames never touch disk.
-    It can be stopped and started again on the same port (the tests restart Redis)."""
+
+    Loopback is not private on a shared host: any local user could reach the port, write an
+    admin user or queue a job. So it gets a random password (handed to the services in their
+    REDIS_URL) and a memory cap (maxmemory; noeviction refuses writes at the cap instead of
+    evicting users or queued jobs). It can be stopped and started again on the same port
+    with the same password (the tests restart Redis)."""
 
     def __init__(self, port: int | None = None, binary: str | None = None,
-                 directory: str | None = None):
+                 directory: str | None = None, maxmemory: str = "1gb",
+                 maxmemory_policy: str = "noeviction"):
         self.port = port or free_port()
         self.binary = binary
         self.own_dir = directory is None
         self.dir = directory or tempfile.mkdtemp(prefix="moodstream-redis-")
+        self.maxmemory, self.maxmemory_policy = maxmemory, maxmemory_policy
         self.proc: subprocess.Popen | None = None
+        self.password = secrets.token_urlsafe(24)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def display_url(self) -> str:
+        return f"redis://:***@127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
+        # The password goes through stdin as a config file: never on a command line (ps).
+        config = (f"requirepass {self.password}\n"
+                  f"maxmemory {self.maxmemory}\n"
+                  f"maxmemory-policy {self.maxmemory_policy}\n")
         self.proc = subprocess.Popen(
-            [self.binary or server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--maxmemory-policy", "noeviction"],
+            [self.binary or server_binary(), "-", "--port", str(self.port), "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             # Its own session: Ctrl-C in the terminal reaches the services, which finish their
             # batches, while their Redis stays up until stop() is called last.
             start_new_session=True)
-        client = redis.Redis(port=self.port)
+        self.proc.stdin.write(config.encode())
+        self.proc.stdin.close()
+        client = redis.Redis(port=self.port, password=self.password)
         for _ in range(200):
             try:
                 client.ping()
-                log.info("embedded redis-server on %s", self.url)
+                log.info("embedded redis-server on %s", self.display_url)
                 return self.url
             except redis.ConnectionError:
                 if self.proc.poll() is not None:

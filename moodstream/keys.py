@@ -90,6 +90,16 @@ def user(name: str) -> str:
     return f"ms:user:{name}"
 
 
+def session(sid: str) -> str:
+    """String with a TTL: a login session's id -> the login's user id."""
+    return f"ms:session:{sid}"
+
+
+def user_sessions(name: str) -> str:
+    """Set: the session ids of one user (so that all of them can be ended)."""
+    return f"ms:user-sessions:{name}"
+
+
 def login_failures(kind: str, who: str) -> str:
     """Counter with a TTL: failed logins per user name (kind 'user') or address ('addr')."""
     return f"ms:login:fail:{kind}:{who}"

@@ -14,8 +14,9 @@ class Child:
     """One `moodstream <service> ...` process, restarted with backoff when it dies."""
 
     def __init__(self, name: str, args: list[str], env: dict | None = None,
-                 restart: bool = True, log_path: str | None = None):
+                 restart: bool = True, max_backoff: float = 30.0, log_path: str | None = None):
         self.name, self.args, self.env, self.restart = name, args, env, restart
+        self.max_backoff = max_backoff
         self.log_path = log_path  # stdout and stderr go there (default: this terminal)
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
@@ -36,27 +37,29 @@ class Child:
         log.info("started %s (pid %d): moodstream %s", self.name, self.proc.pid,
                  " ".join(self.args))
 
-    def check(self) -> None:
-        """Restart a dead child (after a delay that grows while it keeps crashing)."""
+    def check(self) -> int | None:
+        """Restart a dead child (after a delay that grows while it keeps crashing).
+        Returns the exit status when it has just found the child dead, else None."""
         if self.proc is None:
-            if time.monotonic() >= self.next_start:
+            if self.restart and time.monotonic() >= self.next_start:
                 self.start()
-            return
+            return None
         code = self.proc.poll()
         if code is None:
             if time.monotonic() - self.started_at > 30:
                 self.backoff = 1.0  # it ran a while: the next crash restarts quickly
-            return
+            return None
         self.proc = None
         if not self.restart or code == 0:
             log.info("%s exited with %d", self.name, code)
             self.restart = False
-            return
+            return code
         self.restarts += 1
         self.next_start = time.monotonic() + self.backoff
         log.warning("%s died with %d; restart #%d in %.0fs", self.name, code, self.restarts,
                     self.backoff)
-        self.backoff = min(self.backoff * 2, 30.0)
+        self.backoff = min(self.backoff * 2, self.max_backoff)
+        return code
 
     @property
     def running(self) -> bool:

@@ -7,8 +7,10 @@ One loop, used by the detector, the classifier and the aggregator:
 - reclaims entries that a dead worker left pending (XAUTOCLAIM after claim_idle_ms);
 - decodes each entry with the shared contract (cheap: no image is decoded here); malformed
   ones become dead letters;
-- drops entries older than the staleness bound (counted, acknowledged) and, in newest-only
-  mode, entries that a newer one of the same camera overtook in the same read; only then
+- drops entries older than the staleness bound (counted, acknowledged), entries stamped
+  further in the future than the clock-skew bound (dropped:future, at every stage) and, in
+  newest-only mode, entries that a newer one of the same camera overtook in the same read;
+  only then
   does the handler do the costly work (the detector decodes JPEGs there), and it can reject
   single entries (Batch.rejected) as dead letters;
 - writes the outputs, the acknowledgements and the counters in one MULTI/EXEC, so that a
@@ -117,6 +119,9 @@ class StreamConsumer:
         self.decode, self.handle = decode, handle
         self.count, self.block_ms, self.gather_ms = count, block_ms, gather_ms
         self.stale_after_s = s.stale_after_s if stale else None
+        # A future timestamp would stay inside every window (and hold off alerts) until the
+        # clock caught up, so each stage refuses what is ahead by more than the skew bound.
+        self.max_skew_s = s.max_clock_skew_s
         # Live mode under overload: of several entries of one camera in one read, only the
         # newest is handled; the older ones are acknowledged as dropped:superseded.
         self.newest_only = newest_only
@@ -228,7 +233,7 @@ class StreamConsumer:
 
     def process(self, entries: list) -> None:
         started = time.perf_counter()
-        good, dead, stale = [], [], []
+        good, dead, stale, future = [], [], [], []
         now = time.time()
         for eid, fields in entries:
             try:
@@ -242,6 +247,9 @@ class StreamConsumer:
             if self.stale_after_s is not None and now - item.ts > self.stale_after_s:
                 stale.append(eid)
                 continue
+            if item.ts - now > self.max_skew_s:
+                future.append(eid)
+                continue
             good.append((eid, item))
         good, superseded = self.keep_newest(good)
         raw = dict(entries)
@@ -249,7 +257,8 @@ class StreamConsumer:
         for eid, reason in batch.rejected.items():
             dead.append((eid, raw[eid], reason))
         done = [eid for eid, _ in good if eid not in batch.rejected]
-        self.commit(batch, good=done, dead=dead, stale=stale, superseded=superseded)
+        self.commit(batch, good=done, dead=dead, stale=stale, superseded=superseded,
+                    future=future)
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         self.heartbeat.count(len(entries))
 
@@ -288,7 +297,7 @@ class StreamConsumer:
         return merged
 
     def commit(self, batch: Batch, *, good: list, dead: list, stale: list,
-               superseded: list = ()) -> None:
+               superseded: list = (), future: list = ()) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for out in batch.outputs:
             pipe.xadd(out.stream, out.fields, maxlen=out.maxlen, approximate=True)
@@ -302,6 +311,7 @@ class StreamConsumer:
             pipe.xadd(keys.DEAD_LETTERS, letter, maxlen=self.dead_letter_maxlen, approximate=True)
         outcomes = [(eid, "done") for eid in good] + [(eid, "dropped:stale") for eid in stale]
         outcomes += [(eid, "dropped:superseded") for eid in superseded]
+        outcomes += [(eid, "dropped:future") for eid in future]
         outcomes += [(eid, "dropped:dead") for eid, _, _ in dead]
         args = [self.group]
         for eid, outcome in outcomes:
@@ -315,7 +325,7 @@ class StreamConsumer:
             pipe.ltrim(keys.LATENCY, 0, 2047)
         pipe.execute()
         for outcome, value in (("done", len(good)), ("stale", len(stale)), ("dead", len(dead)),
-                               ("superseded", len(superseded))):
+                               ("superseded", len(superseded)), ("future", len(future))):
             if value:
                 metrics.ENTRIES.labels(self.stage, outcome).inc(value)
 

@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="dashboard port")
     parser.add_argument("--detectors", type=int, default=1)
     parser.add_argument("--classifiers", type=int, default=1)
+    parser.add_argument("--bulk-workers", type=int, default=1,
+                        help="bulk analysis workers for the dashboard's uploads (0: none)")
     parser.add_argument("--no-source", action="store_true",
                         help="register no camera; add them from the dashboard")
 
@@ -61,9 +63,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     embedded = None
     redis_url = settings.redis.url
+    shown_url = redis_url.split("@")[-1] if redis_url else ""
     if not redis_url:
-        embedded = EmbeddedRedis()
+        embedded = EmbeddedRedis(maxmemory=settings.redis.maxmemory,
+                                 maxmemory_policy=settings.redis.maxmemory_policy)
         redis_url = embedded.start()
+        shown_url = embedded.display_url
         settings = settings.with_redis(redis_url)
     d = settings.dashboard
     token = d.token or secrets.token_urlsafe(18)
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                       env)]
     children += [Child(f"detector-{i}", ["detector"], env) for i in range(args.detectors)]
     children += [Child(f"classifier-{i}", ["classifier"], env) for i in range(args.classifiers)]
+    children += [Child(f"bulk-worker-{i}", ["bulk-worker"], env)
+                 for i in range(args.bulk_workers)]
     for child in children:
         child.start()
 
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"\nmoodstream is up. Dashboard: http://{host}:{args.port}/login?token={token}\n"
-          f"API token: {token}\nRedis: {redis_url}\nHistory: {history_location(h)}\n"
+          f"API token: {token}\nRedis: {shown_url}\nHistory: {history_location(h)}\n"
           "Ctrl-C stops everything.\n", flush=True)
     while not stop.wait(1.0):
         for child in children:

@@ -173,6 +173,7 @@ class Aggregator:
         self.owner = owner
         a = settings.aggregator
         self.interval, self.lease_ms = a.interval_s, int(a.lease_s * 1000)
+        self.max_skew_s = settings.streams.max_clock_skew_s  # as the consumer loop drops
         # Write-only emitter: the dashboard's Socket.IO server relays through this queue.
         self.socketio = SocketIO(message_queue=settings.redis_url)
         self.webhook = AlertWebhook.from_settings(settings.alerts)
@@ -253,7 +254,8 @@ class Aggregator:
                 label = Label.decode(fields)
             except MalformedEntry:
                 continue
-            if label.camera == cam:
+            # The consumer loop's rule, for labels read again here: none from the future.
+            if label.camera == cam and label.ts - now <= self.max_skew_s:
                 state.apply(label_record(text(eid), label))
         for _, fields in self.redis.xrange(keys.history(cam), min=str(int((now - 130) * 1000)),
                                            max="+"):

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import redis
-from rq import Queue
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 from tqdm import tqdm
@@ -142,7 +141,8 @@ class Waiter:
                     registry.cleanup()
                     last_cleanup = now
                 done_per_group: dict[str, int] = {}
-                for job_id, job in zip(ids, Job.fetch_many(ids, self.connection), strict=True):
+                jobs = bulk_jobs.fetch_jobs(ids, self.connection)
+                for job_id, job in zip(ids, jobs, strict=True):
                     task = task_of[job_id]
                     if job is None:
                         self.failures.setdefault(job_id, "the job disappeared from Redis")
@@ -220,7 +220,8 @@ def report(groups: list[Group], out: Path, written: dict) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out)
     plan = bulk_jobs.plan(args.paths, fps=args.fps, chunk_seconds=args.chunk_seconds,
-                          max_bytes=args.max_size_mb * MIB)
+                          max_bytes=args.max_size_mb * MIB,
+                          max_pixels=settings.limits.max_image_pixels)
     if plan.ignored:
         print(f"ignored {len(plan.ignored)} file(s) that are neither images nor videos",
               file=sys.stderr)
@@ -235,7 +236,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if plan.tasks:
             if url is None:
-                embedded = EmbeddedRedis()
+                embedded = EmbeddedRedis(maxmemory=settings.redis.maxmemory,
+                                         maxmemory_policy=settings.redis.maxmemory_policy)
                 url = embedded.start()
                 n = max(1, min(args.workers, len(plan.tasks)))
                 procs = start_local_workers(settings.with_redis(url), n, args.queue, args,
@@ -246,7 +248,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"queueing {len(plan.tasks)} job(s) on {args.queue!r} at "
                       f"{url.split('@')[-1]}", file=sys.stderr)
             connection = redis.Redis.from_url(url)
-            queue = Queue(args.queue, connection=connection)
+            queue = bulk_jobs.make_queue(args.queue, connection)
             try:
                 if args.stage:
                     staged = bulk_staging.stage_plan(connection, plan, args.stage_max_mb * MIB)
@@ -300,7 +302,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     connection = redis.Redis.from_url(settings.redis_url)
     wait_until_reachable(connection, "bulk-worker")
     bulk_jobs.configure_process(settings)
-    worker = bulk_jobs.BulkWorker([Queue(args.queue, connection=connection)],
+    worker = bulk_jobs.BulkWorker([bulk_jobs.make_queue(args.queue, connection)],
                                   connection=connection, name=args.name)
     worker.heartbeat_ttl = settings.bulk.heartbeat_ttl
     worker.preload_options = bulk_jobs.default_options(settings, model=args.model,

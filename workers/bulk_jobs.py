@@ -13,6 +13,7 @@ heartbeat thread, so that a worker killed mid-job leaves a job that RQ finds aba
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,8 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rq import Queue, Retry, SimpleWorker, get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from moodstream.config import MIB, Settings
+from moodstream.config import MIB, BulkSettings, LimitSettings, Settings
+from moodstream.images import ImageTooLarge, check_image, check_pixels
 from moodstream.workers.bulk_results import Group, unique_name
 from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
 
@@ -39,6 +43,59 @@ DEFAULT_RETRIES = 2
 RESULT_TTL_S = 7 * 24 * 3600
 JOB_TIMEOUT_S = 3600
 PROGRESS_EVERY_S = 0.5
+DEFAULT_MAX_PIXELS = LimitSettings.model_fields["max_image_pixels"].default
+# Job records are JSON, never pickle: whoever can write to Redis must not be able to run code
+# in a worker or the dashboard through the unpickler. Everything a job takes and returns is
+# plain data already.
+SERIALIZER = JSONSerializer
+# ... and a worker runs only these functions, whatever function a job record names.
+JOB_FUNCTIONS = frozenset({"moodstream.workers.bulk_jobs.analyze_image",
+                           "moodstream.workers.bulk_jobs.analyze_video_chunk",
+                           "moodstream.workers.bulk_jobs.discard_inputs"})
+
+
+def uploads_dir() -> Path:
+    """Where the dashboard keeps uploads (settings.bulk.dir, MOODSTREAM_BULK_DIR; workers
+    see the same path): this worker's setting (configure_process)."""
+    return Path(_PROCESS["bulk_dir"])
+
+
+def discard_inputs(folder: str) -> int:
+    """The job that runs after an upload's jobs have all ended: deletes its originals.
+    Only a folder of the uploads directory, so a forged job cannot delete anything else."""
+    path = Path(folder).resolve()
+    root = uploads_dir().resolve()
+    if path.parent.parent != root or path.name != "photos":
+        raise PermissionError(f"{folder} is not an upload folder")
+    removed = sum(1 for p in path.rglob("*") if p.is_file())
+    shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def enqueue_discard(queue: Queue, jobs: list, folder: str):
+    """Delete the originals once every job has ended, finished or failed (RQ dependency)."""
+    from rq.job import Dependency
+
+    return queue.enqueue(discard_inputs, folder, depends_on=Dependency(jobs, allow_failure=True),
+                         result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
+                         description="delete the uploaded originals")
+
+
+def make_queue(name: str, connection) -> Queue:
+    return Queue(name, connection=connection, serializer=SERIALIZER)
+
+
+def fetch_jobs(ids: list[str], connection) -> list:
+    return Job.fetch_many(ids, connection, serializer=SERIALIZER)
+
+
+class BulkJob(Job):
+    """A job that refuses to run anything but a bulk analysis function."""
+
+    def _execute(self):
+        if self.func_name not in JOB_FUNCTIONS:
+            raise PermissionError(f"{self.func_name!r} is not a bulk analysis job")
+        return super()._execute()
 
 
 def default_options(settings: Settings, **overrides) -> dict:
@@ -77,7 +134,17 @@ class Plan:
     ignored: list[str] = field(default_factory=list)  # files of other types inside folders
 
 
-def probe_video(path: str) -> tuple[int, float]:
+def check_video_size(cap: cv2.VideoCapture, max_pixels: int) -> None:
+    """InputError when the container declares frames above the pixel limit."""
+    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    try:
+        check_pixels(width, height, max_pixels)
+    except ImageTooLarge as error:
+        raise InputError(f"video frames: {error}") from None
+
+
+def probe_video(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, float]:
     """Frame count and frame rate from the container, or InputError."""
     cap = cv2.VideoCapture(path)
     try:
@@ -85,6 +152,7 @@ def probe_video(path: str) -> tuple[int, float]:
             raise InputError("cannot open as a video: not a video file, or truncated/corrupt")
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        check_video_size(cap, max_pixels)  # before the first frame is decoded
         ok = cap.grab()
         if not ok:
             raise InputError("no frames could be decoded: truncated or corrupt video")
@@ -132,9 +200,20 @@ def _size_error(path: Path, max_bytes: float) -> str | None:
     return None
 
 
+def _pixel_error(path: Path, max_pixels: int) -> str | None:
+    try:
+        check_image(path, max_pixels)
+    except ImageTooLarge as error:
+        return str(error)
+    except ValueError:
+        return None  # unreadable: the job says so, as for any image that does not decode
+    return None
+
+
 def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
          chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-         max_bytes: float = DEFAULT_MAX_MB * MIB) -> Plan:
+         max_bytes: float = DEFAULT_MAX_MB * MIB,
+         max_pixels: int = DEFAULT_MAX_PIXELS) -> Plan:
     """Inputs -> output groups and jobs. Errors found here (missing path, empty folder, too
     large, not a video) go into the groups' errors and make no job."""
     result = Plan()
@@ -152,7 +231,7 @@ def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
             group.add_error(str(path), error)
             return
         try:
-            count, native = probe_video(str(path))
+            count, native = probe_video(str(path), max_pixels)
         except InputError as e:
             group.add_error(str(path), str(e))
             return
@@ -164,7 +243,7 @@ def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
 
     def add_image(path: Path, group: Group) -> None:
         group.files.append(str(path))
-        error = _size_error(path, max_bytes)
+        error = _size_error(path, max_bytes) or _pixel_error(path, max_pixels)
         if error:
             group.add_error(str(path), error)
         else:
@@ -224,12 +303,14 @@ _MODELS_LOCK = threading.Lock()
 
 
 # What this worker process was started with (configure_process); jobs run in it.
-_PROCESS = {"threads": 1, "model_path": None}
+_PROCESS = {"threads": 1, "model_path": None, "max_pixels": DEFAULT_MAX_PIXELS,
+            "bulk_dir": str(BulkSettings.model_fields["dir"].default_factory())}
 
 
 def configure_process(settings: Settings) -> None:
     _PROCESS.update(threads=settings.bulk.threads,
-                    model_path=str(settings.classifier.model_path))
+                    model_path=str(settings.classifier.model_path),
+                    max_pixels=settings.limits.max_image_pixels, bulk_dir=str(settings.bulk.dir))
 
 
 def get_models(options: dict):
@@ -310,8 +391,10 @@ def analyze_image(path: str, options: dict) -> dict:
     progress = Progress(1)
     result = _result(path, "image", progress)
     try:
-        image = cv2.imread(local_input(path), cv2.IMREAD_COLOR)
-    except StagingError as error:
+        local = local_input(path)
+        check_image(local, _PROCESS["max_pixels"])  # from the header, before decoding
+        image = cv2.imread(local, cv2.IMREAD_COLOR)
+    except (StagingError, ValueError) as error:
         result["errors"].append(str(error))
         progress.add(1, force=True)
         return result
@@ -360,7 +443,13 @@ def analyze_video_chunk(path: str, start: int, end: int, options: dict) -> dict:
         return _result(path, "video", Progress(0), start=start, end=end, errors=[str(error)])
     cap = cv2.VideoCapture(local)
     native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
-    cap.release()
+    try:
+        if cap.isOpened():
+            check_video_size(cap, _PROCESS["max_pixels"])
+    except InputError as error:
+        return _result(path, "video", Progress(0), start=start, end=end, errors=[str(error)])
+    finally:
+        cap.release()
     native = native if 1 <= native <= 240 else 25.0
     fps = float(options.get("fps") or 0)
     wanted = sample_indices(start, end, native, fps) if end > 0 else []
@@ -495,6 +584,12 @@ class BulkWorker(SimpleWorker):
 
     heartbeat_ttl = 60  # run_worker sets settings.bulk.heartbeat_ttl
     preload_options: dict | None = None
+    job_class = BulkJob
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("serializer", SERIALIZER)
+        kwargs.setdefault("job_class", BulkJob)
+        super().__init__(*args, **kwargs)
 
     def get_heartbeat_ttl(self, job) -> int:
         return self.heartbeat_ttl

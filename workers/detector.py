@@ -15,8 +15,9 @@ import numpy as np
 
 from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
-from moodstream.config import Settings
+from moodstream.config import LimitSettings, Settings
 from moodstream.contract import Face, Frame
+from moodstream.images import ImageTooLarge, check_image
 from moodstream.streams import Batch, Output, StreamConsumer
 from moodstream.workers.detectors.base import limit_heap, release_memory
 from moodstream.workers.face_crop import crop_face
@@ -50,11 +51,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-when-idle", type=float, default=None, help=argparse.SUPPRESS)
 
 
-def decode_images(items: list) -> tuple[list, dict]:
+def decode_images(items: list, limits: LimitSettings) -> tuple[list, dict]:
     """(entry id, Frame, BGR image) for the frames whose JPEG decodes, and the reasons for
-    the others. Runs after the stale and newest-only filters: only kept frames are decoded."""
+    the others. Runs after the stale and newest-only filters: only kept frames are decoded.
+    A frame above the byte limit, or whose header declares more pixels than the limit, is
+    refused unread."""
     decoded, rejected = [], {}
     for eid, frame in items:
+        if len(frame.jpeg) > limits.max_frame_bytes:
+            rejected[eid] = (f"image of {len(frame.jpeg)} bytes is above the frame size limit "
+                             f"of {limits.max_frame_bytes} (MOODSTREAM_MAX_FRAME_BYTES)")
+            continue
+        try:
+            check_image(frame.jpeg, limits.max_image_pixels)
+        except ImageTooLarge as error:
+            rejected[eid] = str(error)
+            continue
+        except ValueError:
+            pass  # not an image Pillow knows: OpenCV decides below
         image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             rejected[eid] = f"image does not decode ({len(frame.jpeg)} bytes)"
@@ -149,7 +163,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if time.monotonic() - trimmed_at[0] > TRIM_EVERY_S:
             release_memory()
             trimmed_at[0] = time.monotonic()
-        decoded, rejected = decode_images(items)
+        decoded, rejected = decode_images(items, settings.limits)
         per_camera = [camera_options.get(frame.camera) for _, frame, _ in decoded]
         found = detector.detect([image for _, _, image in decoded],
                                 min_face=[c.min_face for c in per_camera],

@@ -523,6 +523,19 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
     assert not errors, f"JavaScript errors: {errors}"
 
 
+def test_the_live_connection_ends_when_the_user_is_removed(r, page):
+    """Issue 13: Socket.IO works through the production server (gunicorn), and a removed
+    user's open connection is closed at once, not left streaming."""
+    users.set_user(r, "rita", "rita-password", "viewer")
+    log_in(page, "rita", "rita-password")
+    live = page.get_by_test_id("live-state")
+    expect()(live).to_have_text("live", timeout=20000)
+    users.remove_user(r, "rita")
+    expect()(live).to_have_text("offline", timeout=10000)
+    page.reload()
+    assert "/login" in page.url
+
+
 def seed_history(cam: str, days: int = 15) -> list[dict]:
     """A fortnight of school days (six lessons a day, an empty room otherwise) up to now, in
     the history database the dashboard reads; returns the lessons written."""

@@ -263,10 +263,8 @@ def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, 
     assert "notes.txt: type .txt is not accepted" in html
     assert "fake.mp4: cannot open as a video" in html
     upload_id = re.search(r'data-upload="([0-9a-f]+)"', html).group(1)
-    from rq.job import Job
-
     record = json.loads(bulk["client"].get(f"ms:bulk:upload:{upload_id}"))
-    job = Job.fetch(record["plan"]["tasks"][0]["job_id"], connection=bulk["client"])
+    [job] = bulk_jobs.fetch_jobs([record["plan"]["tasks"][0]["job_id"]], bulk["client"])
     assert job.args[0].startswith("staged:") == stage, "workers elsewhere get it from Redis"
 
     def finished():
@@ -364,7 +362,7 @@ def test_a_job_of_a_killed_worker_is_retried(bulk, media, tmp_path):
 
     def busy_job():
         for job_id in registry.get_job_ids(cleanup=False):
-            job = Job.fetch(job_id, connection=bulk["client"])
+            job = Job.fetch(job_id, connection=bulk["client"], serializer=bulk_jobs.SERIALIZER)
             if job.meta.get("done", 0) >= 2 and job.worker_name:
                 return job
         return None

@@ -131,6 +131,8 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
                  and s["workers"].get("aggregator"), timeout=180,
                  what="labels through `moodstream up`, and its aggregator")
         family = psutil.Process(up.pid).children(recursive=True)
+        commands = [" ".join(p.cmdline()) for p in family]
+        assert any("moodstream.cli bulk-worker" in c for c in commands), commands
         os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert up.wait(60) == 0
         text = log.read_text()

@@ -214,7 +214,8 @@ def test_detector_worker_runs_without_tensorflow(r, redis_server, media, tmp_pat
     r.hset(keys.camera("probe"), mapping={"min_face": "60", "scale_factor": "0.6"})
     done = subprocess.run([sys.executable, "-c", PROBE, "detector", "--exit-when-idle", "2"],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env=service_env(redis_server.url))
+                          # frames stamped ahead so that a slow start finds them fresh
+                          env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: r.xlen(keys.FACES) >= 3, timeout=10, what="faces")
     faces = [Face.decode(f) for _, f in r.xrange(keys.FACES)]
@@ -234,7 +235,7 @@ def test_newest_only_detector_skips_a_backlog_to_the_newest_frame(r, redis_serve
         r.hincrby(keys.STATS, "frames:in", 1)
     done = subprocess.run([*MOODSTREAM, "detector", "--newest-only", "--exit-when-idle", "2"],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env=service_env(redis_server.url))
+                          env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
     assert done.returncode == 0, done.stdout + done.stderr
     faces = [Face.decode(f) for _, f in r.xrange(keys.FACES)]
     assert [(f.seq, f.index) for f in faces] == [(9, 0)]
@@ -257,7 +258,8 @@ def test_per_camera_min_face_reaches_the_detector(r, redis_server, media):
         r.hincrby(keys.STATS, "frames:in", 1)
     done = subprocess.run([*MOODSTREAM, "detector", "--exit-when-idle", "2"], cwd=REPO,
                           capture_output=True, text=True, timeout=120,
-                          env=service_env(redis_server.url))
+                          # frames stamped ahead so that a slow start finds them fresh
+                          env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
     assert done.returncode == 0, done.stdout + done.stderr
     found = {f.camera: f.count for f in (Face.decode(e) for _, e in r.xrange(keys.FACES))}
     assert found == {"far": 0, "near": 1}

@@ -2,6 +2,8 @@
 
 function render(row, s) {
   row.querySelector(".state").textContent = s.state;
+  const none = document.querySelector('[data-testid="bulk-no-worker"]');
+  if (none) none.hidden = s.workers !== 0;
   row.querySelector("progress").value = s.progress;
   row.querySelector(".pct").textContent = `${Math.round(s.progress * 100)}%`;
   const links = row.querySelector(".outputs");

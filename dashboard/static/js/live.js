@@ -8,7 +8,9 @@ export function connectLive(onMood) {
   let socket = null;
   const live = {
     watch(cameras) {
-      watched = [...cameras].sort();
+      const wanted = [...cameras].sort();
+      if (wanted.join("\n") === watched.join("\n")) return;  // the overview asks every refresh
+      watched = wanted;
       if (socket && socket.connected) socket.emit("watch", { cameras: watched });
     },
   };
