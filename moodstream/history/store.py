@@ -162,7 +162,7 @@ def _camera(value) -> str:
 def clean_bucket(row: dict) -> dict:
     """One bucket row as stored: aligned start, whole counts, and nothing else (ValueError,
     TypeError or KeyError for a row that cannot be stored)."""
-    counts = row.get("counts") or {}
+    counts = row.get("counts") or row  # a row cleaned before holds its counts flat
     out = {"camera": _camera(row["camera"]), "ts": int(row["ts"]) // BUCKET_S * BUCKET_S,
            "frames": int(row.get("frames", 0)), "faces": float(row.get("faces", 0.0)),
            **{c: max(0, int(counts.get(c, 0))) for c in CLASSES}}

@@ -40,6 +40,9 @@ def test_rows_go_through_redis_to_the_database_in_batches(r, store):
                                 "pending": 61}
     assert writer.drain() == 61
     assert stored_ts(store) == [T0 + i * 10 for i in range(100)]
+    points = store.history("cam1", T0, T0 + 1000, 10)
+    assert [p["counts"]["happy"] for p in points] == [i % 5 for i in range(100)]
+    assert {p["counts"]["sad"] for p in points} == {1} and points[1]["dominant"] == "happy"
     assert store.alerts("cam1", T0, T0 + 10)[0]["kind"] == "absent"
     assert history_stats(r)["pending"] == 0 and accounted(r)
 
