@@ -20,6 +20,7 @@ function historyPage() {
   const columns = { a: $("range-a"), b: $("range-b") };
   const charts = { a: {}, b: {} };
   let current = "lesson";
+  let generation = 0;  // the latest show(): answers to an older one are dropped
 
   const now = () => Date.now() / 1000;
   // Seconds east of UTC at a time: day steps start at the viewer's midnight.
@@ -30,10 +31,7 @@ function historyPage() {
   function fmtTime(ts, span) {
     const d = new Date(ts * 1000);
     if (span <= 2 * DAY) return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
-    if (span <= 15 * DAY) {
-      return `${d.toLocaleDateString([], { weekday: "short" })} ${d.getDate()}, ` +
-        d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
-    }
+    if (span <= 15 * DAY) return `${d.toLocaleDateString([], { weekday: "short" })} ${d.getDate()}`;
     return d.toLocaleDateString([], { day: "numeric", month: "short" });
   }
 
@@ -89,10 +87,26 @@ function historyPage() {
     return [{ from, to, label: "Custom range" }, { from: from - (to - from), to: from, label: "The period before" }];
   }
 
+  // Ticks on local boundaries: hours in a lesson or a day, midnights in a week, Mondays in a
+  // term (Chart.js would pick round numbers of seconds since 1970).
+  function tickValues(r) {
+    const span = r.to - r.from;
+    const every = span <= 3 * 3600 ? 900 : span <= 2 * DAY ? 3 * 3600 : span <= 15 * DAY ? DAY : 7 * DAY;
+    let t = every === 7 * DAY ? monday(r.from) : midnight(r.from);
+    while (t < r.from) t += every;
+    const out = [];
+    for (; t <= r.to && out.length < 200; t += every) out.push(t);
+    // Days across a daylight-saving change are not 86,400 s: snap to the local midnight.
+    return every >= DAY ? out.map((v) => midnight(v + 3 * 3600)) : out;
+  }
+
   function xScale(r) {
     const span = r.to - r.from;
+    const values = tickValues(r);
+    const keep = Math.ceil(values.length / 8);  // at most ~8 labels
     return { type: "linear", min: r.from, max: r.to,
-             ticks: { maxTicksLimit: 7, callback: (v) => fmtTime(v, span) } };
+             afterBuildTicks: (axis) => { axis.ticks = values.filter((_, i) => i % keep === 0).map((value) => ({ value })); },
+             ticks: { autoSkip: false, maxRotation: 0, callback: (v) => fmtTime(v, span) } };
   }
 
   function draw(side, name, config) {
@@ -170,33 +184,37 @@ function historyPage() {
     return parts.join(" · ") + ".";
   }
 
-  async function loadColumn(side, r, step) {
+  async function loadColumn(side, r, step, mine) {
     const column = columns[side];
     const q = `from=${r.from}&to=${r.to}`;
-    column.querySelector(".range-title").textContent = `${r.label}: ${fmtRange(r)}`;
     const summaryNode = column.querySelector(".summary");
     try {
       const [h, s, ev] = await Promise.all([
         api("GET", `/api/cameras/${enc}/history?${q}${step ? `&step=${step}` : ""}&offset=${offset(r.to)}`),
         api("GET", `/api/cameras/${enc}/summary?${q}`),
         api("GET", `/api/cameras/${enc}/events?${q}`)]);
+      if (mine !== generation) return;
+      column.querySelector(".range-title").textContent = `${r.label}: ${fmtRange(r)}`;
       renderCharts(side, r, h.points, ev.events, h.step);
       summaryNode.textContent = summaryText(s);
       summaryNode.dataset.seconds = String(s.seconds);
       summaryNode.dataset.dominant = s.dominant || "";
       column.dataset.step = String(h.step);
     } catch (e) {
+      if (mine !== generation) return;
+      column.querySelector(".range-title").textContent = `${r.label}: ${fmtRange(r)}`;
       summaryNode.textContent = `History unavailable: ${e.message}`;
     }
     column.dataset.loaded = `${r.from}-${r.to}`;
   }
 
-  async function loadLessons(r) {
+  async function loadLessons(r, mine) {
     const tbody = document.querySelector('[data-testid="lessons"] tbody');
     let lessons = [];
     try {
       lessons = (await api("GET", `/api/cameras/${enc}/lessons?from=${r.from}&to=${r.to}`)).lessons;
     } catch (e) { /* shown as none */ }
+    if (mine !== generation) return;
     tbody.textContent = "";
     const newest = lessons.slice(-LESSONS_SHOWN).reverse();
     for (const l of newest) {
@@ -223,21 +241,22 @@ function historyPage() {
 
   async function show(kind, given) {
     current = kind;
+    const mine = ++generation;
     for (const b of document.querySelectorAll("button.range")) {
       b.setAttribute("aria-pressed", String(b.dataset.range === kind));
     }
     $("custom-range").hidden = kind !== "custom";
     const ranges = given || await rangesFor(kind);
-    if (!ranges) return;
+    if (!ranges || mine !== generation) return;
     const [a, b] = ranges;
     const step = STEPS[kind] || null;
     $("csv-link").href = `/api/cameras/${enc}/history.csv?from=${a.from}&to=${a.to}&offset=${offset(a.to)}`;
     const compare = $("compare").checked;
     columns.b.hidden = !compare;
     $("ranges").classList.toggle("single", !compare);
-    await Promise.all([loadColumn("a", a, step), compare ? loadColumn("b", b, step) : null,
-                       loadLessons(a)]);
-    body.dataset.range = kind;
+    await Promise.all([loadColumn("a", a, step, mine),
+                       compare ? loadColumn("b", b, step, mine) : null, loadLessons(a, mine)]);
+    if (mine === generation) body.dataset.range = kind;
   }
 
   for (const b of document.querySelectorAll("button.range")) {
