@@ -536,9 +536,9 @@ def test_the_live_connection_ends_when_the_user_is_removed(r, page):
     assert "/login" in page.url
 
 
-def seed_history(cam: str, days: int = 15) -> list[dict]:
+def seed_history(cam: str, days: int = 15) -> tuple[list[dict], list[dict]]:
     """A fortnight of school days (six lessons a day, an empty room otherwise) up to now, in
-    the history database the dashboard reads; returns the lessons written."""
+    the history database the dashboard reads; returns the lessons and events written."""
     import numpy as np
 
     from moodstream.bench.history_queries import DAY, day_rows
@@ -566,16 +566,17 @@ def seed_history(cam: str, days: int = 15) -> list[dict]:
                     "message": "no face for 3s"},
                    {"camera": cam, "ts": start + 960, "kind": "absent", "state": "cleared",
                     "message": "cleared"}]
-    store.write(alert_rows=[e for e in events if e["ts"] < now])
+    events = [e for e in events if e["ts"] < now]
+    store.write(alert_rows=events)
     lessons = store.lessons(cam, 0, now + DAY)
     store.close()
-    return lessons
+    return lessons, events
 
 
 def test_history_page_ranges_side_by_side_and_lessons(r, page):
     r.sadd(keys.CAMERAS, "room7")
     CameraSettings(name="Room 7", source="demo").save(r, "room7")
-    lessons = seed_history("room7")
+    lessons, events = seed_history("room7")
     assert lessons, "the seeded fortnight has lessons"
     users.set_user(r, *VIEWER, "viewer")
     log_in(page, *VIEWER)
@@ -609,6 +610,12 @@ def test_history_page_ranges_side_by_side_and_lessons(r, page):
     expect()(page.get_by_test_id("lesson")).to_have_count(len(this_week))
     expect()(page.get_by_test_id("lessons").locator("tbody")).to_have_attribute(
         "data-count", str(len(this_week)))
+    # The week's alert log, newest first.
+    this_weeks = sorted((e for e in events if e["ts"] >= monday), key=lambda e: -e["ts"])
+    logged = page.get_by_test_id("event")
+    expect()(logged).to_have_count(len(this_weeks))
+    assert [(x.get_attribute("data-kind"), x.get_attribute("data-state"))
+            for x in logged.all()] == [(e["kind"], e["state"]) for e in this_weeks]
     href = page.get_by_test_id("history-csv").get_attribute("href")
     assert href.startswith("/api/cameras/room7/history.csv?from=")
     page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)

@@ -10,6 +10,7 @@ const DAY = 86400;
 const STEPS = { lesson: null, day: 300, week: 600, term: DAY, custom: null };
 const EVENT_KINDS = ["negative", "absent", "shift"];
 const LESSONS_SHOWN = 60;
+const EVENTS_SHOWN = 200;
 const css = getComputedStyle(document.documentElement);
 const color = (name, fallback) => (css.getPropertyValue(`--${name}`) || fallback).trim();
 
@@ -196,6 +197,7 @@ function historyPage() {
       if (mine !== generation) return;
       column.querySelector(".range-title").textContent = `${r.label}: ${fmtRange(r)}`;
       renderCharts(side, r, h.points, ev.events, h.step);
+      if (side === "a") renderEvents(ev.events);
       summaryNode.textContent = summaryText(s);
       summaryNode.dataset.seconds = String(s.seconds);
       summaryNode.dataset.dominant = s.dominant || "";
@@ -206,6 +208,25 @@ function historyPage() {
       summaryNode.textContent = `History unavailable: ${e.message}`;
     }
     column.dataset.loaded = `${r.from}-${r.to}`;
+  }
+
+  function renderEvents(events) {
+    const tbody = document.querySelector('[data-testid="events"] tbody');
+    tbody.textContent = "";
+    const newest = events.slice(-EVENTS_SHOWN).reverse();
+    for (const e of newest) {
+      const when = new Date(e.ts * 1000);
+      tbody.append(el("tr", { "data-testid": "event", "data-kind": e.kind, "data-state": e.state,
+                              className: e.state },
+        el("td", { text: `${when.toLocaleDateString([], { day: "numeric", month: "short" })} ${when.toLocaleTimeString([], { hour12: false })}` }),
+        el("td", { text: e.kind }), el("td", { text: e.state }), el("td", { text: e.message })));
+    }
+    if (!events.length) {
+      tbody.append(el("tr", { className: "empty" }, el("td", { colspan: "4", text: "No alerts or shifts in this range." })));
+    } else if (events.length > EVENTS_SHOWN) {
+      tbody.append(el("tr", { className: "empty" }, el("td", { colspan: "4",
+        text: `… and ${events.length - EVENTS_SHOWN} earlier (the CSV and /events have them all).` })));
+    }
   }
 
   async function loadLessons(r, mine) {
