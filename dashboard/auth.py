@@ -6,7 +6,7 @@
   they need no CSRF token. Session requests that change something need one (X-CSRFToken).
 - A session remembers a fingerprint of the password hash (or of the token): changing a password,
   removing a user or rotating the token ends the sessions that used the old one.
-- Sessions are also recorded in Redis (dashboard.users.SESSION): the signed cookie alone is not
+- Sessions are also recorded in Redis (keys.session): the signed cookie alone is not
   enough. Logout, removing a user or changing their role deletes the record, so a copied cookie
   stops working at once, and the Socket.IO connections of that session are closed.
 """

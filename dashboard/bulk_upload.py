@@ -1,7 +1,7 @@
 """The dashboard's bulk upload page (admins): upload videos or photos, watch the RQ jobs'
 progress live, download each finished upload's CSV, JSON and PNG.
 
-A Flask blueprint for `dashboard.app.create_app`; register it with
+A Flask blueprint for `moodstream.dashboard.app.create_app`; register it with
 
     from moodstream.dashboard.bulk_upload import bp as bulk_bp
     app.register_blueprint(bulk_bp)

@@ -31,8 +31,8 @@ def start_session(r, owner: str, name: str | None, ttl_s: int) -> str:
     pipe = r.pipeline()
     pipe.set(keys.session(sid), owner, ex=ttl_s)
     if name:
-        pipe.sadd(keys.user_sessions(name), sid)
-        pipe.expire(keys.user_sessions(name), ttl_s)
+        pipe.sadd(keys.session(user=name), sid)
+        pipe.expire(keys.session(user=name), ttl_s)
     pipe.execute()
     return sid
 
@@ -48,11 +48,11 @@ def end_session(r, sid: str) -> None:
 
 def end_user_sessions(r, name: str) -> int:
     """Log a user out everywhere (their open Socket.IO connections close within a second)."""
-    sids = [_text(s) for s in r.smembers(keys.user_sessions(name))]
+    sids = [_text(s) for s in r.smembers(keys.session(user=name))]
     pipe = r.pipeline()
     for sid in sids:
         pipe.delete(keys.session(sid))
-    pipe.delete(keys.user_sessions(name))
+    pipe.delete(keys.session(user=name))
     pipe.execute()
     return len(sids)
 

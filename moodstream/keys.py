@@ -90,14 +90,10 @@ def user(name: str) -> str:
     return f"ms:user:{name}"
 
 
-def session(sid: str) -> str:
-    """String with a TTL: a login session's id -> the login's user id."""
-    return f"ms:session:{sid}"
-
-
-def user_sessions(name: str) -> str:
-    """Set: the session ids of one user (so that all of them can be ended)."""
-    return f"ms:user-sessions:{name}"
+def session(sid: str = "", *, user: str | None = None) -> str:
+    """String with a TTL: a login session's id -> the login's user id; with `user`, the set
+    of that user's session ids (so that all of them can be ended)."""
+    return f"ms:session:{sid}" if user is None else f"ms:user-sessions:{user}"
 
 
 def login_failures(kind: str, who: str) -> str:

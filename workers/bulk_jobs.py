@@ -579,7 +579,7 @@ class BulkWorker(SimpleWorker):
     loaded once at start (``preload``), and a heartbeat thread that keeps a long job's
     registration alive so that only a dead worker's job is ever treated as abandoned.
 
-    Works with ``rq worker -w workers.bulk_jobs.BulkWorker`` and ``rq worker-pool``.
+    Works with ``rq worker -w moodstream.workers.bulk_jobs.BulkWorker`` and ``rq worker-pool``.
     """
 
     heartbeat_ttl = 60  # run_worker sets settings.bulk.heartbeat_ttl
