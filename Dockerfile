@@ -8,7 +8,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY dashboard/package.json dashboard/package-lock.json dashboard/
-RUN npm ci --prefix dashboard --no-audit --no-fund
+RUN mkdir -p dashboard/static
+RUN npm ci --prefix dashboard --no-audit --no-fund \
+    && mkdir dashboard/static/vendor \
+    && cp dashboard/node_modules/socket.io-client/dist/socket.io.min.js \
+          dashboard/node_modules/chart.js/dist/chart.umd.min.js dashboard/static/vendor/
 
 # OpenCV's wheel brings its own FFmpeg, so the runtime needs no system packages.
 FROM ${BASE}
@@ -17,11 +21,12 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY bench bench
 COPY moodstream moodstream
 COPY ingest ingest
 COPY workers workers
 COPY dashboard dashboard
-COPY --from=frontend /app/dashboard/node_modules dashboard/node_modules
+COPY --from=frontend /app/dashboard/static/vendor dashboard/static/vendor
 COPY models/*.py models/emotion.onnx models/emotion.json models/
 COPY models/mtcnn models/mtcnn
 # The workers and the dashboard need no TensorFlow; EXTRAS=train adds training and export.

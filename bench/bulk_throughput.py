@@ -27,9 +27,9 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from moodstream.config import get_settings  # noqa: E402
+from moodstream.config import load_settings  # noqa: E402
+from moodstream.workers import bulk_jobs  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
-from workers import bulk_jobs  # noqa: E402
 
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
 
@@ -70,7 +70,8 @@ def run_bulk(video: Path, end: int, native: float, args, workers: int, model: st
         for start, stop in bulk_jobs.plan_chunks(end, native, args.chunk_seconds):
             n = len(bulk_jobs.sample_indices(start, stop, native, args.fps))
             tasks.append(bulk_jobs.Task(str(video), "video", "bench", start, stop, n))
-        options = bulk_jobs.default_options(fps=args.fps, model=model, detector=args.detector)
+        options = bulk_jobs.default_options(load_settings(), fps=args.fps, model=model,
+                                            detector=args.detector)
         t1 = time.monotonic()
         jobs = bulk_jobs.enqueue(queue, tasks, options, retries=0)
         ids = [j.id for j in jobs]
@@ -112,7 +113,7 @@ def run_paper_loop(video: Path, end: int, native: float, fps: float, keras_path:
     import keras
     from mtcnn import MTCNN
 
-    from models.data import OFFSET, SCALE
+    from moodstream.models.data import OFFSET, SCALE
 
     detector = MTCNN()
     model = keras.models.load_model(keras_path, compile=False)
@@ -160,12 +161,13 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    model = str(args.model or get_settings().model_path)
+    settings = load_settings()
+    model = str(args.model or settings.classifier.model_path)
     end, native = clip_frames(args.video, args.seconds)
     print(f"video {args.video.name}: frames 0-{end - 1} at {native:.2f} fps, analysing "
           f"{'every frame' if args.fps <= 0 else f'{args.fps:g} frames/s'}; "
           f"{os.cpu_count()} CPU cores; ONNX model {model}; bulk detector "
-          f"{args.detector or bulk_jobs.default_options()['detector']}", flush=True)
+          f"{args.detector or settings.detector.name}", flush=True)
     rows = []
     keras_path = find_keras(args.keras)
     if keras_path is None or not keras_path.exists():

@@ -115,7 +115,7 @@ def log(message: str) -> None:
 def choose_keras(explicit: Path | None, meta: dict, tmp: Path) -> tuple[Path, str]:
     """(path, what it is). The run the shipped ONNX was trained in, else the newest run's
     best.keras, else an untrained model of the paper's architecture (same speed)."""
-    from bench.bulk_throughput import find_keras
+    from moodstream.bench.bulk_throughput import find_keras
 
     if explicit:
         return explicit, "given with --keras"
@@ -132,7 +132,7 @@ def choose_keras(explicit: Path | None, meta: dict, tmp: Path) -> tuple[Path, st
                 return path, f"trained ({path.relative_to(REPO)})"
             except Exception as error:  # noqa: BLE001 - a half-written file: try the next
                 log(f"cannot load {path}: {error}")
-    from models.architecture import build_mini_xception
+    from moodstream.models.architecture import build_mini_xception
 
     path = tmp / "untrained.keras"
     build_mini_xception().save(path)
@@ -143,7 +143,7 @@ def measure_classifier(model_path: Path, faces: int) -> dict:
     """onnxruntime, 1 thread, faces/s at batch 32 and at batch 1, on 64x64 gray crops."""
     import numpy as np
 
-    from workers.emotion_model import EmotionModel
+    from moodstream.workers.emotion_model import EmotionModel
 
     model = EmotionModel(model_path, threads=1)
     crops = np.random.default_rng(0).integers(0, 256, (faces, model.height, model.width),
@@ -177,7 +177,7 @@ def measure_detectors(names: list[str], video_frames: int, batch: int = 4) -> di
     """ms (wall) and cpu ms per 640x480 frame, 1 frame per call and `batch` per call."""
     import cv2
 
-    from bench.detectors import make_detector, source_frames, timed
+    from moodstream.bench.detectors import make_detector, source_frames, timed
 
     frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_AREA)
               for f in source_frames(video_frames)]
@@ -217,8 +217,8 @@ def measure_codec(video: Path) -> dict:
 def measure_pipeline(video: Path, frames: int, cameras: list[int], camera_fps: float,
                      detectors: int, per_camera: int) -> dict:
     """Backlog (sustained frames/s) then cameras x camera_fps paced runs (latency)."""
-    from bench.pipeline import jpeg_frames, run_case
     from moodstream import keys
+    from moodstream.bench.pipeline import jpeg_frames, run_case
     from tests.conftest import RedisServer
 
     jpegs = jpeg_frames(video, max(frames, max(cameras) * per_camera))
@@ -253,7 +253,7 @@ def measure_pipeline(video: Path, frames: int, cameras: list[int], camera_fps: f
 def measure_bulk(video: Path, frames: int, workers: list[int], model_path: Path) -> dict:
     from types import SimpleNamespace
 
-    from bench.bulk_throughput import clip_frames, run_bulk
+    from moodstream.bench.bulk_throughput import clip_frames, run_bulk
 
     end, native = clip_frames(video, frames / 29.97)
     end = min(end, frames)
@@ -269,7 +269,7 @@ def measure_bulk(video: Path, frames: int, workers: list[int], model_path: Path)
 
 
 def measure_paper_loop(video: Path, frames: int, keras_path: Path) -> dict:
-    from bench.bulk_throughput import clip_frames, run_paper_loop
+    from moodstream.bench.bulk_throughput import clip_frames, run_paper_loop
 
     end, native = clip_frames(video, 0)
     r = run_paper_loop(video, min(end, frames), native, 0.0, keras_path)
@@ -293,7 +293,7 @@ def measure_fer(python: Path, video: Path, frames: int) -> dict:
 
 
 def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
-    from workers.emotion_model import read_metadata
+    from moodstream.workers.emotion_model import read_metadata
 
     meta = read_metadata(model_path)
     out = {"params": int(meta.get("params", 0)) or None,
@@ -302,7 +302,7 @@ def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
            "file_kb": round(model_path.stat().st_size / 1024, 1)}
     if evaluate:
         try:
-            from models.evaluate import evaluate as run_evaluate
+            from moodstream.models.evaluate import evaluate as run_evaluate
 
             out["privatetest_accuracy"] = round(
                 run_evaluate(model_path, threads=1, timing=False)["accuracy"], 4)
@@ -316,25 +316,24 @@ def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
 
 # ---------------------------------------------------------------- the command
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.render:
-        from bench.report import plot_all, render_markdown
+        from moodstream.bench.report import plot_all, render_markdown
 
         results = json.loads(RESULTS.read_text())
         (DOCS / "benchmarks.md").write_text(render_markdown(results) + "\n")
         for path in [DOCS / "benchmarks.md", *plot_all(results, DOCS / "benchmarks")]:
             print(f"wrote {path}")
         return 0
-    from bench.pipeline import DEFAULT_VIDEO
-    from moodstream.config import get_settings
-    from workers.emotion_model import read_metadata
+    from moodstream.bench.pipeline import DEFAULT_VIDEO
+    from moodstream.workers.emotion_model import read_metadata
 
     started = time.monotonic()
     quick = args.quick
     frames = args.frames or (24 if quick else 120)
     cameras = [int(c) for c in (args.cameras or ("1,4" if quick else "1,4,8")).split(",")]
-    model_path = Path(get_settings().model_path)
+    model_path = Path(settings.classifier.model_path)
     video = DEFAULT_VIDEO
     if not video.exists():
         raise SystemExit(f"shared media not found: {video}")
@@ -380,11 +379,11 @@ def run(args: argparse.Namespace) -> int:
     results["previous_mode"] = (previous or {}).get("mode")
     results["wall_s"] = round(time.monotonic() - started, 1)
 
-    from bench.report import render_text
+    from moodstream.bench.report import render_text
 
     print(render_text(results))
     if not quick and not args.no_write:
-        from bench.report import write_report
+        from moodstream.bench.report import write_report
 
         for path in write_report(results, DOCS, RESULTS):
             print(f"wrote {path}")

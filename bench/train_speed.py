@@ -25,8 +25,8 @@ def seconds_per_step(size: int, batch: int, steps: int, augment: dict | None,
     import numpy as np
     import tensorflow as tf
 
-    from models.architecture import build_mini_xception
-    from models.data import make_dataset
+    from moodstream.models.architecture import build_mini_xception
+    from moodstream.models.data import make_dataset
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     keras.mixed_precision.set_global_policy(policy)
@@ -34,7 +34,7 @@ def seconds_per_step(size: int, batch: int, steps: int, augment: dict | None,
     n = batch * (steps + 5)
     # 48 px uint8 like FER-2013; the dataset resizes on the fly only when asked, so resize
     # here once as training does (models.data.load_split).
-    from models.data import resize_images
+    from moodstream.models.data import resize_images
 
     x = resize_images(rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), size)[..., None]
     y = (np.arange(n) % 7).astype(np.int32)
@@ -52,7 +52,7 @@ def seconds_per_step(size: int, batch: int, steps: int, augment: dict | None,
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from models.train import DEFAULT_CONFIG
+    from moodstream.models.train import DEFAULT_CONFIG
 
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

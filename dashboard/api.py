@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 
-from dashboard import cameras, users
-from dashboard.auth import admin_required, login_manager
 from moodstream import keys
-from moodstream.contract import CLASSES
+from moodstream.camera_settings import CameraSettings
+from moodstream.dashboard import cameras, users
+from moodstream.dashboard.auth import admin_required, login_manager
+from moodstream.history.writer import erase_camera
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -44,12 +44,6 @@ def no_store(response):
     return response
 
 
-def _camera_or_404(cam: str):
-    if not cameras.valid_id(cam):
-        return None, (jsonify(error="invalid camera id"), 404)
-    return cam, None
-
-
 def _payload() -> dict:
     data = request.get_json(silent=True)
     if data is None:
@@ -70,26 +64,20 @@ def list_cameras():
     return jsonify(cameras.list_cameras(state().redis, show_source=current_user.is_admin))
 
 
-@bp.get("/cameras/<cam>")
+@bp.get("/cameras/<camera:cam>")
 def get_camera(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
     info = cameras.describe(state().redis, cam, show_source=current_user.is_admin)
     if info is None:
         return jsonify(error=f"no camera {cam}"), 404
     return jsonify(info)
 
 
-@bp.get("/cameras/<cam>/mood")
+@bp.get("/cameras/<camera:cam>/mood")
 def get_mood(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
     mood = cameras.latest_mood(state().redis, cam)
     if mood is None:
         return jsonify(error=f"no aggregate for camera {cam} yet"), 404
-    return jsonify(mood)
+    return jsonify(mood.to_dict())
 
 
 def _seconds() -> float:
@@ -99,58 +87,23 @@ def _seconds() -> float:
         return 3600.0
 
 
-@bp.get("/cameras/<cam>/history")
-def get_history(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
+@bp.get("/cameras/<camera:cam>/live")
+def get_live(cam):
+    """Per-second points of the last `seconds` (at most an hour) from Redis, for the live
+    charts; the lasting history is /history (moodstream.dashboard.history)."""
     return jsonify(camera=cam, now=time.time(),
                    points=cameras.history(state().redis, cam, _seconds()))
 
 
-@bp.get("/cameras/<cam>/summary")
-def get_summary(cam):
-    """The last `seconds` (default an hour; a lesson: ?seconds=2700) at a glance."""
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
-    points = cameras.history(state().redis, cam, _seconds())
-    return jsonify(camera=cam, **cameras.summarize(points))
-
-
-@bp.get("/cameras/<cam>/history.csv")
-def get_history_csv(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["ts", "time_utc", "faces", "valence", "dominant", *CLASSES])
-    for p in cameras.history(state().redis, cam, _seconds()):
-        writer.writerow([f"{p['ts']:.3f}",
-                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p["ts"])),
-                         f"{p['faces']:g}", f"{p['valence']:.3f}", p["dominant"] or "",
-                         *(p["counts"][c] for c in CLASSES)])
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return Response(out.getvalue(), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="{cam}-history-{stamp}.csv"'})
-
-
-@bp.get("/cameras/<cam>/alerts")
+@bp.get("/cameras/<camera:cam>/alerts")
 def get_alerts(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
     return jsonify(camera=cam, alerts=cameras.alerts(state().redis, cam))
 
 
-@bp.get("/cameras/<cam>/preview.jpg")
+@bp.get("/cameras/<camera:cam>/preview.jpg")
 def get_preview(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
-    r = state().redis
-    if r.hget(keys.camera(cam), "preview") != "1":
+    camera = CameraSettings.load(state().redis, cam)
+    if camera is None or not camera.preview:
         return jsonify(error="preview is off for this camera"), 404
     jpeg = state().redis_bytes.get(keys.preview(cam))
     if not jpeg:
@@ -163,7 +116,7 @@ def get_preview(cam):
 def add_camera():
     data = _payload()
     try:
-        camera = cameras.add(state().redis, data)
+        camera = cameras.add(state().redis, data, state().settings.camera_networks)
     except cameras.CameraError as error:
         return jsonify(error=str(error)), 400
     except FileExistsError:
@@ -171,16 +124,13 @@ def add_camera():
     return jsonify(camera), 201
 
 
-@bp.route("/cameras/<cam>", methods=["PATCH", "PUT"])
+@bp.route("/cameras/<camera:cam>", methods=["PATCH", "PUT"])
 @admin_required
 def update_camera(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
     data = _payload()
     data.pop("id", None)
     try:
-        camera = cameras.update(state().redis, cam, data)
+        camera = cameras.update(state().redis, cam, data, state().settings.camera_networks)
     except cameras.CameraError as error:
         return jsonify(error=str(error)), 400
     except KeyError:
@@ -188,15 +138,23 @@ def update_camera(cam):
     return jsonify(camera)
 
 
-@bp.delete("/cameras/<cam>")
+@bp.delete("/cameras/<camera:cam>")
 @admin_required
 def delete_camera(cam):
-    cam, error = _camera_or_404(cam)
-    if error:
-        return error
+    """Removes the camera; with ?history=erase its history in the database too (first, so
+    that a database error leaves everything as it was)."""
+    erased = None
+    if request.args.get("history") == "erase":
+        if not cameras.exists(state().redis, cam):
+            return jsonify(error=f"no camera {cam}"), 404
+        try:
+            erased = erase_camera(state().redis, state().history, cam)
+        except SQLAlchemyError as error:
+            return jsonify(error="the history database is unavailable, nothing was removed: "
+                                 f"{str(error).splitlines()[0][:200]}"), 503
     if not cameras.remove(state().redis, cam):
         return jsonify(error=f"no camera {cam}"), 404
-    return jsonify(removed=cam)
+    return jsonify(removed=cam, history_erased=erased)
 
 
 @bp.get("/stats")

@@ -8,13 +8,11 @@ number of dashboard replicas can run behind a load balancer (with sticky session
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import redis
 from flask import (
@@ -29,13 +27,18 @@ from flask import (
     session,
 )
 from flask_login import current_user, login_required
-from flask_socketio import SocketIO
+from flask_socketio import SocketIO, join_room, leave_room, rooms
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from prometheus_client import Histogram
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import BaseConverter
 
-from dashboard import api, auth, bulk_upload, cameras, users
-from moodstream.config import env_flag
+from moodstream import assets, keys
+from moodstream.camera_settings import ID_RE
+from moodstream.config import MIB, Settings
+from moodstream.contract import CLASSES
+from moodstream.dashboard import api, auth, bulk_upload, cameras, history
+from moodstream.history import HistoryStore, open_store
 from moodstream.redis_client import connect
 
 REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
@@ -43,18 +46,19 @@ REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
 
 log = logging.getLogger("moodstream.dashboard")
 
-HERE = Path(__file__).resolve().parent
-SECRET_KEY = "ms:dashboard:secret"
-# Front-end libraries come from npm (`npm ci --prefix dashboard`), never from a CDN.
-VENDOR = {
-    "socket.io.min.js": ("socket.io-client", "dist/socket.io.min.js"),
-    "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js"),
-}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")
 
+MAX_WATCHED = 500  # cameras one page may follow
+
 pages = Blueprint("pages", __name__)
+
+
+class CameraIdConverter(BaseConverter):
+    """<camera:cam> in a route: a valid camera id, else the route does not match (404)."""
+
+    regex = ID_RE.pattern.strip("^$")
 
 
 @dataclass
@@ -63,16 +67,13 @@ class State:
     redis_bytes: redis.Redis  # raw bytes (JPEG previews, accounting)
     redis_url: str
     token: str | None
-    node_modules: Path
-
-
-def node_modules_dir() -> Path:
-    return Path(os.environ.get("MOODSTREAM_NODE_MODULES", HERE / "node_modules"))
+    settings: Settings
+    history: HistoryStore  # the lasting history (connects on first use)
 
 
 def vendor_missing() -> list[str]:
-    base = node_modules_dir()
-    return [name for name, (pkg, rel) in VENDOR.items() if not (base / pkg / rel).is_file()]
+    """Front-end libraries (from npm, never a CDN) that setup has not copied into the package."""
+    return [name for name in assets.VENDOR_FILES if not (assets.vendor_dir() / name).is_file()]
 
 
 @pages.get("/healthz")
@@ -86,15 +87,13 @@ def healthz():
 
 @pages.get("/vendor/<name>")
 def vendor(name):
-    if name not in VENDOR:
+    if name not in assets.VENDOR_FILES:
         abort(404)
-    pkg, rel = VENDOR[name]
-    path = auth.state().node_modules / pkg / rel
+    path = assets.vendor_dir() / name
     if not path.is_file():
-        return (f"// {pkg} is not installed: run `npm ci --prefix dashboard`\n", 404,
+        return (f"// {name} is not installed: run ./scripts/setup.sh\n", 404,
                 {"Content-Type": "text/javascript"})
-    response = send_file(path, mimetype="text/javascript", max_age=3600)
-    return response
+    return send_file(path, mimetype="text/javascript", max_age=3600)
 
 
 @pages.get("/")
@@ -103,15 +102,24 @@ def index():
     return render_template("index.html", page="overview")
 
 
-@pages.get("/cameras/<cam>")
-@login_required
-def camera_page(cam):
-    if not cameras.valid_id(cam):
-        abort(404)
+def described_camera(cam: str) -> dict:
+    """A camera as its pages show it, or 404."""
     info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
     if info is None:
         abort(404)
-    return render_template("camera.html", page="camera", camera=info)
+    return info
+
+
+@pages.get("/cameras/<camera:cam>")
+@login_required
+def camera_page(cam):
+    return render_template("camera.html", page="camera", camera=described_camera(cam))
+
+
+@pages.get("/cameras/<camera:cam>/history")
+@login_required
+def history_page(cam):
+    return render_template("history.html", page="history", camera=described_camera(cam))
 
 
 @pages.get("/admin")
@@ -130,38 +138,27 @@ def _secret_key(r: redis.Redis, secret_key: str | None) -> str:
     """The configured key, else one shared through Redis so restarts keep sessions."""
     if secret_key:
         return secret_key
-    r.set(SECRET_KEY, secrets.token_urlsafe(48), nx=True)
-    return r.get(SECRET_KEY)
+    r.set(keys.DASHBOARD_SECRET, secrets.token_urlsafe(48), nx=True)
+    return r.get(keys.DASHBOARD_SECRET)
 
 
-def _secure_cookies(value: bool | None) -> bool:
-    if value is not None:
-        return value
-    return env_flag("MOODSTREAM_SECURE_COOKIES")
-
-
-def _trusted_proxies(value: int | None) -> int:
-    if value is not None:
-        return value
-    return int(os.environ.get("MOODSTREAM_TRUSTED_PROXIES", "0") or 0)
-
-
-def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
-               secure_cookies: bool | None = None, message_queue: bool = True,
-               trusted_proxies: int | None = None):
-    """Build the Flask app and its SocketIO server. Returns (app, socketio)."""
-    app = Flask(__name__, template_folder=str(HERE / "templates"),
-                static_folder=str(HERE / "static"))
-    proxies = _trusted_proxies(trusted_proxies)
+def create_app(settings: Settings, *, message_queue: bool = True):
+    """Build the Flask app and its SocketIO server from the settings (the Redis, and the
+    dashboard and bulk groups). Returns (app, socketio)."""
+    redis_url, d = settings.redis_url, settings.dashboard
+    here = assets.dashboard_dir()
+    app = Flask(__name__, template_folder=str(here / "templates"),
+                static_folder=str(here / "static"))
+    proxies = d.trusted_proxies
     if proxies:
         # Behind N reverse proxies (TLS termination): take the client's address, scheme and
         # host from their X-Forwarded-* headers, so that login lockouts count per client,
         # not per proxy, and HTTPS requests get the strict CSRF referrer check.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     r = connect(redis_url, decode_responses=True)
-    secure = _secure_cookies(secure_cookies)
+    secure = d.secure_cookies
     app.config.update(
-        SECRET_KEY=_secret_key(r, secret_key),
+        SECRET_KEY=_secret_key(r, d.secret_key),
         SESSION_COOKIE_NAME="moodstream_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -174,22 +171,26 @@ def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
         WTF_CSRF_SSL_STRICT=secure,
         # Whole-request cap, sized for uploads of videos to analyse; the JSON API caps its
         # own bodies much lower (dashboard.api.MAX_JSON_BYTES).
-        MAX_CONTENT_LENGTH=int(float(os.environ.get("MOODSTREAM_MAX_UPLOAD_MB", "512")) * 2**20),
+        MAX_CONTENT_LENGTH=int(d.max_upload_mb * MIB),
     )
     app.extensions["moodstream"] = State(
-        redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=token or None,
-        node_modules=node_modules_dir())
+        redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=d.token or None,
+        settings=settings, history=open_store(settings.history))
+    app.url_map.converters["camera"] = CameraIdConverter
     csrf = CSRFProtect(app)
     app.extensions["csrf"] = csrf
     auth.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, for cookie sessions only
+    csrf.exempt(history.bp)  # reads only
     app.register_blueprint(api.bp)
+    app.register_blueprint(history.bp)
     app.register_blueprint(pages)
     app.register_blueprint(bulk_upload.bp)
 
     @app.context_processor
     def globals_for_templates():
-        return {"user": current_user, "vendor_missing": vendor_missing()}
+        return {"user": current_user, "vendor_missing": vendor_missing(),
+                "expressions": CLASSES}
 
     @app.before_request
     def start_timer():
@@ -250,6 +251,22 @@ def create_app(redis_url: str, token: str | None, secret_key: str | None, *,
         log.info("refused an unauthenticated Socket.IO connection from %s", request.remote_addr)
         raise ConnectionRefusedError("unauthorized")
 
+    @socketio.on("watch")
+    def on_watch(data=None):
+        """A page names the cameras it shows; it joins their rooms (and leaves the others'),
+        and the aggregators' snapshots reach it through those rooms only."""
+        wanted = data.get("cameras") if isinstance(data, dict) else None
+        if not isinstance(wanted, list):
+            return {"ok": False, "error": "cameras must be a list"}
+        wanted = {keys.camera_room(c) for c in wanted[:MAX_WATCHED]
+                  if isinstance(c, str) and cameras.valid_id(c)}
+        for joined in rooms():
+            if joined.startswith(keys.CAMERA_ROOM_PREFIX) and joined not in wanted:
+                leave_room(joined)
+        for room in wanted:
+            join_room(room)
+        return {"ok": True, "rooms": sorted(wanted)}
+
     @socketio.on("disconnect")
     def on_disconnect(*_args):
         live.discard(request.sid)
@@ -292,7 +309,7 @@ class LiveSessions:
             return []
         pipe = self.redis.pipeline(transaction=False)  # one round trip for all of them
         for _, session_id in pairs:
-            pipe.exists(users.SESSION.format(session_id))
+            pipe.exists(keys.session(session_id))
         return [sock for (sock, _), found in zip(pairs, pipe.execute(), strict=True)
                 if not found]
 

@@ -6,7 +6,7 @@
   they need no CSRF token. Session requests that change something need one (X-CSRFToken).
 - A session remembers a fingerprint of the password hash (or of the token): changing a password,
   removing a user or rotating the token ends the sessions that used the old one.
-- Sessions are also recorded in Redis (dashboard.users.SESSION): the signed cookie alone is not
+- Sessions are also recorded in Redis (keys.session): the signed cookie alone is not
   enough. Logout, removing a user or changing their role deletes the record, so a copied cookie
   stops working at once, and the Socket.IO connections of that session are closed.
 """
@@ -36,7 +36,8 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from dashboard import users
+from moodstream import keys
+from moodstream.dashboard import users
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -159,8 +160,8 @@ def safe_next(target: str | None) -> str:
 
 
 def _failure_keys(name: str) -> list[str]:
-    return [f"ms:login:fail:user:{name.lower()[:64]}",
-            f"ms:login:fail:addr:{request.remote_addr or '-'}"]
+    return [keys.login_failures("user", name.lower()[:64]),
+            keys.login_failures("addr", request.remote_addr or "-")]
 
 
 def _locked_out(name: str) -> bool:

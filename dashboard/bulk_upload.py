@@ -1,9 +1,9 @@
 """The dashboard's bulk upload page (admins): upload videos or photos, watch the RQ jobs'
 progress live, download each finished upload's CSV, JSON and PNG.
 
-A Flask blueprint for `dashboard.app.create_app`; register it with
+A Flask blueprint for `moodstream.dashboard.app.create_app`; register it with
 
-    from dashboard.bulk_upload import bp as bulk_bp
+    from moodstream.dashboard.bulk_upload import bp as bulk_bp
     app.register_blueprint(bulk_bp)
 
 Uploads are stored under ``MOODSTREAM_BULK_DIR`` (default: the system temp folder), which
@@ -26,7 +26,6 @@ from pathlib import Path
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     jsonify,
@@ -40,27 +39,21 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
-from dashboard import auth
-from moodstream.config import env_flag
+from moodstream import keys
+from moodstream.config import MIB
+from moodstream.dashboard import auth
 from moodstream.images import check_image
-from workers import bulk_jobs, bulk_staging
-from workers.bulk_results import write_outputs
+from moodstream.workers import bulk_jobs, bulk_staging
+from moodstream.workers.bulk_results import write_outputs
 
 log = logging.getLogger("moodstream.dashboard")
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")
 
-UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
-RECORD = "ms:bulk:upload:{}"  # JSON: files, plan, job ids, state
-LOCK = "ms:bulk:lock:{}"
 KEEP_UPLOADS = 100
 OUTPUT_SUFFIXES = {".csv", ".json", ".png"}
 
 
 MAX_NAME = 100  # characters of a stored file name: far below every file system's limit
-
-
-def bulk_dir() -> Path:
-    return bulk_jobs.uploads_dir()
 
 
 def stored_path(folder: Path, original: str) -> Path:
@@ -91,17 +84,20 @@ def _save_private(storage, path: Path) -> None:
         storage.save(out)
 
 
-def max_upload_bytes() -> int:
-    return int(float(os.environ.get("MOODSTREAM_BULK_MAX_UPLOAD_MB", "500")) * 1e6)
-
-
 def _state():
     return auth.state()
 
 
+def bulk_dir() -> Path:
+    return _state().settings.bulk.dir
+
+
+def max_upload_bytes() -> int:
+    return int(_state().settings.bulk.max_upload_mb * MIB)
+
+
 def _queue():
-    return bulk_jobs.make_queue(os.environ.get("MOODSTREAM_BULK_QUEUE", bulk_jobs.QUEUE),
-                                _state().redis_bytes)
+    return bulk_jobs.make_queue(_state().settings.bulk.queue, _state().redis_bytes)
 
 
 @bp.record_once
@@ -119,7 +115,7 @@ def _upload_limit():
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_error=None):
-    flash(f"Upload refused: larger than the limit of {max_upload_bytes() / 1e6:g} MB.", "error")
+    flash(f"Upload refused: larger than the limit of {max_upload_bytes() / MIB:g} MB.", "error")
     return redirect(url_for("bulk.page"), 303)
 
 
@@ -130,7 +126,8 @@ def check_file(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix in bulk_jobs.IMAGE_SUFFIXES:
         try:
-            check_image(path)  # the pixel limit, from the header, before decoding
+            # The pixel limit, from the header, before decoding.
+            check_image(path, _state().settings.limits.max_image_pixels)
         except ValueError as error:
             return str(error)
         return None if cv2.imread(str(path)) is not None else "not a readable image"
@@ -144,7 +141,7 @@ def check_file(path: Path) -> str | None:
 
 
 def _load(upload_id: str) -> dict | None:
-    raw = _state().redis_bytes.get(RECORD.format(upload_id))  # bytes: may not even be text
+    raw = _state().redis_bytes.get(keys.bulk("upload", upload_id))  # bytes: may not even be text
     if not raw:
         return None
     try:
@@ -179,14 +176,14 @@ def workers_listening() -> int:
 
 
 def _save(record: dict) -> None:
-    _state().redis.set(RECORD.format(record["id"]), json.dumps(record))
+    _state().redis.set(keys.bulk("upload", record["id"]), json.dumps(record))
 
 
 @bp.get("/")
 @auth.admin_required
 def page():
     r = _state().redis
-    uploads = [u for u in (_load(i) for i in r.lrange(UPLOADS, 0, 49)) if u]
+    uploads = [u for u in (_load(i) for i in r.lrange(keys.BULK_UPLOADS, 0, 49)) if u]
     return render_template("bulk_upload.html", page="bulk", uploads=uploads,
                            statuses={u["id"]: safe_status(u) for u in uploads},
                            workers=workers_listening(), queue=_queue().name,
@@ -236,13 +233,15 @@ def upload():
     if not accepted:
         shutil.rmtree(root, ignore_errors=True)
         return redirect(url_for("bulk.page"), 303)
-    plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes())
+    plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes(),
+                          max_pixels=_state().settings.limits.max_image_pixels)
     staged = []
     queue = _queue()
-    if env_flag("MOODSTREAM_BULK_STAGE"):
+    if _state().settings.bulk.stage:
         # Workers on other machines cannot see this folder: ship the files through Redis.
         staged = bulk_staging.stage_plan(_state().redis_bytes, plan, max_upload_bytes())
-    jobs = bulk_jobs.enqueue(queue, plan.tasks, bulk_jobs.default_options(fps=fps))
+    jobs = bulk_jobs.enqueue(queue, plan.tasks,
+                             bulk_jobs.default_options(_state().settings, fps=fps))
     if not keep:
         if staged:  # the workers read the copies in Redis: the originals can go now
             shutil.rmtree(folder, ignore_errors=True)
@@ -254,11 +253,11 @@ def upload():
               "errors": [], "staged": staged, "keep": keep}
     _save(record)
     r = _state().redis
-    r.lpush(UPLOADS, upload_id)
-    for old in r.lrange(UPLOADS, KEEP_UPLOADS, -1):
-        r.delete(RECORD.format(old))
+    r.lpush(keys.BULK_UPLOADS, upload_id)
+    for old in r.lrange(keys.BULK_UPLOADS, KEEP_UPLOADS, -1):
+        r.delete(keys.bulk("upload", old))
         shutil.rmtree(bulk_dir() / old, ignore_errors=True)
-    r.ltrim(UPLOADS, 0, KEEP_UPLOADS - 1)
+    r.ltrim(keys.BULK_UPLOADS, 0, KEEP_UPLOADS - 1)
     flash(f"Queued {len(jobs)} job(s) for {len(accepted)} file(s).", "info")
     return redirect(url_for("bulk.page"), 303)
 
@@ -294,7 +293,7 @@ def status(record: dict) -> dict:
             continue
         ended += 1
         done += task.total
-    if ended == len(ids) and _state().redis.set(LOCK.format(record["id"]), "1", nx=True,
+    if ended == len(ids) and _state().redis.set(keys.bulk("lock", record["id"]), "1", nx=True,
                                                  ex=120):
         out = bulk_dir() / record["id"] / "results"
         for task, result, failure, attempts in outcomes:
@@ -338,46 +337,3 @@ def download(upload_id, name):
     if not upload_id.isalnum() or Path(name).suffix not in OUTPUT_SUFFIXES:
         abort(404)
     return send_from_directory(bulk_dir() / upload_id / "results", name, as_attachment=True)
-
-
-SCRIPT = """
-(function () {
-  function render(row, s) {
-    row.querySelector('.state').textContent = s.state;
-    var none = document.querySelector('[data-testid="bulk-no-worker"]');
-    if (none) none.hidden = s.workers !== 0;
-    row.querySelector('progress').value = s.progress;
-    row.querySelector('.pct').textContent = Math.round(s.progress * 100) + '%';
-    var links = row.querySelector('.outputs');
-    links.textContent = '';
-    s.outputs.forEach(function (o) {
-      var a = document.createElement('a');
-      a.href = o.url; a.textContent = o.name; a.setAttribute('download', '');
-      links.appendChild(a); links.appendChild(document.createTextNode(' '));
-    });
-    var errs = row.querySelector('.errors');
-    errs.textContent = '';
-    s.errors.forEach(function (e) {
-      var li = document.createElement('li');
-      li.textContent = e.file.split('/').pop() + ': ' + e.error;
-      errs.appendChild(li);
-    });
-    return s.state === 'finished' || s.state === 'failed';
-  }
-  function poll(row) {
-    fetch(row.dataset.status, {credentials: 'same-origin',
-                               headers: {'Accept': 'application/json'}})
-      .then(function (r) { return r.json(); })
-      .then(function (s) { if (!render(row, s)) setTimeout(function () { poll(row); }, 1000); })
-      .catch(function () { setTimeout(function () { poll(row); }, 3000); });
-  }
-  document.querySelectorAll('tr[data-upload]').forEach(function (row) {
-    if (row.dataset.done !== '1') poll(row);
-  });
-})();
-"""
-
-
-@bp.get("/bulk.js")
-def script():
-    return Response(SCRIPT, mimetype="text/javascript")

@@ -107,7 +107,7 @@ def serve(app, host: str, port: int, threads: int, request_timeout: float) -> No
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     DashboardServer(app, {
         "bind": [bind], "workers": 1, "threads": threads,
-        "worker_class": "dashboard.server.TimedThreadWorker",
+        "worker_class": "moodstream.dashboard.server.TimedThreadWorker",
         # An idle kept-alive connection is closed after a few seconds.
         "keepalive": 5, "graceful_timeout": 10, "timeout": 60,
         "accesslog": None, "errorlog": "-", "loglevel": "warning",

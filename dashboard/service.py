@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import secrets
+
+from moodstream.config import Settings
+from moodstream.dashboard.app import create_app, vendor_missing
+from moodstream.dashboard.server import serve
+from moodstream.dashboard.users import ensure_admin
+from moodstream.redis_client import connect, wait_until_reachable
 
 log = logging.getLogger("moodstream.dashboard")
 
@@ -25,29 +30,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "-Proto and -Host; or MOODSTREAM_TRUSTED_PROXIES; default 0)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from dashboard.app import create_app, vendor_missing
-    from dashboard.users import ensure_admin_from_env
-    from moodstream.config import get_settings
-    from moodstream.redis_client import connect, wait_until_reachable
-
-    settings = get_settings()
-    token, generated = settings.token, False
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    d = settings.dashboard
+    token, generated = d.token, False
     if not token:
         token, generated = secrets.token_urlsafe(24), True
-        os.environ["MOODSTREAM_TOKEN"] = token
+    overrides = {"token": token}
+    if args.secure_cookies is not None:
+        overrides["secure_cookies"] = args.secure_cookies
+    if args.trusted_proxies is not None:
+        overrides["trusted_proxies"] = args.trusted_proxies
+    settings = settings.model_copy(update={"dashboard": d.model_copy(update=overrides)})
     r = connect(settings.redis_url)
     wait_until_reachable(r, "dashboard")
-    admin = ensure_admin_from_env(r)
+    admin = ensure_admin(r, d.admin_user, d.admin_password)
     if admin:
         log.info("admin user %s is ready", admin)
     missing = vendor_missing()
     if missing:
-        log.warning("front-end libraries missing (%s): run `npm ci --prefix dashboard`",
+        log.warning("front-end libraries missing (%s): run ./scripts/setup.sh",
                     ", ".join(missing))
-    app, socketio = create_app(settings.redis_url, token, settings.secret_key,
-                               secure_cookies=args.secure_cookies,
-                               trusted_proxies=args.trusted_proxies)
+    app, socketio = create_app(settings)
     host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     url = f"http://{host}:{args.port}/"
     if generated:  # a token from the environment is not echoed into logs
@@ -55,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print("MOODSTREAM_TOKEN was not set; this run's token is in the link below", flush=True)
     print(f"dashboard: {url}", flush=True)
 
-    from dashboard.server import serve
-
     # gunicorn handles SIGTERM and SIGINT itself: it stops accepting, finishes requests, exits.
-    serve(app, args.host, args.port, threads=args.threads or settings.dashboard_threads,
-          request_timeout=settings.dashboard_request_timeout_s)
+    serve(app, args.host, args.port, threads=args.threads or d.threads,
+          request_timeout=d.request_timeout_s)
     return 0

@@ -15,52 +15,44 @@ import secrets
 import sys
 import time
 
+from moodstream import keys
 from moodstream.redis_client import text as _text
 
 log = logging.getLogger("moodstream.dashboard")
 
-USERS = "ms:users"
 ROLES = ("viewer", "admin")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
-
-
-SESSION = "ms:session:{}"  # string with TTL: session id -> the login's user id
-USER_SESSIONS = "ms:user-sessions:{}"  # set: the session ids of one user
-
-
-def user_key(name: str) -> str:
-    return f"ms:user:{name}"
 
 
 def start_session(r, owner: str, name: str | None, ttl_s: int) -> str:
     """Record a new login on the server; returns its id (kept in the signed cookie)."""
     sid = secrets.token_urlsafe(24)
     pipe = r.pipeline()
-    pipe.set(SESSION.format(sid), owner, ex=ttl_s)
+    pipe.set(keys.session(sid), owner, ex=ttl_s)
     if name:
-        pipe.sadd(USER_SESSIONS.format(name), sid)
-        pipe.expire(USER_SESSIONS.format(name), ttl_s)
+        pipe.sadd(keys.session(user=name), sid)
+        pipe.expire(keys.session(user=name), ttl_s)
     pipe.execute()
     return sid
 
 
 def session_owner(r, sid: str) -> str | None:
-    value = r.get(SESSION.format(sid))
+    value = r.get(keys.session(sid))
     return _text(value) if value is not None else None
 
 
 def end_session(r, sid: str) -> None:
-    r.delete(SESSION.format(sid))
+    r.delete(keys.session(sid))
 
 
 def end_user_sessions(r, name: str) -> int:
     """Log a user out everywhere (their open Socket.IO connections close within a second)."""
-    sids = [_text(s) for s in r.smembers(USER_SESSIONS.format(name))]
+    sids = [_text(s) for s in r.smembers(keys.session(user=name))]
     pipe = r.pipeline()
     for sid in sids:
-        pipe.delete(SESSION.format(sid))
-    pipe.delete(USER_SESSIONS.format(name))
+        pipe.delete(keys.session(sid))
+    pipe.delete(keys.session(user=name))
     pipe.execute()
     return len(sids)
 
@@ -78,7 +70,7 @@ def get_user(r, name: str) -> dict | None:
     """{'name', 'role', 'password' (hash), 'created'} or None."""
     if not valid_name(name):
         return None
-    raw = r.hgetall(user_key(name))
+    raw = r.hgetall(keys.user(name))
     if not raw:
         return None
     data = {_text(k): _text(v) for k, v in raw.items()}
@@ -114,8 +106,8 @@ def set_user(r, name: str, password: str | None, role: str) -> str:
     elif existing.get("role") == role and "password" not in mapping:
         return "unchanged"
     pipe = r.pipeline()
-    pipe.hset(user_key(name), mapping=mapping)
-    pipe.sadd(USERS, name)
+    pipe.hset(keys.user(name), mapping=mapping)
+    pipe.sadd(keys.USERS, name)
     pipe.execute()
     if existing is not None:  # a new role or password: the old sessions end at once
         end_user_sessions(r, name)
@@ -124,8 +116,8 @@ def set_user(r, name: str, password: str | None, role: str) -> str:
 
 def remove_user(r, name: str) -> bool:
     pipe = r.pipeline()
-    pipe.delete(user_key(name))
-    pipe.srem(USERS, name)
+    pipe.delete(keys.user(name))
+    pipe.srem(keys.USERS, name)
     deleted, _ = pipe.execute()
     end_user_sessions(r, name)
     return bool(deleted)
@@ -133,7 +125,7 @@ def remove_user(r, name: str) -> bool:
 
 def list_users(r) -> list[dict]:
     out = []
-    for name in sorted(_text(n) for n in r.smembers(USERS)):
+    for name in sorted(_text(n) for n in r.smembers(keys.USERS)):
         user = get_user(r, name)
         if user:
             out.append({"name": name, "role": user.get("role", "viewer"),
@@ -166,14 +158,14 @@ def _DUMMY_HASH() -> str:  # noqa: N802
     return _dummy[0]
 
 
-def ensure_admin_from_env(r) -> str | None:
-    """Create or update the first admin from MOODSTREAM_ADMIN_USER / MOODSTREAM_ADMIN_PASSWORD.
+def ensure_admin(r, name: str, password: str) -> str | None:
+    """Create or update the first admin from settings.dashboard.admin_user/admin_password
+    (MOODSTREAM_ADMIN_USER / MOODSTREAM_ADMIN_PASSWORD).
 
-    Returns the admin's name when both variables are set, else None. The password hash is only
+    Returns the admin's name when both are set, else None. The password hash is only
     rewritten when the password changed, so restarts do not end anyone's session.
     """
-    name = os.environ.get("MOODSTREAM_ADMIN_USER", "").strip()
-    password = os.environ.get("MOODSTREAM_ADMIN_PASSWORD", "")
+    name = name.strip()
     if not name or not password:
         return None
     try:
@@ -198,15 +190,10 @@ def configure_user(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("name")
 
 
-def _connect():
-    from moodstream.config import get_settings
+def run_user(args: argparse.Namespace, settings) -> int:
     from moodstream.redis_client import connect
 
-    return connect(get_settings().redis_url)
-
-
-def run_user(args: argparse.Namespace) -> int:
-    r = _connect()
+    r = connect(settings.redis_url)
     if args.user_command == "list":
         users = list_users(r)
         if not users:

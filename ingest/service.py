@@ -13,10 +13,10 @@ import time
 import cv2
 import redis
 
-from ingest.sources import SourceError, is_live, open_source
 from moodstream import keys, metrics
-from moodstream.config import get_settings
+from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID, Frame
+from moodstream.ingest.sources import SourceError, is_live, open_source
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 
 log = logging.getLogger("moodstream.ingest")
@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", required=True, help="camera id (letters, digits, - _ .)")
     parser.add_argument("--source", default="demo",
                         help="webcam index, video file, image, rtsp:// or http(s):// URL, or "
-                             "'demo' (the shared sample video, looped)")
+                             "'demo' (the shipped moving portrait)")
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second to publish")
     parser.add_argument("--loop", action="store_true", help="repeat a video file forever")
     parser.add_argument("--max-width", type=int, default=640, help="downscale wider frames")
@@ -35,8 +35,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="RTP over the RTSP connection (tcp) or over UDP")
     parser.add_argument("--retries", type=int, default=0,
                         help="give up after this many failed reconnects in a row (0 = never)")
-    parser.add_argument("--metrics-port", type=int, default=get_settings().metrics_port,
-                        help="serve Prometheus metrics on this port (0 = off)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
 
 
@@ -70,10 +68,12 @@ class StatusWriter:
 
 
 class Publisher:
-    def __init__(self, args: argparse.Namespace, redis_url: str, stop: threading.Event):
+    def __init__(self, args: argparse.Namespace, settings: Settings, stop: threading.Event):
         self.args, self.stop = args, stop
-        self.settings = get_settings()
-        self.redis = connect(redis_url)
+        self.frames_maxlen = settings.streams.frames_maxlen
+        self.max_frame_bytes = settings.limits.max_frame_bytes
+        self.max_pixels, self.networks = settings.limits.max_image_pixels, settings.camera_networks
+        self.redis = connect(settings.redis_url)
         self.status = StatusWriter(self.redis, args.camera)
         self.seq = 0
         self.published = 0
@@ -94,12 +94,12 @@ class Publisher:
         return buf.tobytes()
 
     def publish(self, jpeg: bytes, ts: float) -> bool:
-        if len(jpeg) > self.settings.max_frame_bytes:
+        if len(jpeg) > self.max_frame_bytes:
             return self.drop_oversize(len(jpeg))
         entry = Frame(self.args.camera, self.seq, ts, jpeg).encode()
         try:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(keys.FRAMES, entry, maxlen=self.settings.frames_maxlen, approximate=True)
+            pipe.xadd(keys.FRAMES, entry, maxlen=self.frames_maxlen, approximate=True)
             pipe.hincrby(keys.STATS, "frames:in", 1)
             pipe.execute()
         except OUTAGE_ERRORS as error:
@@ -123,7 +123,7 @@ class Publisher:
 
     def drop_oversize(self, size: int) -> bool:
         """A frame too large for the stream: counted (frames:dropped:oversize), not sent."""
-        limit = self.settings.max_frame_bytes
+        limit = self.max_frame_bytes
         if not self.oversize:
             log.warning("camera %s: %d-byte frame above the limit of %d bytes "
                         "(MOODSTREAM_MAX_FRAME_BYTES); lower --max-width or --quality",
@@ -151,7 +151,8 @@ class Publisher:
         while not self.stop.is_set():
             try:
                 source = open_source(self.args.source, loop=self.args.loop,
-                                     rtsp_transport=self.args.rtsp_transport)
+                                     rtsp_transport=self.args.rtsp_transport,
+                                     max_pixels=self.max_pixels, networks=self.networks)
                 self.status.set("connecting", source.describe())
                 next_at, last_status = 0.0, 0.0
                 for frame, ts in source.frames():
@@ -190,7 +191,7 @@ class Publisher:
         return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     if not CAMERA_ID.match(args.camera):
         print(f"moodstream ingest: bad camera id {args.camera!r}: 1-64 letters, digits or "
               "- _ . starting with a letter or digit", file=sys.stderr)
@@ -202,5 +203,5 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    metrics.serve(args.metrics_port)
-    return Publisher(args, get_settings().redis_url, stop).run()
+    metrics.serve(settings.metrics_port)
+    return Publisher(args, settings, stop).run()

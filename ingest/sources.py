@@ -7,7 +7,6 @@ rate, still images repeat, live sources (webcam, RTSP, HTTP) are read as fast as
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
@@ -18,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodstream import assets
 from moodstream.camera_networks import SourceNotAllowed, check_source
-from moodstream.config import REPO_ROOT
+from moodstream.config import CameraNetworkSettings, LimitSettings, set_opencv_ffmpeg_options
 from moodstream.images import ImageTooLarge, check_image, check_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-DEMO_VIDEO = REPO_ROOT.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
 
 
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024  # one HTTP snapshot; a camera sending more is broken
@@ -33,10 +32,10 @@ class SourceError(RuntimeError):
     """The source cannot be opened or stopped delivering; the message says why."""
 
 
-def decode_checked(data: bytes) -> np.ndarray | None:
+def decode_checked(data: bytes, max_pixels: int) -> np.ndarray | None:
     """Decode an image from a camera, refusing (SourceError) one above the pixel limit."""
     try:
-        check_image(data)
+        check_image(data, max_pixels)
     except ImageTooLarge as error:
         raise SourceError(str(error)) from None
     except ValueError:
@@ -48,6 +47,8 @@ def decode_checked(data: bytes) -> np.ndarray | None:
 class Source:
     spec: str
     live: bool  # a live source is retried when it drops; a file just ends
+    # Images and video frames above this many pixels are refused (settings.limits).
+    max_pixels: int = LimitSettings.model_fields["max_image_pixels"].default
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         raise NotImplementedError
@@ -67,8 +68,7 @@ class CaptureSource(Source):
     def _open(self) -> cv2.VideoCapture:
         target = int(self.spec) if self.spec.isdigit() else self.spec
         if isinstance(target, str) and target.startswith("rtsp"):
-            # OpenCV reads FFmpeg's options from the environment at each open.
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.rtsp_transport}"
+            set_opencv_ffmpeg_options(f"rtsp_transport;{self.rtsp_transport}")
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
         else:
@@ -78,7 +78,7 @@ class CaptureSource(Source):
             raise SourceError(f"cannot open {self.describe()}")
         try:  # the stream's declared frame size, before any frame is decoded
             check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-                         int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+                         int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), self.max_pixels)
         except ValueError as error:
             cap.release()
             raise SourceError(str(error)) from None
@@ -116,7 +116,7 @@ class ImageSource(Source):
 
     def frames(self):
         try:
-            check_image(self.spec)
+            check_image(self.spec, self.max_pixels)
         except ValueError as error:
             raise SourceError(f"{self.spec}: {error}") from None
         frame = cv2.imread(self.spec, cv2.IMREAD_COLOR)
@@ -125,6 +125,39 @@ class ImageSource(Source):
         while True:
             yield frame, time.time()
             time.sleep(0.01)
+
+
+class DemoSource(Source):
+    """The shipped demo: a public-domain portrait that drifts and breathes a little, so that
+    the pipeline sees a moving face from a clone or a wheel alone, with no media to fetch."""
+
+    def __init__(self, fps: float = 15.0, period_s: float = 8.0):
+        super().__init__("demo", live=False)
+        self.fps, self.period_s = fps, period_s
+
+    def frames(self):
+        image = cv2.imread(str(assets.demo_image()), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"the demo image {assets.demo_image()} is unreadable")
+        h, w = image.shape[:2]
+        start = time.monotonic()
+        index = 0
+        while True:
+            phase = 2 * np.pi * (index / self.fps) / self.period_s
+            # A slow sway (a few pixels, a degree or two) and a gentle zoom.
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0 * np.sin(phase),
+                                             1.0 + 0.04 * np.sin(2 * phase))
+            matrix[0, 2] += 12 * np.sin(phase)
+            matrix[1, 2] += 6 * np.cos(phase)
+            frame = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+            delay = start + index / self.fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            index += 1
+            yield frame, time.time()
+
+    def describe(self) -> str:
+        return "demo (grace_hopper.jpg, moving)"
 
 
 class HttpSource(Source):
@@ -144,14 +177,14 @@ class HttpSource(Source):
         response = self._get()
         kind = response.headers.get("Content-Type", "")
         if kind.startswith("multipart/"):
-            yield from self._mjpeg(response)
+            yield from self._mjpeg(response, self.max_pixels)
             raise SourceError(f"MJPEG stream ended: {self.spec}")
         while True:  # snapshot URL: one image per request
             data = response.read(MAX_SNAPSHOT_BYTES + 1)
             response.close()
             if len(data) > MAX_SNAPSHOT_BYTES:
                 raise SourceError(f"{self.spec} sent a snapshot above {MAX_SNAPSHOT_BYTES} bytes")
-            frame = decode_checked(data)
+            frame = decode_checked(data, self.max_pixels)
             if frame is None:
                 raise SourceError(f"{self.spec} did not return an image ({kind or 'no type'})")
             yield frame, time.time()
@@ -159,7 +192,7 @@ class HttpSource(Source):
             response = self._get()
 
     @staticmethod
-    def _mjpeg(response):
+    def _mjpeg(response, max_pixels: int = Source.max_pixels):
         # Each part is a JPEG; find them by their start/end markers, which is robust to
         # servers that get multipart boundaries and headers slightly wrong.
         buffer = b""
@@ -177,7 +210,7 @@ class HttpSource(Source):
                 if start < 0 or end < 0:
                     break
                 jpeg, buffer = buffer[start:end + 2], buffer[end + 2:]
-                frame = decode_checked(jpeg)
+                frame = decode_checked(jpeg, max_pixels)
                 if frame is not None:
                     yield frame, time.time()
             if len(buffer) > 8 * 1024 * 1024:
@@ -193,16 +226,24 @@ def is_live(spec: str) -> bool:
     return spec.isdigit() or spec.lower().startswith(STREAM_SCHEMES + HTTP_SCHEMES)
 
 
-def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp") -> Source:
-    """Pick the source kind from the spec string."""
-    try:
-        check_source(spec)  # the network policy, at every (re)connect
-    except SourceNotAllowed as error:
-        raise SourceError(str(error)) from None
+def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp", *,
+                max_pixels: int = Source.max_pixels,
+                networks: CameraNetworkSettings | None = None) -> Source:
+    """Pick the source kind from the spec string; networks: the camera network policy
+    (settings.camera_networks), checked at every (re)connect."""
+    if networks is not None:
+        try:
+            check_source(spec, networks)
+        except SourceNotAllowed as error:
+            raise SourceError(str(error)) from None
+    source = _open(spec, loop, rtsp_transport)
+    source.max_pixels = max_pixels
+    return source
+
+
+def _open(spec: str, loop: bool, rtsp_transport: str) -> Source:
     if spec == "demo":
-        if DEMO_VIDEO.exists():
-            return CaptureSource(str(DEMO_VIDEO), live=False, loop=True, paced=True)
-        raise SourceError(f"the demo video {DEMO_VIDEO} is absent; pass --source")
+        return DemoSource()
     if spec.isdigit():
         return CaptureSource(spec, live=True)
     lower = spec.lower()

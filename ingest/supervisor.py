@@ -7,40 +7,35 @@ restarts and stops `moodstream ingest` children to match them.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
 import redis
 
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
+from moodstream.config import Settings
 from moodstream.processes import Child, stop_all
-from moodstream.redis_client import OUTAGE_ERRORS, Backoff, text
+from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 
 log = logging.getLogger("moodstream.cameras")
-CHANGED_CHANNEL = "ms:cameras:changed"
 
 
 
-def registered(r: redis.Redis) -> dict[str, dict[str, str]]:
-    """Cameras with a source in the registry: id -> settings."""
-    out = {}
-    for cam in r.smembers(keys.CAMERAS):
-        cam = text(cam)
-        settings = {text(k): text(v) for k, v in r.hgetall(keys.camera(cam)).items()}
-        if settings.get("source"):
-            out[cam] = settings
-    return out
+def registered(r: redis.Redis) -> dict[str, CameraSettings]:
+    """Cameras with a source in the registry, by id."""
+    return {cam: s for cam, s in CameraSettings.load_all(r).items() if s.source}
 
 
 # A camera whose ingest keeps failing is retried less and less often, up to this far apart.
 MAX_RESTART_DELAY_S = 600.0
 
 
-def ingest_args(cam: str, settings: dict[str, str]) -> list[str]:
+def ingest_args(cam: str, camera: CameraSettings) -> list[str]:
     # --name=value: a value is never read as an option, whatever it starts with.
-    args = ["ingest", f"--camera={cam}", f"--source={settings['source']}",
-            f"--fps={settings.get('fps') or '5'}"]
-    if settings.get("loop", "1") == "1":
+    args = ["ingest", f"--camera={cam}", f"--source={camera.source}", f"--fps={camera.fps:g}"]
+    if camera.loop:
         args.append("--loop")
     return args
 
@@ -87,7 +82,7 @@ class CameraSupervisor:
             try:
                 if pubsub is None:
                     pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(CHANGED_CHANNEL)
+                    pubsub.subscribe(keys.CAMERAS_CHANGED)
                 self.sync()
                 backoff.ok()
                 # Wake at once on a change, else re-check every few seconds.
@@ -108,14 +103,10 @@ def configure(parser) -> None:
     parser.add_argument("--every", type=float, default=2.0, help="seconds between registry checks")
 
 
-def run(args) -> int:
-    import signal
-
-    from moodstream.config import get_settings
-    from moodstream.redis_client import connect
+def run(args, settings: Settings) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    CameraSupervisor(connect(get_settings().redis_url)).run(stop, args.every)
+    CameraSupervisor(connect(settings.redis_url), settings.child_env()).run(stop, args.every)
     return 0

@@ -51,7 +51,7 @@ def configure_train(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def config_from_args(args) -> dict:
     cfg: dict = {}
     if getattr(args, "config", None):
-        from models.train import load_config
+        from moodstream.models.train import load_config
 
         cfg.update(load_config(args.config))
     for key in ("name", "epochs", "batch_size", "lr", "schedule", "label_smoothing", "width",
@@ -68,12 +68,12 @@ def config_from_args(args) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from models.train import train
+    from moodstream.models.train import train
 
     result = train(config_from_args(args), runs_dir=args.runs_dir, resume=not args.no_resume,
                    verbose=0 if args.quiet else 2)
     if args.export:
-        from models.export import export
+        from moodstream.models.export import export
 
         meta = export(result["run_dir"], args.export, data=result["config"].get("data"))
         print(f"exported {args.export}: PrivateTest {meta['privatetest_accuracy']}")
@@ -95,7 +95,7 @@ def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from models.export import export
+    from moodstream.models.export import export
 
     meta = export(args.source, args.out, opset=args.opset, data=args.data,
                   measure=not args.no_measure, tta=args.tta)
@@ -121,7 +121,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from models.evaluate import evaluate, format_report
+    from moodstream.models.evaluate import evaluate, format_report
 
     rep = evaluate(args.model, data=args.data, split=args.split,
                    report_dir=None if args.no_plots else args.report, log_csv=args.log,

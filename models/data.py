@@ -69,7 +69,7 @@ def _resize_bilinear_np(x: np.ndarray, h: int, w: int) -> np.ndarray:
 def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     """Blur uint8 (N, H, W) images exactly like the model's FixedGaussianBlur layer
     (separable Gaussian, radius ceil(3 sigma), reflect-101 borders); returns uint8."""
-    from models.architecture import gaussian_kernel_1d
+    from moodstream.models.architecture import gaussian_kernel_1d
 
     k = gaussian_kernel_1d(sigma).astype(np.float64)
     r = len(k) // 2

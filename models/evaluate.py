@@ -148,7 +148,7 @@ def plot_curves(log: dict[str, list[float]], path) -> None:
 def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_csv=None,
              threads: int = 2, batch: int = 32, timing: bool = True) -> dict:
     """Evaluate ``model_path`` on a FER-2013 split (default PrivateTest); return a report dict."""
-    from models.data import load_split
+    from moodstream.models.data import load_split
 
     info = model_info(model_path)
     meta = info["metadata"]
@@ -226,9 +226,9 @@ def format_report(rep: dict) -> str:
 def main(argv=None):
     import argparse
 
-    from models.cli import configure_evaluate, run_evaluate
+    from moodstream.models.cli import configure_evaluate, run_evaluate
 
-    p = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m moodstream.models.evaluate", description=__doc__)
     configure_evaluate(p)
     return run_evaluate(p.parse_args(argv))
 

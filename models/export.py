@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from models.architecture import CLASSES, load_keras
+from moodstream.models.architecture import CLASSES, load_keras
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "emotion.onnx"
 REQUIRED_KEYS = ("classes", "input_height", "input_width", "scale", "offset", "recipe",
@@ -45,7 +45,7 @@ def keras_to_onnx(model, opset: int = 13):
 
 def _with_input_blur(model, recipe: dict):
     """The inference model: fixed input blur + the trained network (weights copied by name)."""
-    from models.architecture import build_from_config
+    from moodstream.models.architecture import build_from_config
 
     full = build_from_config(recipe, with_blur=True)
     for layer in full.layers:
@@ -98,7 +98,7 @@ def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256)
     import numpy as np
     import onnxruntime as ort
 
-    from models.data import normalise
+    from moodstream.models.data import normalise
 
     src = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") \
         else str(proto_or_path)
@@ -125,8 +125,8 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     import keras
     import onnx
 
-    from models.architecture import count_params
-    from models.data import OFFSET, SCALE, load_split
+    from moodstream.models.architecture import count_params
+    from moodstream.models.data import OFFSET, SCALE, load_split
 
     extra = dict(extra or {})
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -218,9 +218,9 @@ def read_metadata(path) -> dict:
 def main(argv=None):
     import argparse
 
-    from models.cli import configure_export, run_export
+    from moodstream.models.cli import configure_export, run_export
 
-    p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m moodstream.models.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     configure_export(p)
     return run_export(p.parse_args(argv))

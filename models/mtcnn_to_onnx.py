@@ -1,6 +1,6 @@
 """Convert the P-Net, R-Net and O-Net weights that the mtcnn package ships into ONNX.
 
-    python -m models.mtcnn_to_onnx [--out models/mtcnn] [--no-verify]
+    python -m moodstream.models.mtcnn_to_onnx [--out models/mtcnn] [--no-verify]
 
 Rerunnable; writes pnet.onnx, rnet.onnx and onet.onnx (2 MB together), and pnet_mosaic.onnx:
 P-Net with a second input, a mask that makes one call on a mosaic of pyramid levels give

@@ -126,7 +126,7 @@ def _subset(x, y, limit, seed):
 
 def _warm_start(model, path, verbose=1):
     """Copy weights from a saved model into ``model`` layer by layer (matching names/shapes)."""
-    from models.architecture import load_keras
+    from moodstream.models.architecture import load_keras
 
     src = load_keras(path)
     copied = 0
@@ -155,8 +155,8 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     import numpy as np
     import tensorflow as tf
 
-    from models import data as fer
-    from models.architecture import build_from_config, count_params, load_keras
+    from moodstream.models import data as fer
+    from moodstream.models.architecture import build_from_config, count_params, load_keras
 
     if cfg["threads"]:
         try:
@@ -280,12 +280,12 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     return result
 
 
-def main(argv=None):  # python -m models.train --config cfg.json --set epochs=5
+def main(argv=None):  # python -m moodstream.models.train --config cfg.json --set epochs=5
     import argparse
 
-    from models.cli import configure_train, run_train
+    from moodstream.models.cli import configure_train, run_train
 
-    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m moodstream.models.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     configure_train(p)
     return run_train(p.parse_args(argv))

@@ -10,6 +10,9 @@ Counters live in the keys.STATS hash, written in the same transactions as the wo
 The same names exist for the faces and labels stages. Entries trimmed by the stream cap
 before any worker read them are `in - delivered - undelivered`, where undelivered are the
 entries still in the stream past the group's last-delivered id.
+
+History rows for the database (moodstream.history.writer) have their own counters:
+  history:in = history:written + history:dropped:full + rows pending in Redis.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ import redis
 from moodstream import keys, registry
 from moodstream.redis_client import text
 
-# Counts the entries after the group's last-delivered id without shipping them to the client.
+# (undelivered, unacknowledged) for a group, exactly, for the accounting (`stats`, /api/stats).
+# If the group's last id is older than the stream's first entry (the cap trimmed entries it
+# never read), every entry is undelivered: XLEN. Otherwise the entries after the last id are
+# counted inside Redis, 256 ids at a time; nothing goes to the client. (Redis 7's group lag
+# cannot replace this: after the cap trimmed unread entries it keeps counting them.)
 UNDELIVERED = """
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 for _, g in ipairs(groups) do
@@ -30,26 +37,53 @@ for _, g in ipairs(groups) do
   end
   if name == ARGV[1] then
     local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
-    return {#redis.call('XRANGE', KEYS[1], '(' .. last, '+'), pending}
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if first == nil then return {0, pending} end
+    local a = {string.match(first[1], '(%d+)-(%d+)')}
+    local b = {string.match(last, '(%d+)-(%d+)')}
+    local fa, fb, la, lb = tonumber(a[1]), tonumber(a[2]), tonumber(b[1]), tonumber(b[2])
+    if fa > la or (fa == la and fb > lb) then
+      return {redis.call('XLEN', KEYS[1]), pending}
+    end
+    local n = 0
+    local from = '(' .. last
+    while true do
+      local ids = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 256)
+      n = n + #ids
+      if #ids < 256 then break end
+      from = '(' .. ids[#ids][1]
+    end
+    return {n, pending}
   end
 end
 return {redis.call('XLEN', KEYS[1]), 0}
 """
 
-STAGES = {"frames": (keys.FRAMES, keys.DETECTORS), "faces": (keys.FACES, keys.CLASSIFIERS),
-          "labels": (keys.LABELS, keys.AGGREGATORS)}
+# A worker's lag for its heartbeat, every few seconds: entries not yet read, bounded by the
+# stream's length, plus those read and not yet acknowledged, from counters and lengths only
+# (no entry is read, so frames' JPEGs stay where they are). Exact unless the cap trimmed
+# unread entries, where it stays an upper bound.
+LAG = """
+local stats = redis.call('HMGET', KEYS[2], ARGV[2] .. ':in', ARGV[2] .. ':delivered')
+local unread = (tonumber(stats[1]) or 0) - (tonumber(stats[2]) or 0)
+local length = redis.call('XLEN', KEYS[1])
+if unread > length then unread = length end
+if unread < 0 then unread = 0 end
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
+return unread + (ok and pending[1] or 0)
+"""
 
 
 def _snapshot(r: redis.Redis) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
     """Counters and per-stage (undelivered, unacked) read in one MULTI: a consistent view."""
     pipe = r.pipeline(transaction=True)
     pipe.hgetall(keys.STATS)
-    for stream, group in STAGES.values():
+    for stream, group in keys.STAGES.values():
         pipe.eval(UNDELIVERED, 1, stream, group)
     raw, *queues = pipe.execute(raise_on_error=False)
     counters = {text(k): int(v) for k, v in raw.items()}
     waiting = {}
-    for stage, result in zip(STAGES, queues, strict=True):
+    for stage, result in zip(keys.STAGES, queues, strict=True):
         # A stream that does not exist yet has nothing waiting.
         waiting[stage] = (0, 0) if isinstance(result, Exception) else tuple(map(int, result))
     return counters, waiting
@@ -78,6 +112,8 @@ def latency_percentiles(r: redis.Redis) -> dict:
 
 
 def pipeline_stats(r: redis.Redis) -> dict:
+    from moodstream.history.writer import history_stats
+
     counters, waiting = _snapshot(r)
     workers: dict[str, int] = {}
     for info in registry.live_workers(r):
@@ -91,4 +127,6 @@ def pipeline_stats(r: redis.Redis) -> dict:
         "dead_letters": dead,
         "latency_ms": latency_percentiles(r),
         "workers": workers,
+        # Rows for the history database: written, dropped by a full buffer, or pending.
+        "history": history_stats(r),
     }

@@ -13,7 +13,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from moodstream.config import get_settings
+from moodstream.config import CameraNetworkSettings
 
 
 class SourceNotAllowed(ValueError):
@@ -25,13 +25,13 @@ def _networks(spec: str) -> list:
             for part in (spec or "").split(",") if part.strip()]
 
 
-def check_source(source: str, *, resolve_required: bool = True) -> None:
+def check_source(source: str, networks: CameraNetworkSettings, *,
+                 resolve_required: bool = True) -> None:
     """SourceNotAllowed when a network source's address breaks the policy. Files and webcams
     pass. resolve_required=False lets a name that does not resolve now pass (it is checked
     again when the ingest connects)."""
-    settings = get_settings()
-    allow = _networks(settings.camera_networks_allow)
-    deny = _networks(settings.camera_networks_deny)
+    allow = _networks(networks.allow)
+    deny = _networks(networks.deny)
     if (not allow and not deny) or "://" not in source:
         return
     try:

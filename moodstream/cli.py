@@ -1,7 +1,9 @@
-"""`moodstream <service>`: one console command, one subcommand per service.
+"""`moodstream <command>`: one console command, one subcommand per service.
 
-Service modules are imported only when their subcommand runs, so that a classifier worker
-never pays for (or even imports) TensorFlow.
+Only the invoked command's module is imported (a classifier worker never loads TensorFlow,
+Flask or the bulk code): `moodstream --help` lists commands from the table below, and the
+command's own options are added after it is chosen. Each command's `run(args, settings)` gets
+the settings read once here.
 """
 
 from __future__ import annotations
@@ -9,76 +11,121 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
+from typing import NamedTuple
+
+from moodstream.config import Settings, load_settings, quiet_tensorflow
 
 # Installed by `pip install 'moodstream[train]'` only: training, export, the reference mtcnn
 # detector and the paper-loop baseline need them; the workers do not.
 TRAINING_MODULES = {"tensorflow", "keras", "tf2onnx", "mtcnn"}
 
-# (subcommand, module, configure function, run function, help)
-COMMANDS = [
-    ("up", "moodstream.supervisor", "configure", "run",
-     "run the whole live pipeline and the dashboard (embedded Redis by default)"),
-    ("ingest", "ingest.service", "configure", "run", "publish one camera's frames"),
-    ("cameras", "ingest.supervisor", "configure", "run",
-     "run one ingest per camera registered in Redis (from the dashboard)"),
-    ("detector", "workers.detector", "configure", "run", "MTCNN face detector worker"),
-    ("detect", "workers.detect_cli", "configure", "run", "print the faces found in images"),
-    ("classifier", "workers.classifier", "configure", "run", "expression classifier worker"),
-    ("aggregator", "workers.aggregator", "configure", "run", "per-camera mood aggregates"),
-    ("dashboard", "dashboard.service", "configure", "run", "the web dashboard"),
-    ("user", "dashboard.users", "configure_user", "run_user", "manage dashboard users"),
-    ("stats", "moodstream.stats_command", "configure", "run", "print pipeline accounting"),
-    ("analyze", "workers.bulk_cli", "configure", "run", "analyse videos and photos in bulk"),
-    ("bulk-worker", "workers.bulk_cli", "configure_worker", "run_worker",
-     "process bulk analysis jobs (RQ)"),
-    ("train", "models.cli", "configure_train", "run_train", "train the emotion model"),
-    ("evaluate", "models.cli", "configure_evaluate", "run_evaluate",
-     "evaluate an ONNX model on FER-2013 PrivateTest"),
-    ("export", "models.cli", "configure_export", "run_export", "export a Keras model to ONNX"),
-    ("bench", "bench.cli", "configure", "run", "measure everything side by side"),
-]
+
+class Command(NamedTuple):
+    module: str
+    help: str
+    shared: tuple[str, ...] = ()  # options from SHARED_OPTIONS that the command takes
+    configure: str = "configure"
+    run: str = "run"
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+COMMANDS = {
+    "up": Command("moodstream.supervisor",
+                  "run the whole live pipeline and the dashboard (embedded Redis by default)"),
+    "ingest": Command("moodstream.ingest.service", "publish one camera's frames",
+                      ("redis", "metrics")),
+    "cameras": Command("moodstream.ingest.supervisor",
+                       "run one ingest per camera registered in Redis (from the dashboard)",
+                       ("redis",)),
+    "detector": Command("moodstream.workers.detector", "MTCNN face detector worker",
+                        ("redis", "metrics")),
+    "detect": Command("moodstream.workers.detect_cli", "print the faces found in images"),
+    "classifier": Command("moodstream.workers.classifier", "expression classifier worker",
+                          ("redis", "metrics")),
+    "aggregator": Command("moodstream.workers.aggregator", "per-camera mood aggregates",
+                          ("redis", "metrics")),
+    "dashboard": Command("moodstream.dashboard.service", "the web dashboard", ("redis",)),
+    "user": Command("moodstream.dashboard.users", "manage dashboard users", ("redis",),
+                    "configure_user", "run_user"),
+    "stats": Command("moodstream.stats_command", "print pipeline accounting", ("redis",)),
+    "history": Command("moodstream.history.cli",
+                       "export, summarise, purge or erase the lesson history", ("redis",)),
+    "analyze": Command("moodstream.workers.bulk_cli", "analyse videos and photos in bulk",
+                       ("redis",)),
+    "bulk-worker": Command("moodstream.workers.bulk_cli", "process bulk analysis jobs (RQ)",
+                           ("redis",), "configure_worker", "run_worker"),
+    "train": Command("moodstream.models.cli", "train the emotion model", (),
+                     "configure_train", "run_train"),
+    "evaluate": Command("moodstream.models.cli", "evaluate an ONNX model on FER-2013 PrivateTest",
+                        (), "configure_evaluate", "run_evaluate"),
+    "export": Command("moodstream.models.cli", "export a Keras model to ONNX", (),
+                      "configure_export", "run_export"),
+    "bench": Command("moodstream.bench.cli", "measure everything side by side"),
+}
+
+SHARED_OPTIONS = {
+    "redis": (("--redis-url",), {"default": None, "metavar": "URL",
+                                 "help": "Redis to use (default: REDIS_URL, else "
+                                         "redis://127.0.0.1:6379/0)"}),
+    "metrics": (("--metrics-port",), {"type": int, "default": None, "metavar": "PORT",
+                                      "help": "serve Prometheus metrics on this port "
+                                              "(default: MOODSTREAM_METRICS_PORT, 0 = off)"}),
+}
+
+
+def top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodstream", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=os.environ.get("MOODSTREAM_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=None, help="default: MOODSTREAM_LOG_LEVEL or INFO")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    runners = {}
-    for name, module, configure, run, help_text in COMMANDS:
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if not error.name or not module.startswith(error.name.split(".")[0]):
-                raise
-            sp.set_defaults(_missing=f"{name}: not available ({error})")
-            continue
-        getattr(mod, configure)(sp)
-        runners[name] = (mod, run)
-    return parser, runners
+    for name, command in COMMANDS.items():
+        # Placeholders for the listing: the real options come with the command's module.
+        sub.add_parser(name, help=command.help, add_help=False)
+    return parser
+
+
+def command_parser(name: str, command: Command, module) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"moodstream {name}", description=command.help)
+    for option in command.shared:
+        flags, kwargs = SHARED_OPTIONS[option]
+        parser.add_argument(*flags, **kwargs)
+    getattr(module, command.configure)(parser)
+    return parser
+
+
+def apply_shared(settings: Settings, args: argparse.Namespace) -> Settings:
+    settings = settings.with_redis(getattr(args, "redis_url", None))
+    if getattr(args, "metrics_port", None) is not None:
+        settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser, runners = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s "
+    argv = sys.argv[1:] if argv is None else argv
+    quiet_tensorflow()
+    top, rest = top_parser().parse_known_args(argv)
+    name, command = top.command, COMMANDS[top.command]
+    settings = load_settings()
+    logging.basicConfig(level=(top.log_level or settings.log_level).upper(),
+                        format=f"%(asctime)s {name}[%(process)d] %(levelname)s "
                                "%(name)s: %(message)s")
-    if getattr(args, "_missing", None):
-        parser.error(args._missing)
-    mod, run = runners[args.command]
     try:
-        return getattr(mod, run)(args) or 0
+        module = importlib.import_module(command.module)
     except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] not in TRAINING_MODULES:
-            raise
-        print(f"moodstream {args.command}: needs {error.name}, which comes with the training "
-              "extras: pip install 'moodstream[train]' (./scripts/setup.sh installs them)",
-              file=sys.stderr)
-        return 2
+        return missing_extra(name, error)
+    args = command_parser(name, command, module).parse_args(rest)
+    args.command = name
+    try:
+        return getattr(module, command.run)(args, apply_shared(settings, args)) or 0
+    except ModuleNotFoundError as error:
+        return missing_extra(name, error)
+
+
+def missing_extra(name: str, error: ModuleNotFoundError) -> int:
+    if (error.name or "").split(".")[0] not in TRAINING_MODULES:
+        raise error
+    print(f"moodstream {name}: needs {error.name}, which comes with the training extras: "
+          "pip install 'moodstream[train]' (./scripts/setup.sh installs them)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

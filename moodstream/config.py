@@ -1,25 +1,56 @@
-"""Runtime settings, read from MOODSTREAM_* environment variables (and REDIS_URL)."""
+"""Runtime settings: the one place that reads the environment.
+
+`load_settings()` reads MOODSTREAM_* variables (and REDIS_URL) once into a `Settings` object
+with nested groups; the CLI passes that object to the command it runs, and code below takes
+what it needs as arguments. No other module reads or writes os.environ (tests/test_layout.py
+checks). Variable names stay flat (MOODSTREAM_BULK_DIR is settings.bulk.dir): each group is
+its own BaseSettings with its own prefix. A MOODSTREAM_* variable that no field reads is
+reported (a typo would otherwise be ignored silently); MOODSTREAM_STRICT=1 refuses to start.
+
+Sizes given in MB are MiB (2**20 bytes), everywhere.
+"""
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
-from functools import lru_cache
+import tempfile
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO_ROOT / "models" / "emotion.onnx"
+from moodstream import assets
+
+log = logging.getLogger("moodstream.config")
+
+PREFIX = "MOODSTREAM_"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MIB = 2**20
+# Read by development tools (tests, bench, training), not by the services.
+DEV_VARIABLES = {"MOODSTREAM_SHARED", "MOODSTREAM_FER_PYTHON", "MOODSTREAM_BULK_SCREENSHOT",
+                 "MOODSTREAM_FER2013"}
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MOODSTREAM_", extra="ignore")
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", populate_by_name=True)
 
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0",
-        validation_alias=AliasChoices("REDIS_URL", "MOODSTREAM_REDIS_URL"),
-    )
+
+class RedisSettings(BaseSettings):
+    model_config = _group(PREFIX + "REDIS_")
+    # None: not configured. `up` and `analyze` then start an embedded Redis; the other
+    # commands use DEFAULT_REDIS_URL (see Settings.redis_url).
+    url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL",
+                                                                 "MOODSTREAM_REDIS_URL"))
+    # The embedded Redis (`moodstream up`, `analyze`): a memory cap, and the policy at the cap.
+    # noeviction refuses new writes rather than silently dropping users or queued jobs.
+    maxmemory: str = "1gb"
+    maxmemory_policy: str = "noeviction"
+
+
+class StreamSettings(BaseSettings):
+    model_config = _group(PREFIX)
     # Stream caps (XADD MAXLEN ~): frames are big, so keep few of them.
     frames_maxlen: int = 500
     faces_maxlen: int = 5000
@@ -30,51 +61,207 @@ class Settings(BaseSettings):
     # Every stage drops (and counts as dropped:future) an entry stamped further ahead than
     # this: a wrong ingest clock or a forged label must not hold the live windows.
     max_clock_skew_s: float = 5.0
-    # Images (uploads, bulk files, frames on the stream, video frames) above this many pixels
-    # are refused from their header, before anything is decoded.
-    max_image_pixels: int = 50_000_000
-    # Frames larger than this (JPEG bytes) are not published: the frames stream's memory is
-    # bounded by frames_maxlen x this, whatever the camera sends.
-    max_frame_bytes: int = 512 * 1024
-    # Networks that camera URLs may reach (comma-separated CIDRs; empty: no restriction),
-    # and networks they must never reach. See moodstream.camera_networks.
-    camera_networks_allow: str = ""
-    camera_networks_deny: str = ""
-    # The embedded Redis (`moodstream up`, `analyze`): a memory cap, and the policy at the cap.
-    # noeviction refuses new writes rather than silently dropping users or queued jobs.
-    redis_maxmemory: str = "1gb"
-    redis_maxmemory_policy: str = "noeviction"
     # Live path under overload: detectors handle only the newest frame of each camera among
     # those read together, and count the rest as dropped (superseded).
     newest_only: bool = False
     # A pending entry idle this long belongs to a dead worker and is reclaimed.
     claim_idle_ms: int = 15000
     heartbeat_ttl_s: int = 15
-    model_path: Path = DEFAULT_MODEL
-    detector_min_face: int = 40
-    # Face detector: mtcnn-onnx (MTCNN on onnxruntime, no TensorFlow), mtcnn (the mtcnn
-    # package on TensorFlow) or haar; and the MTCNN image pyramid factor.
-    detector: str = "mtcnn-onnx"
-    detector_scale_factor: float = 0.709
+
+
+class LimitSettings(BaseSettings):
+    model_config = _group(PREFIX)
+    # Images (uploads, bulk files, frames on the stream, video frames) above this many pixels
+    # are refused from their header, before anything is decoded.
+    max_image_pixels: int = 50_000_000
+    # Frames larger than this (JPEG bytes) are not published: the frames stream's memory is
+    # bounded by frames_maxlen x this, whatever the camera sends.
+    max_frame_bytes: int = 512 * 1024
+
+
+class CameraNetworkSettings(BaseSettings):
+    model_config = _group(PREFIX + "CAMERA_NETWORKS_")
+    # Networks that camera URLs may reach (comma-separated CIDRs; empty: no restriction),
+    # and networks they must never reach. See moodstream.camera_networks.
+    allow: str = ""
+    deny: str = ""
+
+
+class DetectorSettings(BaseSettings):
+    model_config = _group(PREFIX + "DETECTOR_")
+    # mtcnn-onnx (MTCNN on onnxruntime, no TensorFlow), mtcnn (the mtcnn package on
+    # TensorFlow) or haar.
+    name: str = Field("mtcnn-onnx", validation_alias=AliasChoices("MOODSTREAM_DETECTOR"))
+    min_face: int = 40
+    scale_factor: float = 0.709  # the MTCNN image pyramid factor
+
+
+class ClassifierSettings(BaseSettings):
+    model_config = _group(PREFIX + "CLASSIFIER_")
+    model_path: Path = Field(default_factory=assets.emotion_model,
+                             validation_alias=AliasChoices("MOODSTREAM_MODEL_PATH"))
+    batch: int = 32
+    wait_ms: int = 5
+
+
+class AlertSettings(BaseSettings):
+    model_config = _group(PREFIX + "ALERT_")
     # Driver alerts POSTed as JSON to this URL (raised and cleared), signed with the secret.
-    alert_webhook: str | None = None
-    alert_webhook_secret: str | None = None
-    classifier_batch: int = 32
-    classifier_wait_ms: int = 5
-    # The dashboard's server: threads (each live browser holds one) and the longest wait for
-    # any read of a request (a client sending half a request must not hold a thread).
-    dashboard_threads: int = 100
-    dashboard_request_timeout_s: float = 10.0
+    webhook: str | None = None
+    webhook_secret: str | None = None
+
+
+class AggregatorSettings(BaseSettings):
+    model_config = _group(PREFIX + "AGGREGATOR_")
+    interval_s: float = 1.0  # between snapshots
+    # A camera's owner renews its lease every interval; a lease not renewed for this long
+    # (its holder died) is taken over by another aggregator.
+    lease_s: float = 5.0
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "moodstream"
+
+
+class HistorySettings(BaseSettings):
+    """Lesson history (moodstream.history): where it is kept and for how long."""
+
+    model_config = _group(PREFIX + "HISTORY_")
+    # The data directory: the SQLite history file lives here unless a URL is given.
+    data_dir: Path = Field(default_factory=_default_data_dir,
+                           validation_alias=AliasChoices("MOODSTREAM_DATA_DIR"))
+    # A PostgreSQL URL (postgresql://user:password@host/db) for several aggregators or
+    # dashboards on more than one machine; empty: SQLite in data_dir.
+    url: str | None = None
+    retention_days: float = 90.0
+    # Rows waiting in Redis while the database is down; beyond it the oldest are dropped
+    # (and counted in /api/stats). 50,000 rows: 17 hours of 8 cameras.
+    buffer_max: int = 50000
+    batch: int = 2000
+    flush_interval_s: float = 5.0
+
+    def database_url(self) -> str:
+        from moodstream.history.store import sqlite_url
+
+        return self.url or sqlite_url(self.data_dir)
+
+
+class DashboardSettings(BaseSettings):
+    model_config = _group(PREFIX)
     token: str | None = None
     secret_key: str | None = None
+    secure_cookies: bool = False
+    trusted_proxies: int = 0
+    max_upload_mb: float = 512.0  # whole-request cap (MiB)
+    admin_user: str = ""
+    admin_password: str = ""
+    # The dashboard's server: threads (each live browser holds one) and the longest wait for
+    # any read of a request (a client sending half a request must not hold a thread).
+    threads: int = Field(100, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_THREADS"))
+    request_timeout_s: float = Field(
+        10.0, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_REQUEST_TIMEOUT_S"))
+
+
+class BulkSettings(BaseSettings):
+    model_config = _group(PREFIX + "BULK_")
+    dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "moodstream-bulk")
+    max_upload_mb: float = 500.0  # per upload (MiB)
+    queue: str = "moodstream-bulk"
+    threads: int = 1
+    heartbeat_ttl: int = 60
+    # Ship inputs through Redis, for bulk workers on other machines.
+    stage: bool = False
+
+
+class Settings(BaseModel):
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    camera_networks: CameraNetworkSettings = Field(default_factory=CameraNetworkSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    bulk: BulkSettings = Field(default_factory=BulkSettings)
+    log_level: str = "INFO"
     metrics_port: int = 0  # 0 = no Prometheus HTTP endpoint
 
+    @property
+    def redis_url(self) -> str:
+        """The Redis to use: the configured one, else the local default."""
+        return self.redis.url or DEFAULT_REDIS_URL
 
-def env_flag(name: str) -> bool:
-    """A yes/no switch read from the environment at call time (1, true, yes, on)."""
-    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+    def with_redis(self, url: str | None) -> Settings:
+        """A copy pointing at another Redis (a --redis-url option, an embedded server)."""
+        if not url:
+            return self
+        return self.model_copy(update={"redis": self.redis.model_copy(update={"url": url})})
+
+    def child_env(self, **overrides: str) -> dict[str, str]:
+        """The environment for child `moodstream` processes: this one plus what differs."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+        if self.redis.url:
+            env["REDIS_URL"] = self.redis.url
+        env.update(overrides)
+        return env
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+class TopLevel(BaseSettings):
+    model_config = _group(PREFIX)
+    log_level: str = "INFO"
+    metrics_port: int = 0
+
+
+GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "limits": LimitSettings,
+          "camera_networks": CameraNetworkSettings, "detector": DetectorSettings,
+          "classifier": ClassifierSettings, "alerts": AlertSettings,
+          "aggregator": AggregatorSettings, "history": HistorySettings,
+          "dashboard": DashboardSettings, "bulk": BulkSettings}
+
+
+def known_variables() -> set[str]:
+    """Every environment variable some setting reads."""
+    names = set(DEV_VARIABLES) | {"MOODSTREAM_STRICT"}
+    for cls in (*GROUPS.values(), TopLevel):
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(str(c).upper() for c in alias.choices)
+            else:
+                names.add((prefix + name).upper())
+    return names
+
+
+def unknown_variables(environ=None) -> list[str]:
+    environ = os.environ if environ is None else environ
+    known = known_variables()
+    return sorted(k for k in environ if k.upper().startswith(PREFIX) and k.upper() not in known)
+
+
+def load_settings() -> Settings:
+    """Read the environment once. Unknown MOODSTREAM_* variables are logged with the closest
+    known name; with MOODSTREAM_STRICT=1 they stop the program instead."""
+    unknown = unknown_variables()
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper(), known_variables(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        log.warning("ignoring unknown setting %s%s", name, hint)
+    if unknown and os.environ.get("MOODSTREAM_STRICT", "").lower() in ("1", "true", "yes", "on"):
+        raise SystemExit(f"unknown settings: {', '.join(unknown)} (MOODSTREAM_STRICT is on)")
+    top = TopLevel()
+    return Settings(**{name: cls() for name, cls in GROUPS.items()}, log_level=top.log_level,
+                    metrics_port=top.metrics_port)
+
+
+def set_opencv_ffmpeg_options(options: str) -> None:
+    """OpenCV's FFmpeg backend reads its capture options from the environment at each open."""
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = options
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ logging, read from the environment when it loads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -181,3 +181,128 @@ class Label:
                 raise MalformedEntry("probs must list 7 numbers")
             label.probs = [float(p) for p in probs]
         return label
+
+
+# -- records the aggregator publishes and the dashboard reads ---------------------------------
+# Not stream messages between workers, but they cross the same process boundary: one typed
+# reader and writer each, so the dashboard never picks through untyped dicts.
+
+
+def _plain(fields: dict) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else str(k)):
+            (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+            for k, v in fields.items()}
+
+
+def _finite(value, default: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if np.isfinite(number) else default
+
+
+def _counts(value) -> dict[str, int]:
+    value = value if isinstance(value, dict) else {}
+    return {c: int(_finite(value.get(c), 0)) for c in CLASSES}
+
+
+@dataclass
+class Snapshot:
+    """A camera's current aggregate: the string keys.mood(cam), pushed to its browsers."""
+
+    camera: str
+    ts: float
+    mode: str = "classroom"
+    name: str = ""
+    faces: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # the 10 s window
+    dominant: str | None = None
+    valence: float = 0.0
+    windows: dict[str, dict] = field(default_factory=dict)  # "10s", "1m", "5m"
+    current: str | None = None  # smoothed expression of the main face
+    alerts: list[dict] = field(default_factory=list)  # active: kind, since, message
+    shift: dict | None = None  # {"from", "to"} when the valence just shifted
+    people: list[dict] = field(default_factory=list)  # tracked faces present
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw) -> Snapshot | None:
+        """None for a missing or unreadable snapshot."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+@dataclass
+class HistoryPoint:
+    """One second of a camera's history (stream keys.history(cam)): the 10 s window then."""
+
+    ts: float
+    faces: float = 0.0
+    valence: float = 0.0
+    dominant: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    shift: dict | None = None
+    frames: int = 0  # frames in the window (0: the camera saw nothing, not "neutral")
+
+    def encode(self) -> dict:
+        return {"ts": f"{self.ts:.3f}", "faces": self.faces, "valence": self.valence,
+                "dominant": self.dominant or "", "counts": json.dumps(self.counts),
+                "shift": json.dumps(self.shift), "frames": self.frames}
+
+    @classmethod
+    def decode(cls, raw: dict) -> HistoryPoint | None:
+        """None for an entry without a time; other bad fields fall back to neutral values."""
+        f = _plain(raw)
+        ts = _finite(f.get("ts"), float("nan"))
+        if not np.isfinite(ts):
+            return None
+        try:
+            counts = json.loads(f.get("counts") or "{}")
+        except ValueError:
+            counts = {}
+        try:
+            shift = json.loads(f.get("shift") or "null")
+        except ValueError:
+            shift = None
+        return cls(ts, _finite(f.get("faces"), 0.0), _finite(f.get("valence"), 0.0),
+                   f.get("dominant") or None, _counts(counts),
+                   shift if isinstance(shift, dict) else None,
+                   int(_finite(f.get("frames"), 0)))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AlertEvent:
+    """A driver alert raised or cleared (stream keys.alerts(cam), and the webhook's body)."""
+
+    ts: float
+    kind: str
+    message: str
+    state: str = "raised"  # raised | cleared
+
+    def encode(self) -> dict:
+        return {"ts": self.ts, "kind": self.kind, "message": self.message, "state": self.state}
+
+    @classmethod
+    def decode(cls, raw: dict, entry_id=None) -> AlertEvent:
+        f = _plain(raw)
+        ts = _finite(f.get("ts"), float("nan"))
+        if not np.isfinite(ts) and entry_id is not None:  # the entry id holds the time too
+            ts = int(_plain({"i": entry_id})["i"].split("-")[0]) / 1000
+        return cls(ts, f.get("kind", ""), f.get("message", ""), f.get("state", "raised"))
+
+    def to_json(self) -> dict:
+        return asdict(self)

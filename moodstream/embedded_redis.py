@@ -12,8 +12,6 @@ import time
 
 import redis
 
-from moodstream.config import get_settings
-
 log = logging.getLogger("moodstream.redis")
 
 
@@ -29,7 +27,7 @@ def server_binary() -> str:
         return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -41,11 +39,17 @@ class EmbeddedRedis:
     Loopback is not private on a shared host: any local user could reach the port, write an
     admin user or queue a job. So it gets a random password (handed to the services in their
     REDIS_URL) and a memory cap (maxmemory; noeviction refuses writes at the cap instead of
-    evicting users or queued jobs)."""
+    evicting users or queued jobs). It can be stopped and started again on the same port
+    with the same password (the tests restart Redis)."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or _free_port()
-        self.dir = tempfile.mkdtemp(prefix="moodstream-redis-")
+    def __init__(self, port: int | None = None, binary: str | None = None,
+                 directory: str | None = None, maxmemory: str = "1gb",
+                 maxmemory_policy: str = "noeviction"):
+        self.port = port or free_port()
+        self.binary = binary
+        self.own_dir = directory is None
+        self.dir = directory or tempfile.mkdtemp(prefix="moodstream-redis-")
+        self.maxmemory, self.maxmemory_policy = maxmemory, maxmemory_policy
         self.proc: subprocess.Popen | None = None
         self.password = secrets.token_urlsafe(24)
 
@@ -58,14 +62,13 @@ class EmbeddedRedis:
         return f"redis://:***@127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
-        settings = get_settings()
         # The password goes through stdin as a config file: never on a command line (ps).
         config = (f"requirepass {self.password}\n"
-                  f"maxmemory {settings.redis_maxmemory}\n"
-                  f"maxmemory-policy {settings.redis_maxmemory_policy}\n")
+                  f"maxmemory {self.maxmemory}\n"
+                  f"maxmemory-policy {self.maxmemory_policy}\n")
         self.proc = subprocess.Popen(
-            [server_binary(), "-", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            [self.binary or server_binary(), "-", "--port", str(self.port), "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             # Its own session: Ctrl-C in the terminal reaches the services, which finish their
@@ -89,4 +92,6 @@ class EmbeddedRedis:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.proc = None
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)

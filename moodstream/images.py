@@ -11,8 +11,6 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from moodstream.config import get_settings
-
 # Pillow's own decompression-bomb guard (a warning, then an error at twice its default) would
 # stop us reading the very headers we check; the configurable limit below replaces it.
 Image.MAX_IMAGE_PIXELS = None
@@ -22,12 +20,8 @@ class ImageTooLarge(ValueError):
     """An image (or video frame) above the pixel limit; the message names the limit."""
 
 
-def pixel_limit() -> int:
-    return get_settings().max_image_pixels
-
-
-def check_pixels(width: int, height: int, limit: int | None = None) -> None:
-    limit = pixel_limit() if limit is None else limit
+def check_pixels(width: int, height: int, limit: int) -> None:
+    """limit: settings.limits.max_image_pixels (MOODSTREAM_MAX_IMAGE_PIXELS)."""
     if width * height > limit:
         raise ImageTooLarge(
             f"image is {width}x{height} ({width * height / 1e6:.1f} Mpx), above the pixel "
@@ -43,7 +37,7 @@ def header_size(source: str | Path | bytes) -> tuple[int, int] | None:
         return None
 
 
-def check_image(source: str | Path | bytes, limit: int | None = None) -> None:
+def check_image(source: str | Path | bytes, limit: int) -> None:
     """ImageTooLarge above the limit; ValueError when the header cannot be read at all."""
     size = header_size(source)
     if size is None:

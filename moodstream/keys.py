@@ -8,6 +8,9 @@ DEAD_LETTERS = "ms:dead"
 DETECTORS = "detectors"  # consumer group on FRAMES
 CLASSIFIERS = "classifiers"  # consumer group on FACES
 AGGREGATORS = "aggregators"  # consumer group on LABELS
+# stage -> (stream, consumer group): the three hops of the live pipeline.
+STAGES = {"frames": (FRAMES, DETECTORS), "faces": (FACES, CLASSIFIERS),
+          "labels": (LABELS, AGGREGATORS)}
 
 STATS = "ms:stats"  # hash of pipeline counters (see moodstream.accounting)
 LATENCY = "ms:latency"  # list of recent capture-to-label latencies in ms
@@ -36,11 +39,6 @@ def history(cam: str) -> str:
     return f"ms:history:{cam}"
 
 
-def buckets(cam: str) -> str:
-    """Hash: per-second label counts, field '<second>:<label>' and '<second>:faces'."""
-    return f"ms:buckets:{cam}"
-
-
 def worker(worker_id: str) -> str:
     """Hash with TTL: a live worker's kind, host, pid, throughput and lag."""
     return f"ms:worker:{worker_id}"
@@ -55,6 +53,73 @@ def preview(cam: str) -> str:
     """String with a short TTL: the latest JPEG with face boxes, only while preview is on."""
     return f"ms:preview:{cam}"
 
+
+# -- cameras ---------------------------------------------------------------------------------
+
+CAMERAS_CHANGED = "ms:cameras:changed"  # pub/sub channel: a camera's id after any change
+# Socket.IO room of a camera's browsers: the aggregator emits its snapshots there (the
+# dashboard's Socket.IO servers share Redis as their message queue).
+CAMERA_ROOM_PREFIX = "camera:"
+
+
+def camera_room(cam: str) -> str:
+    return CAMERA_ROOM_PREFIX + cam
+
+
+# -- aggregator ------------------------------------------------------------------------------
+
+
+def lease(cam: str) -> str:
+    """String with a TTL: the id of the aggregator that owns this camera's state."""
+    return f"ms:lease:{cam}"
+
+
+def handoff(cam: str) -> str:
+    """List: labels of this camera that another aggregator read, for the owner to apply."""
+    return f"ms:handoff:{cam}"
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+DASHBOARD_SECRET = "ms:dashboard:secret"  # shared Flask secret when none is configured
+USERS = "ms:users"  # set of user names
+
+
+def user(name: str) -> str:
+    """Hash: a dashboard user (password hash, role, created)."""
+    return f"ms:user:{name}"
+
+
+def session(sid: str = "", *, user: str | None = None) -> str:
+    """String with a TTL: a login session's id -> the login's user id; with `user`, the set
+    of that user's session ids (so that all of them can be ended)."""
+    return f"ms:session:{sid}" if user is None else f"ms:user-sessions:{user}"
+
+
+def login_failures(kind: str, who: str) -> str:
+    """Counter with a TTL: failed logins per user name (kind 'user') or address ('addr')."""
+    return f"ms:login:fail:{kind}:{who}"
+
+
+# -- bulk ------------------------------------------------------------------------------------
+
+BULK_UPLOADS = "ms:bulk:uploads"  # list of upload ids, newest first
+
+
+BULK_KINDS = (
+    "upload",  # string: an upload's JSON record (files, plan, job ids, state), by upload id
+    "lock",  # string with a TTL: one dashboard writes an upload's results, by upload id
+    "staged",  # string with a TTL: an input file shipped through Redis, by content hash
+)
+
+
+def bulk(kind: str, ident: str) -> str:
+    if kind not in BULK_KINDS:
+        raise ValueError(f"unknown bulk key kind {kind!r}")
+    return f"ms:bulk:{kind}:{ident}"
+
+
+# -- history (moodstream.history) ----------------------------------------------------------
 
 HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
 HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows

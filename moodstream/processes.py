@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -15,9 +14,10 @@ class Child:
     """One `moodstream <service> ...` process, restarted with backoff when it dies."""
 
     def __init__(self, name: str, args: list[str], env: dict | None = None,
-                 restart: bool = True, max_backoff: float = 30.0):
+                 restart: bool = True, max_backoff: float = 30.0, log_path: str | None = None):
         self.name, self.args, self.env, self.restart = name, args, env, restart
         self.max_backoff = max_backoff
+        self.log_path = log_path  # stdout and stderr go there (default: this terminal)
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self.next_start = 0.0
@@ -26,7 +26,13 @@ class Child:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "moodstream.cli", *self.args]
-        self.proc = subprocess.Popen(cmd, env=self.env or os.environ.copy())
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        try:  # env None: this process's environment
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT if out else None)
+        finally:
+            if out:
+                out.close()
         self.started_at = time.monotonic()
         log.info("started %s (pid %d): moodstream %s", self.name, self.proc.pid,
                  " ".join(self.args))

@@ -6,15 +6,15 @@ import argparse
 import json
 
 from moodstream.accounting import pipeline_stats
-from moodstream.config import get_settings
+from moodstream.config import Settings
 from moodstream.redis_client import connect
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=None, help="default: REDIS_URL")
+    """Only the shared --redis-url."""
 
 
-def run(args: argparse.Namespace) -> int:
-    r = connect(args.redis_url or get_settings().redis_url)
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    r = connect(settings.redis_url)
     print(json.dumps(pipeline_stats(r), indent=2))
     return 0

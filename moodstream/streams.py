@@ -5,10 +5,14 @@ One loop, used by the detector, the classifier and the aggregator:
 - reads new entries with XREADGROUP and counts them as delivered in the same Lua call,
   so the accounting identity in moodstream.accounting stays exact;
 - reclaims entries that a dead worker left pending (XAUTOCLAIM after claim_idle_ms);
-- decodes each entry with the shared contract; malformed ones become dead letters;
-- drops frames older than the staleness bound (counted, acknowledged), entries stamped
+- decodes each entry with the shared contract (cheap: no image is decoded here); malformed
+  ones become dead letters;
+- drops entries older than the staleness bound (counted, acknowledged), entries stamped
   further in the future than the clock-skew bound (dropped:future, at every stage) and, in
-  newest-only mode, frames that a newer frame of the same camera overtook in the same read;
+  newest-only mode, entries that a newer one of the same camera overtook in the same read;
+  only then
+  does the handler do the costly work (the detector decodes JPEGs there), and it can reject
+  single entries (Batch.rejected) as dead letters;
 - writes the outputs, the acknowledgements and the counters in one MULTI/EXEC, so that a
   killed worker never leaves half-written output: either all of a batch lands or none;
 - survives Redis restarts (backoff, group re-creation) and stops cleanly on SIGTERM.
@@ -26,7 +30,8 @@ from dataclasses import dataclass, field
 import redis
 
 from moodstream import keys, metrics
-from moodstream.config import get_settings
+from moodstream.accounting import LAG
+from moodstream.config import Settings
 from moodstream.contract import MalformedEntry
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.registry import Heartbeat
@@ -74,6 +79,17 @@ class Batch:
     counters: dict[str, int] = field(default_factory=dict)  # extra HINCRBY on keys.STATS
     latencies_ms: list[float] = field(default_factory=list)  # capture-to-label, if final
     ops: list[Callable] = field(default_factory=list)  # fn(pipeline): more writes, same MULTI
+    rejected: dict = field(default_factory=dict)  # entry id -> reason: dead letters, not done
+
+    def merge(self, other: Batch) -> None:
+        self.outputs += other.outputs
+        self.ops += other.ops
+        self.latencies_ms += other.latencies_ms
+        self.rejected.update(other.rejected)
+        for k, v in other.counters.items():
+            self.counters[k] = self.counters.get(k, 0) + v
+
+
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
@@ -85,51 +101,39 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
 
 
 class StreamConsumer:
-    """Runs `handle(items)` over a stream's consumer group until stopped.
+    """Runs `handle(items)` over one stage's consumer group until stopped.
 
-    `decode` turns raw fields into an item (raising MalformedEntry); `handle` receives the
-    list of (entry_id, item) that survived decoding and staleness checks and returns a Batch.
+    `decode` is the contract's decoder for the stage's entries (Frame.decode, Face.decode,
+    Label.decode): items carry `camera` and `ts`. `handle` receives the list of
+    (entry_id, item) that survived decoding and the freshness filters and returns a Batch.
+    Everything else (Redis, caps, timeouts, the staleness bound) comes from the settings.
     """
 
-    def __init__(
-        self,
-        *,
-        kind: str,
-        stage: str,
-        stream: str,
-        group: str,
-        decode: Callable[[dict], object],
-        handle: Callable[[list], Batch],
-        redis_url: str,
-        count: int = 8,
-        block_ms: int = 200,
-        gather_ms: int = 0,
-        stale_after_s: float | None = None,
-        max_skew_s: float | None = None,
-        newest_only: Callable[[object], str] | None = None,
-        claim_idle_ms: int = 15000,
-        dead_letter_maxlen: int = 1000,
-        heartbeat_ttl_s: int = 15,
-        consumer: str | None = None,
-    ):
-        self.kind, self.stage, self.stream, self.group = kind, stage, stream, group
+    def __init__(self, settings: Settings, stage: str, kind: str,
+                 decode: Callable[[dict], object], handle: Callable[[list], Batch], *,
+                 count: int = 8, gather_ms: int = 0, stale: bool = False,
+                 newest_only: bool = False, block_ms: int = 200):
+        s = settings.streams
+        self.kind, self.stage = kind, stage
+        self.stream, self.group = keys.STAGES[stage]
         self.decode, self.handle = decode, handle
         self.count, self.block_ms, self.gather_ms = count, block_ms, gather_ms
-        self.stale_after_s = stale_after_s
+        self.stale_after_s = s.stale_after_s if stale else None
         # A future timestamp would stay inside every window (and hold off alerts) until the
         # clock caught up, so each stage refuses what is ahead by more than the skew bound.
-        self.max_skew_s = get_settings().max_clock_skew_s if max_skew_s is None else max_skew_s
-        # Live mode under overload: of several entries with the same key (camera) in one read,
-        # only the newest is handled; the older ones are acknowledged as dropped:superseded.
+        self.max_skew_s = s.max_clock_skew_s
+        # Live mode under overload: of several entries of one camera in one read, only the
+        # newest is handled; the older ones are acknowledged as dropped:superseded.
         self.newest_only = newest_only
-        self.claim_idle_ms = claim_idle_ms
-        self.dead_letter_maxlen = dead_letter_maxlen
-        self.redis = connect(redis_url)
-        self.heartbeat = Heartbeat(self.redis, kind, ttl_s=heartbeat_ttl_s)
-        self.consumer = consumer or self.heartbeat.worker_id
+        self.claim_idle_ms = s.claim_idle_ms
+        self.dead_letter_maxlen = s.dead_letter_maxlen
+        self.redis = connect(settings.redis_url)
+        self.heartbeat = Heartbeat(self.redis, kind, ttl_s=s.heartbeat_ttl_s)
+        self.consumer = self.heartbeat.worker_id
         self.stop_event = threading.Event()
         self._read = self.redis.register_script(READ_AND_COUNT)
         self._ack = self.redis.register_script(ACK_AND_COUNT)
+        self._lag = self.redis.register_script(LAG)
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
 
@@ -183,11 +187,9 @@ class StreamConsumer:
         log.info("%s %s stopped", self.kind, self.consumer)
 
     def lag(self) -> int:
-        """Entries waiting for this group: not yet read, or read and not yet acknowledged."""
-        from moodstream.accounting import UNDELIVERED
-
-        undelivered, unacked = self.redis.eval(UNDELIVERED, 1, self.stream, self.group)
-        return int(undelivered) + int(unacked)
+        """Entries waiting for this group: not yet read, or read and not yet acknowledged
+        (moodstream.accounting.LAG: from counters, without reading the stream)."""
+        return int(self._lag(keys=[self.stream, keys.STATS], args=[self.group, self.stage]))
 
     # -- one iteration ----------------------------------------------------------------------
 
@@ -242,27 +244,29 @@ class StreamConsumer:
             except Exception as error:  # a decoder bug must not kill the worker either
                 dead.append((eid, fields, f"{type(error).__name__}: {error}"))
                 continue
-            # The detector decodes to (Frame, image); every other item carries ts itself.
-            ts = getattr(item[0] if isinstance(item, tuple) else item, "ts", None)
-            if self.stale_after_s is not None and ts is not None and now - ts > self.stale_after_s:
+            if self.stale_after_s is not None and now - item.ts > self.stale_after_s:
                 stale.append(eid)
                 continue
-            if ts is not None and ts - now > self.max_skew_s:
+            if item.ts - now > self.max_skew_s:
                 future.append(eid)
                 continue
             good.append((eid, item))
         good, superseded = self.keep_newest(good)
-        batch = self.run_handler(good, dead, dict(entries))
-        self.commit(batch, good=[eid for eid, _ in good], dead=dead, stale=stale,
-                    superseded=superseded, future=future)
+        raw = dict(entries)
+        batch = self.run_handler(good, dead, raw)
+        for eid, reason in batch.rejected.items():
+            dead.append((eid, raw[eid], reason))
+        done = [eid for eid, _ in good if eid not in batch.rejected]
+        self.commit(batch, good=done, dead=dead, stale=stale, superseded=superseded,
+                    future=future)
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         self.heartbeat.count(len(entries))
 
     def keep_newest(self, good: list) -> tuple[list, list]:
         """(kept entries, superseded entry ids); entry ids grow with time within a stream."""
-        if self.newest_only is None or len(good) < 2:
+        if not self.newest_only or len(good) < 2:
             return good, []
-        newest = {self.newest_only(item): eid for eid, item in good}  # later entries win
+        newest = {item.camera: eid for eid, item in good}  # later entries win
         kept = set(newest.values())
         return [e for e in good if e[0] in kept], [eid for eid, _ in good if eid not in kept]
 
@@ -289,11 +293,7 @@ class StreamConsumer:
                 reason = f"processing failed: {type(error).__name__}: {error}"
                 dead.append((entry[0], raw[entry[0]], reason))
                 continue
-            merged.outputs += one.outputs
-            merged.ops += one.ops
-            merged.latencies_ms += one.latencies_ms
-            for k, v in one.counters.items():
-                merged.counters[k] = merged.counters.get(k, 0) + v
+            merged.merge(one)
         return merged
 
     def commit(self, batch: Batch, *, good: list, dead: list, stale: list,

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import secrets
 import signal
 import threading
 
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
+from moodstream.config import Settings
+from moodstream.dashboard.users import ensure_admin
+from moodstream.embedded_redis import EmbeddedRedis
+from moodstream.ingest.supervisor import CameraSupervisor
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
 
@@ -38,40 +42,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
     """Register a camera unless it already is: an admin's later edits survive a restart."""
-    if r.hget(keys.camera(cam), "source"):
+    existing = CameraSettings.load(r, cam)
+    if existing is not None and existing.source:
         return
-    pipe = r.pipeline(transaction=True)
-    pipe.srem(keys.REMOVED_CAMERAS, cam)
-    pipe.hset(keys.camera(cam), mapping={"name": cam, "source": source, "mode": mode,
-                                          "fps": f"{fps:g}", "loop": "1"})
-    pipe.sadd(keys.CAMERAS, cam)
-    pipe.publish("ms:cameras:changed", cam)
-    pipe.execute()
+    r.srem(keys.REMOVED_CAMERAS, cam)
+    r.sadd(keys.CAMERAS, cam)
+    CameraSettings(name=cam, source=source, mode=mode, fps=fps, loop=True).save(r, cam)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ingest.supervisor import CameraSupervisor
-    from moodstream.embedded_redis import EmbeddedRedis
+def history_location(h) -> str:
+    """Where the history is kept, for the console (a PostgreSQL password is not shown)."""
+    if not h.url:
+        return str(h.data_dir / "history.db")
+    from sqlalchemy.engine import make_url
+
+    return make_url(h.url).render_as_string(hide_password=True)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
 
     embedded = None
-    redis_url = os.environ.get("REDIS_URL")
+    redis_url = settings.redis.url
     shown_url = redis_url.split("@")[-1] if redis_url else ""
     if not redis_url:
-        embedded = EmbeddedRedis()
+        embedded = EmbeddedRedis(maxmemory=settings.redis.maxmemory,
+                                 maxmemory_policy=settings.redis.maxmemory_policy)
         redis_url = embedded.start()
         shown_url = embedded.display_url
-    token = os.environ.get("MOODSTREAM_TOKEN") or secrets.token_urlsafe(18)
-    env = dict(os.environ, REDIS_URL=redis_url, MOODSTREAM_TOKEN=token)
-    env.setdefault("MOODSTREAM_SECRET_KEY", secrets.token_hex(32))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        settings = settings.with_redis(redis_url)
+    d = settings.dashboard
+    token = d.token or secrets.token_urlsafe(18)
+    # The children read the same settings from their environment, plus what `up` decided.
+    env = settings.child_env(MOODSTREAM_TOKEN=token,
+                             MOODSTREAM_SECRET_KEY=d.secret_key or secrets.token_hex(32))
 
+    h = settings.history
+    if not h.url:  # the embedded history database: a SQLite file in the data directory
+        h.data_dir.mkdir(parents=True, exist_ok=True)
     r = connect(redis_url)
-    try:
-        from dashboard.users import ensure_admin_from_env
-
-        ensure_admin_from_env(r)
-    except ImportError:
-        pass
+    ensure_admin(r, d.admin_user, d.admin_password)
     if not args.no_source:
         register_camera(r, args.camera, args.source, args.mode, args.fps)
 
@@ -99,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"\nmoodstream is up. Dashboard: http://{host}:{args.port}/login?token={token}\n"
-          f"API token: {token}\nRedis: {shown_url}\nCtrl-C stops everything.\n", flush=True)
+          f"API token: {token}\nRedis: {shown_url}\nHistory: {history_location(h)}\n"
+          "Ctrl-C stops everything.\n", flush=True)
     while not stop.wait(1.0):
         for child in children:
             child.check()

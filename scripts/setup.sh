@@ -35,5 +35,9 @@ echo "==> installing moodstream and its Python packages"
 
 echo "==> installing the dashboard's front-end packages (npm)"
 npm ci --prefix dashboard --no-audit --no-fund --loglevel=error
+# Into the package (moodstream.assets.VENDOR_FILES), so a wheel built from here serves them.
+mkdir -p dashboard/static/vendor
+cp dashboard/node_modules/socket.io-client/dist/socket.io.min.js \
+   dashboard/node_modules/chart.js/dist/chart.umd.min.js dashboard/static/vendor/
 
 echo "==> ready: .venv/bin/moodstream --help"

@@ -1,8 +1,19 @@
-"""`moodstream aggregator`: per-camera mood windows, alerts and snapshots for the dashboard.
+"""`moodstream aggregator`: per-camera mood windows, tracks, shifts, alerts and snapshots.
 
-All state lives in Redis (per-second buckets, a capped list of recent labels, alert state),
-so any number of aggregators can share the labels stream; each tick a short lock per camera
-decides which one publishes that camera's snapshot.
+Each camera has one owner among the running aggregators: a lease in Redis (keys.lease),
+renewed every tick and taken over when its holder stops renewing it (it died, or it hands
+cameras over so that every aggregator holds its share). The owner keeps the camera's state in
+memory (per-second counts, recent labels, valence history, active alerts) and persists only
+what it publishes: the snapshot (keys.mood), one history point per second and the alert log,
+and queues a row per 10 s and each alert change for the history database (moodstream.history).
+
+Labels reach the aggregators through one consumer group, so any aggregator may read a label
+of a camera it does not own: it passes it on through keys.handoff(camera), in the same
+transaction as its acknowledgement. A new owner rebuilds the camera's state from the labels
+stream (the last five minutes), its history (valence, shifts) and its last snapshot (active
+alerts), then applies handed-off labels. Stream entry ids make every application idempotent,
+so nothing is counted twice however labels arrive (read, handed off, reclaimed, rebuilt).
+Snapshots go to the Socket.IO room of their camera only.
 """
 
 from __future__ import annotations
@@ -10,115 +21,313 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
-from moodstream import keys
-from moodstream.config import get_settings
-from moodstream.contract import Label
+from flask_socketio import SocketIO
+
+from moodstream import keys, metrics
+from moodstream.camera_settings import CameraSettings
+from moodstream.config import Settings
+from moodstream.contract import AlertEvent, HistoryPoint, Label, MalformedEntry, Snapshot
+from moodstream.history import open_writer
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
+from moodstream.registry import live_workers
 from moodstream.streams import Batch, StreamConsumer
-from workers import mood, tracking
-from workers.alert_webhook import AlertWebhook
+from moodstream.workers import mood, tracking
+from moodstream.workers.alert_webhook import AlertWebhook
 
 log = logging.getLogger("moodstream.aggregator")
-RECENT_MAX = 1500  # labels kept per camera for smoothing and alerts (minutes at 5 fps)
-BUCKET_KEEP_S = 330
+RECENT_MAX = 1500  # labels kept per camera for smoothing, tracks and alerts
+KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes)
+HISTORY_KEEP = 120  # valence points kept for shift detection
+HANDOFF_MAX = 20000
+# A 10 s history bucket is written once labels captured HISTORY_GRACE_S after its end have
+# arrived (so its own, even from a lagging detector, are in), or HISTORY_WAIT_MAX_S after its
+# end whatever arrived (the camera stopped sending).
+HISTORY_GRACE_S = 2.0
+HISTORY_WAIT_MAX_S = 30.0
+# A new owner writes the buckets of the last 30 s again from the labels it rebuilt: the one
+# before may not have closed them (it died, or handed the camera over within the grace).
+HISTORY_REWRITE_S = 30
 
-
-def recent_key(cam: str) -> str:
-    return f"ms:recent:{cam}"
-
-
-def alert_state_key(cam: str) -> str:
-    return f"ms:alertstate:{cam}"
+# Renew a lease only while holding it; take it only when free.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# The snapshot, its history point and alert events land only while the writer owns the lease:
+# a holder that lost it (a long pause) cannot write a second history point for the second.
+PUBLISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+local point = cjson.decode(ARGV[3])
+local flat = {}
+for k, v in pairs(point) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 3600, '*', unpack(flat))
+for i = 4, #ARGV do
+  local event = cjson.decode(ARGV[i])
+  local ef = {}
+  for k, v in pairs(event) do ef[#ef + 1] = k; ef[#ef + 1] = tostring(v) end
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', unpack(ef))
+end
+return 1
+"""
+DRAIN = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return items
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between snapshots")
-    parser.add_argument("--metrics-port", type=int, default=get_settings().metrics_port)
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between snapshots (MOODSTREAM_AGGREGATOR_INTERVAL_S)")
     parser.add_argument("--exit-when-idle", type=float, default=None, help=argparse.SUPPRESS)
 
 
-def record(labels: list[Label]) -> Batch:
-    """Per-second buckets and recent labels, written in the consumer's transaction."""
-    batch = Batch()
-    buckets: dict[str, dict[str, int]] = {}
-    recent: dict[str, list[str]] = {}
-    for label in labels:
-        second = int(label.ts)
-        b = buckets.setdefault(label.camera, {})
-        if label.index <= 0:  # one per frame: the first face, or the "nobody" marker
-            b[f"{second}:frames"] = b.get(f"{second}:frames", 0) + 1
-            b[f"{second}:faces"] = b.get(f"{second}:faces", 0) + label.count
-        if label.index >= 0:
-            b[f"{second}:{label.label}"] = b.get(f"{second}:{label.label}", 0) + 1
-        recent.setdefault(label.camera, []).append(json.dumps(
-            {"ts": label.ts, "seq": label.seq, "index": label.index, "count": label.count,
-             "box": list(label.box), "probs": [round(p, 3) for p in label.probs]}))
-
-    def write(pipe):
-        for cam, fields in buckets.items():
-            for name, n in fields.items():
-                pipe.hincrby(keys.buckets(cam), name, n)
-            pipe.expire(keys.buckets(cam), BUCKET_KEEP_S * 2)
-        for cam, items in recent.items():
-            pipe.lpush(recent_key(cam), *items)
-            pipe.ltrim(recent_key(cam), 0, RECENT_MAX - 1)
-
-    batch.ops.append(write)
-    return batch
+def label_record(entry_id: str, label: Label) -> dict:
+    return {"id": entry_id, "ts": label.ts, "seq": label.seq, "index": label.index,
+            "count": label.count, "box": list(label.box),
+            "probs": [round(p, 3) for p in label.probs], "label": label.label}
 
 
+@dataclass
+class CameraState:
+    """What the owner of one camera knows; rebuilt from Redis when a camera changes hands."""
 
-class Snapshotter:
-    """Builds each camera's snapshot once per interval and pushes it to the browsers."""
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)  # second -> counts
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
+    applied: dict[str, float] = field(default_factory=dict)  # entry id -> capture time
+    history: list[tuple[float, float]] = field(default_factory=list)  # (ts, 10 s valence)
+    last_shift: float = 0.0
+    alerts: dict[str, float] = field(default_factory=dict)  # active kind -> since
+    first_seen: float | None = None
+    latest: float = 0.0  # capture time of the newest label applied
+    bucket: int | None = None  # start of the open 10 s history bucket
+    faces_seen: dict[int, list[float]] = field(default_factory=dict)  # bucket -> snapshots'
 
-    def __init__(self, redis_url: str, interval: float):
-        self.redis = connect(redis_url)
-        self.interval = interval
-        from flask_socketio import SocketIO
+    def bucket_done(self, now: float) -> bool:
+        end = self.bucket + mood.BUCKET_S
+        return now >= end + HISTORY_WAIT_MAX_S or (
+            now >= end + HISTORY_GRACE_S and self.latest >= end + HISTORY_GRACE_S)
 
+    def closed_buckets(self, cam: str, now: float, faces: float, *,
+                       all_open: bool = False) -> list[dict]:
+        """History rows of the 10 s buckets that are done (all of them up to now with
+        all_open, when stopping), and the snapshot's faces noted for the open one."""
+        current = int(now) // mood.BUCKET_S * mood.BUCKET_S
+        if self.bucket is None or self.bucket < current - KEEP_S + mood.BUCKET_S:
+            self.bucket = current  # new owner, or back after a long pause: counts are gone
+        rows = []
+        while self.bucket_done(now) or (all_open and self.bucket <= current):
+            row = mood.history_bucket(cam, self.bucket, self.counts,
+                                      self.faces_seen.pop(self.bucket, []))
+            if row:
+                rows.append(row)
+            self.bucket += mood.BUCKET_S
+        self.faces_seen.setdefault(current, []).append(faces)
+        for start in [s for s in self.faces_seen if s < self.bucket]:
+            del self.faces_seen[start]
+        return rows
+
+    def apply(self, item: dict) -> bool:
+        """Count one label once: False if its entry was applied already."""
+        if item["id"] in self.applied:
+            return False
+        self.applied[item["id"]] = item["ts"]
+        second = int(item["ts"])
+        bucket = self.counts.setdefault(second, {})
+        if item["index"] <= 0:  # one per frame: the first face, or the "nobody" marker
+            bucket["frames"] = bucket.get("frames", 0) + 1
+            bucket["faces"] = bucket.get("faces", 0) + item["count"]
+        if item["index"] >= 0 and item.get("label"):
+            bucket[item["label"]] = bucket.get(item["label"], 0) + 1
+        self.recent.append(item)
+        if self.first_seen is None or item["ts"] < self.first_seen:
+            self.first_seen = item["ts"]
+        self.latest = max(self.latest, item["ts"])
+        return True
+
+    def prune(self, now: float) -> None:
+        for second in [s for s in self.counts if s < now - KEEP_S]:
+            del self.counts[second]
+        for eid in [e for e, ts in self.applied.items() if ts < now - KEEP_S - 60]:
+            del self.applied[eid]
+
+
+class Aggregator:
+    """Owns a share of the cameras, applies their labels, publishes their snapshots."""
+
+    def __init__(self, settings: Settings, owner: str):
+        self.redis = connect(settings.redis_url)
+        self.owner = owner
+        a = settings.aggregator
+        self.interval, self.lease_ms = a.interval_s, int(a.lease_s * 1000)
+        self.max_skew_s = settings.streams.max_clock_skew_s  # as the consumer loop drops
         # Write-only emitter: the dashboard's Socket.IO server relays through this queue.
-        self.socketio = SocketIO(message_queue=redis_url)
-        self.valence_history: dict[str, list[tuple[float, float]]] = {}
-        self.last_shift: dict[str, float] = {}
-        self.webhook = AlertWebhook.from_settings(get_settings())
+        self.socketio = SocketIO(message_queue=settings.redis_url)
+        self.webhook = AlertWebhook.from_settings(settings.alerts)
+        # History rows go to a capped Redis list; the writer's thread moves them to the
+        # database, so a slow or absent database never holds up a snapshot.
+        self.history = open_writer(self.redis, settings.history)
+        self.states: dict[str, CameraState] = {}
+        self.lock = threading.Lock()  # the consumer thread applies, the snapshot thread reads
+        self._renew = self.redis.register_script(RENEW)
+        self._release = self.redis.register_script(RELEASE)
+        self._publish = self.redis.register_script(PUBLISH)
+        self._drain = self.redis.register_script(DRAIN)
+
+    # -- labels (the consumer thread) ------------------------------------------------------
+
+    def handle(self, items: list) -> Batch:
+        """Apply the labels of owned cameras; hand the others to their owners, in the
+        consumer's transaction (so a label is handed off exactly when it is acknowledged)."""
+        handoff: dict[str, list[str]] = {}
+        with self.lock:
+            for eid, label in items:
+                item = label_record(text(eid), label)
+                state = self.states.get(label.camera)
+                if state is not None:
+                    state.apply(item)
+                else:
+                    handoff.setdefault(label.camera, []).append(json.dumps(item))
+
+        def write(pipe):
+            for cam, records in handoff.items():
+                pipe.rpush(keys.handoff(cam), *records)
+                pipe.ltrim(keys.handoff(cam), -HANDOFF_MAX, -1)
+                pipe.expire(keys.handoff(cam), KEEP_S)
+
+        return Batch(ops=[write] if handoff else [])
+
+    # -- ownership -------------------------------------------------------------------------
+
+    def fair_share(self, cameras: int) -> int:
+        """Cameras per aggregator. A peer counts while its heartbeat is younger than a lease,
+        so a dead one's cameras are taken over as soon as their leases lapse."""
+        now = time.time()
+        peers = sum(1 for w in live_workers(self.redis) if w.get("kind") == "aggregator"
+                    and now - float(w.get("seen", 0)) <= self.lease_ms / 1000)
+        return math.ceil(cameras / max(1, peers))
+
+    def balance(self, cameras: list[str]) -> None:
+        """Renew owned leases, drop lost ones, take free ones up to a fair share, and hand
+        one surplus camera back per tick (another aggregator takes it)."""
+        for cam in list(self.states):
+            if cam not in cameras or not self._renew(keys=[keys.lease(cam)],
+                                                    args=[self.owner, self.lease_ms]):
+                log.info("camera %s: no longer ours", cam)
+                with self.lock:
+                    self.states.pop(cam, None)
+        share = self.fair_share(len(cameras))
+        for cam in cameras:
+            if cam in self.states or len(self.states) >= share:
+                continue
+            if self.redis.set(keys.lease(cam), self.owner, nx=True, px=self.lease_ms):
+                self.take(cam)
+        if len(self.states) > share:
+            cam = sorted(self.states)[-1]
+            self.publish(cam, time.time())  # the next owner starts from this snapshot
+            with self.lock:
+                self.states.pop(cam, None)
+            self._release(keys=[keys.lease(cam)], args=[self.owner])
+            log.info("camera %s: handed over (holding %d, share %d)", cam,
+                     len(self.states) + 1, share)
+
+    def take(self, cam: str) -> None:
+        """Become the camera's owner: rebuild its state from what Redis holds."""
+        now = time.time()
+        state = CameraState()
+        start = int((now - KEEP_S) * 1000)
+        for eid, fields in self.redis.xrange(keys.LABELS, min=str(start), max="+"):
+            try:
+                label = Label.decode(fields)
+            except MalformedEntry:
+                continue
+            # The consumer loop's rule, for labels read again here: none from the future.
+            if label.camera == cam and label.ts - now <= self.max_skew_s:
+                state.apply(label_record(text(eid), label))
+        for _, fields in self.redis.xrange(keys.history(cam), min=str(int((now - 130) * 1000)),
+                                           max="+"):
+            point = HistoryPoint.decode(fields)
+            if point is None:
+                continue
+            if point.frames:
+                state.history.append((point.ts, point.valence))
+            if point.shift:
+                state.last_shift = max(state.last_shift, point.ts)
+        previous = Snapshot.from_json(self.redis.get(keys.mood(cam)))
+        if previous is not None:
+            state.alerts = {a["kind"]: a["since"] for a in previous.alerts}
+        state.bucket = int(now - HISTORY_REWRITE_S) // mood.BUCKET_S * mood.BUCKET_S
+        with self.lock:
+            self.states[cam] = state
+        self.drain(cam)
+        log.info("camera %s: ours now (%d labels of the last %d s rebuilt)", cam,
+                 len(state.applied), KEEP_S)
+
+    def drain(self, cam: str) -> None:
+        items = self._drain(keys=[keys.handoff(cam)])
+        with self.lock:
+            state = self.states.get(cam)
+            if state is None:  # lost meanwhile: give them back for the next owner
+                if items:
+                    self.redis.rpush(keys.handoff(cam), *items)
+                return
+            for raw in items:
+                state.apply(json.loads(raw))
+
+    # -- snapshots (the snapshot thread) ---------------------------------------------------
 
     def loop(self, stop: threading.Event) -> None:
         backoff = Backoff("aggregator snapshots")
         while not stop.wait(self.interval):
             try:
-                for cam in sorted(text(c) for c in self.redis.smembers(keys.CAMERAS)):
-                    if self.redis.set(f"ms:aggregating:{cam}", "1", nx=True,
-                                      px=int(self.interval * 900)):
-                        self.publish(cam)
+                cameras = sorted(text(c) for c in self.redis.smembers(keys.CAMERAS))
+                self.balance(cameras)
+                now = time.time()
+                for cam in sorted(self.states):
+                    self.drain(cam)
+                    self.publish(cam, now)
                 backoff.ok()
             except OUTAGE_ERRORS as error:
                 backoff.sleep_after(error, stop)
             except Exception:  # one bad camera must not stop the others' snapshots
                 log.exception("snapshot failed")
+        for cam in list(self.states):  # stopping: let another aggregator take over at once
+            try:
+                self.queue_open_bucket(cam)
+                self._release(keys=[keys.lease(cam)], args=[self.owner])
+            except OUTAGE_ERRORS:
+                pass
 
-    def buckets(self, cam: str, now: float) -> dict[int, dict[str, int]]:
-        raw = self.redis.hgetall(keys.buckets(cam))
-        out: dict[int, dict[str, int]] = {}
-        stale = []
-        for name, value in raw.items():
-            second, what = text(name).split(":", 1)
-            if int(second) < now - BUCKET_KEEP_S:
-                stale.append(name)
-                continue
-            out.setdefault(int(second), {})[what] = int(value)
-        if stale:
-            self.redis.hdel(keys.buckets(cam), *stale)
-        return out
+    def queue_open_bucket(self, cam: str) -> None:
+        """On the way out, the history bucket still open goes to the database as it is (a
+        next owner that still has the labels writes it again, whole)."""
+        with self.lock:
+            state = self.states.get(cam)
+            if state is None or state.bucket is None:
+                return
+            rows = state.closed_buckets(cam, time.time(), 0.0, all_open=True)
+        if rows:
+            self.history.add_buckets(rows)
 
-    def snapshot(self, cam: str, now: float) -> dict:
-        settings = {text(k): text(v) for k, v in self.redis.hgetall(keys.camera(cam)).items()}
-        mode = settings.get("mode", "classroom")
-        buckets = self.buckets(cam, now)
-        windows = {name: mood.window_stats(buckets, now, s) for name, s in mood.WINDOWS.items()}
-        recent = mood.Recent([json.loads(x) for x in self.redis.lrange(recent_key(cam), 0, -1)])
+    def snapshot(self, cam: str, state: CameraState, camera: CameraSettings,
+                 now: float) -> tuple[Snapshot, list[dict]]:
+        state.prune(now)
+        windows = {name: mood.window_stats(state.counts, now, s)
+                   for name, s in mood.WINDOWS.items()}
+        recent = mood.Recent(list(state.recent))
         latest = recent.latest_frame()
         # Faces present = people tracked in the newest moments (a face missed in one frame
         # still counts), unless the camera has gone quiet.
@@ -127,83 +336,99 @@ class Snapshotter:
         if fresh:
             window = [lab for lab in recent.labels if lab["ts"] > latest[0] - 60]
             people = tracking.people_present(tracking.build_tracks(window), latest[0])
-        faces = max(len(people), latest[1]) if fresh else 0
-        snap = {"camera": cam, "ts": round(now, 3), "mode": mode, "name": settings.get("name", cam),
-                "faces": faces, "counts": windows["10s"]["counts"],
-                "dominant": windows["10s"]["dominant"], "valence": windows["10s"]["valence"],
-                "windows": windows,
-                "current": mood.smoothed_expression(recent, latest[0]) if fresh else None,
-                "alerts": [], "shift": None, "people": people}
-        history = self.valence_history.setdefault(cam, [])
-        if windows["10s"]["frames"]:
-            history.append((now, windows["10s"]["valence"]))
-        del history[:-120]
-        if mode == "driver":
-            snap["alerts"] = self.update_alerts(cam, recent, now, settings)
-        elif now - self.last_shift.get(cam, 0) > 30:
-            snap["shift"] = mood.valence_shift(history, now)
-            if snap["shift"]:
-                self.last_shift[cam] = now
-        return snap
+        ten = windows["10s"]
+        snap = Snapshot(camera=cam, ts=round(now, 3), mode=camera.mode, name=camera.name or cam,
+                        faces=max(len(people), latest[1]) if fresh else 0,
+                        counts=ten["counts"], dominant=ten["dominant"], valence=ten["valence"],
+                        windows=windows,
+                        current=mood.smoothed_expression(recent, latest[0]) if fresh else None,
+                        people=people)
+        if ten["frames"]:
+            state.history.append((now, ten["valence"]))
+        del state.history[:-HISTORY_KEEP]
+        changes: list[dict] = []
+        if camera.mode == "driver":
+            snap.alerts, changes = self.update_alerts(state, recent, camera, now)
+        else:
+            state.alerts.clear()
+            if now - state.last_shift > 30:
+                snap.shift = mood.valence_shift(state.history, now)
+                if snap.shift:
+                    state.last_shift = now
+        return snap, changes
 
-    def update_alerts(self, cam: str, recent: mood.Recent, now: float, settings: dict) -> list:
-        thresholds = mood.Thresholds.from_settings(settings)
-        oldest = min((i["ts"] for i in recent.labels), default=None)
-        active = mood.driver_alerts(recent, now, thresholds, oldest)
-        state = {text(k): float(v) for k, v in self.redis.hgetall(alert_state_key(cam)).items()}
-        pipe = self.redis.pipeline(transaction=True)
+    def update_alerts(self, state: CameraState, recent: mood.Recent, camera: CameraSettings,
+                      now: float) -> tuple[list[dict], list[dict]]:
+        active = mood.driver_alerts(recent, now, mood.Thresholds.from_camera(camera),
+                                    state.first_seen)
         changes = []
         for kind, message in active.items():
-            if kind not in state:
-                state[kind] = now
-                pipe.hset(alert_state_key(cam), kind, now)
-                changes.append({"kind": kind, "state": "raised", "message": message})
-        for kind in [k for k in state if k not in active]:
-            changes.append({"kind": kind, "state": "cleared", "message": "cleared",
-                            "since": state.pop(kind)})
-            pipe.hdel(alert_state_key(cam), kind)
-        for change in changes:
-            pipe.xadd(keys.alerts(cam), {"ts": now, "kind": change["kind"],
-                                        "message": change["message"],
-                                        "state": change["state"]}, maxlen=1000,
-                      approximate=True)
-        pipe.execute()
+            if kind not in state.alerts:
+                state.alerts[kind] = now
+                changes.append(AlertEvent(now, kind, message, "raised").encode())
+        for kind in [k for k in state.alerts if k not in active]:
+            changes.append({**AlertEvent(now, kind, "cleared", "cleared").encode(),
+                            "since": state.alerts.pop(kind)})
+        return [{"kind": k, "since": state.alerts[k], "message": m}
+                for k, m in active.items()], changes
+
+    def publish(self, cam: str, now: float) -> None:
+        camera = CameraSettings.load(self.redis, cam) or CameraSettings()
+        with self.lock:
+            state = self.states.get(cam)
+            if state is None:
+                return
+            snap, changes = self.snapshot(cam, state, camera, now)
+            rows = state.closed_buckets(cam, now, snap.faces)
+        point = HistoryPoint(now, snap.faces, snap.valence, snap.dominant, snap.counts,
+                             snap.shift, frames=snap.windows["10s"]["frames"])
+        events = [json.dumps({k: v for k, v in c.items() if k != "since"}) for c in changes]
+        written = self._publish(keys=[keys.lease(cam), keys.mood(cam), keys.history(cam),
+                                      keys.alerts(cam)],
+                                args=[self.owner, snap.to_json(), json.dumps(point.encode()),
+                                      *events])
+        if not written:
+            return
+        self.record_history(cam, snap, changes, rows)
         if self.webhook is not None:
             for change in changes:
-                self.webhook.send({"camera": cam, "name": settings.get("name", cam),
-                                   "ts": round(now, 3), **change})
-        return [{"kind": k, "since": state[k], "message": m} for k, m in active.items()]
-
-    def publish(self, cam: str) -> None:
-        now = time.time()
-        snap = self.snapshot(cam, now)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(keys.mood(cam), json.dumps(snap))
-        pipe.xadd(keys.history(cam), {"ts": f"{now:.3f}", "faces": snap["faces"],
-                                      "valence": snap["valence"],
-                                      "dominant": snap["dominant"] or "",
-                                      "counts": json.dumps(snap["counts"]),
-                                      "shift": json.dumps(snap["shift"])},
-                  maxlen=3600, approximate=True)
-        pipe.execute()
-        self.socketio.emit("mood", snap)
+                self.webhook.send({"camera": cam, "name": snap.name, **change,
+                                   "ts": round(now, 3)})
+        self.socketio.emit("mood", snap.to_dict(), to=keys.camera_room(cam))
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    from moodstream import metrics
+    def record_history(self, cam: str, snap: Snapshot, changes: list[dict],
+                       rows: list[dict]) -> None:
+        """Queues the closed buckets, alert changes and valence shifts for the database."""
+        events = [{"camera": cam, "ts": c["ts"], "kind": c["kind"], "state": c["state"],
+                   "message": c["message"]} for c in changes]
+        if snap.shift:
+            events.append({"camera": cam, "ts": snap.ts, "kind": "shift", "state": "raised",
+                           "message": f"valence {snap.shift['from']:+.2f} → "
+                                      f"{snap.shift['to']:+.2f}"})
+        if rows:
+            self.history.add_buckets(rows)
+        if events:
+            self.history.add_alerts(events)
 
-    metrics.serve(args.metrics_port)
-    consumer = StreamConsumer(
-        kind="aggregator", stage="labels", stream=keys.LABELS, group=keys.AGGREGATORS,
-        decode=Label.decode, handle=lambda items: record([lab for _, lab in items]),
-        redis_url=settings.redis_url, count=256, claim_idle_ms=settings.claim_idle_ms,
-        dead_letter_maxlen=settings.dead_letter_maxlen, heartbeat_ttl_s=settings.heartbeat_ttl_s)
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.interval is not None:
+        settings = settings.model_copy(update={"aggregator": settings.aggregator.model_copy(
+            update={"interval_s": args.interval})})
+    metrics.serve(settings.metrics_port)
+    aggregator: Aggregator | None = None
+    consumer = StreamConsumer(settings, "labels", "aggregator", Label.decode,
+                              lambda items: aggregator.handle(items), count=256)
+    aggregator = Aggregator(settings, consumer.consumer)
     consumer.install_signal_handlers()
-    snapshots = Snapshotter(settings.redis_url, args.interval)
-    thread = threading.Thread(target=snapshots.loop, args=(consumer.stop_event,), daemon=True)
+    thread = threading.Thread(target=aggregator.loop, args=(consumer.stop_event,), daemon=True)
     thread.start()
+    aggregator.history.start(consumer.stop_event)
     consumer.run(max_idle_s=args.exit_when_idle)
     thread.join(timeout=5)
+    try:  # what is queued reaches the database before an embedded Redis goes away
+        aggregator.history.drain()
+    except Exception as error:  # the rows stay queued in Redis for the next start
+        log.warning("history: could not write the last rows (%s)", str(error)[:200])
     return 0
-

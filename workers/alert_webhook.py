@@ -42,10 +42,11 @@ class AlertWebhook:
         self.thread.start()
 
     @classmethod
-    def from_settings(cls, settings) -> AlertWebhook | None:
-        if not settings.alert_webhook:
+    def from_settings(cls, alerts) -> AlertWebhook | None:
+        """From settings.alerts (MOODSTREAM_ALERT_WEBHOOK, MOODSTREAM_ALERT_WEBHOOK_SECRET)."""
+        if not alerts.webhook:
             return None
-        return cls(settings.alert_webhook, settings.alert_webhook_secret)
+        return cls(alerts.webhook, alerts.webhook_secret)
 
     def send(self, event: dict) -> None:
         try:

@@ -17,8 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from workers import bulk_jobs, bulk_staging
-from workers.bulk_results import Group, label_of, summary, write_outputs
+import redis
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+from rq.worker import Worker
+from tqdm import tqdm
+
+from moodstream.config import MIB, Settings
+from moodstream.embedded_redis import EmbeddedRedis
+from moodstream.redis_client import wait_until_reachable
+from moodstream.workers import bulk_jobs, bulk_staging
+from moodstream.workers.bulk_results import Group, label_of, summary, write_outputs
 
 log = logging.getLogger("moodstream.analyze")
 MAX_BARS = 20  # per-file progress bars shown at once; more files share the overall bar
@@ -26,11 +35,6 @@ MAX_BARS = 20  # per-file progress bars shown at once; more files share the over
 
 def _default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
-
-
-def _external_url(args) -> str | None:
-    return (args.redis_url or os.environ.get("REDIS_URL")
-            or os.environ.get("MOODSTREAM_REDIS_URL") or None)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +48,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="videos are split into jobs of this many seconds (%(default)s)")
     parser.add_argument("--workers", type=int, default=_default_workers(),
                         help="worker processes to start when Redis is embedded (%(default)s)")
-    parser.add_argument("--redis-url", default=None,
-                        help="queue jobs here for external workers (default: $REDIS_URL; "
-                             "when unset, an embedded Redis and local workers are used)")
     parser.add_argument("--queue", default=bulk_jobs.QUEUE, help="RQ queue (%(default)s)")
     parser.add_argument("--max-size-mb", type=float, default=bulk_jobs.DEFAULT_MAX_MB,
                         help="files larger than this are refused (%(default)s)")
@@ -67,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> list:
+def start_local_workers(settings: Settings, n: int, queue: str, args, log_dir: Path) -> list:
     procs = []
     extra = []
     if args.model:
@@ -76,14 +77,13 @@ def start_local_workers(url: str, n: int, queue: str, args, log_dir: Path) -> li
         extra += ["--min-face", str(args.min_face)]
     if args.detector:
         extra += ["--detector", args.detector]
+    env = settings.child_env()
+    env.setdefault("MOODSTREAM_BULK_HEARTBEAT_TTL", "20")  # local: notice a dead one sooner
     for i in range(n):
         log_file = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "moodstream.cli", "bulk-worker", "--queue", queue, *extra],
-            stdout=log_file, stderr=subprocess.STDOUT,
-            env={"MOODSTREAM_BULK_HEARTBEAT_TTL": "20",  # local: notice a dead one sooner
-                 **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-                 "REDIS_URL": url})  # in the environment: the password stays off `ps`
+            stdout=log_file, stderr=subprocess.STDOUT, env=env)
         proc.log_path = log_file.name
         procs.append(proc)
     return procs
@@ -113,7 +113,6 @@ class Waiter:
         self.attempts: dict[str, int] = {}
 
     def _bars(self):
-        from tqdm import tqdm
 
         totals: dict[str, int] = {}
         for task in self.tasks:
@@ -128,9 +127,6 @@ class Waiter:
         return overall, bars
 
     def wait(self) -> None:
-        from rq.job import JobStatus
-        from rq.registry import StartedJobRegistry
-        from rq.worker import Worker
 
         overall, bars = self._bars()
         registry = StartedJobRegistry(queue=self.queue)
@@ -221,18 +217,18 @@ def report(groups: list[Group], out: Path, written: dict) -> None:
     print(f"\nresults in {out}/ ({sum(len(p) for p in written.values())} files)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import redis
-
+def run(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out)
     plan = bulk_jobs.plan(args.paths, fps=args.fps, chunk_seconds=args.chunk_seconds,
-                          max_bytes=args.max_size_mb * 1e6)
+                          max_bytes=args.max_size_mb * MIB,
+                          max_pixels=settings.limits.max_image_pixels)
     if plan.ignored:
         print(f"ignored {len(plan.ignored)} file(s) that are neither images nor videos",
               file=sys.stderr)
-    options = bulk_jobs.default_options(fps=args.fps, min_face=args.min_face, model=args.model,
-                                        detector=args.detector)
-    url = _external_url(args)
+    options = bulk_jobs.default_options(settings, fps=args.fps, min_face=args.min_face,
+                                        model=args.model, detector=args.detector)
+    # With no Redis configured (REDIS_URL or --redis-url), an embedded one and local workers.
+    url = settings.redis.url
     embedded, procs = None, []
     log_dir = Path(tempfile.mkdtemp(prefix="moodstream-bulk-"))
     jobs: list = []
@@ -240,12 +236,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if plan.tasks:
             if url is None:
-                from moodstream.embedded_redis import EmbeddedRedis
-
-                embedded = EmbeddedRedis()
+                embedded = EmbeddedRedis(maxmemory=settings.redis.maxmemory,
+                                         maxmemory_policy=settings.redis.maxmemory_policy)
                 url = embedded.start()
                 n = max(1, min(args.workers, len(plan.tasks)))
-                procs = start_local_workers(url, n, args.queue, args, log_dir)
+                procs = start_local_workers(settings.with_redis(url), n, args.queue, args,
+                                            log_dir)
                 print(f"embedded Redis, {n} local worker(s) loading the models...",
                       file=sys.stderr)
             else:
@@ -255,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             queue = bulk_jobs.make_queue(args.queue, connection)
             try:
                 if args.stage:
-                    staged = bulk_staging.stage_plan(connection, plan, args.stage_max_mb * 1e6)
+                    staged = bulk_staging.stage_plan(connection, plan, args.stage_max_mb * MIB)
                 jobs = bulk_jobs.enqueue(queue, plan.tasks, options, retries=args.retries)
             except redis.ConnectionError as error:
                 print(f"cannot reach Redis at {url.split('@')[-1]}: {error}", file=sys.stderr)
@@ -293,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
 
 def configure_worker(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", default=bulk_jobs.QUEUE, help="RQ queue (%(default)s)")
-    parser.add_argument("--url", default=None, help="Redis URL (default: REDIS_URL)")
+    parser.add_argument("--url", dest="redis_url", help=argparse.SUPPRESS)  # old spelling
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", default=None, help="worker name (default: random)")
     parser.add_argument("--model", default=None, help="ONNX model to preload")
@@ -302,18 +298,15 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    import redis
-
-    from moodstream.config import get_settings
-    from moodstream.redis_client import wait_until_reachable
-
-    url = args.url or get_settings().redis_url
-    connection = redis.Redis.from_url(url)
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    connection = redis.Redis.from_url(settings.redis_url)
     wait_until_reachable(connection, "bulk-worker")
+    bulk_jobs.configure_process(settings)
     worker = bulk_jobs.BulkWorker([bulk_jobs.make_queue(args.queue, connection)],
                                   connection=connection, name=args.name)
-    worker.preload_options = bulk_jobs.default_options(model=args.model, min_face=args.min_face,
+    worker.heartbeat_ttl = settings.bulk.heartbeat_ttl
+    worker.preload_options = bulk_jobs.default_options(settings, model=args.model,
+                                                       min_face=args.min_face,
                                                        detector=args.detector)
     worker.work(burst=args.burst, max_jobs=args.max_jobs,
                 logging_level=logging.getLevelName(logging.getLogger().level))

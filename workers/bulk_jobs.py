@@ -13,9 +13,7 @@ heartbeat thread, so that a worker killed mid-job leaves a job that RQ finds aba
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,14 +25,14 @@ from rq import Queue, Retry, SimpleWorker, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from moodstream.config import get_settings
+from moodstream.config import MIB, BulkSettings, LimitSettings, Settings
 from moodstream.images import ImageTooLarge, check_image, check_pixels
-from workers.bulk_results import Group, unique_name
-from workers.bulk_staging import StagedFiles, StagingError, is_staged
+from moodstream.workers.bulk_results import Group, unique_name
+from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
 
 log = logging.getLogger("moodstream.bulk")
 
-QUEUE = "moodstream-bulk"  # MOODSTREAM_BULK_QUEUE overrides it for the dashboard page
+QUEUE = "moodstream-bulk"  # settings.bulk.queue (MOODSTREAM_BULK_QUEUE) for the dashboard
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts", ".mts"}
@@ -45,20 +43,21 @@ DEFAULT_RETRIES = 2
 RESULT_TTL_S = 7 * 24 * 3600
 JOB_TIMEOUT_S = 3600
 PROGRESS_EVERY_S = 0.5
+DEFAULT_MAX_PIXELS = LimitSettings.model_fields["max_image_pixels"].default
 # Job records are JSON, never pickle: whoever can write to Redis must not be able to run code
 # in a worker or the dashboard through the unpickler. Everything a job takes and returns is
 # plain data already.
 SERIALIZER = JSONSerializer
 # ... and a worker runs only these functions, whatever function a job record names.
-JOB_FUNCTIONS = frozenset({"workers.bulk_jobs.analyze_image",
-                           "workers.bulk_jobs.analyze_video_chunk",
-                           "workers.bulk_jobs.discard_inputs"})
+JOB_FUNCTIONS = frozenset({"moodstream.workers.bulk_jobs.analyze_image",
+                           "moodstream.workers.bulk_jobs.analyze_video_chunk",
+                           "moodstream.workers.bulk_jobs.discard_inputs"})
 
 
 def uploads_dir() -> Path:
-    """Where the dashboard keeps uploads (MOODSTREAM_BULK_DIR; workers see the same path)."""
-    return Path(os.environ.get("MOODSTREAM_BULK_DIR",
-                               Path(tempfile.gettempdir()) / "moodstream-bulk"))
+    """Where the dashboard keeps uploads (settings.bulk.dir, MOODSTREAM_BULK_DIR; workers
+    see the same path): this worker's setting (configure_process)."""
+    return Path(_PROCESS["bulk_dir"])
 
 
 def discard_inputs(folder: str) -> int:
@@ -99,12 +98,12 @@ class BulkJob(Job):
         return super()._execute()
 
 
-def default_options(**overrides) -> dict:
-    """What a job needs besides its file; JSON-safe so it travels in the job's kwargs."""
-    s = get_settings()
-    options = {"fps": DEFAULT_VIDEO_FPS, "min_face": s.detector_min_face,
-               "min_confidence": 0.9, "model": None, "batch": 4, "detector": s.detector,
-               "scale_factor": s.detector_scale_factor}
+def default_options(settings: Settings, **overrides) -> dict:
+    """What a job needs besides its file; JSON-safe so it travels in the job's kwargs.
+    model None: the worker's own (its settings.classifier.model_path)."""
+    d = settings.detector
+    options = {"fps": DEFAULT_VIDEO_FPS, "min_face": d.min_face, "min_confidence": 0.9,
+               "model": None, "batch": 4, "detector": d.name, "scale_factor": d.scale_factor}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
 
@@ -135,17 +134,17 @@ class Plan:
     ignored: list[str] = field(default_factory=list)  # files of other types inside folders
 
 
-def check_video_size(cap: cv2.VideoCapture) -> None:
+def check_video_size(cap: cv2.VideoCapture, max_pixels: int) -> None:
     """InputError when the container declares frames above the pixel limit."""
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     try:
-        check_pixels(width, height)
+        check_pixels(width, height, max_pixels)
     except ImageTooLarge as error:
         raise InputError(f"video frames: {error}") from None
 
 
-def probe_video(path: str) -> tuple[int, float]:
+def probe_video(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, float]:
     """Frame count and frame rate from the container, or InputError."""
     cap = cv2.VideoCapture(path)
     try:
@@ -153,7 +152,7 @@ def probe_video(path: str) -> tuple[int, float]:
             raise InputError("cannot open as a video: not a video file, or truncated/corrupt")
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        check_video_size(cap)  # before the first frame is decoded
+        check_video_size(cap, max_pixels)  # before the first frame is decoded
         ok = cap.grab()
         if not ok:
             raise InputError("no frames could be decoded: truncated or corrupt video")
@@ -191,7 +190,7 @@ def plan_chunks(count: int, native_fps: float, chunk_seconds: float) -> list[tup
 
 
 def _human(size: float) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    return f"{size / MIB:.1f} MB" if size >= MIB else f"{size / 1024:.0f} kB"
 
 
 def _size_error(path: Path, max_bytes: float) -> str | None:
@@ -201,9 +200,9 @@ def _size_error(path: Path, max_bytes: float) -> str | None:
     return None
 
 
-def _pixel_error(path: Path) -> str | None:
+def _pixel_error(path: Path, max_pixels: int) -> str | None:
     try:
-        check_image(path)
+        check_image(path, max_pixels)
     except ImageTooLarge as error:
         return str(error)
     except ValueError:
@@ -213,7 +212,8 @@ def _pixel_error(path: Path) -> str | None:
 
 def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
          chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-         max_bytes: float = DEFAULT_MAX_MB * 1e6) -> Plan:
+         max_bytes: float = DEFAULT_MAX_MB * MIB,
+         max_pixels: int = DEFAULT_MAX_PIXELS) -> Plan:
     """Inputs -> output groups and jobs. Errors found here (missing path, empty folder, too
     large, not a video) go into the groups' errors and make no job."""
     result = Plan()
@@ -231,7 +231,7 @@ def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
             group.add_error(str(path), error)
             return
         try:
-            count, native = probe_video(str(path))
+            count, native = probe_video(str(path), max_pixels)
         except InputError as e:
             group.add_error(str(path), str(e))
             return
@@ -243,7 +243,7 @@ def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
 
     def add_image(path: Path, group: Group) -> None:
         group.files.append(str(path))
-        error = _size_error(path, max_bytes) or _pixel_error(path)
+        error = _size_error(path, max_bytes) or _pixel_error(path, max_pixels)
         if error:
             group.add_error(str(path), error)
         else:
@@ -302,13 +302,25 @@ _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+# What this worker process was started with (configure_process); jobs run in it.
+_PROCESS = {"threads": 1, "model_path": None, "max_pixels": DEFAULT_MAX_PIXELS,
+            "bulk_dir": str(BulkSettings.model_fields["dir"].default_factory())}
+
+
+def configure_process(settings: Settings) -> None:
+    _PROCESS.update(threads=settings.bulk.threads,
+                    model_path=str(settings.classifier.model_path),
+                    max_pixels=settings.limits.max_image_pixels, bulk_dir=str(settings.bulk.dir))
+
+
 def get_models(options: dict):
     """(FaceDetector, EmotionModel), built once per process for each setting."""
-    from workers.detector import FaceDetector
-    from workers.emotion_model import EmotionModel
+    from moodstream import assets
+    from moodstream.workers.detector import FaceDetector
+    from moodstream.workers.emotion_model import EmotionModel
 
-    threads = int(os.environ.get("MOODSTREAM_BULK_THREADS", "1"))
-    model_path = str(options.get("model") or get_settings().model_path)
+    threads = _PROCESS["threads"]
+    model_path = str(options.get("model") or _PROCESS["model_path"] or assets.emotion_model())
     with _MODELS_LOCK:
         model = _MODELS.get(("model", model_path))
         if model is None:
@@ -380,7 +392,7 @@ def analyze_image(path: str, options: dict) -> dict:
     result = _result(path, "image", progress)
     try:
         local = local_input(path)
-        check_image(local)  # from the header: a huge image is refused before decoding
+        check_image(local, _PROCESS["max_pixels"])  # from the header, before decoding
         image = cv2.imread(local, cv2.IMREAD_COLOR)
     except (StagingError, ValueError) as error:
         result["errors"].append(str(error))
@@ -433,7 +445,7 @@ def analyze_video_chunk(path: str, start: int, end: int, options: dict) -> dict:
     native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
     try:
         if cap.isOpened():
-            check_video_size(cap)
+            check_video_size(cap, _PROCESS["max_pixels"])
     except InputError as error:
         return _result(path, "video", Progress(0), start=start, end=end, errors=[str(error)])
     finally:
@@ -567,10 +579,10 @@ class BulkWorker(SimpleWorker):
     loaded once at start (``preload``), and a heartbeat thread that keeps a long job's
     registration alive so that only a dead worker's job is ever treated as abandoned.
 
-    Works with ``rq worker -w workers.bulk_jobs.BulkWorker`` and ``rq worker-pool``.
+    Works with ``rq worker -w moodstream.workers.bulk_jobs.BulkWorker`` and ``rq worker-pool``.
     """
 
-    heartbeat_ttl = int(os.environ.get("MOODSTREAM_BULK_HEARTBEAT_TTL", "60"))
+    heartbeat_ttl = 60  # run_worker sets settings.bulk.heartbeat_ttl
     preload_options: dict | None = None
     job_class = BulkJob
 
@@ -585,7 +597,11 @@ class BulkWorker(SimpleWorker):
     def preload(self) -> None:
         try:
             started = time.monotonic()
-            get_models(self.preload_options or default_options())
+            if self.preload_options is None:  # started by `rq worker -w ...BulkWorker`
+                from moodstream.config import load_settings
+
+                self.preload_options = default_options(load_settings())
+            get_models(self.preload_options)
             self.log.info("bulk models loaded in %.1f s", time.monotonic() - started)
         except Exception as error:  # jobs will fail with the reason; the worker still runs
             self.log.error("could not preload the models: %s", error)

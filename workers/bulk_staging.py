@@ -17,6 +17,9 @@ import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
+from moodstream import keys
+from moodstream.config import MIB
+
 PREFIX = "staged:"
 DEFAULT_TTL_S = 6 * 3600
 DEFAULT_MAX_MB = 256.0  # a Redis string holds at most 512 MB; stay well below
@@ -27,7 +30,7 @@ class StagingError(ValueError):
 
 
 def key(digest: str) -> str:
-    return f"ms:bulk:staged:{digest}"
+    return keys.bulk("staged", digest)
 
 
 def is_staged(path: str) -> bool:
@@ -35,12 +38,12 @@ def is_staged(path: str) -> bool:
 
 
 def stage(r, path: Path, ttl_s: int = DEFAULT_TTL_S,
-          max_bytes: float = DEFAULT_MAX_MB * 1e6) -> str:
+          max_bytes: float = DEFAULT_MAX_MB * MIB) -> str:
     """Copy one file into Redis (once per content) and return the name jobs use for it."""
     size = path.stat().st_size
     if size > max_bytes:
-        raise StagingError(f"file is {size / 1e6:.1f} MB, above the staging limit of "
-                           f"{max_bytes / 1e6:.0f} MB: put it on storage the workers share")
+        raise StagingError(f"file is {size / MIB:.1f} MB, above the staging limit of "
+                           f"{max_bytes / MIB:.0f} MB: put it on storage the workers share")
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if not r.set(key(digest), data, ex=ttl_s, nx=True):
@@ -48,7 +51,7 @@ def stage(r, path: Path, ttl_s: int = DEFAULT_TTL_S,
     return f"{PREFIX}{digest}/{path.name}"
 
 
-def stage_plan(r, plan, max_bytes: float = DEFAULT_MAX_MB * 1e6) -> list[str]:
+def stage_plan(r, plan, max_bytes: float = DEFAULT_MAX_MB * MIB) -> list[str]:
     """Ship each input file of a bulk plan into Redis once and point its tasks at the staged
     copy. A file that cannot be shipped gets its error in its group and no jobs. Returns the
     staged names (for unstage)."""

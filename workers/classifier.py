@@ -7,23 +7,23 @@ import logging
 import time
 
 from moodstream import keys, metrics
-from moodstream.config import get_settings
+from moodstream.config import Settings
 from moodstream.contract import Face, Label
 from moodstream.streams import Batch, Output, StreamConsumer
-from workers.emotion_model import EmotionModel
+from moodstream.workers.emotion_model import EmotionModel
 
 log = logging.getLogger("moodstream.classifier")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    s = get_settings()
-    parser.add_argument("--model", default=str(s.model_path), help="ONNX emotion model")
-    parser.add_argument("--batch", type=int, default=s.classifier_batch,
-                        help="most faces per onnxruntime call")
-    parser.add_argument("--wait-ms", type=int, default=s.classifier_wait_ms,
-                        help="how long to wait for a fuller batch")
+    parser.add_argument("--model", default=None,
+                        help="ONNX emotion model (default: the shipped one, or "
+                             "MOODSTREAM_MODEL_PATH)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="most faces per onnxruntime call (MOODSTREAM_CLASSIFIER_BATCH)")
+    parser.add_argument("--wait-ms", type=int, default=None,
+                        help="how long to wait for a fuller batch (MOODSTREAM_CLASSIFIER_WAIT_MS)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
-    parser.add_argument("--metrics-port", type=int, default=s.metrics_port)
     parser.add_argument("--exit-when-idle", type=float, default=None, help=argparse.SUPPRESS)
 
 
@@ -42,19 +42,18 @@ def label_faces(model: EmotionModel, faces: list[Face], maxlen: int) -> Batch:
     return batch
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    metrics.serve(args.metrics_port)
-    model = EmotionModel(args.model, threads=args.threads)
-    log.info("model %s: input %dx%d", args.model, model.height, model.width)
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    c = settings.classifier
+    metrics.serve(settings.metrics_port)
+    model_path = args.model or c.model_path
+    model = EmotionModel(model_path, threads=args.threads)
+    log.info("model %s: input %dx%d", model_path, model.height, model.width)
+    maxlen = settings.streams.labels_maxlen
+    # Staleness is judged once, at the detector: a face it already found gets its label.
     consumer = StreamConsumer(
-        kind="classifier", stage="faces", stream=keys.FACES, group=keys.CLASSIFIERS,
-        decode=Face.decode,
-        handle=lambda items: label_faces(model, [f for _, f in items], settings.labels_maxlen),
-        redis_url=settings.redis_url, count=args.batch, gather_ms=args.wait_ms,
-        # Staleness is judged once, at the detector: a face it already found gets its label.
-        stale_after_s=None, claim_idle_ms=settings.claim_idle_ms,
-        dead_letter_maxlen=settings.dead_letter_maxlen, heartbeat_ttl_s=settings.heartbeat_ttl_s)
+        settings, "faces", "classifier", Face.decode,
+        lambda items: label_faces(model, [f for _, f in items], maxlen),
+        count=args.batch or c.batch, gather_ms=c.wait_ms if args.wait_ms is None else args.wait_ms)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0

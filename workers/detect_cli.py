@@ -6,31 +6,31 @@ import argparse
 import json
 import sys
 
-from moodstream.config import get_settings
+import cv2
+
+from moodstream.config import Settings
+from moodstream.workers.detectors import make_detector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    s = get_settings()
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON array: [{image, faces: [{box, score, landmarks}]}]")
-    parser.add_argument("--detector", default=s.detector,
+    parser.add_argument("--detector", default=None,
                         help="mtcnn-onnx (default), mtcnn (the package, TensorFlow) or haar")
-    parser.add_argument("--min-face", type=int, default=s.detector_min_face,
+    parser.add_argument("--min-face", type=int, default=None,
                         help="smallest face in pixels")
-    parser.add_argument("--scale-factor", type=float, default=s.detector_scale_factor,
+    parser.add_argument("--scale-factor", type=float, default=None,
                         help="MTCNN pyramid factor")
     parser.add_argument("--min-confidence", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=1)
 
 
-def run(args: argparse.Namespace) -> int:
-    import cv2
-
-    from workers.detectors import make_detector
-
-    detector = make_detector(args.detector, min_face=args.min_face,
-                             scale_factor=args.scale_factor, threads=args.threads)
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    d = settings.detector
+    detector = make_detector(args.detector or d.name, min_face=args.min_face or d.min_face,
+                             scale_factor=args.scale_factor or d.scale_factor,
+                             threads=args.threads)
     results, failed = [], 0
     for path in args.images:
         image = cv2.imread(path, cv2.IMREAD_COLOR)

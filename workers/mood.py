@@ -1,6 +1,6 @@
 """Pure mood arithmetic: windows, valence, dominant expression, driver alerts, shifts.
 
-Kept free of Redis so that it is easy to test; workers.aggregator feeds it what it stored.
+Kept free of Redis so that it is easy to test; workers.aggregator feeds it what it holds.
 """
 
 from __future__ import annotations
@@ -55,14 +55,9 @@ class Thresholds:
     absent_seconds: float = 3.0
 
     @classmethod
-    def from_settings(cls, settings: dict) -> Thresholds:
-        out = cls()
-        for name in ("negative_threshold", "negative_seconds", "absent_seconds"):
-            try:
-                setattr(out, name, float(settings.get(name, getattr(out, name))))
-            except (TypeError, ValueError):
-                pass  # a bad value in the registry keeps the default
-        return out
+    def from_camera(cls, camera) -> Thresholds:
+        """From a camera's CameraSettings (validated there, defaults there)."""
+        return cls(camera.negative_threshold, camera.negative_seconds, camera.absent_seconds)
 
 
 @dataclass

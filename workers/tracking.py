@@ -1,7 +1,7 @@
 """Face tracks: the same person across frames, so counts are of people, not detections.
 
-A greedy IoU tracker over one camera's recent labels, recomputed from Redis each second
-(so any aggregator can do it). A track's id is the first label it saw, which stays stable
+A greedy IoU tracker over one camera's recent labels, recomputed each second from the
+owning aggregator's memory. A track's id is the first label it saw, which stays stable
 while that label is in the window. Each person's expression is the mean of their last
 probabilities, which keeps labels from flickering frame to frame.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moodstream.contract import CLASSES
-from workers.detectors.base import iou
+from moodstream.workers.detectors.base import iou
 
 
 @dataclass

@@ -5,7 +5,27 @@ expression per camera and 10 s bucket. Never frames, crops or anything that foll
 (no track ids). See docs/privacy.md.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from moodstream.history.store import BUCKET_S, HistoryStore, sqlite_url
 from moodstream.history.writer import HistoryWriter
 
-__all__ = ["BUCKET_S", "HistoryStore", "HistoryWriter", "sqlite_url"]
+if TYPE_CHECKING:
+    import redis
+
+    from moodstream.config import HistorySettings
+
+__all__ = ["BUCKET_S", "HistoryStore", "HistoryWriter", "open_store", "open_writer",
+           "sqlite_url"]
+
+
+def open_store(h: HistorySettings) -> HistoryStore:
+    """The store the settings name (nothing connects until it is first used)."""
+    return HistoryStore(h.database_url(), retention_days=h.retention_days)
+
+
+def open_writer(r: redis.Redis, h: HistorySettings) -> HistoryWriter:
+    return HistoryWriter(r, open_store(h), buffer_max=h.buffer_max, batch=h.batch,
+                         interval=h.flush_interval_s)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from moodstream.contract import CLASSES
 from moodstream.history.schema import ROLLUP_S, alerts, buckets, lessons, rollup
-from workers.mood import dominant, valence
+from moodstream.workers.mood import dominant, valence
 
 BUCKET_S = 10
 DAY_S = 86400

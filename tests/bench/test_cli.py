@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import cli, report
+from moodstream.bench import cli, report
 from tests.conftest import REPO
 
 
@@ -116,7 +116,7 @@ def test_fer_baseline_sits_beside_the_pipeline_when_measured():
 def test_fer_baseline_without_the_fer_package_is_skipped_with_a_reason(tmp_path):
     from pathlib import Path
 
-    from bench.cli import measure_fer
+    from moodstream.bench.cli import measure_fer
 
     result = measure_fer(Path(sys.executable), tmp_path / "no-video.mp4", 2)
     assert "error" in result and "fps" not in result

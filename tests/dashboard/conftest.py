@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from dashboard import users
+from moodstream.dashboard import users
+from tests.conftest import settings_for
 
 TOKEN = "test-token-0123456789"
 SECRET = "test-secret-key-for-sessions"
@@ -16,10 +17,14 @@ CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
-def app_and_socketio(r, redis_server):
-    from dashboard.app import create_app
+def app_and_socketio(r, redis_server, tmp_path):
+    from moodstream.dashboard.app import create_app
 
-    app, socketio = create_app(redis_server.url, TOKEN, SECRET, message_queue=False)
+    settings = settings_for(redis_server.url, token=TOKEN, secret_key=SECRET)
+    # A history database of its own (SQLite) for each test.
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"data_dir": tmp_path / "data"})})
+    app, socketio = create_app(settings, message_queue=False)
     app.config["TESTING"] = True
     return app, socketio
 

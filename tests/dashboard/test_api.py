@@ -1,16 +1,14 @@
-"""The REST API against a real redis-server: cameras, mood, history, CSV, alerts, stats."""
+"""The REST API against a real redis-server: cameras, mood, live points, alerts, stats."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 
 import pytest
 
-from dashboard import cameras
 from moodstream import keys
+from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES
 
 COUNTS = {c: 0 for c in CLASSES}
@@ -40,7 +38,7 @@ def client(app, bearer):
 
 def test_camera_lifecycle_publishes_changes(r, client):
     pubsub = r.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(cameras.CHANGED)
+    pubsub.subscribe(keys.CAMERAS_CHANGED)
     response = client.post("/api/cameras", json={
         "id": "room-1", "name": "Room 1", "source": "rtsp://cam.local/stream", "mode": "classroom",
         "fps": "4"})
@@ -146,50 +144,19 @@ def add_history(r, cam: str, ts: float, faces: int, valence: float, counts: dict
                                "counts": json.dumps(counts)}, id=f"{int(ts * 1000)}-0")
 
 
-def test_history_json_and_csv(r, client):
+def test_live_points_of_the_last_hour_come_from_redis(r, client):
     now = time.time()
     add_history(r, "cam1", now - 4000, 9, 1.0, {**COUNTS, "happy": 9})  # older than an hour
     for i in range(5):
         add_history(r, "cam1", now - 5 + i, 1 + i % 2, -0.5, {**COUNTS, "sad": 3, "happy": 1})
     r.xadd(keys.history("cam1"), {"ts": "garbage"})
-    data = client.get("/api/cameras/cam1/history").json
+    data = client.get("/api/cameras/cam1/live").json
     assert data["camera"] == "cam1" and len(data["points"]) == 5
     first = data["points"][0]
     assert first["faces"] == 1 and first["valence"] == -0.5 and first["dominant"] == "sad"
     assert first["counts"]["sad"] == 3 and set(first["counts"]) == set(CLASSES)
-    assert len(client.get("/api/cameras/cam1/history?seconds=2.5").json["points"]) in (2, 3)
-
-    response = client.get("/api/cameras/cam1/history.csv")
-    assert response.status_code == 200 and response.mimetype == "text/csv"
-    assert "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert len(rows) == 5
-    assert list(rows[0]) == ["ts", "time_utc", "faces", "valence", "dominant", *CLASSES]
-    assert rows[0]["sad"] == "3" and rows[0]["dominant"] == "sad"
-    assert client.get("/api/cameras/empty/history").json["points"] == []
-
-
-def test_summary_of_a_lesson(r, client):
-    now = time.time()
-    add_history(r, "room9", now - 4000, 9, -1.0, {**COUNTS, "angry": 9})  # before the lesson
-    for i in range(30):  # 30 s: 20 s mostly happy, then 10 s sad
-        counts = {**COUNTS, "happy": 3, "neutral": 1} if i < 20 else {**COUNTS, "sad": 2}
-        add_history(r, "room9", now - 30 + i, 2, 0.75 if i < 20 else -1.0, counts)
-    for i in range(5):  # nobody in view
-        add_history(r, "room9", now - 0.5 + i / 100, 0, 0.0, dict(COUNTS))
-    r.xadd(keys.history("room9"), {"ts": f"{now:.3f}", "faces": 2, "valence": -1.0,
-                                   "dominant": "sad", "counts": json.dumps({**COUNTS, "sad": 2}),
-                                   "shift": json.dumps({"from": 0.75, "to": -1.0})})
-    s = client.get("/api/cameras/room9/summary?seconds=60").json
-    assert s["camera"] == "room9" and s["seconds"] == 36 and s["seconds_with_faces"] == 31
-    assert s["dominant"] == "happy" and s["shares"]["happy"] == pytest.approx(0.484, abs=1e-3)
-    assert s["shares"]["sad"] == pytest.approx(11 / 31, abs=1e-3)
-    assert sum(s["shares"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert s["valence_avg"] == pytest.approx((20 * 0.75 - 11) / 31, abs=1e-3)
-    assert s["valence_min"] == -1.0 and s["valence_max"] == 0.75
-    assert [(x["from"], x["to"]) for x in s["shifts"]] == [(0.75, -1.0)]
-    empty = client.get("/api/cameras/nobody/summary").json
-    assert empty["seconds"] == 0 and empty["dominant"] is None and empty["valence_avg"] is None
+    assert len(client.get("/api/cameras/cam1/live?seconds=2.5").json["points"]) in (2, 3)
+    assert client.get("/api/cameras/empty/live").json["points"] == []
 
 
 def test_alert_log(r, client):
@@ -230,7 +197,7 @@ def test_stats_and_workers(r, client):
 
 
 def test_vendor_assets_and_headers(app, client):
-    from dashboard.app import vendor_missing
+    from moodstream.dashboard.app import vendor_missing
 
     assert client.get("/vendor/evil.js").status_code == 404
     assert client.get("/vendor/..%2F..%2Fapp.py").status_code == 404
@@ -265,12 +232,13 @@ def test_socketio_relays_aggregator_events(r, redis_server):
     from flask_socketio import SocketIO
     from werkzeug.serving import make_server
 
-    from dashboard.app import create_app
-    from tests.conftest import free_port
+    from moodstream.dashboard.app import create_app
+    from tests.conftest import free_port, settings_for
     from tests.dashboard.conftest import SECRET, TOKEN
 
     pytest.importorskip("requests")
-    app, socketio = create_app(redis_server.url, TOKEN, SECRET)  # with the Redis message queue
+    # with the Redis message queue
+    app, socketio = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET))
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -284,12 +252,15 @@ def test_socketio_relays_aggregator_events(r, redis_server):
         client = socketio_client.SimpleClient()
         client.connect(f"http://127.0.0.1:{port}", transports=["polling"],
                        auth={"token": TOKEN}, wait_timeout=5)
+        assert client.call("watch", {"cameras": ["cam1", "../bad"]}, timeout=5) == {
+            "ok": True, "rooms": ["camera:cam1"]}
         emitter = SocketIO(message_queue=redis_server.url)  # as the aggregator does it
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not received:
-            emitter.emit("mood", snapshot("cam1"))
+        while time.monotonic() < deadline and len(received) < 3:
+            emitter.emit("mood", snapshot("cam2"), to=keys.camera_room("cam2"))
+            emitter.emit("mood", snapshot("cam1"), to=keys.camera_room("cam1"))
             try:
-                received = client.receive(timeout=1)
+                received.append(client.receive(timeout=1))
             except socketio_client.exceptions.TimeoutError:
                 pass
         client.disconnect()
@@ -299,11 +270,12 @@ def test_socketio_relays_aggregator_events(r, redis_server):
         # The message-queue listener thread cannot be stopped; keep it from logging into a
         # closed stream once the test redis-server is gone.
         socketio.server.logger.disabled = True
-    assert received and received[0] == "mood" and received[1]["camera"] == "cam1"
+    assert len(received) == 3, "pushes of the watched camera arrive"
+    assert {(event, data["camera"]) for event, data in received} == {("mood", "cam1")}
 
 
 def test_user_management_api(r, admin_client, viewer_client):
-    from dashboard import users
+    from moodstream.dashboard import users
 
     headers = {"X-CSRFToken": admin_client.csrf}
     assert viewer_client.get("/api/users").status_code == 403
@@ -346,3 +318,16 @@ def test_prometheus_metrics_need_the_token_and_time_requests(app, bearer):
     client.get("/api/cameras", headers=bearer)
     body = client.get("/api/metrics", headers=bearer).data
     assert b'moodstream_http_request_seconds_count{endpoint="api.list_cameras"}' in body
+
+
+def test_per_camera_detector_settings_through_the_api(r, client):
+    """docs/detector.md: a camera's min_face and scale_factor override the worker's."""
+    response = client.post("/api/cameras", json={
+        "id": "gate", "source": "rtsp://cam.local/gate", "min_face": 80, "scale_factor": "0.6"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["min_face"] == 80 and response.get_json()["scale_factor"] == 0.6
+    assert client.patch("/api/cameras/gate", json={"scale_factor": 0.99}).status_code == 400
+    changed = client.patch("/api/cameras/gate", json={"min_face": ""}).get_json()
+    assert changed["min_face"] is None and changed["scale_factor"] == 0.6
+    camera = CameraSettings.load(r, "gate")
+    assert camera.min_face is None and camera.scale_factor == 0.6

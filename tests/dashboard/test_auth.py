@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import users
+from moodstream.dashboard import users
+from tests.conftest import settings_for
 from tests.dashboard.conftest import ADMIN, SECRET, TOKEN, VIEWER, csrf_from, login
 
 
@@ -33,9 +34,10 @@ def test_bearer_token(app, bearer):
 
 
 def test_no_token_configured_means_no_bearer_access(r, redis_server):
-    from dashboard.app import create_app
+    from moodstream.dashboard.app import create_app
 
-    app, _ = create_app(redis_server.url, None, SECRET, message_queue=False)
+    app, _ = create_app(settings_for(redis_server.url, token=None, secret_key=SECRET),
+                        message_queue=False)
     client = app.test_client()
     assert client.get("/api/cameras", headers={"Authorization": "Bearer "}).status_code == 401
     assert client.get("/api/cameras", headers={"Authorization": "Bearer None"}).status_code == 401
@@ -64,10 +66,10 @@ def test_login_form_and_cookie_flags(app, accounts):
 
 
 def test_secure_cookies_when_configured(r, redis_server, accounts):
-    from dashboard.app import create_app
+    from moodstream.dashboard.app import create_app
 
-    app, _ = create_app(redis_server.url, TOKEN, SECRET, secure_cookies=True,
-                        message_queue=False)
+    app, _ = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET,
+                                     secure_cookies=True), message_queue=False)
     client = app.test_client()
     response = client.get(f"/login?token={TOKEN}", base_url="https://localhost")
     assert "Secure" in response.headers["Set-Cookie"]
@@ -185,56 +187,57 @@ def test_socketio_same_origin_only(app, origin, allowed):
     assert (response.status_code == 200) is allowed
 
 
-def test_ensure_admin_from_env(r, monkeypatch):
+def test_ensure_admin_from_settings(r, monkeypatch):
+    from moodstream.config import load_settings
+
+    def ensure():
+        d = load_settings().dashboard
+        return users.ensure_admin(r, d.admin_user, d.admin_password)
+
     monkeypatch.delenv("MOODSTREAM_ADMIN_USER", raising=False)
     monkeypatch.delenv("MOODSTREAM_ADMIN_PASSWORD", raising=False)
-    assert users.ensure_admin_from_env(r) is None
+    assert ensure() is None
     monkeypatch.setenv("MOODSTREAM_ADMIN_USER", "root")
     monkeypatch.setenv("MOODSTREAM_ADMIN_PASSWORD", "root-password-1")
-    assert users.ensure_admin_from_env(r) == "root"
+    assert ensure() == "root"
     first = users.get_user(r, "root")
     assert first["role"] == "admin" and first["password"] != "root-password-1"
-    users.ensure_admin_from_env(r)  # same password: the hash (and sessions) stay
+    ensure()  # same password: the hash (and sessions) stay
     assert users.get_user(r, "root")["password"] == first["password"]
     monkeypatch.setenv("MOODSTREAM_ADMIN_PASSWORD", "root-password-2")
-    users.ensure_admin_from_env(r)
+    ensure()
     assert users.authenticate(r, "root", "root-password-2")
     assert users.authenticate(r, "root", "root-password-1") is None
     monkeypatch.setenv("MOODSTREAM_ADMIN_PASSWORD", "short")
-    assert users.ensure_admin_from_env(r) is None  # refused and logged, not a crash
+    assert ensure() is None  # refused and logged, not a crash
 
 
 def test_user_command(r, redis_server, monkeypatch, capsys):
     import argparse
 
-    from moodstream.config import get_settings
-
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    get_settings.cache_clear()
     parser = argparse.ArgumentParser()
     users.configure_user(parser)
-    try:
-        def run(*argv):
-            return users.run_user(parser.parse_args(argv))
+    settings = settings_for(redis_server.url)
 
-        assert run("add", "bob", "--role", "admin", "--password", "bob-password") == 0
-        assert run("add", "carol", "--password", "carol-password") == 0
-        assert run("add", "bad name", "--password", "whatever-pw") == 2
-        assert run("add", "dave", "--password", "short") == 2
-        monkeypatch.setattr("getpass.getpass", lambda prompt="": "prompted-password")
-        assert run("add", "erin") == 0
-        assert users.authenticate(r, "erin", "prompted-password")
-        assert run("add", "carol", "--role", "admin") == 0  # role change keeps the password
-        assert users.authenticate(r, "carol", "carol-password")["role"] == "admin"
-        capsys.readouterr()
-        assert run("list") == 0
-        assert capsys.readouterr().out.split("\n")[:3] == ["bob\tadmin", "carol\tadmin",
-                                                           "erin\tviewer"]
-        assert run("remove", "bob") == 0
-        assert run("remove", "bob") == 1
-        assert users.get_user(r, "bob") is None
-    finally:
-        get_settings.cache_clear()
+    def run(*argv):
+        return users.run_user(parser.parse_args(argv), settings)
+
+    assert run("add", "bob", "--role", "admin", "--password", "bob-password") == 0
+    assert run("add", "carol", "--password", "carol-password") == 0
+    assert run("add", "bad name", "--password", "whatever-pw") == 2
+    assert run("add", "dave", "--password", "short") == 2
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "prompted-password")
+    assert run("add", "erin") == 0
+    assert users.authenticate(r, "erin", "prompted-password")
+    assert run("add", "carol", "--role", "admin") == 0  # role change keeps the password
+    assert users.authenticate(r, "carol", "carol-password")["role"] == "admin"
+    capsys.readouterr()
+    assert run("list") == 0
+    assert capsys.readouterr().out.split("\n")[:3] == ["bob\tadmin", "carol\tadmin",
+                                                       "erin\tviewer"]
+    assert run("remove", "bob") == 0
+    assert run("remove", "bob") == 1
+    assert users.get_user(r, "bob") is None
 
 
 def proxied_client(app, client_address: str):
@@ -249,10 +252,10 @@ def test_behind_a_reverse_proxy_lockouts_count_per_client(r, redis_server, accou
                                                           trusted_proxies):
     """Every request comes from the proxy's address; only with --trusted-proxies does one
     client's password guessing leave the other clients able to log in."""
-    from dashboard.app import create_app
+    from moodstream.dashboard.app import create_app
 
-    app, _ = create_app(redis_server.url, TOKEN, SECRET, message_queue=False,
-                        trusted_proxies=trusted_proxies)
+    app, _ = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET,
+                                     trusted_proxies=trusted_proxies), message_queue=False)
     guesser, teacher = proxied_client(app, "10.0.0.66"), proxied_client(app, "10.0.0.7")
     for i in range(50):  # many names, so that no one user name is locked
         assert login(guesser, f"guess{i}", "not-the-password").status_code == 401
@@ -262,10 +265,11 @@ def test_behind_a_reverse_proxy_lockouts_count_per_client(r, redis_server, accou
 
 
 def test_behind_a_trusted_proxy_https_gets_the_strict_referrer_check(r, redis_server, accounts):
-    from dashboard.app import create_app
+    from moodstream.dashboard.app import create_app
 
-    app, _ = create_app(redis_server.url, TOKEN, SECRET, secure_cookies=True,
-                        message_queue=False, trusted_proxies=1)
+    app, _ = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET,
+                                     secure_cookies=True, trusted_proxies=1),
+                        message_queue=False)
     client = proxied_client(app, "10.0.0.7")
     token = csrf_from(client.get("/login").get_data(as_text=True))
     form = {"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token}

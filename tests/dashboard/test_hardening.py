@@ -7,8 +7,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from dashboard import users
 from moodstream.contract import Frame, MalformedEntry
+from moodstream.dashboard import users
 from tests.conftest import wait_for
 from tests.dashboard.conftest import ADMIN, TOKEN, VIEWER, csrf_from, login, page_csrf
 
@@ -129,18 +129,18 @@ def test_viewers_see_a_generic_camera_status(r, app, bearer, viewer_client):
 
 
 @pytest.fixture
-def camera_policy(monkeypatch):
-    from moodstream.config import get_settings
+def camera_policy(app):
+    """The dashboard's settings with a camera network policy (as MOODSTREAM_CAMERA_NETWORKS_
+    ALLOW / _DENY would give them)."""
+    from moodstream.config import CameraNetworkSettings
 
-    def apply(**env):
-        for name, value in env.items():
-            monkeypatch.setenv(f"MOODSTREAM_CAMERA_NETWORKS_{name.upper()}", value)
-        get_settings.cache_clear()
+    state = app.extensions["moodstream"]
 
-    yield apply
-    monkeypatch.delenv("MOODSTREAM_CAMERA_NETWORKS_ALLOW", raising=False)
-    monkeypatch.delenv("MOODSTREAM_CAMERA_NETWORKS_DENY", raising=False)
-    get_settings.cache_clear()
+    def apply(**policy):
+        state.settings = state.settings.model_copy(
+            update={"camera_networks": CameraNetworkSettings(**policy)})
+
+    return apply
 
 
 @pytest.mark.parametrize("policy,source,ok", [

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ingest.sources import CaptureSource, ImageSource, SourceError, open_source
+from moodstream.ingest.sources import CaptureSource, ImageSource, SourceError, open_source
 
 
 def test_still_image_repeats(media):
@@ -42,7 +42,7 @@ def test_unreachable_http_camera_says_so():
 
 
 def test_mjpeg_parts_are_found_between_jpeg_markers():
-    from ingest.sources import HttpSource
+    from moodstream.ingest.sources import HttpSource
 
     jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
     body = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n"

@@ -3,8 +3,8 @@
 import os
 import threading
 
-from ingest.supervisor import CameraSupervisor
 from moodstream import keys
+from moodstream.ingest.supervisor import CameraSupervisor
 from moodstream.supervisor import register_camera
 from tests.conftest import wait_for
 

@@ -18,11 +18,11 @@ import pytest
 import redis
 
 from moodstream import keys
-from moodstream.config import get_settings
+from moodstream.config import load_settings
 from moodstream.contract import CLASSES, Frame, Label
-from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
-from workers import bulk_jobs
-from workers.bulk_results import CSV_COLUMNS, read_csv
+from moodstream.workers import bulk_jobs
+from moodstream.workers.bulk_results import CSV_COLUMNS, read_csv
+from tests.conftest import MOODSTREAM, REPO, service_env, settings_for, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ PHOTOS = {"fer_justin.jpg": 1, "dlib_2008_001322.jpg": 3, "mtcnn_no-faces.jpg": 
 
 @pytest.fixture(scope="module")
 def model():
-    path = get_settings().model_path
+    path = load_settings().classifier.model_path
     if not path.exists():
         pytest.skip(f"no emotion model at {path}: train and export one (`moodstream train "
                     "--export models/emotion.onnx`) or set MOODSTREAM_MODEL_PATH")
@@ -231,17 +231,18 @@ def test_bad_inputs_get_an_error_each_and_the_rest_is_analysed(bulk, media, tmp_
 @pytest.mark.parametrize("stage", [False, True], ids=["shared-folder", "staged-in-redis"])
 def test_upload_page_queues_jobs_shows_progress_and_serves_results(bulk, media, tmp_path,
                                                                     monkeypatch, stage):
-    from dashboard import users
-    from dashboard.app import create_app
-    from dashboard.bulk_upload import bp
+    from moodstream.dashboard import users
+    from moodstream.dashboard.app import create_app
+    from moodstream.dashboard.bulk_upload import bp
     from tests.dashboard.conftest import ADMIN, SECRET, TOKEN, csrf_from, login
 
     monkeypatch.setenv("MOODSTREAM_BULK_DIR", str(tmp_path / "bulk"))
     monkeypatch.setenv("MOODSTREAM_BULK_MAX_UPLOAD_MB", "0.5")
     monkeypatch.setenv("MOODSTREAM_BULK_QUEUE", QUEUE)
     monkeypatch.setenv("MOODSTREAM_BULK_STAGE", "1" if stage else "0")
-    bulk["client"].delete("ms:bulk:uploads")  # the page starts empty for each variant
-    app, _ = create_app(bulk["url"], TOKEN, SECRET, message_queue=False)
+    bulk["client"].delete(keys.BULK_UPLOADS)  # the page starts empty for each variant
+    app, _ = create_app(settings_for(bulk["url"], token=TOKEN, secret_key=SECRET),
+                        message_queue=False)
     app.config["TESTING"] = True
     if "bulk" not in app.blueprints:  # until dashboard.app registers it itself
         app.register_blueprint(bp)
@@ -298,14 +299,15 @@ def test_upload_page_in_a_browser(bulk, media, tmp_path, monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api")
     from werkzeug.serving import make_server
 
-    from dashboard import users
-    from dashboard.app import create_app
-    from dashboard.bulk_upload import bp
+    from moodstream.dashboard import users
+    from moodstream.dashboard.app import create_app
+    from moodstream.dashboard.bulk_upload import bp
     from tests.dashboard.conftest import ADMIN, SECRET, TOKEN
 
     monkeypatch.setenv("MOODSTREAM_BULK_DIR", str(tmp_path / "bulk"))
     monkeypatch.setenv("MOODSTREAM_BULK_QUEUE", QUEUE)
-    app, _ = create_app(bulk["url"], TOKEN, SECRET, message_queue=False)
+    app, _ = create_app(settings_for(bulk["url"], token=TOKEN, secret_key=SECRET),
+                        message_queue=False)
     if "bulk" not in app.blueprints:
         app.register_blueprint(bp)
     users.set_user(redis.Redis.from_url(bulk["url"], decode_responses=True), *ADMIN, "admin")

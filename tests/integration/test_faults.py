@@ -142,7 +142,7 @@ def test_services_started_before_redis_wait_for_it(tmp_path):
         wait_for(healthy, timeout=60, what="the dashboard once Redis is up")
         wait_for(lambda: len(Worker.all(connection=r)) == 1, timeout=60,
                  what="the bulk worker to register")
-        from dashboard.users import get_user
+        from moodstream.dashboard.users import get_user
 
         assert get_user(r, "ops")["role"] == "admin", "the first admin is created after the wait"
         log = open(dashboard.log_path).read()

@@ -16,11 +16,13 @@ import zlib
 import pytest
 import redis
 
-from dashboard import users
+from moodstream import keys
+from moodstream.config import load_settings
+from moodstream.dashboard import users
 from moodstream.embedded_redis import EmbeddedRedis
-from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
+from moodstream.workers import bulk_jobs
+from tests.conftest import MOODSTREAM, REPO, service_env, settings_for, wait_for
 from tests.dashboard.conftest import ADMIN, SECRET, TOKEN, csrf_from, login
-from workers import bulk_jobs
 
 pytestmark = pytest.mark.slow
 QUEUE = "harden"
@@ -75,13 +77,14 @@ def worker(db, tmp_path_factory):
 def dashboard(db, monkeypatch):
     import shutil
 
-    from dashboard.app import create_app
+    from moodstream.dashboard.app import create_app
 
     shutil.rmtree(db["dir"], ignore_errors=True)
     monkeypatch.setenv("MOODSTREAM_BULK_QUEUE", QUEUE)
     monkeypatch.setenv("MOODSTREAM_BULK_DIR", str(db["dir"]))
-    db["client"].delete("ms:bulk:uploads")
-    app, _ = create_app(db["url"], TOKEN, SECRET, message_queue=False)
+    db["client"].delete(keys.BULK_UPLOADS)
+    app, _ = create_app(settings_for(db["url"], token=TOKEN, secret_key=SECRET),
+                        message_queue=False)
     app.config["TESTING"] = True
     users.set_user(redis.Redis.from_url(db["url"], decode_responses=True), *ADMIN, "admin")
     client = app.test_client()
@@ -117,7 +120,7 @@ def test_the_embedded_redis_needs_its_password_and_has_a_memory_cap():
 def test_job_records_are_json_and_forged_jobs_never_run(db, worker, tmp_path):
     queue = worker["queue"]
     job = bulk_jobs.enqueue(queue, [bulk_jobs.Task("x.jpg", "image", "x")],
-                            bulk_jobs.default_options(), retries=0)[0]
+                            bulk_jobs.default_options(load_settings()), retries=0)[0]
     data = zlib.decompress(db["client"].hget(f"rq:job:{job.id}", "data"))
     json.loads(data)  # JSON, not a pickle
     from rq import Queue
@@ -165,8 +168,10 @@ def test_the_bulk_page_survives_malformed_records(db, dashboard):
 # --------------------------------------------------------------- 5. no worker listening
 
 
-def test_the_page_says_when_no_worker_listens(db, dashboard, monkeypatch):
-    monkeypatch.setenv("MOODSTREAM_BULK_QUEUE", "nobody-listens-here")
+def test_the_page_says_when_no_worker_listens(db, dashboard):
+    state = dashboard.application.extensions["moodstream"]  # as MOODSTREAM_BULK_QUEUE sets it
+    bulk = state.settings.bulk.model_copy(update={"queue": "nobody-listens-here"})
+    state.settings = state.settings.model_copy(update={"bulk": bulk})
     html = dashboard.get("/admin/bulk/").get_data(as_text=True)
     notice = html.split('data-testid="bulk-no-worker"')[0].rsplit("<p", 1)[1] + \
         html.split('data-testid="bulk-no-worker"')[1].split(">", 1)[0]

@@ -108,7 +108,7 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
 
     port, token = free_port(), "up-test-token-0123456789"
     env = service_env("", MOODSTREAM_TOKEN=token)
-    env.pop("REDIS_URL")  # the embedded one
+    env.pop("REDIS_URL", None)  # the embedded one
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         up = subprocess.Popen([*MOODSTREAM, "up", "--source", str(media / "fer_woman2.mp4"),
@@ -125,8 +125,11 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
                 assert up.poll() is None, log.read_text()[-3000:]
                 return None
 
-        wait_for(lambda: (stats() or {}).get("labels", 0) >= 3, timeout=180,
-                 what="labels through `moodstream up`")
+        # Labels, and every service running (a service still importing at Ctrl-C would
+        # print a KeyboardInterrupt traceback).
+        wait_for(lambda: (s := stats() or {}).get("labels", 0) >= 3
+                 and s["workers"].get("aggregator"), timeout=180,
+                 what="labels through `moodstream up`, and its aggregator")
         family = psutil.Process(up.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in family]
         assert any("moodstream.cli bulk-worker" in c for c in commands), commands

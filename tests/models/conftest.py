@@ -37,8 +37,8 @@ TINY_ARCH = {"input_size": 32, "base_filters": 2, "block_filters": [4, 4, 4, 4]}
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_npz) -> Path:
     pytest.importorskip("tensorflow")
-    from models.architecture import build_from_config
-    from models.export import export
+    from moodstream.models.architecture import build_from_config
+    from moodstream.models.export import export
 
     model = build_from_config(TINY_ARCH)
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"

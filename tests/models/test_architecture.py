@@ -3,7 +3,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from models.architecture import (  # noqa: E402
+from moodstream.models.architecture import (  # noqa: E402
     PAPER_PARAMS,
     PAPER_TRAINABLE_PARAMS,
     build_from_config,
@@ -76,7 +76,7 @@ def test_width_and_size_are_configurable():
 
 
 def test_input_blur_and_standardisation_add_no_parameters():
-    from models.architecture import gaussian_kernel_1d
+    from moodstream.models.architecture import gaussian_kernel_1d
 
     m = build_from_config({"input_blur_sigma": 4.27, "input_norm": "per_image"},
                           with_blur=True)
@@ -88,7 +88,7 @@ def test_input_blur_and_standardisation_add_no_parameters():
 
 
 def test_blur_layer_matches_numpy_blur():
-    from models.data import gaussian_blur
+    from moodstream.models.data import gaussian_blur
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (2, 32, 32), dtype=np.uint8)
@@ -111,7 +111,7 @@ def test_a_saved_model_with_custom_layers_loads_in_a_fresh_process(tmp_path):
     path = tmp_path / "m.keras"
     build_mini_xception(input_size=32, base_filters=2, block_filters=(4, 4, 4, 4),
                         input_norm="per_image").save(path)
-    code = ("from models.architecture import load_keras; "
+    code = ("from moodstream.models.architecture import load_keras; "
             f"m = load_keras({str(path)!r}); print(m.get_layer('per_image_std').name)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models import data as fer
+from moodstream.models import data as fer
 
 
 def test_dataset_path_env_override(monkeypatch, tmp_path):

@@ -5,7 +5,13 @@ import sys
 import numpy as np
 import pytest
 
-from models.evaluate import accuracy, confusion_matrix, evaluate, format_report, row_normalise
+from moodstream.models.evaluate import (
+    accuracy,
+    confusion_matrix,
+    evaluate,
+    format_report,
+    row_normalise,
+)
 
 from .conftest import REPO_ROOT
 
@@ -62,7 +68,7 @@ def test_flip_tta_in_the_graph_averages_each_face_with_its_mirror(tiny_onnx):
     p = sess.run(None, {name: x})[0]
     np.testing.assert_allclose(p, sess.run(None, {name: mirrored})[0], atol=1e-6)
     # Unwrapped, the same network's two passes average to exactly what the graph returns.
-    from models.export import with_flip_tta
+    from moodstream.models.export import with_flip_tta
 
     wrapped = onnx.load(str(tiny_onnx))
     assert with_flip_tta(wrapped) is wrapped, "wrapping twice changes nothing"
@@ -93,7 +99,7 @@ def test_evaluate_writes_report(tiny_onnx, tiny_npz, tmp_path):
 def test_cli_is_light_and_parses():
     code = (
         "import argparse, sys\n"
-        "import models.cli as c\n"
+        "import moodstream.models.cli as c\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         "p = argparse.ArgumentParser(); s = p.add_subparsers(dest='cmd')\n"
         "c.configure_train(s.add_parser('train')); c.configure_export(s.add_parser('export'))\n"
@@ -101,7 +107,7 @@ def test_cli_is_light_and_parses():
         "a = p.parse_args(['evaluate']); assert a.model.endswith('emotion.onnx'), a.model\n"
         "a = p.parse_args(['train', '--epochs', '3', '--set', 'augment=null', '--no-augment'])\n"
         "cfg = c.config_from_args(a); assert cfg['epochs'] == 3 and cfg['augment'] is None\n"
-        "import models.evaluate\n"
+        "import moodstream.models.evaluate\n"
         "assert 'tensorflow' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
@@ -110,8 +116,8 @@ def test_cli_is_light_and_parses():
 def test_export_prepends_input_blur(tmp_path, tiny_npz):
     pytest.importorskip("tensorflow")
     ort = pytest.importorskip("onnxruntime")
-    from models.architecture import build_from_config
-    from models.export import export
+    from moodstream.models.architecture import build_from_config
+    from moodstream.models.export import export
 
     from .conftest import TINY_ARCH
 

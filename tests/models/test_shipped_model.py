@@ -43,7 +43,7 @@ def test_shipped_metadata_contract(session):
 def test_shipped_privatetest_accuracy(session):
     if not SHARED_NPZ.exists():
         pytest.skip(f"FER-2013 not available at {SHARED_NPZ} (../shared absent)")
-    from models.evaluate import evaluate
+    from moodstream.models.evaluate import evaluate
 
     rep = evaluate(SHIPPED_MODEL, data=SHARED_NPZ, timing=False)
     assert rep["accuracy"] >= MIN_PRIVATETEST_ACCURACY

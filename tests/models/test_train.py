@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from models.train import lr_at, merge_config, train  # noqa: E402
+from moodstream.models.train import lr_at, merge_config, train  # noqa: E402
 
 from .conftest import TINY_ARCH  # noqa: E402
 
@@ -31,7 +31,7 @@ def test_train_resume_and_export(tiny_npz, tmp_path):
     assert r2["epochs_run"] == 2
     with open(run / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
-    from models.export import export, read_metadata
+    from moodstream.models.export import export, read_metadata
 
     out = tmp_path / "m.onnx"
     export(run, out, data=tiny_npz)
@@ -61,7 +61,8 @@ def test_training_at_full_size_with_onednn_does_not_crash(tmp_path):
     np.savez(npz, **arrays)
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     proc = subprocess.run(
-        [sys.executable, "-m", "models.train", "--name", "smoke", "--runs-dir", str(tmp_path),
+        [sys.executable, "-m", "moodstream.models.train", "--name", "smoke",
+         "--runs-dir", str(tmp_path),
          "--data", str(npz), "--epochs", "1", "--batch-size", "32", "--input-size", "64",
          "--quiet"],
         env=env, capture_output=True, text=True, timeout=900)

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from moodstream.contract import CLASSES, Face, Frame, Label, MalformedEntry
+from moodstream.contract import (
+    CLASSES,
+    AlertEvent,
+    Face,
+    Frame,
+    HistoryPoint,
+    Label,
+    MalformedEntry,
+    Snapshot,
+)
 
 
 def as_redis(fields: dict) -> dict:
@@ -27,7 +36,9 @@ def test_label_round_trip_names_the_argmax():
     probs = [0.1, 0, 0, 0.7, 0.1, 0.05, 0.05]
     back = Label.decode(as_redis(Label("c", 1, 1.0, 0, 1, (0, 0, 9, 9), probs).encode()))
     assert back.label == "happy" and back.probs == pytest.approx(probs)
-    assert len(CLASSES) == 7
+    nobody = Label("c", 2, 1.0, -1, 0).encode()  # a frame without faces: no probabilities
+    assert "probs" not in nobody and "label" not in nobody
+    assert Label.decode(as_redis(nobody)).label is None
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -58,3 +69,26 @@ def test_label_probs_must_be_seven_numbers():
     fields[b"probs"] = b"[1, 2]"
     with pytest.raises(MalformedEntry, match="7"):
         Label.decode(fields)
+
+
+def test_snapshot_round_trip_and_junk():
+    snap = Snapshot("cam", 12.5, "driver", "Cab", 1, {"happy": 2}, "happy", 1.0, {},
+                    "happy", [{"kind": "absent", "since": 3.0, "message": "m"}])
+    assert Snapshot.from_json(snap.to_json()) == snap
+    assert Snapshot.from_json(None) is None and Snapshot.from_json("{oops") is None
+    assert Snapshot.from_json('{"camera": "c"}') is None  # no time: not a snapshot
+
+
+def test_history_point_round_trip_and_neutral_fallbacks():
+    point = HistoryPoint(100.25, 2.0, -0.5, "sad", dict.fromkeys(CLASSES, 1),
+                         {"from": 0.4, "to": -0.5}, frames=9)
+    assert HistoryPoint.decode(as_redis(point.encode())) == point
+    junk = HistoryPoint.decode({b"ts": b"7", b"counts": b"[", b"shift": b"3", b"faces": b"x"})
+    assert junk == HistoryPoint(7.0, 0.0, 0.0, None, dict.fromkeys(CLASSES, 0), None, 0)
+    assert HistoryPoint.decode({b"faces": b"1"}) is None
+
+
+def test_alert_event_takes_its_time_from_the_entry_id_when_needed():
+    event = AlertEvent(5.5, "absent", "no face for 3s", "raised")
+    assert AlertEvent.decode(as_redis(event.encode())) == event
+    assert AlertEvent.decode({b"kind": b"negative"}, b"1700000000123-0").ts == 1700000000.123

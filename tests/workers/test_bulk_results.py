@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from moodstream.config import load_settings
 from moodstream.contract import CLASSES
-from workers import bulk_jobs
-from workers.bulk_results import (
+from moodstream.workers import bulk_jobs
+from moodstream.workers.bulk_results import (
     CSV_COLUMNS,
     Group,
     read_csv,
@@ -83,7 +84,7 @@ def test_plan_groups_inputs_and_refuses_bad_ones_up_front(tmp_path, media):
     video = str(media / "fer_woman2.mp4")
     plan = bulk_jobs.plan([str(photos), str(tmp_path / "empty"), str(notes), str(other),
                            str(big), str(tmp_path / "missing.mp4")],
-                          fps=5, chunk_seconds=5, max_bytes=50_000)
+                          fps=5, chunk_seconds=5, max_bytes=50 * 1024)
     groups = plan.groups
     assert list(groups) == ["photos", "photos_sub", "empty", "notes", "notes-2", "big",
                             "missing"]
@@ -93,7 +94,7 @@ def test_plan_groups_inputs_and_refuses_bad_ones_up_front(tmp_path, media):
     assert "no images or videos" in errors["empty"]
     assert "cannot open as a video" in errors["notes"]
     assert "not an image or video file" in errors["notes-2"]
-    assert errors["big"] == "file is 60 kB, above the size limit of 50 kB"
+    assert errors["big"] == "file is 59 kB, above the size limit of 50 kB"
     assert "no such file" in errors["missing"]
     assert "photos" not in errors and "photos_sub" not in errors  # unreadable: found by a job
     assert [t.kind for t in plan.tasks] == ["image"] * 3
@@ -103,8 +104,8 @@ def test_plan_groups_inputs_and_refuses_bad_ones_up_front(tmp_path, media):
                                                        (450, 464)]
     assert sum(t.total for t in video_tasks) == 78
     assert plan.groups["fer_woman2"].duration_s == pytest.approx(15.48, abs=0.01)
-    small = bulk_jobs.plan([video], max_bytes=1e6)
-    assert not small.tasks and "1.9 MB, above the size limit of 1.0 MB" in \
+    small = bulk_jobs.plan([video], max_bytes=2**20)
+    assert not small.tasks and "1.8 MB, above the size limit of 1.0 MB" in \
         small.groups["fer_woman2"].errors[0]["error"]
 
 
@@ -158,7 +159,7 @@ def test_unique_names_are_safe_and_distinct():
 def test_unreadable_image_job_reports_without_loading_models(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 truncated")
-    result = bulk_jobs.analyze_image(str(broken), bulk_jobs.default_options())
+    result = bulk_jobs.analyze_image(str(broken), bulk_jobs.default_options(load_settings()))
     assert result["frames"] == 0 and "not a readable image" in result["errors"][0]
     assert "cannot open" in str(pytest.raises(bulk_jobs.InputError, lambda: list(
         bulk_jobs.read_frames(str(tmp_path / "none.mp4"), 0, 10, [0]))).value)

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from workers.bulk_staging import StagedFiles, StagingError, is_staged, key, stage, unstage
+from moodstream.workers.bulk_staging import (
+    StagedFiles,
+    StagingError,
+    is_staged,
+    key,
+    stage,
+    unstage,
+)
 
 
 def test_a_file_is_staged_once_per_content_and_fetched_back(r, tmp_path):

@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from moodstream import keys
+from moodstream import assets, keys
 from moodstream.contract import Face, Frame
+from moodstream.workers.detectors import make_detector
+from moodstream.workers.detectors.base import iou
+from moodstream.workers.detectors.mtcnn_onnx import area_pyramid, nms, pack, patches
 from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
-from workers.detectors import make_detector
-from workers.detectors.base import iou
-from workers.detectors.mtcnn_onnx import MODEL_DIR, area_pyramid, nms, pack, patches
 
 PARITY_MIN_FACE = 20  # the mtcnn package's default
 PARITY_MAX_SIDE = 1200  # larger photos are halved: the package takes seconds on them
@@ -48,8 +48,8 @@ def parity_runs(request):
 
 def test_onnx_networks_are_committed_and_small():
     for name in ("pnet", "rnet", "onet"):
-        path = MODEL_DIR / f"{name}.onnx"
-        assert path.exists(), "run python -m models.mtcnn_to_onnx"
+        path = assets.mtcnn_dir() / f"{name}.onnx"
+        assert path.exists(), "run python -m moodstream.models.mtcnn_to_onnx"
         assert path.stat().st_size < 2_000_000
 
 
@@ -165,10 +165,13 @@ def test_haar_finds_faces_on_simple_photos(media):
 
 
 def test_unknown_detector_is_refused(monkeypatch):
+    from moodstream.config import load_settings
+
     with pytest.raises(ValueError, match="unknown detector"):
         make_detector("yolo")
+    assert make_detector().name == "mtcnn-onnx"
     monkeypatch.setenv("MOODSTREAM_DETECTOR", "haar")
-    assert make_detector().name == "haar"
+    assert make_detector(load_settings().detector.name).name == "haar"
 
 
 def test_detect_cli_json(media):
@@ -241,14 +244,36 @@ def test_newest_only_detector_skips_a_backlog_to_the_newest_frame(r, redis_serve
     assert frames["in"] == frames["processed"] + sum(frames["dropped"].values()) == 10
 
 
-def test_camera_options_come_from_the_camera_hash(r):
-    from workers.detector import CameraOptions
+@pytest.mark.slow
+def test_per_camera_min_face_reaches_the_detector(r, redis_server, media):
+    """The camera's min_face (set as the dashboard API sets it) overrides the worker's: the
+    same photo gives a face on one camera and none on the camera that wants huge faces."""
+    from moodstream.camera_settings import changes_from, save_changes
 
-    r.hset(keys.camera("door"), mapping={"min_face": "64", "scale_factor": "0.6"})
+    save_changes(r, "far", changes_from({"min_face": 1000}, partial=True))
+    save_changes(r, "near", changes_from({"min_face": 20, "scale_factor": 0.6}, partial=True))
+    jpeg = (media / "fer_justin.jpg").read_bytes()
+    for seq, cam in enumerate(["far", "near"]):
+        r.xadd(keys.FRAMES, Frame(cam, seq, time.time() + 30, jpeg).encode())
+        r.hincrby(keys.STATS, "frames:in", 1)
+    done = subprocess.run([*MOODSTREAM, "detector", "--exit-when-idle", "2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          # frames stamped ahead so that a slow start finds them fresh
+                          env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = {f.camera: f.count for f in (Face.decode(e) for _, e in r.xrange(keys.FACES))}
+    assert found == {"far": 0, "near": 1}
+
+
+def test_camera_options_follow_the_registry(r):
+    from moodstream.camera_settings import CameraSettings
+    from moodstream.workers.detector import CameraOptions
+
+    CameraSettings(source="0", min_face=64, scale_factor=0.6).save(r, "door")
     r.hset(keys.camera("odd"), mapping={"min_face": "big", "scale_factor": "3"})
     options = CameraOptions(r, every_s=0)
-    assert options.get("door") == {"min_face": 64.0, "scale_factor": 0.6}
-    assert options.get("odd") == {"min_face": None, "scale_factor": None}
-    assert options.get("unknown") == {"min_face": None, "scale_factor": None}
+    assert options.get("door").detector_options == {"min_face": 64, "scale_factor": 0.6}
+    assert options.get("odd").detector_options == {"min_face": None, "scale_factor": None}
+    assert options.get("unknown").detector_options == {"min_face": None, "scale_factor": None}
     r.hset(keys.camera("door"), "min_face", "32")
-    assert options.get("door")["min_face"] == 32.0
+    assert options.get("door").min_face == 32

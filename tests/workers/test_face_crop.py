@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from workers.face_crop import crop_face, eye_angle
+from moodstream.workers.face_crop import crop_face, eye_angle
 
 
 def test_crop_has_the_requested_size_and_is_centred_on_the_box():
@@ -9,7 +9,12 @@ def test_crop_has_the_requested_size_and_is_centred_on_the_box():
     gray[80:120, 130:170] = 255  # a bright square "face"
     crop = crop_face(gray, (130, 80, 40, 40), (64, 48), margin=1.0)
     assert crop.shape == (64, 48)
-    assert crop[32, 24] == 255 and crop[0, 0] == 255 or crop.mean() > 150
+    # The 40 px square, scaled to the crop's width (48 px), sits in the middle of its height:
+    # bright from row 8 to row 54 down the centre, dark above and below, bright across.
+    column, row = crop[:, 24], crop[32]
+    assert (column[8:55] == 255).all(), column.tolist()
+    assert (column[:7] == 0).all() and (column[56:] == 0).all(), column.tolist()
+    assert (row >= 200).all(), row.tolist()
 
 
 def test_tilted_eyes_are_levelled():

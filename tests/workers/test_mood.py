@@ -1,7 +1,7 @@
 import numpy as np
 
 from moodstream.contract import CLASSES
-from workers import mood
+from moodstream.workers import mood
 
 
 def probs_for(name: str, p: float = 0.9) -> list[float]:

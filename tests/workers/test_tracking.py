@@ -1,5 +1,5 @@
 from moodstream.contract import CLASSES
-from workers.tracking import build_tracks, iou, people_present
+from moodstream.workers.tracking import build_tracks, iou, people_present
 
 
 def label(seq, index, box, name="happy", ts=None):

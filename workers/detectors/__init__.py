@@ -13,19 +13,17 @@ their detector is built, so that choosing mtcnn-onnx never imports TensorFlow.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 
-from workers.detectors.base import DetectedFace, Detector
+from moodstream.workers.detectors.base import DetectedFace, Detector
 
-DEFAULT = "mtcnn-onnx"
-ENV = "MOODSTREAM_DETECTOR"
+DEFAULT = "mtcnn-onnx"  # settings.detector.name (MOODSTREAM_DETECTOR) picks another
 
 # name -> "module:Class" (imported lazily) or a factory
 DETECTORS: dict[str, str | Callable[..., Detector]] = {
-    "mtcnn-onnx": "workers.detectors.mtcnn_onnx:MtcnnOnnx",
-    "mtcnn": "workers.detectors.mtcnn_tf:MtcnnTF",
-    "haar": "workers.detectors.haar:HaarDetector",
+    "mtcnn-onnx": "moodstream.workers.detectors.mtcnn_onnx:MtcnnOnnx",
+    "mtcnn": "moodstream.workers.detectors.mtcnn_tf:MtcnnTF",
+    "haar": "moodstream.workers.detectors.haar:HaarDetector",
 }
 
 
@@ -33,15 +31,11 @@ def register_detector(name: str, factory: str | Callable[..., Detector]) -> None
     DETECTORS[name] = factory
 
 
-def default_name() -> str:
-    return os.environ.get(ENV) or DEFAULT
-
-
 def make_detector(name: str | None = None, **options) -> Detector:
-    """Build a detector by name (None: $MOODSTREAM_DETECTOR, else mtcnn-onnx). Options that a
+    """Build a detector by name (None: mtcnn-onnx). Options that a
     detector does not know are ignored, so one set of options (min_face, scale_factor,
     min_confidence, threads) serves all of them."""
-    name = name or default_name()
+    name = name or DEFAULT
     factory = DETECTORS.get(name)
     if factory is None:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
@@ -51,5 +45,5 @@ def make_detector(name: str | None = None, **options) -> Detector:
     return factory(**options)
 
 
-__all__ = ["DEFAULT", "DETECTORS", "DetectedFace", "Detector", "default_name", "make_detector",
+__all__ = ["DEFAULT", "DETECTORS", "DetectedFace", "Detector", "make_detector",
            "register_detector"]

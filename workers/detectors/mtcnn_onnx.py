@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from workers.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
+from moodstream import assets
+from moodstream.workers.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mtcnn"
 CELL, STRIDE = 12, 2
 GAP = 0  # pixels between pyramid levels in the mosaic besides even alignment (the mask does it)
 MASKED = -1e4  # mask value where P-Net's first layer sees pixels of no level (or two)
@@ -255,12 +255,12 @@ class MtcnnOnnx(Detector):
                  pnet_max_pixels: int = 1 << 16, **_ignored):
         if pnet_batching not in ("mosaic", "levels"):
             raise ValueError(f"pnet_batching must be 'mosaic' or 'levels', not {pnet_batching!r}")
-        model_dir = Path(model_dir) if model_dir else MODEL_DIR
+        model_dir = Path(model_dir) if model_dir else assets.mtcnn_dir()
         needed = ["pnet", "rnet", "onet"] + (["pnet_mosaic"] if pnet_batching == "mosaic" else [])
         missing = [n for n in needed if not (model_dir / f"{n}.onnx").exists()]
         if missing:
             raise FileNotFoundError(f"MTCNN ONNX files {missing} not in {model_dir} "
-                                    "(run python -m models.mtcnn_to_onnx)")
+                                    "(run python -m moodstream.models.mtcnn_to_onnx)")
         self.pnet = session(model_dir / "pnet.onnx", threads)
         if pnet_batching == "mosaic":
             self.pnet_mosaic = session(model_dir / "pnet_mosaic.onnx", threads)

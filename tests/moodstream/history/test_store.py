@@ -12,7 +12,7 @@ from moodstream.contract import CLASSES
 from moodstream.history import HistoryStore, sqlite_url
 from moodstream.history.schema import buckets, metadata
 from moodstream.history.store import to_csv
-from workers.mood import dominant, valence
+from moodstream.workers.mood import dominant, valence
 
 T0 = 1_780_000_200  # a multiple of 600: slot-aligned
 DAY = 86400
