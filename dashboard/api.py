@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
-from moodstream.contract import CLASSES
 from moodstream.dashboard import cameras, users
 from moodstream.dashboard.auth import admin_required, login_manager
+from moodstream.history.writer import erase_camera
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -88,32 +87,12 @@ def _seconds() -> float:
         return 3600.0
 
 
-@bp.get("/cameras/<camera:cam>/history")
-def get_history(cam):
+@bp.get("/cameras/<camera:cam>/live")
+def get_live(cam):
+    """Per-second points of the last `seconds` (at most an hour) from Redis, for the live
+    charts; the lasting history is /history (moodstream.dashboard.history)."""
     return jsonify(camera=cam, now=time.time(),
                    points=cameras.history(state().redis, cam, _seconds()))
-
-
-@bp.get("/cameras/<camera:cam>/summary")
-def get_summary(cam):
-    """The last `seconds` (default an hour; a lesson: ?seconds=2700) at a glance."""
-    points = cameras.history(state().redis, cam, _seconds())
-    return jsonify(camera=cam, **cameras.summarize(points))
-
-
-@bp.get("/cameras/<camera:cam>/history.csv")
-def get_history_csv(cam):
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["ts", "time_utc", "faces", "valence", "dominant", *CLASSES])
-    for p in cameras.history(state().redis, cam, _seconds()):
-        writer.writerow([f"{p['ts']:.3f}",
-                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p["ts"])),
-                         f"{p['faces']:g}", f"{p['valence']:.3f}", p["dominant"] or "",
-                         *(p["counts"][c] for c in CLASSES)])
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return Response(out.getvalue(), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="{cam}-history-{stamp}.csv"'})
 
 
 @bp.get("/cameras/<camera:cam>/alerts")
@@ -162,9 +141,20 @@ def update_camera(cam):
 @bp.delete("/cameras/<camera:cam>")
 @admin_required
 def delete_camera(cam):
+    """Removes the camera; with ?history=erase its history in the database too (first, so
+    that a database error leaves everything as it was)."""
+    erased = None
+    if request.args.get("history") == "erase":
+        if not cameras.exists(state().redis, cam):
+            return jsonify(error=f"no camera {cam}"), 404
+        try:
+            erased = erase_camera(state().redis, state().history, cam)
+        except SQLAlchemyError as error:
+            return jsonify(error="the history database is unavailable, nothing was removed: "
+                                 f"{str(error).splitlines()[0][:200]}"), 503
     if not cameras.remove(state().redis, cam):
         return jsonify(error=f"no camera {cam}"), 404
-    return jsonify(removed=cam)
+    return jsonify(removed=cam, history_erased=erased)
 
 
 @bp.get("/stats")

@@ -37,7 +37,8 @@ from moodstream import assets, keys
 from moodstream.camera_settings import ID_RE
 from moodstream.config import MIB, Settings
 from moodstream.contract import CLASSES
-from moodstream.dashboard import api, auth, bulk_upload, cameras
+from moodstream.dashboard import api, auth, bulk_upload, cameras, history
+from moodstream.history import HistoryStore, open_store
 from moodstream.redis_client import connect
 
 REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
@@ -67,6 +68,7 @@ class State:
     redis_url: str
     token: str | None
     settings: Settings
+    history: HistoryStore  # the lasting history (connects on first use)
 
 
 def vendor_missing() -> list[str]:
@@ -100,13 +102,24 @@ def index():
     return render_template("index.html", page="overview")
 
 
-@pages.get("/cameras/<camera:cam>")
-@login_required
-def camera_page(cam):
+def described_camera(cam: str) -> dict:
+    """A camera as its pages show it, or 404."""
     info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
     if info is None:
         abort(404)
-    return render_template("camera.html", page="camera", camera=info)
+    return info
+
+
+@pages.get("/cameras/<camera:cam>")
+@login_required
+def camera_page(cam):
+    return render_template("camera.html", page="camera", camera=described_camera(cam))
+
+
+@pages.get("/cameras/<camera:cam>/history")
+@login_required
+def history_page(cam):
+    return render_template("history.html", page="history", camera=described_camera(cam))
 
 
 @pages.get("/admin")
@@ -162,13 +175,15 @@ def create_app(settings: Settings, *, message_queue: bool = True):
     )
     app.extensions["moodstream"] = State(
         redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=d.token or None,
-        settings=settings)
+        settings=settings, history=open_store(settings.history))
     app.url_map.converters["camera"] = CameraIdConverter
     csrf = CSRFProtect(app)
     app.extensions["csrf"] = csrf
     auth.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, for cookie sessions only
+    csrf.exempt(history.bp)  # reads only
     app.register_blueprint(api.bp)
+    app.register_blueprint(history.bp)
     app.register_blueprint(pages)
     app.register_blueprint(bulk_upload.bp)
 

@@ -19,7 +19,7 @@ from moodstream.camera_settings import (
     valid_id,
 )
 from moodstream.config import CameraNetworkSettings
-from moodstream.contract import CLASSES, AlertEvent, HistoryPoint, Snapshot
+from moodstream.contract import AlertEvent, HistoryPoint, Snapshot
 from moodstream.redis_client import text as _text
 
 __all__ = ["CameraError", "valid_id"]
@@ -153,9 +153,13 @@ def update(r, cam: str, data: dict, networks: CameraNetworkSettings | None = Non
     return settings(cam, CameraSettings.load(r, cam))
 
 
+def exists(r, cam: str) -> bool:
+    return bool(r.exists(keys.camera(cam)) or r.sismember(keys.CAMERAS, cam))
+
+
 def remove(r, cam: str) -> bool:
     """Unregister a camera and delete its live data, history and alert log."""
-    if not r.exists(keys.camera(cam)) and not r.sismember(keys.CAMERAS, cam):
+    if not exists(r, cam):
         return False
     pipe = r.pipeline()
     pipe.srem(keys.CAMERAS, cam)
@@ -178,31 +182,6 @@ def history(r, cam: str, seconds: float = 3600.0) -> list[dict]:
     # Stream order is write order; plot in capture order.
     return [p.to_json() for p in sorted((p for p in points if p is not None),
                                         key=lambda p: p.ts)]
-
-
-def summarize(points: list[dict]) -> dict:
-    """A lesson at a glance, from history points (each holds the 10 s window of its second,
-    so windows overlap: shares are averaged, never counts summed). Seconds with nobody in
-    view count for presence only."""
-    with_faces = [(p, total) for p in points if (total := sum(p["counts"].values()))]
-    seen = [p for p, _ in with_faces]
-    shares = {c: 0.0 for c in CLASSES}
-    for p, total in with_faces:
-        for c in CLASSES:
-            shares[c] += p["counts"][c] / total / len(with_faces)
-    valences = [p["valence"] for p in seen]
-    return {
-        "from": points[0]["ts"] if points else None, "to": points[-1]["ts"] if points else None,
-        "seconds": len(points), "seconds_with_faces": len(seen),
-        "faces_avg": round(sum(p["faces"] for p in points) / len(points), 2) if points else 0.0,
-        "valence_avg": round(sum(valences) / len(valences), 3) if valences else None,
-        "valence_min": min(valences) if valences else None,
-        "valence_max": max(valences) if valences else None,
-        "shares": {c: round(v, 3) for c, v in shares.items()},
-        "dominant": max(shares, key=shares.get) if seen else None,
-        "shifts": [{"ts": p["ts"], **p["shift"]} for p in points
-                   if isinstance(p.get("shift"), dict)],
-    }
 
 
 def alerts(r, cam: str, count: int = 200) -> list[dict]:

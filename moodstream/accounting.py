@@ -10,6 +10,9 @@ Counters live in the keys.STATS hash, written in the same transactions as the wo
 The same names exist for the faces and labels stages. Entries trimmed by the stream cap
 before any worker read them are `in - delivered - undelivered`, where undelivered are the
 entries still in the stream past the group's last-delivered id.
+
+History rows for the database (moodstream.history.writer) have their own counters:
+  history:in = history:written + history:dropped:full + rows pending in Redis.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ def latency_percentiles(r: redis.Redis) -> dict:
 
 
 def pipeline_stats(r: redis.Redis) -> dict:
+    from moodstream.history.writer import history_stats
+
     counters, waiting = _snapshot(r)
     workers: dict[str, int] = {}
     for info in registry.live_workers(r):
@@ -122,4 +127,6 @@ def pipeline_stats(r: redis.Redis) -> dict:
         "dead_letters": dead,
         "latency_ms": latency_percentiles(r),
         "workers": workers,
+        # Rows for the history database: written, dropped by a full buffer, or pending.
+        "history": history_stats(r),
     }

@@ -48,6 +48,8 @@ COMMANDS = {
     "user": Command("moodstream.dashboard.users", "manage dashboard users", ("redis",),
                     "configure_user", "run_user"),
     "stats": Command("moodstream.stats_command", "print pipeline accounting", ("redis",)),
+    "history": Command("moodstream.history.cli",
+                       "export, summarise, purge or erase the lesson history", ("redis",)),
     "analyze": Command("moodstream.workers.bulk_cli", "analyse videos and photos in bulk",
                        ("redis",)),
     "bulk-worker": Command("moodstream.workers.bulk_cli", "process bulk analysis jobs (RQ)",

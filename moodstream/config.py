@@ -119,6 +119,34 @@ class AggregatorSettings(BaseSettings):
     lease_s: float = 5.0
 
 
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "moodstream"
+
+
+class HistorySettings(BaseSettings):
+    """Lesson history (moodstream.history): where it is kept and for how long."""
+
+    model_config = _group(PREFIX + "HISTORY_")
+    # The data directory: the SQLite history file lives here unless a URL is given.
+    data_dir: Path = Field(default_factory=_default_data_dir,
+                           validation_alias=AliasChoices("MOODSTREAM_DATA_DIR"))
+    # A PostgreSQL URL (postgresql://user:password@host/db) for several aggregators or
+    # dashboards on more than one machine; empty: SQLite in data_dir.
+    url: str | None = None
+    retention_days: float = 90.0
+    # Rows waiting in Redis while the database is down; beyond it the oldest are dropped
+    # (and counted in /api/stats). 50,000 rows: 17 hours of 8 cameras.
+    buffer_max: int = 50000
+    batch: int = 2000
+    flush_interval_s: float = 5.0
+
+    def database_url(self) -> str:
+        from moodstream.history.store import sqlite_url
+
+        return self.url or sqlite_url(self.data_dir)
+
+
 class DashboardSettings(BaseSettings):
     model_config = _group(PREFIX)
     token: str | None = None
@@ -155,6 +183,7 @@ class Settings(BaseModel):
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     log_level: str = "INFO"
@@ -189,7 +218,7 @@ class TopLevel(BaseSettings):
 GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "limits": LimitSettings,
           "camera_networks": CameraNetworkSettings, "detector": DetectorSettings,
           "classifier": ClassifierSettings, "alerts": AlertSettings,
-          "aggregator": AggregatorSettings,
+          "aggregator": AggregatorSettings, "history": HistorySettings,
           "dashboard": DashboardSettings, "bulk": BulkSettings}
 
 

@@ -117,3 +117,11 @@ def bulk(kind: str, ident: str) -> str:
     if kind not in BULK_KINDS:
         raise ValueError(f"unknown bulk key kind {kind!r}")
     return f"ms:bulk:{kind}:{ident}"
+
+
+# -- history (moodstream.history) ----------------------------------------------------------
+
+HISTORY_PENDING = "ms:history:pending"  # list: '<seq>|<json>' rows waiting for the database
+HISTORY_SEQ = "ms:history:seq"  # counter numbering HISTORY_PENDING's rows
+HISTORY_FLUSH = "ms:history:flush"  # short lock: one writer drains HISTORY_PENDING at a time
+HISTORY_ERASED = "ms:history:erased"  # hash: camera -> when its history was erased

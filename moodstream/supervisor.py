@@ -50,6 +50,15 @@ def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
     CameraSettings(name=cam, source=source, mode=mode, fps=fps, loop=True).save(r, cam)
 
 
+def history_location(h) -> str:
+    """Where the history is kept, for the console (a PostgreSQL password is not shown)."""
+    if not h.url:
+        return str(h.data_dir / "history.db")
+    from sqlalchemy.engine import make_url
+
+    return make_url(h.url).render_as_string(hide_password=True)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
 
     embedded = None
@@ -67,6 +76,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     env = settings.child_env(MOODSTREAM_TOKEN=token,
                              MOODSTREAM_SECRET_KEY=d.secret_key or secrets.token_hex(32))
 
+    h = settings.history
+    if not h.url:  # the embedded history database: a SQLite file in the data directory
+        h.data_dir.mkdir(parents=True, exist_ok=True)
     r = connect(redis_url)
     ensure_admin(r, d.admin_user, d.admin_password)
     if not args.no_source:
@@ -96,7 +108,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"\nmoodstream is up. Dashboard: http://{host}:{args.port}/login?token={token}\n"
-          f"API token: {token}\nRedis: {shown_url}\nCtrl-C stops everything.\n", flush=True)
+          f"API token: {token}\nRedis: {shown_url}\nHistory: {history_location(h)}\n"
+          "Ctrl-C stops everything.\n", flush=True)
     while not stop.wait(1.0):
         for child in children:
             child.check()

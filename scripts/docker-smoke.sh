@@ -11,7 +11,8 @@ trap 'cd "$work" && docker-compose down -v >/dev/null 2>&1; rm -rf "$work"' EXIT
 docker build -q ${BASE:+--build-arg BASE="$BASE"} -t moodstream:latest . >/dev/null
 mkdir "$work/media" && cp "$video" "$work/media/sample.mp4" && cp docker-compose.yml "$work/"
 export MOODSTREAM_TOKEN=smoke-token-$RANDOM MOODSTREAM_SECRET_KEY=smoke-$RANDOM \
-  MOODSTREAM_ADMIN_PASSWORD=smoke-password MOODSTREAM_REDIS_PASSWORD=smoke-redis-$RANDOM
+  MOODSTREAM_ADMIN_PASSWORD=smoke-password MOODSTREAM_REDIS_PASSWORD=smoke-redis-$RANDOM \
+  MOODSTREAM_DB_PASSWORD=smoke-db-$RANDOM
 cd "$work"
 docker-compose up -d --no-build --scale detector=3 >/dev/null 2>&1
 stats() { curl -sf -m 5 -H "Authorization: Bearer $MOODSTREAM_TOKEN" localhost:5000/api/stats; }

@@ -12,6 +12,7 @@ command -v rtsp-server-perl >/dev/null || need_apt+=(rtsp-server-perl)  # a real
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)  # validates docker-compose.yml
 command -v openssl >/dev/null || need_apt+=(openssl)  # TLS Redis test certificates
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)  # history store tests
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
 if command -v docker-compose >/dev/null; then
   MOODSTREAM_TOKEN=ci MOODSTREAM_SECRET_KEY=ci MOODSTREAM_ADMIN_PASSWORD=ci \
-    MOODSTREAM_REDIS_PASSWORD=ci \
+    MOODSTREAM_REDIS_PASSWORD=ci MOODSTREAM_DB_PASSWORD=ci \
     docker-compose -f docker-compose.yml config -q
 fi
 exec .venv/bin/python -m pytest -q -ra "$@"

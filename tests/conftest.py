@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ SHARED = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "data" / "media"
 FER2013 = SHARED / "data" / "fer2013" / "fer2013.npz"
 MOODSTREAM = [sys.executable, "-m", "moodstream.cli"]
+# Services started by the tests keep their history here, never in the user's data directory.
+os.environ.setdefault("MOODSTREAM_DATA_DIR", tempfile.mkdtemp(prefix="moodstream-test-data-"))
 
 
 def redis_server_binary() -> str:

@@ -4,7 +4,8 @@ Each camera has one owner among the running aggregators: a lease in Redis (keys.
 renewed every tick and taken over when its holder stops renewing it (it died, or it hands
 cameras over so that every aggregator holds its share). The owner keeps the camera's state in
 memory (per-second counts, recent labels, valence history, active alerts) and persists only
-what it publishes: the snapshot (keys.mood), one history point per second and the alert log.
+what it publishes: the snapshot (keys.mood), one history point per second and the alert log,
+and queues a row per 10 s and each alert change for the history database (moodstream.history).
 
 Labels reach the aggregators through one consumer group, so any aggregator may read a label
 of a camera it does not own: it passes it on through keys.handoff(camera), in the same
@@ -32,6 +33,7 @@ from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.contract import AlertEvent, HistoryPoint, Label, MalformedEntry, Snapshot
+from moodstream.history import open_writer
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.registry import live_workers
 from moodstream.streams import Batch, StreamConsumer
@@ -43,6 +45,14 @@ RECENT_MAX = 1500  # labels kept per camera for smoothing, tracks and alerts
 KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes)
 HISTORY_KEEP = 120  # valence points kept for shift detection
 HANDOFF_MAX = 20000
+# A 10 s history bucket is written once labels captured HISTORY_GRACE_S after its end have
+# arrived (so its own, even from a lagging detector, are in), or HISTORY_WAIT_MAX_S after its
+# end whatever arrived (the camera stopped sending).
+HISTORY_GRACE_S = 2.0
+HISTORY_WAIT_MAX_S = 30.0
+# A new owner writes the buckets of the last 30 s again from the labels it rebuilt: the one
+# before may not have closed them (it died, or handed the camera over within the grace).
+HISTORY_REWRITE_S = 30
 
 # Renew a lease only while holding it; take it only when free.
 RENEW = """
@@ -102,6 +112,33 @@ class CameraState:
     last_shift: float = 0.0
     alerts: dict[str, float] = field(default_factory=dict)  # active kind -> since
     first_seen: float | None = None
+    latest: float = 0.0  # capture time of the newest label applied
+    bucket: int | None = None  # start of the open 10 s history bucket
+    faces_seen: dict[int, list[float]] = field(default_factory=dict)  # bucket -> snapshots'
+
+    def bucket_done(self, now: float) -> bool:
+        end = self.bucket + mood.BUCKET_S
+        return now >= end + HISTORY_WAIT_MAX_S or (
+            now >= end + HISTORY_GRACE_S and self.latest >= end + HISTORY_GRACE_S)
+
+    def closed_buckets(self, cam: str, now: float, faces: float, *,
+                       all_open: bool = False) -> list[dict]:
+        """History rows of the 10 s buckets that are done (all of them up to now with
+        all_open, when stopping), and the snapshot's faces noted for the open one."""
+        current = int(now) // mood.BUCKET_S * mood.BUCKET_S
+        if self.bucket is None or self.bucket < current - KEEP_S + mood.BUCKET_S:
+            self.bucket = current  # new owner, or back after a long pause: counts are gone
+        rows = []
+        while self.bucket_done(now) or (all_open and self.bucket <= current):
+            row = mood.history_bucket(cam, self.bucket, self.counts,
+                                      self.faces_seen.pop(self.bucket, []))
+            if row:
+                rows.append(row)
+            self.bucket += mood.BUCKET_S
+        self.faces_seen.setdefault(current, []).append(faces)
+        for start in [s for s in self.faces_seen if s < self.bucket]:
+            del self.faces_seen[start]
+        return rows
 
     def apply(self, item: dict) -> bool:
         """Count one label once: False if its entry was applied already."""
@@ -118,6 +155,7 @@ class CameraState:
         self.recent.append(item)
         if self.first_seen is None or item["ts"] < self.first_seen:
             self.first_seen = item["ts"]
+        self.latest = max(self.latest, item["ts"])
         return True
 
     def prune(self, now: float) -> None:
@@ -139,6 +177,9 @@ class Aggregator:
         # Write-only emitter: the dashboard's Socket.IO server relays through this queue.
         self.socketio = SocketIO(message_queue=settings.redis_url)
         self.webhook = AlertWebhook.from_settings(settings.alerts)
+        # History rows go to a capped Redis list; the writer's thread moves them to the
+        # database, so a slow or absent database never holds up a snapshot.
+        self.history = open_writer(self.redis, settings.history)
         self.states: dict[str, CameraState] = {}
         self.lock = threading.Lock()  # the consumer thread applies, the snapshot thread reads
         self._renew = self.redis.register_script(RENEW)
@@ -228,6 +269,7 @@ class Aggregator:
         previous = Snapshot.from_json(self.redis.get(keys.mood(cam)))
         if previous is not None:
             state.alerts = {a["kind"]: a["since"] for a in previous.alerts}
+        state.bucket = int(now - HISTORY_REWRITE_S) // mood.BUCKET_S * mood.BUCKET_S
         with self.lock:
             self.states[cam] = state
         self.drain(cam)
@@ -264,9 +306,21 @@ class Aggregator:
                 log.exception("snapshot failed")
         for cam in list(self.states):  # stopping: let another aggregator take over at once
             try:
+                self.queue_open_bucket(cam)
                 self._release(keys=[keys.lease(cam)], args=[self.owner])
             except OUTAGE_ERRORS:
                 pass
+
+    def queue_open_bucket(self, cam: str) -> None:
+        """On the way out, the history bucket still open goes to the database as it is (a
+        next owner that still has the labels writes it again, whole)."""
+        with self.lock:
+            state = self.states.get(cam)
+            if state is None or state.bucket is None:
+                return
+            rows = state.closed_buckets(cam, time.time(), 0.0, all_open=True)
+        if rows:
+            self.history.add_buckets(rows)
 
     def snapshot(self, cam: str, state: CameraState, camera: CameraSettings,
                  now: float) -> tuple[Snapshot, list[dict]]:
@@ -325,6 +379,7 @@ class Aggregator:
             if state is None:
                 return
             snap, changes = self.snapshot(cam, state, camera, now)
+            rows = state.closed_buckets(cam, now, snap.faces)
         point = HistoryPoint(now, snap.faces, snap.valence, snap.dominant, snap.counts,
                              snap.shift, frames=snap.windows["10s"]["frames"])
         events = [json.dumps({k: v for k, v in c.items() if k != "since"}) for c in changes]
@@ -334,11 +389,27 @@ class Aggregator:
                                       *events])
         if not written:
             return
+        self.record_history(cam, snap, changes, rows)
         if self.webhook is not None:
             for change in changes:
                 self.webhook.send({"camera": cam, "name": snap.name, **change,
                                    "ts": round(now, 3)})
         self.socketio.emit("mood", snap.to_dict(), to=keys.camera_room(cam))
+
+
+    def record_history(self, cam: str, snap: Snapshot, changes: list[dict],
+                       rows: list[dict]) -> None:
+        """Queues the closed buckets, alert changes and valence shifts for the database."""
+        events = [{"camera": cam, "ts": c["ts"], "kind": c["kind"], "state": c["state"],
+                   "message": c["message"]} for c in changes]
+        if snap.shift:
+            events.append({"camera": cam, "ts": snap.ts, "kind": "shift", "state": "raised",
+                           "message": f"valence {snap.shift['from']:+.2f} → "
+                                      f"{snap.shift['to']:+.2f}"})
+        if rows:
+            self.history.add_buckets(rows)
+        if events:
+            self.history.add_alerts(events)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -353,6 +424,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     consumer.install_signal_handlers()
     thread = threading.Thread(target=aggregator.loop, args=(consumer.stop_event,), daemon=True)
     thread.start()
+    aggregator.history.start(consumer.stop_event)
     consumer.run(max_idle_s=args.exit_when_idle)
     thread.join(timeout=5)
+    try:  # what is queued reaches the database before an embedded Redis goes away
+        aggregator.history.drain()
+    except Exception as error:  # the rows stay queued in Redis for the next start
+        log.warning("history: could not write the last rows (%s)", str(error)[:200])
     return 0

@@ -142,3 +142,27 @@ def valence_shift(history: list[tuple[float, float]], now: float, threshold: flo
     if abs(b - a) >= threshold:
         return {"from": round(a, 3), "to": round(b, 3)}
     return None
+
+
+BUCKET_S = 10  # history rows: one per camera and 10 s
+
+
+def history_bucket(camera: str, start: int, seconds: dict[int, dict[str, int]],
+                   faces_seen: list[float]) -> dict | None:
+    """The history row of the 10 s from `start`, from per-second counts: label counts,
+    frames, mean faces present (the snapshots' count while it lasted, else faces per frame),
+    valence and dominant expression. None when no frame arrived: the camera was off, which
+    is no data rather than an empty room. Only aggregates: nothing that identifies a face."""
+    counts = dict.fromkeys(CLASSES, 0)
+    frames = faces = 0
+    for second in range(start, start + BUCKET_S):
+        bucket = seconds.get(second) or {}
+        for c in CLASSES:
+            counts[c] += bucket.get(c, 0)
+        frames += bucket.get("frames", 0)
+        faces += bucket.get("faces", 0)
+    if not frames:
+        return None
+    mean = sum(faces_seen) / len(faces_seen) if faces_seen else faces / frames
+    return {"camera": camera, "ts": start, "frames": frames, "faces": round(mean, 2),
+            "counts": counts, "valence": round(valence(counts), 3), "dominant": dominant(counts)}

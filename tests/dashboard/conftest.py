@@ -17,11 +17,14 @@ CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
-def app_and_socketio(r, redis_server):
+def app_and_socketio(r, redis_server, tmp_path):
     from moodstream.dashboard.app import create_app
 
-    app, socketio = create_app(settings_for(redis_server.url, token=TOKEN, secret_key=SECRET),
-                               message_queue=False)
+    settings = settings_for(redis_server.url, token=TOKEN, secret_key=SECRET)
+    # A history database of its own (SQLite) for each test.
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"data_dir": tmp_path / "data"})})
+    app, socketio = create_app(settings, message_queue=False)
     app.config["TESTING"] = True
     return app, socketio
 

@@ -1,9 +1,7 @@
-"""The REST API against a real redis-server: cameras, mood, history, CSV, alerts, stats."""
+"""The REST API against a real redis-server: cameras, mood, live points, alerts, stats."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 
@@ -146,50 +144,19 @@ def add_history(r, cam: str, ts: float, faces: int, valence: float, counts: dict
                                "counts": json.dumps(counts)}, id=f"{int(ts * 1000)}-0")
 
 
-def test_history_json_and_csv(r, client):
+def test_live_points_of_the_last_hour_come_from_redis(r, client):
     now = time.time()
     add_history(r, "cam1", now - 4000, 9, 1.0, {**COUNTS, "happy": 9})  # older than an hour
     for i in range(5):
         add_history(r, "cam1", now - 5 + i, 1 + i % 2, -0.5, {**COUNTS, "sad": 3, "happy": 1})
     r.xadd(keys.history("cam1"), {"ts": "garbage"})
-    data = client.get("/api/cameras/cam1/history").json
+    data = client.get("/api/cameras/cam1/live").json
     assert data["camera"] == "cam1" and len(data["points"]) == 5
     first = data["points"][0]
     assert first["faces"] == 1 and first["valence"] == -0.5 and first["dominant"] == "sad"
     assert first["counts"]["sad"] == 3 and set(first["counts"]) == set(CLASSES)
-    assert len(client.get("/api/cameras/cam1/history?seconds=2.5").json["points"]) in (2, 3)
-
-    response = client.get("/api/cameras/cam1/history.csv")
-    assert response.status_code == 200 and response.mimetype == "text/csv"
-    assert "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert len(rows) == 5
-    assert list(rows[0]) == ["ts", "time_utc", "faces", "valence", "dominant", *CLASSES]
-    assert rows[0]["sad"] == "3" and rows[0]["dominant"] == "sad"
-    assert client.get("/api/cameras/empty/history").json["points"] == []
-
-
-def test_summary_of_a_lesson(r, client):
-    now = time.time()
-    add_history(r, "room9", now - 4000, 9, -1.0, {**COUNTS, "angry": 9})  # before the lesson
-    for i in range(30):  # 30 s: 20 s mostly happy, then 10 s sad
-        counts = {**COUNTS, "happy": 3, "neutral": 1} if i < 20 else {**COUNTS, "sad": 2}
-        add_history(r, "room9", now - 30 + i, 2, 0.75 if i < 20 else -1.0, counts)
-    for i in range(5):  # nobody in view
-        add_history(r, "room9", now - 0.5 + i / 100, 0, 0.0, dict(COUNTS))
-    r.xadd(keys.history("room9"), {"ts": f"{now:.3f}", "faces": 2, "valence": -1.0,
-                                   "dominant": "sad", "counts": json.dumps({**COUNTS, "sad": 2}),
-                                   "shift": json.dumps({"from": 0.75, "to": -1.0})})
-    s = client.get("/api/cameras/room9/summary?seconds=60").json
-    assert s["camera"] == "room9" and s["seconds"] == 36 and s["seconds_with_faces"] == 31
-    assert s["dominant"] == "happy" and s["shares"]["happy"] == pytest.approx(0.484, abs=1e-3)
-    assert s["shares"]["sad"] == pytest.approx(11 / 31, abs=1e-3)
-    assert sum(s["shares"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert s["valence_avg"] == pytest.approx((20 * 0.75 - 11) / 31, abs=1e-3)
-    assert s["valence_min"] == -1.0 and s["valence_max"] == 0.75
-    assert [(x["from"], x["to"]) for x in s["shifts"]] == [(0.75, -1.0)]
-    empty = client.get("/api/cameras/nobody/summary").json
-    assert empty["seconds"] == 0 and empty["dominant"] is None and empty["valence_avg"] is None
+    assert len(client.get("/api/cameras/cam1/live?seconds=2.5").json["points"]) in (2, 3)
+    assert client.get("/api/cameras/empty/live").json["points"] == []
 
 
 def test_alert_log(r, client):

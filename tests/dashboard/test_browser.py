@@ -534,3 +534,109 @@ def test_the_live_connection_ends_when_the_user_is_removed(r, page):
     expect()(live).to_have_text("offline", timeout=10000)
     page.reload()
     assert "/login" in page.url
+
+
+def seed_history(cam: str, days: int = 15) -> tuple[list[dict], list[dict]]:
+    """A fortnight of school days (six lessons a day, an empty room otherwise) up to now, in
+    the history database the dashboard reads; returns the lessons and events written."""
+    import numpy as np
+
+    from moodstream.bench.history_queries import DAY, day_rows
+    from moodstream.history import HistoryStore, sqlite_url
+    from moodstream.history.schema import buckets
+
+    store = HistoryStore(sqlite_url(os.environ["MOODSTREAM_DATA_DIR"]))
+    store.delete_camera(cam)
+    now = time.time()
+    today = int(now) // DAY * DAY
+    rng = np.random.default_rng(12)
+    store.migrate()
+    with store.engine.begin() as conn:
+        for d in range(days - 1, -1, -1):
+            rows = [row for row in day_rows(rng, cam, today - d * DAY) if row["ts"] < now - 60]
+            if rows:
+                conn.execute(buckets.insert(), rows)
+    store.rebuild()
+    events = []
+    for d in range(days):
+        start = today - d * DAY + 10 * 3600
+        events += [{"camera": cam, "ts": start + 120, "kind": "shift", "state": "raised",
+                    "message": "valence +0.30 → -0.20"},
+                   {"camera": cam, "ts": start + 900, "kind": "absent", "state": "raised",
+                    "message": "no face for 3s"},
+                   {"camera": cam, "ts": start + 960, "kind": "absent", "state": "cleared",
+                    "message": "cleared"}]
+    events = [e for e in events if e["ts"] < now]
+    store.write(alert_rows=events)
+    lessons = store.lessons(cam, 0, now + DAY)
+    store.close()
+    return lessons, events
+
+
+def test_history_page_ranges_side_by_side_and_lessons(r, page):
+    r.sadd(keys.CAMERAS, "room7")
+    CameraSettings(name="Room 7", source="demo").save(r, "room7")
+    lessons, events = seed_history("room7")
+    assert lessons, "the seeded fortnight has lessons"
+    users.set_user(r, *VIEWER, "viewer")
+    log_in(page, *VIEWER)
+    page.goto("/cameras/room7")
+    page.get_by_test_id("history-link").click()
+    page.wait_for_url("**/cameras/room7/history")
+    a, b = page.get_by_test_id("range-a"), page.get_by_test_id("range-b")
+
+    # This lesson (the latest) against the one before it.
+    expect()(page.get_by_test_id("range-lesson")).to_have_attribute("aria-pressed", "true")
+    expect()(page.get_by_test_id("range-a-title")).to_contain_text("This lesson")
+    expect()(page.get_by_test_id("range-b-title")).to_contain_text("The lesson before")
+    expect()(a).to_have_attribute("data-loaded", f"{lessons[-1]['from']}-{lessons[-1]['to']}")
+    expect()(b).to_have_attribute("data-loaded", f"{lessons[-2]['from']}-{lessons[-2]['to']}")
+    expect()(page.get_by_test_id("range-a-summary")).to_contain_text("faces on average")
+    assert int(page.get_by_test_id("range-a-valence").get_attribute("data-points")) > 100
+
+    # A week against the week before: 10-minute steps, lessons listed with their summary.
+    page.get_by_test_id("range-week").click()
+    expect()(page.get_by_test_id("range-a-title")).to_contain_text("This week")
+    expect()(page.get_by_test_id("range-b-title")).to_contain_text("Last week")
+    expect()(a).to_have_attribute("data-step", "600")
+    expect()(b).to_have_attribute("data-step", "600")
+    for side in ("a", "b"):
+        for chart in ("valence", "shares", "faces", "events"):
+            canvas = page.get_by_test_id(f"range-{side}-{chart}")
+            expect()(canvas).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+    monday = page.evaluate("() => { const d = new Date(); d.setHours(0, 0, 0, 0);"
+                           " return d.getTime() / 1000 - ((d.getDay() + 6) % 7) * 86400; }")
+    this_week = [x for x in lessons if x["to"] > monday]
+    expect()(page.get_by_test_id("lesson")).to_have_count(len(this_week))
+    expect()(page.get_by_test_id("lessons").locator("tbody")).to_have_attribute(
+        "data-count", str(len(this_week)))
+    # The week's alert log, newest first.
+    this_weeks = sorted((e for e in events if e["ts"] >= monday), key=lambda e: -e["ts"])
+    logged = page.get_by_test_id("event")
+    expect()(logged).to_have_count(len(this_weeks))
+    assert [(x.get_attribute("data-kind"), x.get_attribute("data-state"))
+            for x in logged.all()] == [(e["kind"], e["state"]) for e in this_weeks]
+    href = page.get_by_test_id("history-csv").get_attribute("href")
+    assert href.startswith("/api/cameras/room7/history.csv?from=")
+    page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
+
+    # A term at day steps, a day, a custom range, and one range alone.
+    page.get_by_test_id("range-term").click()
+    expect()(a).to_have_attribute("data-step", "86400")
+    expect()(page.get_by_test_id("range-a-summary")).to_contain_text("mostly")
+    page.get_by_test_id("range-day").click()
+    expect()(page.get_by_test_id("range-b-title")).to_contain_text("Yesterday")
+    page.get_by_test_id("range-custom").click()
+    page.get_by_test_id("custom-apply").click()
+    expect()(page.get_by_test_id("range-a-title")).to_contain_text("Custom range")
+    page.get_by_test_id("compare").uncheck()
+    expect()(b).to_be_hidden()
+    expect()(a).to_be_visible()
+
+    # On a phone: one column, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_test_id("compare").check()
+    page.get_by_test_id("range-week").click()
+    expect()(b).to_have_attribute("data-step", "600")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert a.bounding_box()["x"] == b.bounding_box()["x"]  # stacked, not side by side

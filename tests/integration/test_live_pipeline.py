@@ -125,8 +125,11 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
                 assert up.poll() is None, log.read_text()[-3000:]
                 return None
 
-        wait_for(lambda: (stats() or {}).get("labels", 0) >= 3, timeout=180,
-                 what="labels through `moodstream up`")
+        # Labels, and every service running (a service still importing at Ctrl-C would
+        # print a KeyboardInterrupt traceback).
+        wait_for(lambda: (s := stats() or {}).get("labels", 0) >= 3
+                 and s["workers"].get("aggregator"), timeout=180,
+                 what="labels through `moodstream up`, and its aggregator")
         family = psutil.Process(up.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in family]
         assert any("moodstream.cli bulk-worker" in c for c in commands), commands

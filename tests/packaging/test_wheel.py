@@ -61,7 +61,9 @@ def test_the_wheel_holds_one_package_and_its_assets(wheel):
     for asset in ("moodstream/models/emotion.onnx", "moodstream/models/mtcnn/pnet.onnx",
                   "moodstream/dashboard/static/vendor/socket.io.min.js",
                   "moodstream/dashboard/static/vendor/chart.umd.min.js",
-                  "moodstream/dashboard/templates/camera.html"):
+                  "moodstream/dashboard/templates/camera.html",
+                  "moodstream/history/migrations/env.py",
+                  "moodstream/history/migrations/versions/0001_history_tables.py"):
         assert asset in names, asset
 
 
@@ -97,6 +99,7 @@ def test_up_shows_the_shipped_demo_from_the_wheel(fresh_venv, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODSTREAM_", "REDIS_"))}
     token = "wheel-test-token-0123456789"
     env["MOODSTREAM_TOKEN"] = token
+    env["MOODSTREAM_DATA_DIR"] = str(tmp_path / "data")  # not the user's history
     with open(log, "wb") as out:
         up = subprocess.Popen([str(fresh_venv / "bin/moodstream"), "up", "--fps", "2",
                                "--port", str(port)], cwd=tmp_path, env=env, stdout=out,
@@ -127,3 +130,5 @@ def test_up_shows_the_shipped_demo_from_the_wheel(fresh_venv, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    # The history database, made by the migrations shipped in the wheel.
+    assert (tmp_path / "data" / "history.db").is_file()

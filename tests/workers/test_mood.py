@@ -77,3 +77,23 @@ def test_valence_shift_is_noticed():
     shift = mood.valence_shift(history, 69.5)
     assert shift and shift["to"] > shift["from"]
     assert mood.valence_shift([(t, 0.1) for t in range(70)], 69.5) is None
+
+
+def test_history_bucket_sums_its_ten_seconds_only():
+    seconds = {99: {"frames": 5, "faces": 10, "happy": 9},  # the bucket before
+               100: {"frames": 5, "faces": 10, "happy": 6, "sad": 2},
+               109: {"frames": 5, "faces": 5, "neutral": 2},
+               110: {"frames": 5, "faces": 0}}  # the bucket after
+    row = mood.history_bucket("cam1", 100, seconds, faces_seen=[])
+    assert row["counts"]["happy"] == 6 and row["counts"]["neutral"] == 2
+    assert row["frames"] == 10 and row["faces"] == 1.5  # faces per frame
+    assert row["valence"] == 0.4 and row["dominant"] == "happy"
+    assert set(row) == {"camera", "ts", "frames", "faces", "counts", "valence", "dominant"}
+    # The snapshots' faces present (tracked people) win over the per-frame detections.
+    assert mood.history_bucket("cam1", 100, seconds, faces_seen=[3, 4])["faces"] == 3.5
+
+
+def test_history_bucket_without_frames_is_no_data_not_an_empty_room():
+    assert mood.history_bucket("cam1", 100, {95: {"frames": 5}}, faces_seen=[2]) is None
+    empty = mood.history_bucket("cam1", 100, {101: {"frames": 5, "faces": 0}}, [])
+    assert empty["faces"] == 0.0 and empty["dominant"] is None and empty["valence"] == 0.0

@@ -61,11 +61,14 @@ function adminPage() {
     });
     const remove = el("button", { type: "button", className: "danger", "data-testid": `remove-${id}`,
                                   text: "Remove" });
+    const erase = el("input", { type: "checkbox", "data-testid": `erase-history-${id}` });
     remove.addEventListener("click", async () => {
-      if (!window.confirm(`Remove camera ${id}? Its ingest stops and its live data is deleted.`)) return;
+      const what = erase.checked ? "its live data and its whole history are deleted"
+                                 : "its live data is deleted (its history is kept)";
+      if (!window.confirm(`Remove camera ${id}? Its ingest stops and ${what}.`)) return;
       try {
-        await api("DELETE", `/api/cameras/${encodeURIComponent(id)}`);
-        say(`Removed ${id}.`, "info");
+        await api("DELETE", `/api/cameras/${encodeURIComponent(id)}${erase.checked ? "?history=erase" : ""}`);
+        say(erase.checked ? `Removed ${id} and erased its history.` : `Removed ${id}.`, "info");
         await refresh();
       } catch (e) { say(`Could not remove ${id}: ${e.message}`, "error"); }
     });
@@ -74,6 +77,7 @@ function adminPage() {
         el("h2", {}, el("a", { href: `/cameras/${encodeURIComponent(id)}`, text: id })),
         el("code", { className: "source", text: cam.source || "(not registered)" }),
         el("span", statusSpan(cam)),
+        el("label", { className: "check" }, erase, "also erase its history"),
         remove),
       settings);
   }

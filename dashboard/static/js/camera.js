@@ -36,7 +36,7 @@ function cameraPage() {
     while (list.children.length > 20) list.lastChild.remove();
   }
 
-  api("GET", `/api/cameras/${enc}/history`).then((h) => {
+  api("GET", `/api/cameras/${enc}/live`).then((h) => {
     timelineLoad(timeline, h.points);
     for (const p of h.points) if (p.shift) addShift(p.ts, p.shift);
   }).catch(() => {});

@@ -43,7 +43,7 @@ function overviewPage() {
     renderBars(bars, {}, `bar-${id}`);
     const view = { row, panel, faces, bars, timeline: makeTimeline(canvas, 300, true), lastTs: 0 };
     views.set(id, view);
-    api("GET", `/api/cameras/${encodeURIComponent(id)}/history?seconds=300`)
+    api("GET", `/api/cameras/${encodeURIComponent(id)}/live?seconds=300`)
       .then((h) => timelineLoad(view.timeline, h.points)).catch(() => {});
     return view;
   }

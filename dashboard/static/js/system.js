@@ -39,6 +39,10 @@ function systemPage() {
       for (const [stage, st] of Object.entries(s.stages || {})) {
         rows.push([`${stage} pending (lag)`, st.pending]);
       }
+      const h = s.history || {};
+      rows.push(["History rows written", h.written],
+                ["History rows dropped (buffer full)", (h.dropped || {}).full],
+                ["History rows waiting for the database", h.pending]);
       for (const [label, value] of rows) {
         stats.append(el("dt", { text: label }), el("dd", { text: value === undefined ? "–" : String(value) }));
       }
