@@ -110,13 +110,13 @@ def run_paper_loop(video: Path, end: int, native: float, fps: float, keras_path:
     """As the paper's demo does it: MTCNN().detect_faces per frame, then for every face a gray
     crop resized to the model input and model.predict on that one face."""
     t0 = time.monotonic()
-    import keras
     from mtcnn import MTCNN
 
+    from moodstream.models.architecture import load_keras
     from moodstream.models.data import OFFSET, SCALE
 
     detector = MTCNN()
-    model = keras.models.load_model(keras_path, compile=False)
+    model = load_keras(keras_path)
     height, width = model.input_shape[1:3]
     startup = time.monotonic() - t0
     wanted = set(bulk_jobs.sample_indices(0, end, native, fps))

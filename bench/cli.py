@@ -126,9 +126,9 @@ def choose_keras(explicit: Path | None, meta: dict, tmp: Path) -> tuple[Path, st
     for path in candidates:
         if path.exists():
             try:
-                import keras
+                from moodstream.models.architecture import load_keras
 
-                keras.models.load_model(path, compile=False)
+                load_keras(path)
                 return path, f"trained ({path.relative_to(REPO)})"
             except Exception as error:  # noqa: BLE001 - a half-written file: try the next
                 log(f"cannot load {path}: {error}")
@@ -160,10 +160,11 @@ def measure_classifier(model_path: Path, faces: int) -> dict:
 
 def measure_keras_per_face(keras_path: Path, faces: int) -> float:
     """The paper's classification: model.predict on one face at a time; faces/s."""
-    import keras
     import numpy as np
 
-    model = keras.models.load_model(keras_path, compile=False)
+    from moodstream.models.architecture import load_keras
+
+    model = load_keras(keras_path)
     height, width = model.input_shape[1:3]
     face = np.zeros((1, height, width, 1), np.float32)
     model.predict(face, verbose=0)
