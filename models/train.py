@@ -176,10 +176,12 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     if resuming:
         state = json.loads(state_path.read_text())
         saved_cfg = json.loads((out / "config.json").read_text())
-        # a resumed run may extend epochs / time limit, nothing else
+        # A resumed run may extend epochs / time limit, nothing else; only what the caller
+        # gave, so a bare resume keeps the run's budget instead of the defaults'.
         for k in ("epochs", "max_train_seconds", "early_stopping_patience", "threads",
                   "input_blur_sigma"):
-            saved_cfg[k] = cfg[k]
+            if k in (config or {}):
+                saved_cfg[k] = cfg[k]
         cfg = merge_config(saved_cfg)
     else:
         for p in (state_path, last_path, best_path, log_path, out / "result.json"):

@@ -29,6 +29,9 @@ def test_train_resume_and_export(tiny_npz, tmp_path):
     assert r1["epochs_run"] == 1 and 0.0 <= r1["test_accuracy"] <= 1.0
     r2 = train({**cfg, "epochs": 2}, runs_dir=tmp_path, verbose=0)  # resumes at epoch 2
     assert r2["epochs_run"] == 2
+    # A bare resume (name only) keeps the run's own settings, not the defaults.
+    r3 = train({"name": "t", "data": str(tiny_npz)}, runs_dir=tmp_path, verbose=0)
+    assert r3["epochs_run"] == 2 and r3["config"]["epochs"] == 2
     with open(run / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     from moodstream.models.export import export, read_metadata
