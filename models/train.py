@@ -275,7 +275,10 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
         p = best.predict(fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0)
         result[f"{split}_accuracy"] = float(np.mean(p.argmax(1) == ys))
     result["config"] = cfg
-    (out / "result.json").write_text(json.dumps(result, indent=2))
+    # The file names the run folder as the repository does, so it travels with a checkout.
+    repo = RUNS_DIR.parent.parent
+    rel = out.resolve().relative_to(repo) if out.resolve().is_relative_to(repo) else out
+    (out / "result.json").write_text(json.dumps({**result, "run_dir": str(rel)}, indent=2))
     if verbose:
         print(f"best epoch {result['best_epoch']}: val {result['val_accuracy']:.4f} "
               f"PrivateTest {result['test_accuracy']:.4f}", flush=True)
