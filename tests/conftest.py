@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,18 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.2, what: str = "
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_dashboard(base: str, check_alive, timeout: float = 60.0,
+                       what: str = "the dashboard"):
+    """Wait until the dashboard at `base` answers /healthz; `check_alive()` raises when the
+    process behind it has died, so a crash fails at once with its log."""
+    def healthy():
+        check_alive()
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, timeout=timeout, what=what)

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,16 @@ import pytest
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.dashboard import cameras, users
-from tests.conftest import MEDIA, MOODSTREAM, REPO, Services, free_port, service_env, wait_for
+from tests.conftest import (
+    MEDIA,
+    MOODSTREAM,
+    REPO,
+    Services,
+    free_port,
+    service_env,
+    wait_for,
+    wait_for_dashboard,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -59,16 +67,11 @@ def dashboard(redis_server, tmp_path_factory):
                             MOODSTREAM_SECRET_KEY=SECRET))
     base = f"http://127.0.0.1:{port}"
 
-    def healthy():
+    def check_alive():
         if proc.poll() is not None:
             raise AssertionError(f"dashboard exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
 
-    wait_for(healthy, timeout=60, what="the dashboard to answer /healthz")
+    wait_for_dashboard(base, check_alive, what="the dashboard to answer /healthz")
     yield base
     proc.terminate()
     try:
@@ -460,15 +463,8 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
                         "MOODSTREAM_ADMIN_PASSWORD": "olivia-password"})
     base = f"http://127.0.0.1:{port}"
 
-    def up_answers():
-        alive(services)
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    wait_for(up_answers, timeout=90, what="`moodstream up` to serve the dashboard")
+    wait_for_dashboard(base, lambda: alive(services), timeout=90,
+                       what="`moodstream up` to serve the dashboard")
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base)
     context.set_default_timeout(15000)
     page = context.new_page()

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for
+from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for_dashboard
 
 pytestmark = pytest.mark.slow
 TOKEN = "server-test-token-0123456789"
@@ -31,15 +31,10 @@ def served(redis_server, tmp_path_factory):
                             MOODSTREAM_DASHBOARD_REQUEST_TIMEOUT_S="3"))
     base = f"http://127.0.0.1:{port}"
 
-    def healthy():
+    def check_alive():
         assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
 
-    wait_for(healthy, timeout=60, what="the dashboard")
+    wait_for_dashboard(base, check_alive)
     yield {"port": port, "base": base, "proc": proc, "log": log}
     proc.terminate()
     proc.wait(20)
