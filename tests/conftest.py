@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -128,6 +129,17 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.2, what: str = "
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def api_get(port: int, token: str, path: str, timeout: float = 5.0):
+    """GET a dashboard API path with the bearer token; None while it does not answer."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except OSError:
+        return None
 
 
 def wait_for_dashboard(base: str, check_alive, timeout: float = 60.0,

@@ -4,13 +4,11 @@ database with every label in it, and `moodstream up` keeps its history across a 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -18,7 +16,7 @@ from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES, Label
 from moodstream.history import HistoryStore, sqlite_url
-from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for
+from tests.conftest import MOODSTREAM, REPO, api_get, free_port, service_env, wait_for
 
 pytestmark = pytest.mark.slow
 CAMERAS = ("hist-a", "hist-b")
@@ -114,16 +112,6 @@ def test_a_killed_aggregators_buckets_are_written_by_the_next_owner(r, services,
     publisher.stop.set()
     publisher.join()
     check_buckets(publisher, data, started, time.time())
-
-
-def api_get(port: int, token: str, path: str):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                     headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response)
-    except OSError:
-        return None
 
 
 def run_up(tmp_path, data, name: str):

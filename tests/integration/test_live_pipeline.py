@@ -11,7 +11,7 @@ import pytest
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
 from moodstream.contract import CLASSES, Label
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, api_get, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -116,14 +116,10 @@ def test_up_runs_the_demo_and_ctrl_c_stops_it_cleanly(media, tmp_path):
                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def stats():
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stats",
-                                             headers={"Authorization": f"Bearer {token}"})
-            try:
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    return json.load(response)
-            except OSError:
+            answer = api_get(port, token, "/api/stats", timeout=2)
+            if answer is None:
                 assert up.poll() is None, log.read_text()[-3000:]
-                return None
+            return answer
 
         # Labels, and every service running (a service still importing at Ctrl-C would
         # print a KeyboardInterrupt traceback).
