@@ -52,6 +52,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("MOODSTREAM_FER_PYTHON") or None,
                         help="Python of a separate environment with the `fer` package: adds "
                         "it as a baseline on the same frames (bench/fer_loop.py)")
+    parser.add_argument("--classroom-cameras", type=int,
+                        help="cameras in the classroom case (default 4 quick, 8 full)")
+    parser.add_argument("--classroom-seconds", type=float,
+                        help="its measured window (default 20 quick, 60 full)")
+    parser.add_argument("--classroom-warmup", type=float,
+                        help="seconds after every camera is up, before the window "
+                        "(default 8 quick, 15 full)")
+    parser.add_argument("--no-classroom", action="store_true", help="skip the classroom case")
+    parser.add_argument("--classroom-only", action="store_true",
+                        help="run only the classroom case (and its capacity search); writes "
+                        "nothing")
+    parser.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=None,
+                        help="search for the most cameras at p99 <= 250 ms (default: on in a "
+                        "full run, off with --quick)")
+    parser.add_argument("--capacity-seconds", type=float, default=30.0,
+                        help="measured window of each camera count the search tries")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: rewrite docs/benchmarks.md and its plots from "
                         "bench/results.json")
@@ -293,6 +309,18 @@ def measure_fer(python: Path, video: Path, frames: int) -> dict:
         return {"error": str(error)}
 
 
+def measure_classroom(args: argparse.Namespace, quick: bool) -> dict:
+    """The classroom case (bench/classroom.py) with this command's options."""
+    from moodstream.bench.classroom import measure_classroom as classroom
+
+    capacity = (not quick) if args.capacity is None else args.capacity
+    with tempfile.TemporaryDirectory(prefix="bench-classroom-") as tmp:
+        return classroom(
+            Path(tmp), args.classroom_cameras or (4 if quick else 8), args.detectors,
+            args.classroom_warmup if args.classroom_warmup is not None else (8 if quick else 15),
+            args.classroom_seconds or (20 if quick else 60), capacity, args.capacity_seconds)
+
+
 def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
     from moodstream.workers.emotion_model import read_metadata
 
@@ -332,6 +360,14 @@ def run(args: argparse.Namespace, settings) -> int:
 
     started = time.monotonic()
     quick = args.quick
+    if args.classroom_only:
+        from moodstream.bench.report import classroom_text
+
+        classroom = measure_classroom(args, quick)
+        print(classroom_text(classroom))
+        if args.json:
+            print(json.dumps({"classroom": classroom}, separators=(",", ":")))
+        return 0
     frames = args.frames or (24 if quick else 120)
     cameras = [int(c) for c in (args.cameras or ("1,4" if quick else "1,4,8")).split(",")]
     model_path = Path(settings.classifier.model_path)
@@ -365,6 +401,8 @@ def run(args: argparse.Namespace, settings) -> int:
         if args.fer_python:
             log(f"the fer package ({args.fer_python})")
             results["fer_package"] = measure_fer(args.fer_python, video, frames)
+    if not args.no_classroom:
+        results["classroom"] = measure_classroom(args, quick)
     sustained = results["pipeline"]["sustained"]["fps"]
     results["speedup_vs_paper_loop"] = speedup(sustained, paper["fps"])
     results["bulk_speedup_vs_paper_loop"] = speedup(results["bulk"]["1"]["fps"], paper["fps"])
@@ -380,9 +418,11 @@ def run(args: argparse.Namespace, settings) -> int:
     results["previous_mode"] = (previous or {}).get("mode")
     results["wall_s"] = round(time.monotonic() - started, 1)
 
-    from moodstream.bench.report import render_text
+    from moodstream.bench.report import classroom_text, render_text
 
     print(render_text(results))
+    if results.get("classroom"):
+        print(classroom_text(results["classroom"]))
     if not quick and not args.no_write:
         from moodstream.bench.report import write_report
 

@@ -117,6 +117,28 @@ def scaling_on_paper(costs: dict, rates=CAMERA_RATES, cores: int = MACHINE_CORES
             "cluster_limit": cluster_limit}
 
 
+def classroom_rows(classroom: dict | None, before) -> list[tuple[str, ...]]:
+    """The classroom case's lines of the side-by-side table (none when it did not run)."""
+    if not classroom:
+        return []
+    case = classroom["case"]
+    n = case["cameras"]
+    rows = [(f"classroom {n} cameras x {case['camera_fps']:g} fps: frames/s",
+             _num(case["processed_fps"], 2), "-", "-", before("classroom.case.processed_fps")),
+            ("classroom: latency p50 / p99 ms",
+             f"{_num(case['p50_ms'], 0)} / {_num(case['p99_ms'], 0)}", "-", "-",
+             before("classroom.case.p99_ms", "p99 ")),
+            ("classroom: cores / RSS MB, all processes",
+             f"{case['cpu_cores']['total']:.2f} / "
+             f"{_num(case['rss_mb'].get('total', {}).get('max'), 0)}", "-", "-",
+             before("classroom.case.cpu_cores.total", "cores "))]
+    if classroom.get("capacity"):
+        rows.append((f"cameras at p99 <= {classroom['goal_p99_ms']:g} ms "
+                     f"({case['camera_fps']:g} fps)", str(classroom["capacity"]["cameras"]),
+                     "-", "-", before("classroom.capacity.cameras")))
+    return rows
+
+
 def render_text(results: dict) -> str:
     """The side-by-side table printed by every run."""
     paper = results["paper_loop"]
@@ -158,6 +180,7 @@ def render_text(results: dict) -> str:
         rows.append((f"bulk frames/s, {n} worker(s)", _num(case["fps"], 2),
                      _num(paper["fps"], 2), _ratio(case["fps"], paper["fps"]),
                      before(f"bulk.{n}.fps")))
+    rows += classroom_rows(results.get("classroom"), before)
     rss = pipe["rss_mb"]
     rows.append(("RSS MB: detector / classifier worker",
                  f"{rss['detector']} / {rss['classifier']}", "-", "-",
@@ -307,7 +330,10 @@ def render_markdown(results: dict) -> str:
                    f"{_num(case['p50_ms'], 0)} | {_num(case['p99_ms'], 0)} | "
                    f"{len(case.get('samples') or [])} |")
     out += ["", "![throughput](benchmarks/throughput_vs_cameras.png)",
-            "![latency](benchmarks/latency_distribution.png)", "",
+            "![latency](benchmarks/latency_distribution.png)", ""]
+    if results.get("classroom"):
+        out += classroom_markdown(results["classroom"])
+    out += [
             "## Detectors (640x480, min face 40, 1 thread)", "",
             "| detector | ms/frame | cpu ms/frame | batch 4: ms/frame | batch 4: cpu ms |",
             "| --- | --- | --- | --- | --- |"]
@@ -360,3 +386,115 @@ def write_report(results: dict, docs: Path, results_path: Path) -> list[Path]:
     stored = {k: v for k, v in results.items() if k != "vs_previous"}
     results_path.write_text(json.dumps(stored, indent=1) + "\n")
     return [md, results_path, *written]
+
+
+# ---------------------------------------------------------------- the classroom case
+
+# Process kinds in the order the tables list them; any other kind follows.
+KIND_ORDER = ("redis-server", "up", "ingest", "detector", "classifier", "aggregator",
+              "dashboard", "bulk-worker")
+
+
+def classroom_kinds(case: dict) -> list[tuple[str, int, float, dict]]:
+    """(kind, processes, cores, {"mean", "max"} RSS MB) per process kind, then the total."""
+    cores, rss, procs = case["cpu_cores"], case["rss_mb"], case["processes"]
+    kinds = [k for k in KIND_ORDER if k in cores or k in rss]
+    kinds += sorted((set(cores) | set(rss)) - set(kinds) - {"total"})
+    rows = [(k, procs.get(k, 0), cores.get(k, 0.0), rss.get(k, {})) for k in kinds]
+    rows.append(("total", sum(procs.values()), cores.get("total", 0.0), rss.get("total", {})))
+    return rows
+
+
+def classroom_summary(classroom: dict) -> list[str]:
+    """The main case in words: the lines both the text and the Markdown use."""
+    case, mix = classroom["case"], classroom["mix"]
+    dropped = ", ".join(f"{v} {k}" for k, v in case["dropped"].items()) or "none"
+    verdict = "fits" if case["fits"] else "does not fit: " + "; ".join(case["reasons"])
+    red = case["redis"]
+    load = case.get("load_avg", {})
+    return [
+        f"{case['cameras']} cameras x {case['camera_fps']:g} fps ({mix['multi_face_cameras']} "
+        f"multi-face; {mix['faces_by_eye_per_frame']} faces a frame by eye, "
+        f"{_num(case['faces_per_frame'], 2)} found), {case['detectors']} detectors, "
+        f"{case['window_s']:g} s window",
+        f"frames/s offered / published / processed: {case['offered_fps']:g} / "
+        f"{case['published_fps']} / {case['processed_fps']}; face labels/s "
+        f"{case['labels_per_s']}",
+        f"capture->label latency p50 / p99: {_num(case['p50_ms'], 0)} / "
+        f"{_num(case['p99_ms'], 0)} ms over {case['latency_samples']:,} face labels "
+        f"(goal p99 <= {classroom['goal_p99_ms']:g} ms)",
+        f"dropped: {dropped}; backlog {case['pending_start']} -> {case['pending_end']} frames",
+        f"verdict: {verdict}",
+        f"Redis per camera: frames stream {red['frames_kb_s_per_camera']} KB/s "
+        f"({red['frame_entry_kb']} KB a frame); all traffic in {red['net_in_kb_s_per_camera']}"
+        f" KB/s, out {red['net_out_kb_s_per_camera']} KB/s",
+        f"load average {load.get('start', '-')} at the window's start, {load.get('end', '-')}"
+        f" at its end; the benchmark's own sampling {case['bench_cores']} cores (not in the "
+        "total)"]
+
+
+def capacity_lines(classroom: dict) -> tuple[str, list[tuple]]:
+    """The capacity search: a headline and its rows (cameras, figures..., verdict)."""
+    cap = classroom.get("capacity")
+    if not cap:
+        return "", []
+    head = (f"cameras per machine ({cap['rule']}; {cap['window_s']:g} s windows): "
+            f"{cap['cameras']}")
+    rows = []
+    for n, row in cap["tried"].items():
+        verdict = "fits" if row["fits"] else "no: " + "; ".join(row["reasons"])
+        rows.append((n, _num(row.get("offered_fps"), 0), _num(row.get("published_fps")),
+                     _num(row.get("processed_fps")), _num(row.get("p50_ms"), 0),
+                     _num(row.get("p99_ms"), 0), _num(row.get("cpu_cores"), 2),
+                     _num(row.get("rss_mb"), 0), verdict))
+    return head, rows
+
+
+CAPACITY_HEADER = ("cameras", "offered", "published", "processed", "p50 ms", "p99 ms",
+                   "cores", "RSS MB", "verdict")
+
+
+def classroom_text(classroom: dict) -> str:
+    lines = ["classroom: " + classroom_summary(classroom)[0]]
+    lines += ["  " + line for line in classroom_summary(classroom)[1:]]
+    table = [("kind", "processes", "cores", "RSS MB mean", "RSS MB max")]
+    table += [(k, str(n), f"{c:.2f}", _num(m.get("mean"), 0), _num(m.get("max"), 0))
+              for k, n, c, m in classroom_kinds(classroom["case"])]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in table]
+    head, rows = capacity_lines(classroom)
+    if head:
+        rows = [CAPACITY_HEADER, *rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(CAPACITY_HEADER))]
+        lines += [head] + ["  " + "  ".join(c.ljust(w) for c, w in
+                                            zip(r, widths, strict=True)).rstrip()
+                           for r in rows]
+    return "\n".join(lines)
+
+
+def classroom_markdown(classroom: dict) -> list[str]:
+    case = classroom["case"]
+    out = ["## Classroom", "",
+           "Many cameras, most of them multi-face, through `moodstream up "
+           + " ".join(classroom["up_args"]) + "` as shipped (`bench/classroom.py`): each "
+           "camera a video of its own, made in a temporary folder from the group photos and "
+           "the one-face clip of the shared media, panning and zooming a few pixels a frame "
+           f"with mild noise at {classroom['source_fps']:g} fps, looped; ingest samples it "
+           "at the camera's rate. Latency is the classifiers' capture-to-label figure of "
+           "every face label in the window; cores are CPU seconds per second of the window "
+           "from /proc, per process kind (told apart by command line); RSS is summed per "
+           "kind each second.", ""]
+    out += [f"- {line}" for line in classroom_summary(classroom)]
+    out += ["", "| process kind | processes | cores | RSS MB mean | RSS MB max |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for kind, n, cores, rss in classroom_kinds(case):
+        name = f"**{kind}**" if kind == "total" else kind
+        out.append(f"| {name} | {n} | {cores:.2f} | {_num(rss.get('mean'), 0)} | "
+                   f"{_num(rss.get('max'), 0)} |")
+    head, rows = capacity_lines(classroom)
+    if head:
+        out += ["", f"**{head}**", "", "| " + " | ".join(CAPACITY_HEADER) + " |",
+                "| " + " | ".join("---" for _ in CAPACITY_HEADER) + " |"]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out + [""]
