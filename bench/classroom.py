@@ -325,10 +325,10 @@ def capacity_answer(tried: dict[int, bool]) -> int:
 
 
 def next_cameras(tried: dict[int, bool], start: int = 8, step: int = 4, limit: int = 64,
-                 resolution: int = 2) -> int | None:
+                 resolution: int = 1) -> int | None:
     """The camera count to try next, None when the answer is known: step up from `start`
     by `step` until a count does not fit (or `limit`), then halve the gap between the most
-    that fit and the fewest that did not until it is at most `resolution`."""
+    that fit and the fewest that did not until it is at most `resolution` (1: exact)."""
     if not tried:
         return start
     best = capacity_answer(tried)
