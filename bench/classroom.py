@@ -12,7 +12,8 @@ cameras carry the same bytes. A private redis-server and `moodstream up --no-sou
 registers its own, and `up`'s camera supervisor starts their ingest. After a warm-up, a
 measured window gives frames/s published and processed (moodstream.accounting), the
 capture-to-label latency of that window only, CPU cores and RSS per process kind (from /proc
-through psutil, processes told apart by their command line) and the Redis traffic per camera.
+through psutil, processes told apart by their command line; PSS at the window's end beside
+it, as RSS counts shared libraries once per process) and the Redis traffic per camera.
 """
 
 from __future__ import annotations
@@ -286,6 +287,22 @@ class ProcessSampler:
     def cores(self, seconds: float) -> dict[str, float]:
         return cpu_cores(self.first, self.last, self.kinds, seconds)
 
+    def pss_mb(self) -> dict[str, float]:
+        """Proportional set size per kind now, MB: RSS counts the libraries every process
+        maps once per process; PSS shares them out, so its total is the memory really used."""
+        out: dict[str, float] = {}
+        for proc in self.processes():
+            try:
+                pss = proc.memory_full_info().pss
+                kind = self.kinds.get((proc.pid, proc.create_time())) or \
+                    process_kind(proc.cmdline())
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess,
+                    AttributeError):  # no PSS on this platform
+                continue
+            out[kind] = out.get(kind, 0.0) + pss / 2**20
+        out = {kind: round(value, 1) for kind, value in sorted(out.items())}
+        return out | {"total": round(sum(out.values()), 1)} if out else {}
+
 
 # ---------------------------------------------------------------- verdicts
 
@@ -517,6 +534,7 @@ class UpRun:
             cpu_cores=sampler.cores(elapsed),
             processes=dict(sorted(sampler.counts.items())),
             rss_mb=rss_summary(sampler.rss),
+            pss_mb=sampler.pss_mb(),
             redis={"frame_entry_kb": round(entry / 1024, 1),
                    "frames_kb_s_per_camera": round(
                        entry * case["published_fps"] / max(1, len(self.videos)) / 1024, 1),

@@ -395,14 +395,15 @@ KIND_ORDER = ("redis-server", "up", "ingest", "detector", "classifier", "aggrega
               "dashboard", "bulk-worker")
 
 
-def classroom_kinds(case: dict) -> list[tuple[str, int, float, dict]]:
-    """(kind, processes, cores, {"mean", "max"} RSS MB) per process kind, then the total."""
+def classroom_kinds(case: dict) -> list[tuple[str, int, float, dict, float | None]]:
+    """(kind, processes, cores, {"mean", "max"} RSS MB, PSS MB) per process kind, then the
+    total."""
     cores, rss, procs = case["cpu_cores"], case["rss_mb"], case["processes"]
+    pss = case.get("pss_mb") or {}
     kinds = [k for k in KIND_ORDER if k in cores or k in rss]
     kinds += sorted((set(cores) | set(rss)) - set(kinds) - {"total"})
-    rows = [(k, procs.get(k, 0), cores.get(k, 0.0), rss.get(k, {})) for k in kinds]
-    rows.append(("total", sum(procs.values()), cores.get("total", 0.0), rss.get("total", {})))
-    return rows
+    return [(k, sum(procs.values()) if k == "total" else procs.get(k, 0), cores.get(k, 0.0),
+             rss.get(k, {}), pss.get(k)) for k in [*kinds, "total"]]
 
 
 def classroom_summary(classroom: dict) -> list[str]:
@@ -457,10 +458,10 @@ CAPACITY_HEADER = ("cameras", "offered", "published", "processed", "p50 ms", "p9
 def classroom_text(classroom: dict) -> str:
     lines = ["classroom: " + classroom_summary(classroom)[0]]
     lines += ["  " + line for line in classroom_summary(classroom)[1:]]
-    table = [("kind", "processes", "cores", "RSS MB mean", "RSS MB max")]
-    table += [(k, str(n), f"{c:.2f}", _num(m.get("mean"), 0), _num(m.get("max"), 0))
-              for k, n, c, m in classroom_kinds(classroom["case"])]
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    table = [("kind", "processes", "cores", "RSS MB mean", "RSS MB max", "PSS MB")]
+    table += [(k, str(n), f"{c:.2f}", _num(m.get("mean"), 0), _num(m.get("max"), 0),
+               _num(p, 0)) for k, n, c, m, p in classroom_kinds(classroom["case"])]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
               for r in table]
     head, rows = capacity_lines(classroom)
@@ -484,14 +485,14 @@ def classroom_markdown(classroom: dict) -> list[str]:
            "at the camera's rate. Latency is the classifiers' capture-to-label figure of "
            "every face label in the window; cores are CPU seconds per second of the window "
            "from /proc, per process kind (told apart by command line); RSS is summed per "
-           "kind each second.", ""]
+           "kind each second; PSS (shared pages shared out) at the window's end.", ""]
     out += [f"- {line}" for line in classroom_summary(classroom)]
-    out += ["", "| process kind | processes | cores | RSS MB mean | RSS MB max |",
-            "| --- | ---: | ---: | ---: | ---: |"]
-    for kind, n, cores, rss in classroom_kinds(case):
+    out += ["", "| process kind | processes | cores | RSS MB mean | RSS MB max | PSS MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, n, cores, rss, pss in classroom_kinds(case):
         name = f"**{kind}**" if kind == "total" else kind
         out.append(f"| {name} | {n} | {cores:.2f} | {_num(rss.get('mean'), 0)} | "
-                   f"{_num(rss.get('max'), 0)} |")
+                   f"{_num(rss.get('max'), 0)} | {_num(pss, 0)} |")
     head, rows = capacity_lines(classroom)
     if head:
         out += ["", f"**{head}**", "", "| " + " | ".join(CAPACITY_HEADER) + " |",

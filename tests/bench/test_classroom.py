@@ -164,6 +164,8 @@ def test_the_sampler_measures_a_busy_child_from_proc():
         assert sampler.counts == {"other": 1}
         assert 0.0 <= cores["other"] <= 1.0 and cores["total"] == cores["other"]
         assert sampler.rss[-1]["other"] > 0
+        pss = sampler.pss_mb()
+        assert 0 < pss["other"] == pss["total"]
     finally:
         busy.kill()
         busy.wait()
@@ -195,7 +197,10 @@ def test_the_classroom_report_renders_in_text_and_markdown(tmp_path):
     assert "p50 / p99: 90 / 200 ms" in text and "cameras per machine" in text
     assert "no: could not start" in text
     md = "\n".join(report.classroom_markdown(result))
-    assert "## Classroom" in md and "| **total** | 10 | 1.40 | 1,100 | 1,120 |" in md
+    assert "## Classroom" in md and "| **total** | 10 | 1.40 | 1,100 | 1,120 | - |" in md
+    result["case"]["pss_mb"] = {"detector": 200.0, "total": 700.0}
+    assert "| **total** | 10 | 1.40 | 1,100 | 1,120 | 700 |" in \
+        "\n".join(report.classroom_markdown(result))
     from tests.bench.test_cli import fake_results
 
     results = fake_results() | {"classroom": result}
@@ -217,3 +222,4 @@ def test_a_tiny_real_classroom_run(tmp_path):
     assert case["processes"]["ingest"] >= 1 and case["cpu_cores"]["total"] > 0
     assert case["rss_mb"]["total"]["max"] > case["rss_mb"]["detector"]["max"] > 0
     assert case["redis"]["frames_kb_s_per_camera"] > 0
+    assert 0 < case["pss_mb"]["total"] <= case["rss_mb"]["total"]["max"]
