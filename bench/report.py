@@ -333,6 +333,9 @@ def render_markdown(results: dict) -> str:
             "![latency](benchmarks/latency_distribution.png)", ""]
     if results.get("classroom"):
         out += classroom_markdown(results["classroom"])
+    elif results.get("classroom_error"):
+        out += ["## Classroom", "", f"Not measured in this run: {results['classroom_error']}",
+                ""]
     out += [
             "## Detectors (640x480, min face 40, 1 thread)", "",
             "| detector | ms/frame | cpu ms/frame | batch 4: ms/frame | batch 4: cpu ms |",

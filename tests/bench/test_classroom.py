@@ -209,6 +209,8 @@ def test_the_classroom_report_renders_in_text_and_markdown(tmp_path):
     assert "cameras at p99 <= 250 ms (5 fps)" in side
     assert "## Classroom" in report.render_markdown(results)
     assert "## Classroom" not in report.render_markdown(fake_results())
+    failed = report.render_markdown(fake_results() | {"classroom_error": "up exited with 1"})
+    assert "Not measured in this run: up exited with 1" in failed
 
 
 @pytest.mark.slow
