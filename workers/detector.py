@@ -121,6 +121,11 @@ class FaceDetector:
         found = self.detector.detect_around(images, boxes)
         return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
 
+    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+        """As detect_around, with O-Net alone on the known boxes (mtcnn-onnx's refine)."""
+        found = self.detector.refine(images, boxes)
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
     def finish(self, image: np.ndarray, faces) -> list[dict]:
         """DetectedFaces of an image -> the dicts of detect, crops cut from this image."""
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image

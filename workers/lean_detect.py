@@ -10,9 +10,10 @@ For each frame of a camera, `LeanDetector` picks one of three ways, from the cam
   a person who enters without setting off the motion test is found), or when something moved
   outside the known faces.
 - ``gate``: nothing moved since the last detected frame: its faces are reused.
-- ``track``: motion only where the known faces are: MTCNN only around them
-  (MtcnnOnnx.detect_around). When that finds fewer faces than were known, the frame gets a
-  full scan after all, so that a face that moved too far is not lost.
+- ``track``: motion only where the known faces are: O-Net alone on the known boxes
+  (MtcnnOnnx.refine); for a frame where that loses a face, P-Net, R-Net and O-Net around
+  them (MtcnnOnnx.detect_around); where that still loses one, a full scan after all, so that
+  a face that moved too far is not lost.
 
 Whatever the way, the crops are cut from the current frame, so expressions stay live, and the
 output is the same as FaceDetector.detect's.
@@ -201,7 +202,9 @@ class LeanDetector:
         self.detector, self.redis, self.options = detector, r, options
         self.can_track = hasattr(detector.detector, "detect_around")
         self._write = r.register_script(WRITE_STATE)
-        self.ways = {"full": 0, "gate": 0, "track": 0, "retry": 0}  # frames, for metrics
+        # frames by way; "searched": tracked frames that O-Net alone did not settle,
+        # "retry": tracked frames that needed a full scan after all
+        self.ways = {"full": 0, "gate": 0, "track": 0, "searched": 0, "retry": 0}
 
     def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
              state: CameraState | None) -> Plan:
@@ -276,17 +279,24 @@ class LeanDetector:
             if plans[k].way == "gate":
                 state = plans[k].state
                 results[k] = self.detector.finish(frames[k][2], state.detected())
-        if track:
-            found = self.detector.detect_around([frames[k][2] for k in track],
-                                                [[f["box"] for f in plans[k].state.faces]
-                                                 for k in track])
+        # Tracking in steps, each only for the frames the cheaper one failed: O-Net alone on
+        # the known boxes; P-Net, R-Net and O-Net around them; the full frame.
+        for step in (self.detector.refine, self.detector.detect_around):
+            if not track:
+                break
+            found = step([frames[k][2] for k in track],
+                         [[f["box"] for f in plans[k].state.faces] for k in track])
+            lost = []
             for k, faces in zip(track, found, strict=True):
-                if len(faces) < len(plans[k].state.faces):  # lost one: look everywhere
-                    plans[k].way = "full"
-                    full.append(k)
-                    self.ways["retry"] += 1
+                if len(faces) < len(plans[k].state.faces):  # lost one: look further
+                    lost.append(k)
                 else:
                     results[k] = faces
+            self.ways["searched" if step == self.detector.refine else "retry"] += len(lost)
+            track = lost
+        for k in track:
+            plans[k].way = "full"
+            full.append(k)
         if full:
             found = self.detector.detect([frames[k][2] for k in full],
                                          min_face=[min_face[k] for k in full],

@@ -112,7 +112,7 @@ def test_ways_full_then_gate_then_due_full(r, full):
     lean = LeanDetector(full, r, options)
     for k in range(9):
         lean.detect([("c", float(k), frame)], [MIN_FACE], [0.709])
-    assert lean.ways == {"full": 3, "gate": 6, "track": 0, "retry": 0}  # frames 0, 4, 8
+    assert lean.ways["full"] == 3 and lean.ways["gate"] == 6  # full: frames 0, 4, 8
     by_time = LeanDetector(full, r, LeanOptions(full_every_frames=100, full_every_s=1.0))
     r.delete(keys.detect_state("c"))
     for ts in (0.0, 0.5, 1.0, 1.2):
@@ -187,7 +187,14 @@ def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     lean = LeanDetector(full, r, LeanOptions(gate=False))
     lean.save({"c": state})
     (found,) = lean.detect([("c", 0.2, photo)], [MIN_FACE], [0.709])
-    assert lean.ways["retry"] == 1 and len(found) == len(faces)
+    assert lean.ways["searched"] == 1 and lean.ways["retry"] == 1 and len(found) == len(faces)
+    # a small move: O-Net alone settles it
+    nudged = [{"box": [f["box"][0] + 3, f["box"][1] - 2, *f["box"][2:]], "score": 1.0,
+               "landmarks": None} for f in faces]
+    lean.save({"c": CameraState(0.3, 0.2, 0, (640, 480), f"{MIN_FACE}/0.709", nudged,
+                                thumbnail(photo))})
+    (found,) = lean.detect([("c", 0.4, photo)], [MIN_FACE], [0.709])
+    assert lean.ways["track"] == 1 and lean.ways["searched"] == 1 and len(found) == len(faces)
 
 
 # ---------------------------------------------------------------- parity on the shared media
