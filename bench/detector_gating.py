@@ -48,6 +48,7 @@ CONFIGS = {  # name -> (FaceDetector options, LeanOptions or None for no state a
     "lean pyramid": ({"work_face": 20}, None),
     "gate": ({"work_face": 0}, {"gate": True, "track": False}),
     "track": ({"work_face": 0}, {"gate": False, "track": True}),
+    "gate+track": ({"work_face": 0}, {"gate": True, "track": True}),  # the defaults
     "all": ({"work_face": 20}, {"gate": True, "track": True}),
 }
 
