@@ -81,8 +81,9 @@ def run_train(args: argparse.Namespace, settings=None) -> int:
 
 
 def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("source", metavar="RUN",
-                        help="run directory (uses best.keras + config.json) or a .keras file")
+    parser.add_argument("source", metavar="RUN", nargs="+",
+                        help="run directory (uses best.keras + config.json) or a .keras file; "
+                        "several: one ensemble graph that averages their probabilities")
     parser.add_argument("--out", default=str(DEFAULT_MODEL), help="ONNX path (default %(default)s)")
     parser.add_argument("--opset", type=int, default=13)
     parser.add_argument("--data", metavar="NPZ", help="FER-2013 npz for the accuracy metadata")
@@ -97,7 +98,8 @@ def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def run_export(args: argparse.Namespace, settings=None) -> int:
     from moodstream.models.export import export
 
-    meta = export(args.source, args.out, opset=args.opset, data=args.data,
+    source = args.source[0] if len(args.source) == 1 else args.source
+    meta = export(source, args.out, opset=args.opset, data=args.data,
                   measure=not args.no_measure, tta=args.tta)
     print(f"wrote {args.out}")
     for k in ("params", "valtest_accuracy", "privatetest_accuracy"):
@@ -119,6 +121,10 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                         "classifier worker runs)")
     parser.add_argument("--batch", type=int, default=32, help="batch for the timing")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--through-detector", action="store_true",
+                        help="classify crops cut as the live pipeline cuts them (MTCNN box, "
+                        "margin, eye alignment) instead of FER-2013's framing; misses count "
+                        "as wrong")
     return parser
 
 
@@ -127,6 +133,7 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
 
     rep = evaluate(args.model, data=args.data, split=args.split,
                    report_dir=None if args.no_plots else args.report, log_csv=args.log,
-                   threads=args.threads, batch=args.batch)
+                   threads=args.threads, batch=args.batch,
+                   through_detector=args.through_detector)
     print(format_report(rep))
     return 0

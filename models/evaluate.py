@@ -19,7 +19,7 @@ CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int = 7) -> np.ndarray:
-    """Counts: rows = true class, columns = predicted class."""
+    """Counts: rows = true class, columns = predicted class (num_classes square)."""
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
     return cm
@@ -146,8 +146,11 @@ def plot_curves(log: dict[str, list[float]], path) -> None:
 
 
 def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_csv=None,
-             threads: int = 2, batch: int = 32, timing: bool = True) -> dict:
-    """Evaluate ``model_path`` on a FER-2013 split (default PrivateTest); return a report dict."""
+             threads: int = 2, batch: int = 32, timing: bool = True,
+             through_detector: bool = False) -> dict:
+    """Evaluate ``model_path`` on a FER-2013 split (default PrivateTest); return a report dict.
+    ``through_detector``: on crops cut as the live pipeline cuts them (models/pipeline_crops);
+    a face the detector misses counts as wrong."""
     from moodstream.models.data import load_split
 
     info = model_info(model_path)
@@ -156,7 +159,14 @@ def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_cs
     w = int(meta.get("input_width", h))
     scale = float(meta.get("scale", 1 / 127.5))
     offset = float(meta.get("offset", -1.0))
-    x, y = load_split(split, h if h == w else (h, w), data)
+    found = None
+    if through_detector:
+        from moodstream.models.pipeline_crops import pipeline_crops
+
+        x, y = load_split(split, 48, data)
+        x, found = pipeline_crops(x, (h, w), threads=threads, progress=True)
+    else:
+        x, y = load_split(split, h if h == w else (h, w), data)
     xf = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
 
     sess = load_session(model_path, threads)
@@ -164,11 +174,16 @@ def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_cs
     probs = predict(sess, xf)  # one forward pass over the whole split
     pass_s = time.perf_counter() - t
     pred = probs.argmax(axis=1)
-    cm = confusion_matrix(y, pred, len(CLASSES))
-    cmn = row_normalise(cm)
+    if found is not None:
+        pred = np.where(found, pred, -1)  # a missed face is a wrong label
+    # A missed face (-1) takes an eighth column, so each row still sums to its class's faces.
+    cm = confusion_matrix(y, np.where(pred < 0, len(CLASSES), pred), len(CLASSES) + 1)
+    cmn = row_normalise(cm)[:len(CLASSES), :len(CLASSES)]
+    cm = cm[:len(CLASSES), :len(CLASSES)]
     rep = {
         "model": str(model_path),
-        "split": {"test": "PrivateTest", "val": "PublicTest", "train": "Training"}[split],
+        "split": {"test": "PrivateTest", "val": "PublicTest", "train": "Training"}[split]
+        + (" through the detector" if found is not None else ""),
         "n": int(len(y)),
         "accuracy": accuracy(y, pred),
         "per_class_recall": {c: float(cmn[i, i]) for i, c in enumerate(CLASSES)},
@@ -183,6 +198,9 @@ def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_cs
         "prob_sum_max_error": float(np.abs(probs.sum(axis=1) - 1).max()),
         "metadata": meta,
     }
+    if found is not None:
+        rep["detected"] = float(found.mean())
+        rep["accuracy_where_detected"] = accuracy(y[found], pred[found]) if found.any() else 0.0
     if report_dir:
         out = Path(report_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -208,6 +226,8 @@ def format_report(rep: dict) -> str:
         f"model        {rep['model']}",
         f"split        {rep['split']} ({rep['n']} faces)",
         f"accuracy     {rep['accuracy']:.4f}",
+        *([f"detector     found {rep['detected']:.4f} of the faces; accuracy on those "
+           f"{rep['accuracy_where_detected']:.4f}"] if "detected" in rep else []),
         f"params       {rep['params']:,}",
         f"file size    {rep['file_bytes']:,} bytes ({rep['file_bytes'] / 1024:.1f} KiB)",
         f"speed        {rep['ms_per_face']:.3f} ms/face = {1000 / rep['ms_per_face']:,.0f} "

@@ -54,6 +54,24 @@ def _with_input_blur(model, recipe: dict):
     return full
 
 
+def ensemble(models):
+    """One Keras model whose output is the mean of the members' probabilities (an ensemble
+    inside the graph: one call, one file). The members must share the input size."""
+    import keras
+
+    shape = tuple(models[0].inputs[0].shape[1:])
+    if any(tuple(m.inputs[0].shape[1:]) != shape for m in models):
+        raise ValueError("ensemble members must have the same input size")
+    inp = keras.Input(shape, name="input")
+    outs = []
+    for i, member in enumerate(models):
+        # Nested models keep their own layer names; a distinct model name avoids a clash.
+        wrapped = keras.Model(member.inputs[0], member.outputs[0], name=f"member{i}")
+        outs.append(wrapped(inp))
+    out = keras.layers.Average(name="ensemble_mean")(outs)
+    return keras.Model(inp, out, name="ensemble")
+
+
 def with_flip_tta(proto):
     """Test-time augmentation inside the graph: the network sees each face and its mirror
     image in one batch, and the output is the mean of the two probability rows. The cost is
@@ -111,6 +129,31 @@ def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256)
     return float(np.mean(np.concatenate(preds) == y))
 
 
+def _load_source(model_or_path, recipe: dict | None, extra: dict):
+    """(Keras model, recipe) from a model, a .keras file or a run directory (best.keras; its
+    config.json is the recipe, and its training facts go into ``extra``)."""
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        return model_or_path, recipe
+    p = Path(model_or_path)
+    if p.is_dir():
+        if recipe is None and (p / "config.json").exists():
+            recipe = json.loads((p / "config.json").read_text())
+        info = {}
+        if (p / "state.json").exists():  # run in progress: 0-based epochs in state.json
+            st = json.loads((p / "state.json").read_text())
+            info = {"best_epoch": st["best_epoch"] + 1, "epochs_run": st["epoch"] + 1,
+                    "train_seconds": round(st["train_seconds"], 1)}
+        if (p / "result.json").exists():
+            info.update(json.loads((p / "result.json").read_text()))
+        for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch"):
+            if k in info:
+                extra.setdefault(k, info[k])
+        p = p / "best.keras"
+    elif recipe is None and (p.parent / "config.json").exists():
+        recipe = json.loads((p.parent / "config.json").read_text())
+    return load_keras(p), recipe
+
+
 def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
            extra: dict | None = None, opset: int = 13, data=None, measure: bool = True,
            sidecar: bool = True, tta: str = "flip") -> dict:
@@ -120,7 +163,8 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     PrivateTest, +0.9 PublicTest for the shipped model, at twice the network cost); "none".
 
     ``model_or_path``: a Keras model, a ``.keras`` file, or a run directory (uses best.keras
-    and reads config.json / result.json / state.json from it).
+    and reads config.json / result.json / state.json from it); or a list of these, exported
+    as one ensemble (the mean of their probabilities).
     """
     import keras
     import onnx
@@ -129,27 +173,12 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     from moodstream.models.data import OFFSET, SCALE, load_split
 
     extra = dict(extra or {})
-    if isinstance(model_or_path, (str, os.PathLike)):
-        p = Path(model_or_path)
-        if p.is_dir():
-            if recipe is None and (p / "config.json").exists():
-                recipe = json.loads((p / "config.json").read_text())
-            info = {}
-            if (p / "state.json").exists():  # run in progress: 0-based epochs in state.json
-                st = json.loads((p / "state.json").read_text())
-                info = {"best_epoch": st["best_epoch"] + 1, "epochs_run": st["epoch"] + 1,
-                        "train_seconds": round(st["train_seconds"], 1)}
-            if (p / "result.json").exists():
-                info.update(json.loads((p / "result.json").read_text()))
-            for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch"):
-                if k in info:
-                    extra.setdefault(k, info[k])
-            p = p / "best.keras"
-        elif recipe is None and (p.parent / "config.json").exists():
-            recipe = json.loads((p.parent / "config.json").read_text())
-        model = load_keras(p)
+    if isinstance(model_or_path, list | tuple):
+        loaded = [_load_source(m, None, {}) for m in model_or_path]
+        model = ensemble([m for m, _ in loaded])
+        recipe = recipe or {"name": "ensemble", "members": [r or {} for _, r in loaded]}
     else:
-        model = model_or_path
+        model, recipe = _load_source(model_or_path, recipe, extra)
     blur = float((recipe or {}).get("input_blur_sigma") or 0.0)
     if blur > 0 and not any(layer.name == "input_blur" for layer in model.layers):
         model = _with_input_blur(model, recipe)

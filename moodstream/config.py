@@ -94,6 +94,24 @@ class DetectorSettings(BaseSettings):
     name: str = Field("mtcnn-onnx", validation_alias=AliasChoices("MOODSTREAM_DETECTOR"))
     min_face: int = 40
     scale_factor: float = 0.709  # the MTCNN image pyramid factor
+    # Detection that does not redo work (docs/detector.md), each on its own switch.
+    # Lean pyramid (mtcnn-onnx): no P-Net levels for faces above max_face px (0: no bound);
+    # the pyramid built from the frame downscaled by a whole factor while its smallest face
+    # stays at least work_face px (0: from the full frame). Off by default: at 640x480 and
+    # min_face 40 it saved no more than the noise and changed 10% of the clip's labels
+    # (docs/detector.md); it is for large frames with a large min_face.
+    max_face: int = 0
+    work_face: int = 0
+    # Motion gating: a frame like the last detected one of its camera reuses its faces.
+    gate: bool = True
+    gate_fraction: float = 0.002  # of the 80-px thumbnail's pixels allowed to change
+    # Track-guided detection: MTCNN only around the known faces while nothing moves elsewhere.
+    track: bool = True
+    # A full scan at least this often (frames, capture seconds), whatever the motion: the
+    # bound on how late a person who enters without motion is found.
+    full_every_frames: int = 10
+    full_every_s: float = 2.0
+    state_ttl_s: float = 30.0  # a camera's state in Redis (keys.detect_state)
 
 
 class ClassifierSettings(BaseSettings):

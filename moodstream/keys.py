@@ -39,6 +39,12 @@ def history(cam: str) -> str:
     return f"ms:history:{cam}"
 
 
+def detect_state(cam: str) -> str:
+    """Hash with a TTL: the detectors' state of a camera (ts, state: the last detected
+    frame's faces and thumbnail), for motion gating and track-guided detection."""
+    return f"ms:detect:{cam}"
+
+
 def worker(worker_id: str) -> str:
     """Hash with TTL: a live worker's kind, host, pid, throughput and lag."""
     return f"ms:worker:{worker_id}"

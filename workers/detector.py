@@ -21,6 +21,7 @@ from moodstream.images import ImageTooLarge, check_image
 from moodstream.streams import Batch, Output, StreamConsumer
 from moodstream.workers.detectors.base import limit_heap, release_memory
 from moodstream.workers.face_crop import crop_face
+from moodstream.workers.lean_detect import LeanDetector, LeanOptions
 
 log = logging.getLogger("moodstream.detector")
 PREVIEW_TTL_S = 5
@@ -39,6 +40,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale-factor", type=float, default=None,
                         help="MTCNN pyramid factor (0..1, smaller is faster); a camera's "
                              "scale_factor field overrides it")
+    parser.add_argument("--max-face", type=int, default=None,
+                        help="largest face in pixels: no pyramid levels above it (0: no bound; "
+                             "env MOODSTREAM_DETECTOR_MAX_FACE)")
+    parser.add_argument("--work-face", type=int, default=None,
+                        help="build the pyramid from the frame shrunk while the smallest face "
+                             "stays this many pixels (0: off; env MOODSTREAM_DETECTOR_WORK_FACE)")
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=None,
+                        help="reuse the faces of a camera's last detected frame when nothing "
+                             "moved (env MOODSTREAM_DETECTOR_GATE)")
+    parser.add_argument("--track", action=argparse.BooleanOptionalAction, default=None,
+                        help="between full scans, detect only around known faces while "
+                             "nothing moves elsewhere (env MOODSTREAM_DETECTOR_TRACK)")
+    parser.add_argument("--full-every", type=int, default=None,
+                        help="a full scan at least every N frames of a camera "
+                             "(env MOODSTREAM_DETECTOR_FULL_EVERY_FRAMES)")
     parser.add_argument("--newest-only", action=argparse.BooleanOptionalAction,
                         default=None,
                         help="when behind, skip to each camera's newest frame and count the "
@@ -82,12 +98,13 @@ class FaceDetector:
 
     def __init__(self, crop_size: tuple[int, int], min_face: int = 40,
                  min_confidence: float = 0.9, threads: int = 1, detector: str = "mtcnn-onnx",
-                 scale_factor: float = 0.709):
+                 scale_factor: float = 0.709, **options):
+        """options: further detector options (mtcnn-onnx: max_face, work_face)."""
         from moodstream.workers.detectors import make_detector
 
         self.name = detector
         self.detector = make_detector(self.name, min_face=min_face, scale_factor=scale_factor,
-                                      threads=threads)
+                                      threads=threads, **options)
         self.crop_size, self.min_face, self.min_confidence = crop_size, min_face, min_confidence
         self.scale_factor = scale_factor
 
@@ -96,23 +113,35 @@ class FaceDetector:
         """BGR images -> per image, a list of {box, score, landmarks, left_eye, right_eye, crop}.
         min_face / scale_factor: one value or one per image (None: the detector's own)."""
         found = self.detector.detect(images, min_face=min_face, scale_factor=scale_factor)
-        results = []
-        for img, faces in zip(images, found, strict=True):
-            gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
-            out = []
-            for face in faces:
-                if face.score < self.min_confidence:
-                    continue
-                x, y, w, h = face.box
-                if w <= 1 or h <= 1:
-                    continue
-                points = face.landmarks or {}
-                left, right = points.get("left_eye"), points.get("right_eye")
-                out.append({"box": (x, y, w, h), "score": face.score, "landmarks": face.landmarks,
-                            "left_eye": left, "right_eye": right,
-                            "crop": crop_face(gray, (x, y, w, h), self.crop_size, left, right)})
-            results.append(out)
-        return results
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
+    def detect_around(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+        """As detect, but only near the known boxes of each image (track-guided detection;
+        detectors that have detect_around: mtcnn-onnx)."""
+        found = self.detector.detect_around(images, boxes)
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
+    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+        """As detect_around, with O-Net alone on the known boxes (mtcnn-onnx's refine)."""
+        found = self.detector.refine(images, boxes)
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
+    def finish(self, image: np.ndarray, faces) -> list[dict]:
+        """DetectedFaces of an image -> the dicts of detect, crops cut from this image."""
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        out = []
+        for face in faces:
+            if face.score < self.min_confidence:
+                continue
+            x, y, w, h = face.box
+            if w <= 1 or h <= 1:
+                continue
+            points = face.landmarks or {}
+            left, right = points.get("left_eye"), points.get("right_eye")
+            out.append({"box": (x, y, w, h), "score": face.score, "landmarks": face.landmarks,
+                        "left_eye": left, "right_eye": right,
+                        "crop": crop_face(gray, (x, y, w, h), self.crop_size, left, right)})
+        return out
 
 
 class CameraOptions:
@@ -151,10 +180,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as error:  # no model yet: fall back to the paper's input size
         log.warning("could not read the model's input size (%s); using 64x64", error)
         crop_size = (64, 64)
+    d = d.model_copy(update={k: v for k, v in {
+        "max_face": args.max_face, "work_face": args.work_face, "gate": args.gate,
+        "track": args.track, "full_every_frames": args.full_every}.items() if v is not None})
     detector = FaceDetector(crop_size, args.min_face or d.min_face, args.min_confidence,
                             args.threads, detector=args.detector or d.name,
-                            scale_factor=args.scale_factor or d.scale_factor)
-    log.info("detector: %s", detector.detector.describe())
+                            scale_factor=args.scale_factor or d.scale_factor,
+                            max_face=d.max_face, work_face=d.work_face)
+    log.info("detector: %s; gate %s, track %s, full scan every %d frames or %g s",
+             detector.detector.describe(), d.gate, d.track, d.full_every_frames,
+             d.full_every_s)
     consumer: StreamConsumer | None = None
 
     trimmed_at = [time.monotonic()]
@@ -165,9 +200,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             trimmed_at[0] = time.monotonic()
         decoded, rejected = decode_images(items, settings.limits)
         per_camera = [camera_options.get(frame.camera) for _, frame, _ in decoded]
-        found = detector.detect([image for _, _, image in decoded],
-                                min_face=[c.min_face for c in per_camera],
-                                scale_factor=[c.scale_factor for c in per_camera])
+        min_face = [c.min_face or detector.min_face for c in per_camera]
+        scale_factor = [c.scale_factor or detector.scale_factor for c in per_camera]
+        if lean is not None:
+            found = lean.detect([(frame.camera, frame.ts, image) for _, frame, image in decoded],
+                                min_face, scale_factor)
+        else:
+            found = detector.detect([image for _, _, image in decoded], min_face=min_face,
+                                    scale_factor=scale_factor)
         batch = Batch(counters={"faces:in": 0, "faces:found": 0}, rejected=rejected)
         now = time.time()
         for (_, frame, image), faces, camera in zip(decoded, found, per_camera, strict=True):
@@ -191,6 +231,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         count=max(args.batch, NEWEST_ONLY_READ) if newest_only else args.batch,
         stale=True, newest_only=newest_only)
     camera_options = CameraOptions(consumer.redis)
+    lean = (LeanDetector(detector, consumer.redis, LeanOptions.from_settings(d))
+            if d.gate or d.track else None)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0

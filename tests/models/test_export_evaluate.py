@@ -139,3 +139,28 @@ def test_evaluate_and_export_run_through_the_moodstream_command(tiny_onnx, tiny_
 
     assert main(["evaluate", str(tiny_onnx), "--data", str(tiny_npz), "--no-plots"]) == 0
     assert "faces/s" in capsys.readouterr().out
+
+
+def test_an_ensemble_exports_as_one_graph_that_averages_its_members(tmp_path, tiny_npz):
+    pytest.importorskip("tensorflow")
+    from moodstream.models.architecture import build_from_config
+    from moodstream.models.export import export
+    from tests.models.conftest import TINY_ARCH
+
+    members = []
+    for seed in (1, 2):
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        members.append(build_from_config(TINY_ARCH))
+    out = tmp_path / "ensemble.onnx"
+    meta = export(members, out, data=tiny_npz, sidecar=False, tta="none")
+    assert int(meta["params"]) == sum(m.count_params() for m in members)
+    x = np.random.default_rng(0).random((5, 32, 32, 1), dtype=np.float32)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    want = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert json.loads(meta["recipe"])["name"] == "ensemble"

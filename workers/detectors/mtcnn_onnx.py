@@ -18,6 +18,14 @@ What is different is how the work is batched:
 
 Settings per image (``min_face``, ``scale_factor``) are per-camera settings: each image gets
 its own pyramid, and the batch still shares the network calls.
+
+Lean pyramid (issue 14): ``max_face`` drops the levels that only find faces larger than it,
+and ``work_face`` builds the pyramid from the frame downscaled so that the smallest face is
+that many pixels (P-Net's first level sees it at 12 px, so 24 still averages 2x2 pixels per
+level pixel); R-Net and O-Net still cut their patches from the full frame.
+
+Track-guided detection (``detect_around``): P-Net only on a square region around each known
+face, at three face sizes around the known one, then R-Net and O-Net as usual.
 """
 
 from __future__ import annotations
@@ -55,15 +63,28 @@ def session(path: Path, threads: int):
 # ---------------------------------------------------------------- the package's box arithmetic
 
 
-def scale_pyramid(width: int, height: int, min_face: float, factor: float) -> list[float]:
+def scale_pyramid(width: int, height: int, min_face: float, factor: float,
+                  max_face: float | None = None) -> list[float]:
     """mtcnn 1.0's build_scale_pyramid, keeping only levels at least 12 px high and wide
-    (the fix workers/detectors/mtcnn_tf.py applies to the package)."""
+    (the fix workers/detectors/mtcnn_tf.py applies to the package). With max_face, levels
+    whose 12 px cell is a face larger than max_face go, but one: P-Net's window at a level
+    also answers for faces up to 1/factor its size, and the regression stretches it."""
     min_dim = min(width, height)
     if min_dim < CELL:
         return []
     count = round(-((np.log(min_dim / CELL) / np.log(factor)) + 1))
     scales = (CELL / min_face) * factor ** np.arange(max(count, 0))
+    if max_face:
+        scales = scales[scales >= CELL / max_face * factor]
     return [float(s) for s in scales if min_dim * s >= CELL]
+
+
+def work_step(min_face: float, work_face: float) -> int:
+    """The working resolution for the pyramid, as a whole divisor of the frame's size: the
+    largest at which the smallest face is still at least work_face px (1: the frame itself;
+    also when work_face is 0). Whole divisors, because OpenCV's area resize is several times
+    faster at them than at fractional ratios (which cost more than they saved)."""
+    return max(1, int(min_face // work_face)) if work_face and min_face > 0 else 1
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
@@ -213,6 +234,28 @@ def area_pyramid(image: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.nda
     return out
 
 
+def region(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The side x side square of image at (x0, y0); where it leaves the image, mid grey
+    (what P-Net sees as 0 after its normalisation)."""
+    h, w = image.shape[:2]
+    left, top = max(0, -x0), max(0, -y0)
+    right, bottom = max(0, x0 + side - w), max(0, y0 + side - h)
+    inside = image[max(0, y0):min(h, y0 + side), max(0, x0):min(w, x0 + side)]
+    if not (left or top or right or bottom):
+        return inside
+    if inside.size == 0:
+        return np.full((side, side, 3), 128, np.uint8)
+    return cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                              value=(128, 128, 128))
+
+
+def shrink(image: np.ndarray, step: int) -> np.ndarray:
+    """The image divided in size by a whole step, by area averaging (uint8)."""
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, w // step), max(1, h // step)),
+                      interpolation=cv2.INTER_AREA)
+
+
 def pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int]:
     """Shelf-pack (h, w) rectangles at even offsets with GAP pixels around each.
     Returns their (y, x) positions and the canvas (height, width)."""
@@ -252,7 +295,9 @@ class MtcnnOnnx(Detector):
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
                  min_confidence: float = 0.0, threads: int = 1, model_dir: Path | str | None = None,
                  pnet_batching: str = "levels", max_candidates: int = 4000,
-                 pnet_max_pixels: int = 1 << 16, **_ignored):
+                 pnet_max_pixels: int = 1 << 16, max_face: float | None = None,
+                 work_face: float = 0, track_sizes: tuple[float, ...] = (0.709, 1.0, 1.41),
+                 track_margin: float = 2.0, **_ignored):
         if pnet_batching not in ("mosaic", "levels"):
             raise ValueError(f"pnet_batching must be 'mosaic' or 'levels', not {pnet_batching!r}")
         model_dir = Path(model_dir) if model_dir else assets.mtcnn_dir()
@@ -273,10 +318,17 @@ class MtcnnOnnx(Detector):
         self.pnet_max_pixels = int(pnet_max_pixels)  # per P-Net call in "levels" batching
         self.nms_pnet_level, self.nms_pnet, self.nms_rnet, self.nms_onet = 0.5, 0.7, 0.7, 0.7
         self.calls = {"pnet": 0, "rnet": 0, "onet": 0}  # network calls, for tests and benches
+        self.max_face = float(max_face) if max_face else None  # lean pyramid
+        self.work_face = max(float(work_face), CELL) if work_face else 0.0
+        # Track-guided detection: P-Net on a square of track_margin x the face's side around
+        # each known face, at these multiples of its size.
+        self.track_sizes, self.track_margin = tuple(track_sizes), float(track_margin)
 
     def describe(self) -> str:
-        return (f"mtcnn-onnx (min_face={self.min_face:g}, scale_factor={self.scale_factor:g}, "
-                f"P-Net {self.pnet_batching})")
+        lean = (f", max_face={self.max_face:g}" if self.max_face else "") + (
+            f", work_face={self.work_face:g}" if self.work_face else "")
+        return (f"mtcnn-onnx (min_face={self.min_face:g}, scale_factor={self.scale_factor:g}"
+                f"{lean}, P-Net {self.pnet_batching})")
 
     # ------------------------------------------------------------ the cascade
 
@@ -291,30 +343,109 @@ class MtcnnOnnx(Detector):
             raise ValueError("scale_factor must be between 0 and 1")
         levels = [(i, s) for i, img in enumerate(images)
                   for s in scale_pyramid(img.shape[1], img.shape[0], float(faces[i]),
-                                         float(factors[i]))]
-        proposals = self._stage_pnet(images, levels)
+                                         float(factors[i]), self.max_face)]
+        proposals = self._stage_pnet(images, levels, [self._working(img, float(f))
+                                                      for img, f in zip(images, faces,
+                                                                        strict=True)])
         refined = self._stage_rnet(images, proposals)
         return self._stage_onet(images, refined)
 
-    def _stage_pnet(self, images, levels) -> list[np.ndarray]:
+    def detect_around(self, images: list[np.ndarray],
+                      tracks: list[list[tuple[int, int, int, int]]]) -> list[list[DetectedFace]]:
+        """Faces near known ones: per image, its known boxes (x, y, w, h). P-Net runs only on
+        a square of track_margin x the face's side around each box, resampled so that the
+        face is 12 px / k for each k in track_sizes (the same few sizes for every track, so
+        the regions of all tracks of all images share one P-Net call per size); then R-Net
+        and O-Net on the full image, as in detect. A face that moved less than half its size
+        (with the default margin) and changed size by less than a pyramid step is found."""
+        if not images:
+            return []
+        images = [as_bgr(img) for img in images]
+        if len(tracks) != len(images):
+            raise ValueError(f"{len(tracks)} track lists for {len(images)} images")
+        regions, owners = [], []  # (origin x, origin y, side), image index
+        inputs: list[np.ndarray] = []
+        # Even sizes: P-Net's 'same' max pool then pads nothing, so a level padded at its
+        # bottom and right gives its own cells exactly, and all levels go in one call.
+        sides = [max(CELL, 2 * round(CELL * self.track_margin / k / 2))
+                 for k in self.track_sizes]
+        big = max(sides)
+        for i, (img, boxes) in enumerate(zip(images, tracks, strict=True)):
+            for x, y, w, h in boxes:
+                side = max(CELL, round(max(w, h) * self.track_margin))
+                x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
+                roi = region(img, x0, y0, side)
+                if side >= 4 * big:  # a big face: its integral image would cost most
+                    roi = shrink(roi, side // (2 * big))
+                for size, pixels in zip(sides, area_pyramid(roi, [(s, s) for s in sides]),
+                                        strict=True):
+                    canvas = np.zeros((big, big, 3), np.float32)
+                    canvas[:size, :size] = pixels
+                    inputs.append(canvas)
+                regions.append((x0, y0, side))
+                owners.append(i)
+        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in images]
+        if not inputs:
+            return [[] for _ in images]
+        reg, prob = self._pnet(np.stack(inputs))
+        for k, ((x0, y0, side), i) in enumerate(zip(regions, owners, strict=True)):
+            for j, size in enumerate(sides):
+                row, cells = k * len(sides) + j, pnet_cells(size)
+                part = self._level_proposals(prob[row, 1, :cells, :cells],
+                                             reg[row, :, :cells, :cells], size / side, (x0, y0))
+                if part is not None:
+                    found[i].append(part)
+        refined = self._stage_rnet(images, self._merge_proposals(found))
+        return self._stage_onet(images, refined)
+
+    def refine(self, images: list[np.ndarray],
+               tracks: list[list[tuple[int, int, int, int]]]) -> list[list[DetectedFace]]:
+        """O-Net alone on each known box (x, y, w, h), squared as R-Net's output is: the
+        cheapest step of track-guided detection, for faces that moved less than O-Net's
+        regression corrects (a tenth of their size or so). A face O-Net no longer accepts
+        there is missing from the result; the caller then searches with detect_around."""
+        if len(tracks) != len(images):
+            raise ValueError(f"{len(tracks)} track lists for {len(images)} images")
+        images = [as_bgr(img) for img in images]
+        boxes = [square(np.array([[x, y, x + w, y + h] for x, y, w, h in known], np.float64)
+                        .reshape(-1, 4)) for known in tracks]
+        return self._stage_onet(images, boxes)
+
+    def _working(self, image: np.ndarray, min_face: float) -> np.ndarray:
+        """The image the pyramid is built from (see work_scale)."""
+        step = work_step(min_face, self.work_face)
+        return image if step == 1 else shrink(image, step)
+
+    def _level_proposals(self, prob, reg, scale, origin=(0.0, 0.0)):
+        """P-Net's boxes of one level (image pixels, offset by origin) with their scores,
+        after the per-level NMS; None when no cell passes the threshold."""
+        ys, xs = np.nonzero(prob > self.thresholds[0])
+        if not len(ys):
+            return None
+        # mtcnn 1.0's generate_bounding_box: the window of cell (y, x) runs from
+        # stride * (y, x) + 1 to stride * (y, x) + 12, and is 11 px for the regression
+        d = reg[:, ys, xs].T.astype(np.float64) * (CELL - 1)
+        x0, y0 = xs * STRIDE + 1, ys * STRIDE + 1
+        x1, y1 = xs * STRIDE + CELL, ys * STRIDE + CELL
+        boxes = np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 2], y1 + d[:, 3]],
+                         axis=1) / scale
+        boxes += np.array([origin[0], origin[1], origin[0], origin[1]], np.float64)
+        boxes, scores = sort_best_first(boxes, prob[ys, xs].astype(np.float64))
+        keep = nms(boxes, self.nms_pnet_level)
+        return boxes[keep], scores[keep]
+
+    def _stage_pnet(self, images, levels, working=None) -> list[np.ndarray]:
         """Per image: squared proposal boxes (N, 4) x1, y1, x2, y2."""
-        per_level = self._run_pnet(images, levels)
-        t = self.thresholds[0]
+        per_level = self._run_pnet(images, levels, working or images)
         found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in images]
         for (i, scale), (prob, reg) in zip(levels, per_level, strict=True):
-            ys, xs = np.nonzero(prob > t)
-            if not len(ys):
-                continue
-            # mtcnn 1.0's generate_bounding_box: the window of cell (y, x) runs from
-            # stride * (y, x) + 1 to stride * (y, x) + 12, and is 11 px for the regression
-            d = reg[:, ys, xs].T.astype(np.float64) * (CELL - 1)
-            x0, y0 = xs * STRIDE + 1, ys * STRIDE + 1
-            x1, y1 = xs * STRIDE + CELL, ys * STRIDE + CELL
-            boxes = np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 2], y1 + d[:, 3]],
-                             axis=1) / scale
-            boxes, scores = sort_best_first(boxes, prob[ys, xs].astype(np.float64))
-            keep = nms(boxes, self.nms_pnet_level)
-            found[i].append((boxes[keep], scores[keep]))
+            part = self._level_proposals(prob, reg, scale)
+            if part is not None:
+                found[i].append(part)
+        return self._merge_proposals(found)
+
+    def _merge_proposals(self, found) -> list[np.ndarray]:
+        """Per image, its levels' proposals together: the cross-level NMS, squared."""
         result = []
         for parts in found:
             if not parts:
@@ -326,12 +457,13 @@ class MtcnnOnnx(Detector):
             result.append(square(boxes[nms(boxes, self.nms_pnet)]))
         return result
 
-    def _run_pnet(self, images, levels) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per level: P-Net's face probability (h, w) and regression (4, h, w)."""
+    def _run_pnet(self, images, levels, working) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per level: P-Net's face probability (h, w) and regression (4, h, w). Level sizes
+        come from the images; the pixels from `working` (the images or smaller copies)."""
         if not levels:
             return []
         sizes = [(int(images[i].shape[0] * s), int(images[i].shape[1] * s)) for i, s in levels]
-        resized = self._pyramid(images, levels, sizes)
+        resized = self._pyramid(working, levels, sizes)
         out: list = [None] * len(levels)
         if self.pnet_batching == "mosaic":
             positions, height, width = pack(sizes)
@@ -345,6 +477,11 @@ class MtcnnOnnx(Detector):
                 cy, cx, ch, cw = y // 2, x // 2, pnet_cells(h), pnet_cells(w)
                 out[k] = (prob[0, 1, cy:cy + ch, cx:cx + cw], reg[0, :, cy:cy + ch, cx:cx + cw])
             return out
+        return self._pnet_stacked(resized, sizes)
+
+    def _pnet_stacked(self, resized, sizes) -> list[tuple[np.ndarray, np.ndarray]]:
+        """P-Net on each input, inputs of one size stacked into calls."""
+        out: list = [None] * len(sizes)
         groups: dict[tuple[int, int], list[int]] = {}
         for k, size in enumerate(sizes):
             groups.setdefault(size, []).append(k)

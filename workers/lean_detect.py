@@ -1,0 +1,324 @@
+"""Detection that does not redo work (issue 14): motion gating and track-guided detection for
+the live detector.
+
+For each frame of a camera, `LeanDetector` picks one of three ways, from the camera's state
+(the faces of its last detected frame and a small grey thumbnail of that frame):
+
+- ``full``: the whole cascade on the whole frame. Always when there is no state, when the
+  frame size or the camera's detector settings changed, when a full scan is due (every
+  `full_every_frames` frames or `full_every_s` seconds of capture time: the bound on how late
+  a person who enters without setting off the motion test is found), or when something moved
+  outside the known faces.
+- ``gate``: nothing moved since the last detected frame: its faces are reused.
+- ``track``: motion only where the known faces are: O-Net alone on the known boxes
+  (MtcnnOnnx.refine); for a frame where that loses a face, P-Net, R-Net and O-Net around
+  them (MtcnnOnnx.detect_around); where that still loses one, a full scan after all, so that
+  a face that moved too far is not lost.
+
+Whatever the way, the crops are cut from the current frame, so expressions stay live, and the
+output is the same as FaceDetector.detect's.
+
+The state lives in Redis (keys.detect_state, a hash with a TTL), not in the process: the
+detectors of a consumer group take a camera's consecutive frames in turn, on any machine.
+A state is written only by a frame captured later than the one that wrote the stored state
+(a Lua compare-and-set), so a slow detector never puts an older state back. Two detectors
+that read the same state decide from the same reference: the worst outcome is one more full
+scan, or tracking from a reference one frame older (the regions around faces allow for it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from moodstream import keys
+from moodstream.workers.detectors.base import DetectedFace
+
+THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
+# A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
+# levels counts as changed for the gate; JPEG noise on a still scene stays below it.
+STILL_LEVEL = 6
+# Motion outside faces: a pixel moved when it leaves the range of its 3x3 neighbourhood in
+# the (shift-compensated) reference by more than this: a camera that sways a little, or a
+# photo that jitters, is not motion; a new person is.
+MOTION_LEVEL = 24
+BLOCK = 16  # thumbnail pixels: blocks aligned each by its own shift
+MAX_SHIFT = 4  # thumbnail pixels (32 at 640 px): a larger shift of a block is motion
+
+WRITE_STATE = """
+local stored = redis.call('HGET', KEYS[1], 'ts')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'state', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+@dataclass
+class LeanOptions:
+    gate: bool = True
+    track: bool = True
+    full_every_frames: int = 10
+    full_every_s: float = 2.0
+    gate_fraction: float = 0.002  # of thumbnail pixels that may change in a still frame
+    state_ttl_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, d) -> LeanOptions:
+        return cls(gate=d.gate, track=d.track, full_every_frames=d.full_every_frames,
+                   full_every_s=d.full_every_s, gate_fraction=d.gate_fraction,
+                   state_ttl_s=d.state_ttl_s)
+
+
+@dataclass
+class CameraState:
+    """What a camera's next frame is compared with: the last detected frame (full or
+    tracked; a gated frame changes nothing but the count)."""
+
+    ts: float  # capture time of the frame that wrote this state
+    full_ts: float  # capture time of the last full scan
+    since_full: int  # frames since the last full scan
+    size: tuple[int, int]  # frame (width, height)
+    settings: str  # the detector settings it was found with
+    faces: list[dict] = field(default_factory=list)  # DetectedFace.to_json() of each
+    thumb: np.ndarray | None = None
+
+    def encode(self) -> bytes:
+        head = {"ts": self.ts, "full_ts": self.full_ts, "since_full": self.since_full,
+                "size": list(self.size), "settings": self.settings, "faces": self.faces,
+                "thumb": list(self.thumb.shape)}
+        return json.dumps(head).encode() + b"\n" + self.thumb.tobytes()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> CameraState | None:
+        """None for a missing or unreadable state (the frame then gets a full scan)."""
+        if not raw:
+            return None
+        try:
+            head, pixels = raw.split(b"\n", 1)
+            meta = json.loads(head)
+            h, w = (int(v) for v in meta["thumb"])
+            thumb = np.frombuffer(pixels, np.uint8).reshape(h, w)
+            return cls(float(meta["ts"]), float(meta["full_ts"]), int(meta["since_full"]),
+                       tuple(int(v) for v in meta["size"]), str(meta["settings"]),
+                       list(meta["faces"]), thumb)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def detected(self) -> list[DetectedFace]:
+        return [DetectedFace(tuple(f["box"]), f["score"],
+                             {k: tuple(v) for k, v in f["landmarks"].items()}
+                             if f.get("landmarks") else None) for f in self.faces]
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A small grey copy (THUMB_WIDTH wide, aspect kept), by area averaging."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (THUMB_WIDTH, max(1, round(THUMB_WIDTH * h / w))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+
+
+def still(reference: np.ndarray, current: np.ndarray, fraction: float) -> bool:
+    """Nothing moved: at most `fraction` of the thumbnail's pixels changed by more than
+    STILL_LEVEL grey levels."""
+    changed = np.count_nonzero(cv2.absdiff(reference, current) > STILL_LEVEL)
+    return changed <= fraction * current.size
+
+
+def regions(boxes, scale: float, margin: float, shape) -> np.ndarray:
+    """Mask (thumbnail shape) of the squares of `margin` x each face's side around the faces
+    (the regions track-guided detection searches), boxes in frame pixels."""
+    mask = np.zeros(shape, bool)
+    for x, y, w, h in boxes:
+        half = max(w, h) * margin / 2 * scale
+        cx, cy = (x + w / 2) * scale, (y + h / 2) * scale
+        mask[max(0, math.floor(cy - half)):max(0, math.ceil(cy + half)),
+             max(0, math.floor(cx - half)):max(0, math.ceil(cx + half))] = True
+    return mask
+
+
+def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray) -> int:
+    """Thumbnail pixels that moved outside the `known` mask. Each block of BLOCK pixels of
+    the reference is first aligned on the current frame by its own shift (phase correlation;
+    a sway, zoom or small turn of the whole scene is a shift in each block), and a pixel
+    moved only when it leaves the range of its 3x3 neighbourhood in the aligned reference by
+    MOTION_LEVEL: a scene that sways or jitters a little does not count; a new person does."""
+    ref, cur = reference.astype(np.float32), current.astype(np.float32)
+    h, w = ref.shape
+    kernel = np.ones((3, 3), np.uint8)
+    moved = np.zeros((h, w), bool)
+    largest = 0.0
+    for y in range(0, h, BLOCK):
+        for x in range(0, w, BLOCK):
+            y1, x1 = min(h, y + BLOCK), min(w, x + BLOCK)
+            if y1 - y < 4 or x1 - x < 4:
+                continue
+            (dx, dy), _ = cv2.phaseCorrelate(ref[y:y1, x:x1], cur[y:y1, x:x1])
+            if abs(dx) > MAX_SHIFT or abs(dy) > MAX_SHIFT:  # no sensible alignment
+                dx = dy = 0.0
+            largest = max(largest, abs(dx), abs(dy))
+            # the block with a rim, so that the shift brings real pixels into it
+            ry0, rx0 = max(0, y - MAX_SHIFT - 1), max(0, x - MAX_SHIFT - 1)
+            ry1, rx1 = min(h, y1 + MAX_SHIFT + 1), min(w, x1 + MAX_SHIFT + 1)
+            part = cv2.warpAffine(ref[ry0:ry1, rx0:rx1], np.float32([[1, 0, dx], [0, 1, dy]]),
+                                  (rx1 - rx0, ry1 - ry0), borderMode=cv2.BORDER_REPLICATE)
+            high, low = cv2.dilate(part, kernel), cv2.erode(part, kernel)
+            sy, sx = slice(y - ry0, y1 - ry0), slice(x - rx0, x1 - rx0)
+            block = cur[y:y1, x:x1]
+            moved[y:y1, x:x1] = (block > high[sy, sx] + MOTION_LEVEL) | (
+                block < low[sy, sx] - MOTION_LEVEL)
+    rim = math.ceil(largest) + 1  # edges a shift uncovers
+    moved[:rim], moved[-rim:], moved[:, :rim], moved[:, -rim:] = False, False, False, False
+    moved &= ~known
+    # A moving person is a blob; what the alignment leaves (aliasing of the 8x reduction at
+    # sharp edges) is single pixels: an opening keeps only blobs of at least 2x2.
+    moved = cv2.morphologyEx(moved.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    return int(np.count_nonzero(moved))
+
+
+def motion_area(min_face: float, scale: float) -> float:
+    """Moved thumbnail pixels that call for a full scan: a quarter of the smallest face."""
+    return max(3.0, (min_face * scale) ** 2 / 4)
+
+
+@dataclass
+class Plan:
+    """One frame's way (full, gate, track) and what it needs."""
+
+    way: str
+    thumb: np.ndarray
+    state: CameraState | None
+
+
+class LeanDetector:
+    """FaceDetector plus gating and tracking, with each camera's state in Redis."""
+
+    def __init__(self, detector, r, options: LeanOptions):
+        self.detector, self.redis, self.options = detector, r, options
+        self.can_track = hasattr(detector.detector, "detect_around")
+        self._write = r.register_script(WRITE_STATE)
+        # frames by way; "searched": tracked frames that O-Net alone did not settle,
+        # "retry": tracked frames that needed a full scan after all
+        self.ways = {"full": 0, "gate": 0, "track": 0, "searched": 0, "retry": 0}
+
+    def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
+             state: CameraState | None) -> Plan:
+        thumb = thumbnail(image)
+        o = self.options
+        size = (image.shape[1], image.shape[0])
+        if (state is None or state.size != size or state.settings != settings
+                or state.thumb is None or state.thumb.shape != thumb.shape
+                or not (o.gate or o.track)):
+            return Plan("full", thumb, state)
+        if (state.since_full + 1 >= o.full_every_frames
+                or ts - state.full_ts >= o.full_every_s or ts < state.ts):
+            return Plan("full", thumb, state)
+        if o.gate and still(state.thumb, thumb, o.gate_fraction):
+            return Plan("gate", thumb, state)
+        if o.track and self.can_track:
+            scale = thumb.shape[1] / size[0]
+            boxes = [f["box"] for f in state.faces]
+            known = regions(boxes, scale, self.detector.detector.track_margin, thumb.shape)
+            if motion_outside(state.thumb, thumb, known) < motion_area(min_face, scale):
+                return Plan("track" if boxes else "gate", thumb, state)
+        return Plan("full", thumb, state)
+
+    def load(self, cameras) -> dict[str, CameraState | None]:
+        cameras = sorted(set(cameras))
+        pipe = self.redis.pipeline(transaction=False)
+        for cam in cameras:
+            pipe.hget(keys.detect_state(cam), "state")
+        return {cam: CameraState.decode(raw)
+                for cam, raw in zip(cameras, pipe.execute(), strict=True)}
+
+    def save(self, states: dict[str, CameraState]) -> None:
+        ttl = max(1, math.ceil(self.options.state_ttl_s))
+        pipe = self.redis.pipeline(transaction=False)
+        for cam, state in states.items():
+            self._write(keys=[keys.detect_state(cam)], args=[repr(state.ts), state.encode(), ttl],
+                        client=pipe)
+        pipe.execute()
+
+    def detect(self, frames, min_face, scale_factor) -> list[list[dict]]:
+        """frames: (camera, capture ts, BGR image); min_face / scale_factor: one per frame.
+        Returns per frame what FaceDetector.detect returns. Frames of one camera are taken in
+        capture order, one per round, so that each sees the state its predecessor left;
+        the frames of a round share the network calls."""
+        order = sorted(range(len(frames)), key=lambda k: (frames[k][0], frames[k][1]))
+        rounds: list[list[int]] = []
+        depth: dict[str, int] = {}
+        for k in order:
+            cam = frames[k][0]
+            n = depth.get(cam, 0)
+            depth[cam] = n + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(k)
+        states = self.load(depth)
+        changed: dict[str, CameraState] = {}
+        results: list = [None] * len(frames)
+        for members in rounds:
+            self._round(frames, members, min_face, scale_factor, states, changed, results)
+        self.save(changed)
+        return results
+
+    def _round(self, frames, members, min_face, scale_factor, states, changed, results):
+        plans = {}
+        for k in members:
+            cam, ts, image = frames[k]
+            plans[k] = self.plan(ts, image, f"{min_face[k]}/{scale_factor[k]}", min_face[k],
+                                 states.get(cam))
+        full = [k for k in members if plans[k].way == "full"]
+        track = [k for k in members if plans[k].way == "track"]
+        for k in members:
+            if plans[k].way == "gate":
+                state = plans[k].state
+                results[k] = self.detector.finish(frames[k][2], state.detected())
+        # Tracking in steps, each only for the frames the cheaper one failed: O-Net alone on
+        # the known boxes; P-Net, R-Net and O-Net around them; the full frame.
+        for step in (self.detector.refine, self.detector.detect_around):
+            if not track:
+                break
+            found = step([frames[k][2] for k in track],
+                         [[f["box"] for f in plans[k].state.faces] for k in track])
+            lost = []
+            for k, faces in zip(track, found, strict=True):
+                if len(faces) < len(plans[k].state.faces):  # lost one: look further
+                    lost.append(k)
+                else:
+                    results[k] = faces
+            self.ways["searched" if step == self.detector.refine else "retry"] += len(lost)
+            track = lost
+        for k in track:
+            plans[k].way = "full"
+            full.append(k)
+        if full:
+            found = self.detector.detect([frames[k][2] for k in full],
+                                         min_face=[min_face[k] for k in full],
+                                         scale_factor=[scale_factor[k] for k in full])
+            for k, faces in zip(full, found, strict=True):
+                results[k] = faces
+        for k in members:
+            cam, ts, image = frames[k]
+            plan = plans[k]
+            self.ways[plan.way] += 1
+            states[cam] = changed[cam] = self._next_state(plan, ts, image, results[k],
+                                                          f"{min_face[k]}/{scale_factor[k]}")
+
+    @staticmethod
+    def _next_state(plan: Plan, ts, image, faces, settings) -> CameraState:
+        old = plan.state
+        if plan.way == "gate":
+            return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
+                               old.faces, old.thumb)
+        stored = [DetectedFace(f["box"], f["score"], f["landmarks"]).to_json() for f in faces]
+        if plan.way == "track":
+            return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
+                               stored, plan.thumb)
+        return CameraState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
+                           plan.thumb)
