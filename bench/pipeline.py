@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from moodstream import keys  # noqa: E402
 from moodstream.accounting import pipeline_stats  # noqa: E402
 from moodstream.contract import Frame  # noqa: E402
+from moodstream.streams import wake_consumers  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
@@ -74,6 +75,7 @@ def publish(r: redis.Redis, jpegs: list[bytes], fps: float | None, cameras: int 
         pipe.xadd(keys.FRAMES, Frame(f"cam{i % cameras}", i, time.time(), jpeg).encode(),
                   maxlen=10000)
         pipe.hincrby(keys.STATS, "frames:in", 1)
+        wake_consumers(pipe, keys.FRAMES)
         pipe.execute()
 
 

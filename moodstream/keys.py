@@ -39,6 +39,13 @@ def history(cam: str) -> str:
     return f"ms:history:{cam}"
 
 
+def wake(stream: str) -> str:
+    """Stream of length 1 that producers bump with each write to `stream`. Idle consumers
+    block on it, not on `stream` itself: a blocking XREAD there hands every idle worker the
+    newest entry, a whole JPEG, only to say that something arrived."""
+    return f"{stream}:wake"
+
+
 def detect_state(cam: str) -> str:
     """Hash with a TTL: the detectors' state of a camera (ts, state: the last detected
     frame's faces and thumbnail), for motion gating and track-guided detection."""

@@ -100,6 +100,11 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
+def wake_consumers(pipe, stream: str) -> None:
+    """Queue on `pipe` the nudge that wakes the consumers idling on `stream` (keys.wake)."""
+    pipe.xadd(keys.wake(stream), {"n": "1"}, maxlen=1, approximate=False)
+
+
 class StreamConsumer:
     """Runs `handle(items)` over one stage's consumer group until stopped.
 
@@ -136,6 +141,9 @@ class StreamConsumer:
         self._lag = self.redis.register_script(LAG)
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
+        # Last nudge seen on keys.wake(stream): waiting from it, not from "$", a nudge that
+        # came between the empty read and the wait still wakes us at once.
+        self._wake_id = "0-0"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -202,8 +210,11 @@ class StreamConsumer:
                 time.sleep(self.gather_ms / 1000)
                 entries += self._read_new(self.count - len(entries))
         if not entries:
-            # Nothing new: block briefly on the stream without consuming anything.
-            self.redis.xread({self.stream: "$"}, count=1, block=self.block_ms)
+            # Nothing new: wait for a producer's nudge (a few bytes), at most block_ms.
+            woke = self.redis.xread({keys.wake(self.stream): self._wake_id}, count=1,
+                                    block=self.block_ms)
+            if woke:
+                self._wake_id = woke[0][1][-1][0]
             return False
         self.process(entries)
         return True
@@ -301,6 +312,8 @@ class StreamConsumer:
         pipe = self.redis.pipeline(transaction=True)
         for out in batch.outputs:
             pipe.xadd(out.stream, out.fields, maxlen=out.maxlen, approximate=True)
+        for stream in {out.stream for out in batch.outputs}:
+            wake_consumers(pipe, stream)
         for op in batch.ops:
             op(pipe)
         for eid, fields, reason in dead:

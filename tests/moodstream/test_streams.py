@@ -33,8 +33,9 @@ def consumer(redis_server, handle=None, **kw) -> StreamConsumer:
         settings = settings.model_copy(
             update={"streams": settings.streams.model_copy(update=streams)})
     name = kw.pop("consumer", None)
+    kw.setdefault("block_ms", 50)
     c = StreamConsumer(settings, "frames", "test", Frame.decode, handle or passthrough,
-                       count=4, block_ms=50, stale="stale_after_s" in streams, **kw)
+                       count=4, stale="stale_after_s" in streams, **kw)
     c.consumer = name or c.consumer
     return c
 
@@ -216,3 +217,40 @@ def test_undelivered_is_counted_on_redis_6_2_and_7(tmp_path):
         finally:
             server.stop()
     assert "6.2" in seen_versions
+
+
+def test_idle_consumers_wake_on_a_nudge_without_being_sent_the_frames(r, redis_server):
+    import threading
+
+    from moodstream.streams import wake_consumers
+
+    workers = [consumer(redis_server, consumer=f"w{i}", block_ms=2000) for i in range(2)]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # both idle, waiting
+    jpeg = bytes(100_000)
+    sent_before = int(r.info("stats")["total_net_output_bytes"])
+    started = time.monotonic()
+    for i in range(20):
+        pipe = r.pipeline(transaction=True)
+        pipe.xadd(keys.FRAMES, Frame("c", i, time.time(), jpeg).encode())
+        pipe.hincrby(keys.STATS, "frames:in", 1)
+        wake_consumers(pipe, keys.FRAMES)
+        pipe.execute()
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while pipeline_stats(r)["frames"]["processed"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    sent = int(r.info("stats")["total_net_output_bytes"]) - sent_before
+    for w in workers:
+        w.stop_event.set()
+    for t in threads:
+        t.join(5)
+    assert pipeline_stats(r)["frames"]["processed"] == 20
+    # Each frame leaves Redis once, to the worker that takes it (a blocking XREAD on the
+    # frames stream itself sent it to every idle worker as well: up to 3x).
+    assert sent < 1.3 * 20 * len(jpeg), sent
+    # Woken by the nudge, not by the 2 s wait timing out.
+    assert took < 20 * 0.05 + 1.5, took
