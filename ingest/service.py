@@ -18,6 +18,7 @@ from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+from moodstream.streams import wake_consumers
 
 log = logging.getLogger("moodstream.ingest")
 
@@ -101,6 +102,7 @@ class Publisher:
             pipe = self.redis.pipeline(transaction=True)
             pipe.xadd(keys.FRAMES, entry, maxlen=self.frames_maxlen, approximate=True)
             pipe.hincrby(keys.STATS, "frames:in", 1)
+            wake_consumers(pipe, keys.FRAMES)
             pipe.execute()
         except OUTAGE_ERRORS as error:
             # The frame never entered the pipeline, so it is not counted; live beats late.
