@@ -305,6 +305,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker = bulk_jobs.BulkWorker([bulk_jobs.make_queue(args.queue, connection)],
                                   connection=connection, name=args.name)
     worker.heartbeat_ttl = settings.bulk.heartbeat_ttl
+    worker.preload_at_start = settings.bulk.preload
     worker.preload_options = bulk_jobs.default_options(settings, model=args.model,
                                                        min_face=args.min_face,
                                                        detector=args.detector)

@@ -18,9 +18,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
 from rq import Queue, Retry, SimpleWorker, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -29,6 +28,10 @@ from moodstream.config import MIB, BulkSettings, LimitSettings, Settings
 from moodstream.images import ImageTooLarge, check_image, check_pixels
 from moodstream.workers.bulk_results import Group, unique_name
 from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
+
+if TYPE_CHECKING:  # OpenCV and numpy load with the first job: an idle worker stays light
+    import cv2
+    import numpy as np
 
 log = logging.getLogger("moodstream.bulk")
 
@@ -136,6 +139,8 @@ class Plan:
 
 def check_video_size(cap: cv2.VideoCapture, max_pixels: int) -> None:
     """InputError when the container declares frames above the pixel limit."""
+    import cv2
+
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     try:
@@ -146,6 +151,8 @@ def check_video_size(cap: cv2.VideoCapture, max_pixels: int) -> None:
 
 def probe_video(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, float]:
     """Frame count and frame rate from the container, or InputError."""
+    import cv2
+
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
@@ -388,6 +395,8 @@ def local_input(path: str) -> str:
 
 
 def analyze_image(path: str, options: dict) -> dict:
+    import cv2
+
     progress = Progress(1)
     result = _result(path, "image", progress)
     try:
@@ -414,6 +423,8 @@ def analyze_image(path: str, options: dict) -> dict:
 def read_frames(path: str, start: int, end: int, wanted: list[int]):
     """Yields (index, BGR frame) for the wanted indices in [start, end) (end 0: to the end),
     decoding only what it must. Stops early (without raising) where the video ends."""
+    import cv2
+
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise InputError("cannot open as a video: not a video file, or truncated/corrupt")
@@ -437,6 +448,8 @@ def read_frames(path: str, start: int, end: int, wanted: list[int]):
 
 def analyze_video_chunk(path: str, start: int, end: int, options: dict) -> dict:
     """Frames [start, end) of a video sampled at options['fps'] (end 0: the whole video)."""
+    import cv2
+
     try:
         local = local_input(path)
     except StagingError as error:
@@ -584,6 +597,7 @@ class BulkWorker(SimpleWorker):
 
     heartbeat_ttl = 60  # run_worker sets settings.bulk.heartbeat_ttl
     preload_options: dict | None = None
+    preload_at_start = True  # run_worker sets settings.bulk.preload
     job_class = BulkJob
 
     def __init__(self, *args, **kwargs):
@@ -607,7 +621,8 @@ class BulkWorker(SimpleWorker):
             self.log.error("could not preload the models: %s", error)
 
     def work(self, *args, **kwargs):
-        self.preload()
+        if self.preload_at_start:
+            self.preload()
         return super().work(*args, **kwargs)
 
     def execute_job(self, job, queue):
