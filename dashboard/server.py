@@ -89,8 +89,11 @@ def untimed_websockets(app):
 
 
 class DashboardServer(BaseApplication):
-    def __init__(self, app, options: dict):
-        self.application, self.options = app, options
+    """`make_app` runs in the worker, after the fork: the master holds only gunicorn (about
+    30 MB), not a second copy of Flask, Socket.IO and SQLAlchemy."""
+
+    def __init__(self, make_app, options: dict):
+        self.make_app, self.options = make_app, options
         super().__init__()
 
     def load_config(self):
@@ -98,14 +101,14 @@ class DashboardServer(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self):
-        return untimed_websockets(self.application)
+        return untimed_websockets(self.make_app())
 
 
-def serve(app, host: str, port: int, threads: int, request_timeout: float) -> None:
+def serve(make_app, host: str, port: int, threads: int, request_timeout: float) -> None:
     global REQUEST_TIMEOUT_S
     REQUEST_TIMEOUT_S = request_timeout
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    DashboardServer(app, {
+    DashboardServer(make_app, {
         "bind": [bind], "workers": 1, "threads": threads,
         "worker_class": "moodstream.dashboard.server.TimedThreadWorker",
         # An idle kept-alive connection is closed after a few seconds.

@@ -8,7 +8,6 @@ import logging
 import secrets
 
 from moodstream.config import Settings
-from moodstream.dashboard.app import create_app, vendor_missing
 from moodstream.dashboard.server import serve
 from moodstream.dashboard.users import ensure_admin
 from moodstream.redis_client import connect, wait_until_reachable
@@ -46,11 +45,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     admin = ensure_admin(r, d.admin_user, d.admin_password)
     if admin:
         log.info("admin user %s is ready", admin)
-    missing = vendor_missing()
-    if missing:
-        log.warning("front-end libraries missing (%s): run ./scripts/setup.sh",
-                    ", ".join(missing))
-    app, socketio = create_app(settings)
+
+    def make_app():  # in gunicorn's worker process (see moodstream.dashboard.server)
+        from moodstream.dashboard.app import create_app, vendor_missing
+
+        missing = vendor_missing()
+        if missing:
+            log.warning("front-end libraries missing (%s): run ./scripts/setup.sh",
+                        ", ".join(missing))
+        return create_app(settings)[0]
+
     host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     url = f"http://{host}:{args.port}/"
     if generated:  # a token from the environment is not echoed into logs
@@ -59,6 +63,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"dashboard: {url}", flush=True)
 
     # gunicorn handles SIGTERM and SIGINT itself: it stops accepting, finishes requests, exits.
-    serve(app, args.host, args.port, threads=args.threads or d.threads,
+    serve(make_app, args.host, args.port, threads=args.threads or d.threads,
           request_timeout=d.request_timeout_s)
     return 0
