@@ -4,7 +4,8 @@ The dashboard (or `moodstream up --source`) writes keys.camera(id) hashes; this 
 each camera in a `moodstream ingest --supervised` process, up to cameras_per_process in each
 (settings.ingest), and sends the camera's settings to that process's stdin. A change or a
 removal goes to the process that has the camera, which restarts or stops that camera only.
-A crashed ingest process is restarted (with backoff) and gets its cameras again.
+A crashed ingest process is restarted (with backoff) and gets its cameras again; one that
+crashes again soon is split in two, so a camera that crashes its process ends up alone.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class CameraSupervisor:
             code = proc.check()
             if code:
                 self.report_failure(proc, code)
+                # Child's backoff doubles per crash and resets once a process has run 30 s:
+                # at 4 it has crashed twice running. One of its cameras may be killing it
+                # (a decoder crash), so halve it, and again, until that camera is alone.
+                if len(proc.cameras) > 1 and proc.child.backoff >= 4:
+                    self.split(proc)
         self._stopping = [child for child in self._stopping if child.running]
 
     def place(self) -> IngestProcess:
@@ -117,10 +123,24 @@ class CameraSupervisor:
         room = [p for p in self.processes if len(p.cameras) < self.per_process]
         if room:
             return max(room, key=lambda p: len(p.cameras))
+        return self._new_process()
+
+    def _new_process(self) -> IngestProcess:
         self._started += 1
         proc = IngestProcess(f"ingest-{self._started}", self.env)
         self.processes.append(proc)
         return proc
+
+    def split(self, proc: IngestProcess) -> None:
+        """Move half of a crashing process's cameras to a new process (started at once)."""
+        moved = list(proc.cameras)[len(proc.cameras) // 2:]
+        log.warning("%s keeps crashing: moving %s to a process of their own", proc.child.name,
+                    ", ".join(moved))
+        new = self._new_process()
+        for cam in moved:
+            new.cameras[cam] = proc.cameras.pop(cam)
+            self.placed[cam] = new
+        new.check()
 
     def report_failure(self, proc: IngestProcess, code: int) -> None:
         """Each of its cameras says that its process died and when it is tried again."""

@@ -139,3 +139,24 @@ def test_a_registry_change_restarts_only_the_changed_camera(r, supervisor, media
     assert seqs(r)["same"] == list(range(len(seqs(r)["same"])))
     assert sup.process_of("edit").child.proc.pid == pid, "the process was not restarted"
     assert "mtcnn_ivan" in r.hget(keys.camera_status("edit"), "reason").decode()
+
+
+def test_a_process_that_keeps_crashing_is_split_so_a_bad_camera_ends_up_alone(r, supervisor,
+                                                                              media):
+    sup = supervisor()
+    cams = ("s1", "s2", "s3", "s4")
+    for cam in cams:
+        register_camera(r, cam, str(media / "fer_justin.jpg"), "classroom", 5)
+    wait_for(lambda: all(status(r, c) == "connected" for c in cams), timeout=30,
+             what="four cameras")
+    proc = sup.process_of("s1")
+    os.kill(proc.child.proc.pid, signal.SIGKILL)
+    wait_for(lambda: proc.child.restarts == 1 and proc.child.running, timeout=30,
+             what="the first crash and its restart")
+    assert len(sup.processes) == 1, "one crash: restarted as it was"
+    os.kill(proc.child.proc.pid, signal.SIGKILL)  # again, before it ran a quiet 30 s
+    wait_for(lambda: len(sup.processes) == 2, timeout=30, what="the process split in two")
+    assert sorted(len(p.cameras) for p in sup.processes) == [2, 2]
+    r.delete(keys.FRAMES)
+    wait_for(lambda: all(len(seqs(r).get(c, [])) >= 3 for c in cams), timeout=60,
+             what="all four cameras publishing again")
