@@ -70,10 +70,21 @@ class CameraSpec:
 
     @classmethod
     def from_line(cls, fields: dict) -> CameraSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        spec = cls(**{k: v for k, v in fields.items() if k in names})
-        if not isinstance(spec.camera, str) or not CAMERA_ID.match(spec.camera):
+        """ValueError or TypeError for a line that is not a camera."""
+        kinds = {f.name: type(f.default) if f.name != "camera" else str
+                 for f in dataclasses.fields(cls)}
+        values = {}
+        for name, value in fields.items():
+            if name in kinds:
+                kind = kinds[name]
+                if kind is bool and not isinstance(value, bool):
+                    raise TypeError(f"{name} must be true or false")
+                values[name] = value if kind is bool else kind(value)
+        spec = cls(**values)
+        if not CAMERA_ID.match(spec.camera):
             raise ValueError(f"bad camera id {spec.camera!r}")
+        if spec.rtsp_transport not in ("tcp", "udp"):
+            raise ValueError(f"bad rtsp_transport {spec.rtsp_transport!r}")
         return spec
 
 
