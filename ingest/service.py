@@ -1,22 +1,31 @@
-"""`moodstream ingest`: sample a camera source and publish JPEG frames to the frames stream."""
+"""`moodstream ingest`: sample camera sources and publish JPEG frames to the frames stream.
+
+`moodstream ingest --camera X --source Y` publishes one camera. `moodstream ingest
+--supervised` (what `moodstream cameras` starts) publishes several: the supervisor sends it
+cameras to start, change or stop as JSON lines on stdin (so camera URLs with passwords
+never show in `ps`), and each camera runs in its own thread with its own source, status and
+restart backoff, so one that fails or hangs leaves the others alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import logging
 import signal
 import sys
 import threading
 import time
 
-import cv2
 import redis
 
 from moodstream import keys, metrics
 from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
+from moodstream.processes import MAX_RESTART_DELAY_S
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 from moodstream.streams import wake_consumers
 
@@ -24,7 +33,7 @@ log = logging.getLogger("moodstream.ingest")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--camera", required=True, help="camera id (letters, digits, - _ .)")
+    parser.add_argument("--camera", help="camera id (letters, digits, - _ .)")
     parser.add_argument("--source", default="demo",
                         help="webcam index, video file, image, rtsp:// or http(s):// URL, or "
                              "'demo' (the shipped moving portrait)")
@@ -37,6 +46,47 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=0,
                         help="give up after this many failed reconnects in a row (0 = never)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
+    parser.add_argument("--supervised", action="store_true",
+                        help="publish the cameras that `moodstream cameras` sends on stdin "
+                             "(one JSON object a line), instead of --camera")
+
+
+@dataclasses.dataclass
+class CameraSpec:
+    """What one camera's publisher needs: the command line's options, or a supervisor's line."""
+
+    camera: str
+    source: str = "demo"
+    fps: float = 5.0
+    loop: bool = False
+    max_width: int = 640
+    quality: int = 85
+    rtsp_transport: str = "tcp"
+    retries: int = 0
+    max_frames: int = 0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CameraSpec:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+    @classmethod
+    def from_line(cls, fields: dict) -> CameraSpec:
+        """ValueError or TypeError for a line that is not a camera."""
+        kinds = {f.name: type(f.default) if f.name != "camera" else str
+                 for f in dataclasses.fields(cls)}
+        values = {}
+        for name, value in fields.items():
+            if name in kinds:
+                kind = kinds[name]
+                if kind is bool and not isinstance(value, bool):
+                    raise TypeError(f"{name} must be true or false")
+                values[name] = value if kind is bool else kind(value)
+        spec = cls(**values)
+        if not CAMERA_ID.match(spec.camera):
+            raise ValueError(f"bad camera id {spec.camera!r}")
+        if spec.rtsp_transport not in ("tcp", "udp"):
+            raise ValueError(f"bad rtsp_transport {spec.rtsp_transport!r}")
+        return spec
 
 
 class StatusWriter:
@@ -51,13 +101,16 @@ class StatusWriter:
 
     def __init__(self, r, camera: str):
         self.redis, self.camera = r, camera
-        self.state = None
+        self.state, self.reason = None, ""
+        self.muted = False  # a camera replaced by a newer one no longer speaks for it
         self._write = r.register_script(self.WRITE)
 
     def set(self, state: str, reason: str = "", **extra) -> None:
+        if self.muted:
+            return
         if state != self.state:
             log.info("camera %s: %s %s", self.camera, state, reason)
-        self.state = state
+        self.state, self.reason = state, reason
         mapping = {"state": state, "reason": reason, "updated": f"{time.time():.3f}", **extra}
         try:
             # A camera an admin removed stays removed, even if its ingest is still stopping.
@@ -69,30 +122,23 @@ class StatusWriter:
 
 
 class Publisher:
-    def __init__(self, args: argparse.Namespace, settings: Settings, stop: threading.Event):
+    """One camera: open its source, sample it at its fps, publish; reconnect a live source."""
+
+    def __init__(self, args: CameraSpec, settings: Settings, stop: threading.Event,
+                 r: redis.Redis | None = None, status: StatusWriter | None = None):
         self.args, self.stop = args, stop
         self.frames_maxlen = settings.streams.frames_maxlen
         self.max_frame_bytes = settings.limits.max_frame_bytes
         self.max_pixels, self.networks = settings.limits.max_image_pixels, settings.camera_networks
-        self.redis = connect(settings.redis_url)
-        self.status = StatusWriter(self.redis, args.camera)
+        self.decoder_threads = settings.ingest.decoder_threads
+        self.redis = r or connect(settings.redis_url)
+        self.status = status or StatusWriter(self.redis, args.camera)
         self.seq = 0
         self.published = 0
         self.redis_backoff = Backoff(f"ingest {args.camera}")
         self._fps_window: list[float] = []
         self.oversize = 0
         self.problem = ""  # shown in the camera status while frames are being dropped
-
-    def encode(self, frame) -> bytes:
-        h, w = frame.shape[:2]
-        if w > self.args.max_width:
-            scale = self.args.max_width / w
-            frame = cv2.resize(frame, (self.args.max_width, round(h * scale)),
-                               interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.args.quality])
-        if not ok:
-            raise SourceError("JPEG encoding failed")
-        return buf.tobytes()
 
     def publish(self, jpeg: bytes, ts: float) -> bool:
         if len(jpeg) > self.max_frame_bytes:
@@ -154,17 +200,21 @@ class Publisher:
             try:
                 source = open_source(self.args.source, loop=self.args.loop,
                                      rtsp_transport=self.args.rtsp_transport,
-                                     max_pixels=self.max_pixels, networks=self.networks)
+                                     max_pixels=self.max_pixels, networks=self.networks,
+                                     decoder_threads=self.decoder_threads)
                 self.status.set("connecting", source.describe())
                 next_at, last_status = 0.0, 0.0
-                for frame, ts in source.frames():
+                for picture, ts in source.pictures():
                     if self.stop.is_set():
                         break
                     now = time.monotonic()
                     if now < next_at:
                         continue  # sampling: keep reading so a live source never lags
                     next_at = max(next_at + interval, now) if next_at else now + interval
-                    if self.publish(self.encode(frame), ts):
+                    jpeg = picture.encode(self.args.max_width, self.args.quality)
+                    if jpeg is None:
+                        continue  # a frame that does not decode: skip it, as a camera glitch
+                    if self.publish(jpeg, ts):
                         failures, delay = 0, 0.5
                     if now - last_status > 1.0 or self.status.state != "connected":
                         self.status.set("connected", self.problem or source.describe(),
@@ -193,10 +243,103 @@ class Publisher:
         return 0
 
 
+class CameraRunner:
+    """One camera inside a multi-camera ingest: its own thread, publisher and restart backoff
+    (1 s doubling to MAX_RESTART_DELAY_S, as the supervisor does for a crashed process)."""
+
+    def __init__(self, spec: CameraSpec, settings: Settings, r: redis.Redis):
+        self.spec, self.settings, self.redis = spec, settings, r
+        self.stop = threading.Event()
+        self.status = StatusWriter(r, spec.camera)
+        self.thread = threading.Thread(target=self.run, name=f"ingest:{spec.camera}",
+                                       daemon=True)
+
+    def run(self) -> None:
+        failures, backoff = 0, 1.0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                code = Publisher(self.spec, self.settings, self.stop, self.redis,
+                                 self.status).run()
+            except Exception as error:  # a bug or odd source must not take the others down
+                log.exception("camera %s: ingest failed", self.spec.camera)
+                self.status.set("failed", f"ingest error: {error}")
+                code = 2
+            if code == 0 or self.stop.is_set():
+                return  # ended (a file played out) or stopped: stays so until changed
+            if time.monotonic() - started > 30:
+                backoff = 1.0  # it ran a while: the next failure retries quickly
+            failures += 1
+            reason = self.status.reason.split("; next try in")[0]
+            self.status.set("failed", f"{reason}; next try in {backoff:.0f}s", failures=failures)
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_RESTART_DELAY_S)
+
+
+class MultiIngest:
+    """Cameras that a supervisor starts, changes and stops through lines on stdin:
+    {"camera": id, "source": ..., "fps": ..., "loop": ...} starts or changes a camera,
+    {"camera": id, "stop": true} stops it; end of input stops them all."""
+
+    def __init__(self, settings: Settings, stop: threading.Event):
+        self.settings, self.stop = settings, stop
+        self.redis = connect(settings.redis_url)
+        self.runners: dict[str, CameraRunner] = {}
+        self.lock = threading.Lock()
+
+    def apply(self, line: str) -> None:
+        try:
+            fields = json.loads(line)
+            if fields.get("stop"):
+                self.remove(str(fields.get("camera")))
+                return
+            spec = CameraSpec.from_line(fields)
+        except (ValueError, TypeError, AttributeError) as error:
+            log.warning("ignoring a bad camera line from the supervisor: %s", error)
+            return
+        with self.lock:
+            old = self.runners.get(spec.camera)
+            if old is not None and old.spec == spec and old.thread.is_alive():
+                return
+            if old is not None:
+                # The new runner speaks for the camera from now on, even if the old one is
+                # stuck in a read for a while before it sees its stop.
+                old.status.muted = True
+                old.stop.set()
+            runner = self.runners[spec.camera] = CameraRunner(spec, self.settings, self.redis)
+            runner.thread.start()
+
+    def remove(self, cam: str) -> None:
+        with self.lock:
+            runner = self.runners.pop(cam, None)
+        if runner is not None:
+            runner.stop.set()
+
+    def read(self, stream) -> None:
+        for line in stream:
+            if line.strip():
+                self.apply(line)
+        self.stop.set()  # the supervisor is gone or closed our input
+
+    def run(self, stream=None) -> int:
+        reader = threading.Thread(target=self.read, args=(stream or sys.stdin,),
+                                  name="ingest:commands", daemon=True)
+        reader.start()
+        self.stop.wait()
+        with self.lock:
+            runners = list(self.runners.values())
+        for runner in runners:
+            runner.stop.set()
+        deadline = time.monotonic() + 10
+        for runner in runners:  # a camera stuck in a read is left behind (daemon thread)
+            runner.thread.join(max(0.0, deadline - time.monotonic()))
+        return 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if not CAMERA_ID.match(args.camera):
+    if not args.supervised and not (args.camera and CAMERA_ID.match(args.camera)):
         print(f"moodstream ingest: bad camera id {args.camera!r}: 1-64 letters, digits or "
-              "- _ . starting with a letter or digit", file=sys.stderr)
+              "- _ . starting with a letter or digit (or --supervised)", file=sys.stderr)
         return 2
     stop = threading.Event()
 
@@ -206,4 +349,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     metrics.serve(settings.metrics_port)
-    return Publisher(args, settings, stop).run()
+    if args.supervised:
+        return MultiIngest(settings, stop).run()
+    return Publisher(CameraSpec.from_args(args), settings, stop).run()

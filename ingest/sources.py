@@ -1,12 +1,17 @@
-"""Camera sources: each yields (frame BGR ndarray, capture time) until it ends or fails.
+"""Camera sources: each yields (Picture, capture time) until it ends or fails.
 
 A source raises SourceError with a human reason when it cannot be opened or stops
 delivering; the publisher decides whether to retry. Video files play at their own frame
 rate, still images repeat, live sources (webcam, RTSP, HTTP) are read as fast as they come.
+
+A Picture is made lazily: a video frame that the publisher's sampling skips is never
+converted to pixels, and a JPEG that a camera sent small enough is published as it came.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +25,7 @@ import numpy as np
 from moodstream import assets
 from moodstream.camera_networks import SourceNotAllowed, check_source
 from moodstream.config import CameraNetworkSettings, LimitSettings, set_opencv_ffmpeg_options
-from moodstream.images import ImageTooLarge, check_image, check_pixels
+from moodstream.images import ImageTooLarge, check_image, check_pixels, header_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -43,6 +48,99 @@ def decode_checked(data: bytes, max_pixels: int) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
+def encode_jpeg(frame: np.ndarray, max_width: int, quality: int) -> bytes:
+    h, w = frame.shape[:2]
+    if w > max_width:
+        frame = cv2.resize(frame, (max_width, round(h * max_width / w)),
+                           interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise SourceError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+# libjpeg decodes at 1/2, 1/4 or 1/8 of the size for a fraction of the work.
+REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+           (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+class Picture:
+    """One image from a source: pixels, a way to make them (`make`, called at most once and
+    only before the source moves on), or JPEG bytes with their size from the header."""
+
+    def __init__(self, pixels: np.ndarray | None = None, *, make=None,
+                 jpeg: bytes | None = None, size: tuple[int, int] | None = None):
+        self._pixels, self._make, self.jpeg, self.size = pixels, make, jpeg, size
+        self._encoded: tuple[tuple[int, int], bytes | None] | None = None
+
+    def pixels(self) -> np.ndarray | None:
+        if self._pixels is None and self._make is not None:
+            self._pixels, self._make = self._make(), None
+        elif self._pixels is None and self.jpeg is not None:
+            self._pixels = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return self._pixels
+
+    def encode(self, max_width: int, quality: int) -> bytes | None:
+        """JPEG bytes at most max_width wide; None if the image does not decode. Remembered,
+        so a still image that a source repeats is encoded once."""
+        if self._encoded is None or self._encoded[0] != (max_width, quality):
+            self._encoded = ((max_width, quality), self._encode(max_width, quality))
+        return self._encoded[1]
+
+    def _encode(self, max_width: int, quality: int) -> bytes | None:
+        if self.jpeg is not None and self.size is not None:
+            if self.size[0] <= max_width:
+                return self.jpeg  # already a JPEG of the right size: no decode, no re-encode
+            flag = next((f for n, f in REDUCED if -(-self.size[0] // n) >= max_width),
+                        cv2.IMREAD_COLOR)
+            frame = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), flag)
+        else:
+            frame = self.pixels()
+        return None if frame is None else encode_jpeg(frame, max_width, quality)
+
+
+def jpeg_picture(data: bytes, max_pixels: int) -> Picture:
+    """A camera's image as a Picture; a JPEG is kept as bytes (its header checked against the
+    pixel limit), anything else is decoded as before (None pixels if it does not decode)."""
+    size = header_size(data) if data[:2] == b"\xff\xd8" else None
+    if size is None:
+        return Picture(decode_checked(data, max_pixels))
+    try:
+        check_pixels(*size, max_pixels)
+    except ImageTooLarge as error:
+        raise SourceError(str(error)) from None
+    return Picture(jpeg=data, size=size)
+
+
+class FfmpegOptions:
+    """OpenCV's FFmpeg backend reads its capture options from one process-wide variable when
+    a capture opens. Cameras in one process that want the same options open at the same
+    time; one that wants different options waits until the others' opens are done."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._current: str | None = None
+        self._opening = 0
+
+    @contextlib.contextmanager
+    def opening(self, options: str):
+        with self._cond:
+            self._cond.wait_for(lambda: self._opening == 0 or self._current == options)
+            if self._current != options:
+                set_opencv_ffmpeg_options(options)
+                self._current = options
+            self._opening += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._opening -= 1
+                self._cond.notify_all()
+
+
+FFMPEG_OPTIONS = FfmpegOptions()
+
+
 @dataclass
 class Source:
     spec: str
@@ -50,8 +148,13 @@ class Source:
     # Images and video frames above this many pixels are refused (settings.limits).
     max_pixels: int = LimitSettings.model_fields["max_image_pixels"].default
 
-    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+    def pictures(self) -> Iterator[tuple[Picture, float]]:
         raise NotImplementedError
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        """The pictures as BGR pixels (every one decoded)."""
+        for picture, ts in self.pictures():
+            yield picture.pixels(), ts
 
     def describe(self) -> str:
         return self.spec
@@ -61,16 +164,25 @@ class CaptureSource(Source):
     """Anything OpenCV's VideoCapture reads: webcam index, RTSP URL, video file."""
 
     def __init__(self, spec: str, live: bool, loop: bool = False, paced: bool = False,
-                 rtsp_transport: str = "tcp"):
+                 rtsp_transport: str = "tcp", decoder_threads: int = 1):
         super().__init__(spec, live)
         self.loop, self.paced, self.rtsp_transport = loop, paced, rtsp_transport
+        # FFmpeg decodes with one thread per core by default, each with its own frame
+        # buffers; at a few frames per second one thread keeps up (docs/scaling.md).
+        self.decoder_threads = decoder_threads
 
     def _open(self) -> cv2.VideoCapture:
         target = int(self.spec) if self.spec.isdigit() else self.spec
+        threads = [cv2.CAP_PROP_N_THREADS, self.decoder_threads] if self.decoder_threads else []
         if isinstance(target, str) and target.startswith("rtsp"):
-            set_opencv_ffmpeg_options(f"rtsp_transport;{self.rtsp_transport}")
-            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+            with FFMPEG_OPTIONS.opening(f"rtsp_transport;{self.rtsp_transport}"):
+                cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000,
+                    *threads])
+        elif isinstance(target, str):
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, threads)
+            if not cap.isOpened():  # a file only another backend reads
+                cap = cv2.VideoCapture(target)
         else:
             cap = cv2.VideoCapture(target)
         if not cap.isOpened():
@@ -84,23 +196,21 @@ class CaptureSource(Source):
             raise SourceError(str(error)) from None
         return cap
 
-    def frames(self):
+    def pictures(self):
         while True:
             cap = self._open()
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
             fps = fps if 1 <= fps <= 240 else 25.0
             start, index = time.monotonic(), 0
             try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok or frame is None:
-                        break
+                while cap.grab():
                     if self.paced:  # a file plays at its own frame rate, not as fast as it decodes
                         delay = start + index / fps - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)
                     index += 1
-                    yield frame, time.time()
+                    # Converted to BGR only if the publisher takes this frame.
+                    yield Picture(make=lambda c=cap: _retrieve(c)), time.time()
             finally:
                 cap.release()
             if index == 0:
@@ -111,19 +221,26 @@ class CaptureSource(Source):
                 return
 
 
-class ImageSource(Source):
-    """A still image, repeated; the publisher's sampling sets the rate."""
+def _retrieve(cap: cv2.VideoCapture) -> np.ndarray | None:
+    ok, frame = cap.retrieve()
+    return frame if ok else None
 
-    def frames(self):
+
+class ImageSource(Source):
+    """A still image, repeated; the publisher's sampling sets the rate. The same Picture
+    comes back each time, so it is encoded once (or, a small JPEG, never)."""
+
+    def pictures(self):
         try:
             check_image(self.spec, self.max_pixels)
         except ValueError as error:
             raise SourceError(f"{self.spec}: {error}") from None
-        frame = cv2.imread(self.spec, cv2.IMREAD_COLOR)
-        if frame is None:
+        data = Path(self.spec).read_bytes()
+        picture = jpeg_picture(data, self.max_pixels)
+        if picture.pixels() is None:  # decoded once, so a broken file fails here, not later
             raise SourceError(f"not a readable image: {self.spec}")
         while True:
-            yield frame, time.time()
+            yield picture, time.time()
             time.sleep(0.01)
 
 
@@ -135,7 +252,7 @@ class DemoSource(Source):
         super().__init__("demo", live=False)
         self.fps, self.period_s = fps, period_s
 
-    def frames(self):
+    def pictures(self):
         image = cv2.imread(str(assets.demo_image()), cv2.IMREAD_COLOR)
         if image is None:
             raise SourceError(f"the demo image {assets.demo_image()} is unreadable")
@@ -149,12 +266,12 @@ class DemoSource(Source):
                                              1.0 + 0.04 * np.sin(2 * phase))
             matrix[0, 2] += 12 * np.sin(phase)
             matrix[1, 2] += 6 * np.cos(phase)
-            frame = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
             delay = start + index / self.fps - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             index += 1
-            yield frame, time.time()
+            yield Picture(make=lambda m=matrix: cv2.warpAffine(
+                image, m, (w, h), borderMode=cv2.BORDER_REFLECT)), time.time()
 
     def describe(self) -> str:
         return "demo (grace_hopper.jpg, moving)"
@@ -173,7 +290,7 @@ class HttpSource(Source):
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise SourceError(f"cannot reach {self.spec}: {error}") from error
 
-    def frames(self):
+    def pictures(self):
         response = self._get()
         kind = response.headers.get("Content-Type", "")
         if kind.startswith("multipart/"):
@@ -184,10 +301,10 @@ class HttpSource(Source):
             response.close()
             if len(data) > MAX_SNAPSHOT_BYTES:
                 raise SourceError(f"{self.spec} sent a snapshot above {MAX_SNAPSHOT_BYTES} bytes")
-            frame = decode_checked(data, self.max_pixels)
-            if frame is None:
+            picture = jpeg_picture(data, self.max_pixels)
+            if picture.jpeg is None and picture.pixels() is None:
                 raise SourceError(f"{self.spec} did not return an image ({kind or 'no type'})")
-            yield frame, time.time()
+            yield picture, time.time()
             time.sleep(self.snapshot_interval_s)
             response = self._get()
 
@@ -210,9 +327,9 @@ class HttpSource(Source):
                 if start < 0 or end < 0:
                     break
                 jpeg, buffer = buffer[start:end + 2], buffer[end + 2:]
-                frame = decode_checked(jpeg, max_pixels)
-                if frame is not None:
-                    yield frame, time.time()
+                picture = jpeg_picture(jpeg, max_pixels)
+                if picture.jpeg is not None or picture.pixels() is not None:
+                    yield picture, time.time()
             if len(buffer) > 8 * 1024 * 1024:
                 buffer = b""  # garbage with no JPEG in it: do not grow forever
 
@@ -228,9 +345,11 @@ def is_live(spec: str) -> bool:
 
 def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp", *,
                 max_pixels: int = Source.max_pixels,
-                networks: CameraNetworkSettings | None = None) -> Source:
+                networks: CameraNetworkSettings | None = None,
+                decoder_threads: int = 1) -> Source:
     """Pick the source kind from the spec string; networks: the camera network policy
-    (settings.camera_networks), checked at every (re)connect."""
+    (settings.camera_networks), checked at every (re)connect; decoder_threads: FFmpeg's
+    threads per video capture (0: its default, one per core)."""
     if networks is not None:
         try:
             check_source(spec, networks)
@@ -238,6 +357,8 @@ def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp", *,
             raise SourceError(str(error)) from None
     source = _open(spec, loop, rtsp_transport)
     source.max_pixels = max_pixels
+    if isinstance(source, CaptureSource):
+        source.decoder_threads = decoder_threads
     return source
 
 

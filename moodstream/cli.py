@@ -32,10 +32,12 @@ class Command(NamedTuple):
 COMMANDS = {
     "up": Command("moodstream.supervisor",
                   "run the whole live pipeline and the dashboard (embedded Redis by default)"),
-    "ingest": Command("moodstream.ingest.service", "publish one camera's frames",
+    "ingest": Command("moodstream.ingest.service",
+                      "publish one camera's frames (or, --supervised, several cameras')",
                       ("redis", "metrics")),
     "cameras": Command("moodstream.ingest.supervisor",
-                       "run one ingest per camera registered in Redis (from the dashboard)",
+                       "run ingest processes for the cameras registered in Redis "
+                       "(from the dashboard)",
                        ("redis",)),
     "detector": Command("moodstream.workers.detector", "MTCNN face detector worker",
                         ("redis", "metrics")),

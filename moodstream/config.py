@@ -87,6 +87,16 @@ class CameraNetworkSettings(BaseSettings):
     deny: str = ""
 
 
+class IngestSettings(BaseSettings):
+    model_config = _group(PREFIX + "INGEST_")
+    # `moodstream cameras` runs up to this many cameras in one ingest process (a thread
+    # each), then starts another: a few processes for a big site, not one per camera.
+    cameras_per_process: int = Field(8, ge=1)
+    # FFmpeg decoder threads per video camera; 0: FFmpeg's default (one per core, each with
+    # its own frame buffers). One keeps up with sampling at a few frames per second.
+    decoder_threads: int = Field(1, ge=0)
+
+
 class DetectorSettings(BaseSettings):
     model_config = _group(PREFIX + "DETECTOR_")
     # mtcnn-onnx (MTCNN on onnxruntime, no TensorFlow), mtcnn (the mtcnn package on
@@ -200,6 +210,7 @@ class Settings(BaseModel):
     streams: StreamSettings = Field(default_factory=StreamSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     camera_networks: CameraNetworkSettings = Field(default_factory=CameraNetworkSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -237,7 +248,8 @@ class TopLevel(BaseSettings):
 
 
 GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "limits": LimitSettings,
-          "camera_networks": CameraNetworkSettings, "detector": DetectorSettings,
+          "camera_networks": CameraNetworkSettings, "ingest": IngestSettings,
+          "detector": DetectorSettings,
           "classifier": ClassifierSettings, "alerts": AlertSettings,
           "aggregator": AggregatorSettings, "history": HistorySettings,
           "dashboard": DashboardSettings, "bulk": BulkSettings}

@@ -9,13 +9,19 @@ import time
 
 log = logging.getLogger("moodstream.processes")
 
+# A camera (or its ingest process) that keeps failing is retried less and less often, up to
+# this far apart.
+MAX_RESTART_DELAY_S = 600.0
+
 
 class Child:
     """One `moodstream <service> ...` process, restarted with backoff when it dies."""
 
     def __init__(self, name: str, args: list[str], env: dict | None = None,
-                 restart: bool = True, max_backoff: float = 30.0, log_path: str | None = None):
+                 restart: bool = True, max_backoff: float = 30.0, log_path: str | None = None,
+                 stdin: bool = False):
         self.name, self.args, self.env, self.restart = name, args, env, restart
+        self.stdin = stdin  # a pipe the parent writes to (proc.stdin), else none
         self.max_backoff = max_backoff
         self.log_path = log_path  # stdout and stderr go there (default: this terminal)
         self.proc: subprocess.Popen | None = None
@@ -29,7 +35,8 @@ class Child:
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         try:  # env None: this process's environment
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT if out else None)
+                                         stderr=subprocess.STDOUT if out else None,
+                                         stdin=subprocess.PIPE if self.stdin else None)
         finally:
             if out:
                 out.close()
@@ -49,6 +56,7 @@ class Child:
             if time.monotonic() - self.started_at > 30:
                 self.backoff = 1.0  # it ran a while: the next crash restarts quickly
             return None
+        self.close_stdin()
         self.proc = None
         if not self.restart or code == 0:
             log.info("%s exited with %d", self.name, code)
@@ -65,6 +73,13 @@ class Child:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def close_stdin(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass  # it died with data still in the pipe
+
     def stop(self) -> None:
         self.restart = False
         if self.running:
@@ -79,6 +94,7 @@ class Child:
             log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
             self.proc.kill()
             self.proc.wait()
+        self.close_stdin()
 
 
 def stop_all(children: list[Child]) -> None:

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    cameras = CameraSupervisor(connect(redis_url), env)
+    cameras = CameraSupervisor(connect(redis_url), env, settings.ingest.cameras_per_process)
     camera_thread = threading.Thread(target=cameras.run, args=(stop,), daemon=True)
     camera_thread.start()
 

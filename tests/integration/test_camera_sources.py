@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import subprocess
 import threading
@@ -12,7 +13,7 @@ import cv2
 import pytest
 
 from moodstream import keys
-from tests.conftest import free_port, wait_for
+from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +119,49 @@ def test_http_mjpeg_and_snapshot_cameras(r, services, http_camera, path):
                    "--max-frames", "6")
     wait_for(lambda: frames_in(r) >= 6, timeout=30, what=f"frames from {path}")
     assert r.xlen(keys.FRAMES) == 6
+    # The camera's JPEGs (596x336, within the 640 px width) are published byte for byte.
+    published = [fields[b"jpeg"] for _, fields in r.xrange(keys.FRAMES)]
+    assert all(jpeg in MjpegHandler.jpegs for jpeg in published)
+
+
+def test_rtsp_and_mjpeg_cameras_in_one_process_and_one_drops(r, redis_server, http_camera,
+                                                             media, tmp_path):
+    """The RTSP server goes away: that camera retries while the MJPEG camera in the same
+    ingest process publishes on, and the RTSP camera comes back with the server."""
+    if not shutil.which("rtsp-server-perl"):
+        pytest.skip("needs Debian's rtsp-server-perl (scripts/setup.sh installs it)")
+    server = RtspServer(media / "fer_woman2.mp4", free_port()).start()
+    with open(tmp_path / "ingest.log", "wb") as log:
+        proc = subprocess.Popen([*MOODSTREAM, "ingest", "--supervised"], cwd=REPO,
+                                env=service_env(redis_server.url), stdin=subprocess.PIPE,
+                                stdout=log, stderr=log)
+    try:
+        for line in ({"camera": "rtsp", "source": f"rtsp://127.0.0.1:{server.port}/live",
+                      "fps": 5, "rtsp_transport": "udp"},
+                     {"camera": "mjpeg", "source": http_camera + "/stream.mjpg", "fps": 5}):
+            proc.stdin.write((json.dumps(line) + "\n").encode())
+        proc.stdin.flush()
+        wait_for(lambda: all(camera_frames(r, c) >= 5 for c in ("rtsp", "mjpeg")),
+                 timeout=60, what="frames from both cameras")
+        server.stop()
+        wait_for(lambda: state(r, "rtsp") == "retrying", timeout=30, what="RTSP retrying")
+        before = camera_frames(r, "mjpeg")
+        wait_for(lambda: camera_frames(r, "mjpeg") >= before + 10, timeout=30,
+                 what="MJPEG frames while RTSP is down")
+        assert state(r, "mjpeg") == "connected"
+        before = camera_frames(r, "rtsp")
+        server.start()
+        wait_for(lambda: camera_frames(r, "rtsp") >= before + 5, timeout=90,
+                 what="RTSP frames after the server restarts")
+    finally:
+        server.stop()
+        proc.stdin.close()  # end of input: the ingest stops its cameras and exits
+        assert proc.wait(30) == 0, (tmp_path / "ingest.log").read_text()[-2000:]
+    assert state(r, "rtsp") == "stopped" and state(r, "mjpeg") == "stopped"
+
+
+def camera_frames(r, cam: str) -> int:
+    return int(r.hget(keys.camera_status(cam), "frames") or 0)
 
 
 def test_unreachable_camera_keeps_retrying_with_the_reason(r, services):
