@@ -61,8 +61,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(default 8 quick, 15 full)")
     parser.add_argument("--no-classroom", action="store_true", help="skip the classroom case")
     parser.add_argument("--classroom-only", action="store_true",
-                        help="run only the classroom case (and its capacity search); writes "
-                        "nothing")
+                        help="run only the classroom case (and its capacity search) and the "
+                        "detector gating figures; writes nothing")
+    parser.add_argument("--no-gating", action="store_true",
+                        help="skip the detector gating and tracking parity figures "
+                        "(bench/detector_gating.py; measured by default, also with "
+                        "--classroom-only)")
     parser.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=None,
                         help="search for the most cameras at p99 <= 250 ms (default: on in a "
                         "full run, off with --quick)")
@@ -324,6 +328,25 @@ def measure_classroom(args: argparse.Namespace, quick: bool) -> dict:
             args.classroom_seconds or (20 if quick else 60), capacity, args.capacity_seconds)
 
 
+GATING_SECONDS = {"quick": 3.0, "full": 8.0}  # frames of each workload, at 5 fps
+GATING_ROUNDS = {"quick": 1, "full": 2}
+
+
+def measure_gating(results: dict, quick: bool) -> None:
+    """bench/detector_gating.py's figures into results["detector_gating"]; a failure (no
+    shared media, no redis-server) into results["detector_gating_error"] instead."""
+    mode = "quick" if quick else "full"
+    log(f"detector gating and tracking parity ({GATING_SECONDS[mode]:g} s per workload, "
+        f"{GATING_ROUNDS[mode]} round(s))")
+    try:
+        from moodstream.bench.detector_gating import measure_gating as gating
+
+        results["detector_gating"] = gating(GATING_SECONDS[mode], GATING_ROUNDS[mode])
+    except Exception as error:  # noqa: BLE001 - keep every other figure
+        log(f"detector gating failed: {error}")
+        results["detector_gating_error"] = (str(error).splitlines() or [repr(error)])[0]
+
+
 def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
     from moodstream.workers.emotion_model import read_metadata
 
@@ -364,12 +387,16 @@ def run(args: argparse.Namespace, settings) -> int:
     started = time.monotonic()
     quick = args.quick
     if args.classroom_only:
-        from moodstream.bench.report import classroom_text
+        from moodstream.bench.report import classroom_text, gating_section_text
 
-        classroom = measure_classroom(args, quick)
-        print(classroom_text(classroom))
+        only = {"classroom": measure_classroom(args, quick)}
+        if not args.no_gating:
+            measure_gating(only, quick)
+        print(classroom_text(only["classroom"]))
+        if gating := gating_section_text(only):
+            print(gating)
         if args.json:
-            print(json.dumps({"classroom": classroom}, separators=(",", ":")))
+            print(json.dumps(only, separators=(",", ":")))
         return 0
     frames = args.frames or (24 if quick else 120)
     cameras = [int(c) for c in (args.cameras or ("1,4" if quick else "1,4,8")).split(",")]
@@ -410,6 +437,8 @@ def run(args: argparse.Namespace, settings) -> int:
         except RuntimeError as error:  # `up` did not start: keep every other figure
             log(f"classroom case failed: {error}")
             results["classroom_error"] = str(error).splitlines()[0]
+    if not args.no_gating:
+        measure_gating(results, quick)
     sustained = results["pipeline"]["sustained"]["fps"]
     results["speedup_vs_paper_loop"] = speedup(sustained, paper["fps"])
     results["bulk_speedup_vs_paper_loop"] = speedup(results["bulk"]["1"]["fps"], paper["fps"])
@@ -425,11 +454,13 @@ def run(args: argparse.Namespace, settings) -> int:
     results["previous_mode"] = (previous or {}).get("mode")
     results["wall_s"] = round(time.monotonic() - started, 1)
 
-    from moodstream.bench.report import classroom_text, render_text
+    from moodstream.bench.report import classroom_text, gating_section_text, render_text
 
     print(render_text(results))
     if results.get("classroom"):
         print(classroom_text(results["classroom"]))
+    if gating := gating_section_text(results):
+        print(gating)
     if not quick and not args.no_write:
         from moodstream.bench.report import write_report
 

@@ -18,7 +18,9 @@ Parity: faces found against full detection (labels per second follow faces one t
 share of full detection's faces that get the same label from the shipped emotion model on
 the crop of the matching face (reused or refined boxes frame the crop a little differently);
 and for the lean pyramid, recall of the dlib reference boxes on the annotated photos.
-Nothing here is a pass/fail test.
+Nothing here is a pass/fail test. `moodstream bench` runs it too (measure_gating, fewer
+seconds and one round with --quick; --no-gating skips it) and reports the figures beside
+the classroom case.
 """
 
 from __future__ import annotations
@@ -128,14 +130,12 @@ def label_agreement(model, found: list[list[dict]], reference: list[list[dict]])
     return same / max(1, total)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per workload")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    if not MEDIA.exists():
-        raise SystemExit(f"shared media not found at {MEDIA}")
+def measure_gating(seconds: float = 8.0, rounds: int = 2, media: Path = MEDIA) -> dict:
+    """Every configuration on every workload (`seconds` of frames each), best of `rounds`:
+    {"workloads": {workload: {configuration: figures}}, "recall": {configuration: [matched,
+    boxes]}, ...}. Raises FileNotFoundError without the shared media."""
+    if not media.exists():
+        raise FileNotFoundError(f"shared media not found at {media}")
     import redis
 
     from moodstream import assets
@@ -144,13 +144,14 @@ def main(argv=None) -> int:
     from moodstream.workers.emotion_model import EmotionModel
     from moodstream.workers.lean_detect import LeanDetector, LeanOptions
 
-    count = int(args.seconds * FPS)
-    photos = [cv2.imread(str(MEDIA / name)) for name in GROUPS]
+    count = int(seconds * FPS)
+    photos = [cv2.imread(str(media / name)) for name in GROUPS]
     workloads = {
-        "clip": clip_frames(MEDIA, FPS, args.seconds),
+        "clip": clip_frames(media, FPS, seconds),
         "group": [f for p in photos for f in swaying(p, count // len(photos))],
         "still": [cv2.resize(photos[1], (640, 480), interpolation=cv2.INTER_AREA)] * count,
     }
+    load_at_start = round(os.getloadavg()[0], 2)
     server = EmbeddedRedis()
     server.start()
     r = redis.Redis.from_url(server.url)
@@ -159,11 +160,8 @@ def main(argv=None) -> int:
         built = {name: (FaceDetector((64, 64), MIN_FACE, **options),
                         LeanOptions(**lean) if lean is not None else None)
                  for name, (options, lean) in CONFIGS.items()}
-        print(f"{', '.join(f'{k}: {len(v)} frames' for k, v in workloads.items())}; "
-              f"min_face {MIN_FACE}, 1 thread, {args.rounds} rounds, load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         best: dict = {}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for work, frames in workloads.items():
                 for name, (detector, options) in built.items():
                     r.flushall()
@@ -177,27 +175,57 @@ def main(argv=None) -> int:
                         reference = faces
                     entry["labels_agree"] = label_agreement(model, faces, reference)
                     entry["ms"], entry["cpu"] = min(entry["ms"], wall), min(entry["cpu"], cpu)
-        recall = {name: dlib_recall(built[name][0], MEDIA) for name in ("full", "lean pyramid")}
+        recall = {name: list(dlib_recall(built[name][0], media))
+                  for name in ("full", "lean pyramid")}
     finally:
         server.stop()
-
-    report = {"workloads": best, "recall": recall, "load_avg": os.getloadavg()}
-    for work, table in best.items():
+    for table in best.values():
         base = table["full"]
-        print(f"\n{work} ({base['frames']} frames): ms, cpu ms per frame | x full (cpu) | "
-              "faces (x full) | same label as full | frames full/track/gate (tracked "
-              "frames that needed P-Net, a full scan)")
-        for name, t in table.items():
-            ways = t["ways"]
+        for t in table.values():
             t["x_full_cpu"] = round(t["cpu"] / base["cpu"], 3)
             t["faces_vs_full"] = round(t["faces"] / max(1, base["faces"]), 4)
-            print(f"  {name:13s} {t['ms']:6.1f} {t['cpu']:6.1f} | {t['x_full_cpu']:5.2f} | "
-                  f"{t['faces']:4d} ({t['faces_vs_full']:.3f}) | {t['labels_agree']:.3f} | "
-                  f"{ways.get('full', 0)}/{ways.get('track', 0)}/{ways.get('gate', 0)} "
-                  f"({ways.get('searched', 0)}, {ways.get('retry', 0)})")
-    print("\nrecall of the dlib reference boxes on the annotated photos (full size):")
-    for name, (matched, total) in recall.items():
-        print(f"  {name:13s} {matched}/{total}")
+            t["ms"], t["cpu"] = round(t["ms"], 2), round(t["cpu"], 2)
+            t["labels_agree"] = round(t["labels_agree"], 4)
+    return {"workloads": best, "recall": recall, "seconds": seconds, "rounds": rounds,
+            "fps": FPS, "min_face": MIN_FACE, "cpus": os.cpu_count(),
+            "load_avg_at_start": load_at_start, "load_avg": list(os.getloadavg())}
+
+
+def gating_text(report: dict) -> str:
+    """The figures of measure_gating as the script prints them."""
+    works = report["workloads"]
+    sizes = ", ".join(f"{k}: {t['full']['frames']} frames" for k, t in works.items())
+    lines = [f"{sizes}; min_face {report.get('min_face', MIN_FACE)}, 1 thread, "
+             f"{report.get('rounds', '-')} rounds, load average "
+             f"{report.get('load_avg_at_start', '-')} on {report.get('cpus', '-')} CPUs"]
+    for work, table in works.items():
+        lines += [f"\n{work} ({table['full']['frames']} frames): ms, cpu ms per frame | "
+                  "x full (cpu) | faces (x full) | same label as full | frames "
+                  "full/track/gate (tracked frames that needed P-Net, a full scan)"]
+        for name, t in table.items():
+            ways = t["ways"]
+            lines.append(
+                f"  {name:13s} {t['ms']:6.1f} {t['cpu']:6.1f} | {t['x_full_cpu']:5.2f} | "
+                f"{t['faces']:4d} ({t['faces_vs_full']:.3f}) | {t['labels_agree']:.3f} | "
+                f"{ways.get('full', 0)}/{ways.get('track', 0)}/{ways.get('gate', 0)} "
+                f"({ways.get('searched', 0)}, {ways.get('retry', 0)})")
+    lines.append("\nrecall of the dlib reference boxes on the annotated photos (full size):")
+    lines += [f"  {name:13s} {matched}/{total}"
+              for name, (matched, total) in report["recall"].items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per workload")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        report = measure_gating(args.seconds, args.rounds)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+    print(gating_text(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

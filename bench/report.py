@@ -336,6 +336,7 @@ def render_markdown(results: dict) -> str:
     elif results.get("classroom_error"):
         out += ["## Classroom", "", f"Not measured in this run: {results['classroom_error']}",
                 ""]
+    out += gating_markdown(results)
     out += [
             "## Detectors (640x480, min face 40, 1 thread)", "",
             "| detector | ms/frame | cpu ms/frame | batch 4: ms/frame | batch 4: cpu ms |",
@@ -501,4 +502,81 @@ def classroom_markdown(classroom: dict) -> list[str]:
         out += ["", f"**{head}**", "", "| " + " | ".join(CAPACITY_HEADER) + " |",
                 "| " + " | ".join("---" for _ in CAPACITY_HEADER) + " |"]
         out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out + [""]
+
+
+# ---------------------------------------------------------------- detector gating (issue 14)
+
+GATING_HEADER = ("configuration", "cpu ms/frame", "x full", "faces (x full)",
+                 "same label as full")
+GATING_TITLE = "Detection that does not redo work: gating and tracking parity"
+
+
+def gating_tables(gating: dict) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """(workload heading, rows of GATING_HEADER) per workload of bench/detector_gating.py."""
+    tables = []
+    for work, table in gating["workloads"].items():
+        rows = [(name, _num(t["cpu"]), f"{t['x_full_cpu']:.2f}",
+                 f"{t['faces']} ({t['faces_vs_full']:.3f})", f"{t['labels_agree']:.3f}")
+                for name, t in table.items()]
+        tables.append((f"{work} ({table['full']['frames']} frames)", rows))
+    return tables
+
+
+def gating_recall_lines(gating: dict) -> list[str]:
+    return [f"dlib reference boxes found on the annotated photos (full size), {name}: "
+            f"{matched}/{total}" for name, (matched, total) in gating["recall"].items()]
+
+
+def gating_setup(gating: dict) -> str:
+    seconds = gating.get("seconds")
+    return (f"{'-' if seconds is None else f'{seconds:g}'} s per workload at "
+            f"{gating.get('fps', 5.0):g} fps, min face {gating.get('min_face', '-')}, "
+            f"1 thread, best of {gating.get('rounds', '-')} round(s), load average "
+            f"{gating.get('load_avg_at_start', '-')} on {gating.get('cpus', '-')} CPUs")
+
+
+def gating_section_text(results: dict) -> str:
+    """The gating and tracking figures as `moodstream bench` prints them ("" when the run
+    had none)."""
+    if results.get("detector_gating_error"):
+        return f"detector gating: not measured ({results['detector_gating_error']})"
+    gating = results.get("detector_gating")
+    if not gating:
+        return ""
+    lines = [f"detector gating and tracking: {gating_setup(gating)}"]
+    for heading, rows in gating_tables(gating):
+        rows = [GATING_HEADER, *rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(GATING_HEADER))]
+        lines += [f"  {heading}"] + ["    " + "  ".join(c.ljust(w) for c, w in
+                                                      zip(r, widths, strict=True)).rstrip()
+                                     for r in rows]
+    lines += ["  " + line for line in gating_recall_lines(gating)]
+    return "\n".join(lines)
+
+
+def gating_markdown(results: dict) -> list[str]:
+    if results.get("detector_gating_error"):
+        return [f"## {GATING_TITLE}", "",
+                f"Not measured in this run: {results['detector_gating_error']}", ""]
+    gating = results.get("detector_gating")
+    if not gating:
+        return []
+    out = [f"## {GATING_TITLE}", "",
+           "Full MTCNN on every frame against each mechanism of the lean detector (lean "
+           "pyramid, motion gating, track-guided detection) and all of them together "
+           "(`bench/detector_gating.py`), one camera, one frame per call, the state through "
+           "a real redis-server as in the worker. Workloads: clip, the shared one-face video; "
+           "group, the two dlib group photos at 640x480 swaying and zooming a little from "
+           "frame to frame; still, one group photo repeated unchanged. cpu is the process "
+           "CPU time per frame, x full its ratio to full detection in the same round; faces "
+           "are those found against full detection's; same label is the share of full "
+           "detection's faces whose matching face gets the same label from the shipped "
+           f"emotion model. {gating_setup(gating)}.", ""]
+    for heading, rows in gating_tables(gating):
+        out += [f"**{heading}**", "", "| " + " | ".join(GATING_HEADER) + " |",
+                "| --- | ---: | ---: | ---: | ---: |"]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
+    out += [f"- {line}" for line in gating_recall_lines(gating)]
     return out + [""]
