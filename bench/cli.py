@@ -102,6 +102,15 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def compared(key: str) -> bool:
+    """Detail tables of their own (about 200 numbers a run) would drown the comparison:
+    of the gating figures only the ratios to full detection, no capacity trial rows."""
+    if key.startswith("detector_gating."):
+        return key.endswith((".x_full_cpu", ".faces_vs_full"))
+    return not key.startswith("classroom.capacity.tried.")
+
+
+
 def compare(current: dict, previous: dict | None) -> dict[str, dict]:
     """Figures present in both runs: {"name": {"now", "before", "ratio"}}."""
     if not previous:
@@ -109,7 +118,7 @@ def compare(current: dict, previous: dict | None) -> dict[str, dict]:
     now, before = flatten(current), flatten(previous)
     return {k: {"now": now[k], "before": before[k],
                 "ratio": round(now[k] / before[k], 3) if before[k] else None}
-            for k in sorted(now.keys() & before.keys())}
+            for k in sorted(now.keys() & before.keys()) if compared(k)}
 
 
 def percentile(values: list[float], q: float) -> float | None:
