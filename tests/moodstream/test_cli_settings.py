@@ -29,8 +29,9 @@ def loaded_by(argv: list[str]) -> set[str]:
     ("classifier", "moodstream.workers.classifier",
      ("flask", "tensorflow", "moodstream.workers.detector", "moodstream.workers.aggregator",
       "moodstream.dashboard.app", "moodstream.workers.bulk_jobs", "moodstream.models.cli")),
-    ("dashboard", "moodstream.dashboard.app",
-     ("tensorflow", "onnxruntime", "moodstream.workers.classifier",
+    # The app itself is built in gunicorn's worker process (moodstream.dashboard.server).
+    ("dashboard", "moodstream.dashboard.service",
+     ("tensorflow", "onnxruntime", "flask", "moodstream.workers.classifier",
       "moodstream.workers.detector", "moodstream.workers.aggregator", "moodstream.bench.cli")),
     ("detect", "moodstream.workers.detect_cli",
      ("flask", "tensorflow", "moodstream.workers.classifier", "moodstream.dashboard.app",
