@@ -111,8 +111,8 @@ def with_flip_tta(proto):
     return proto
 
 
-def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256) -> float:
-    """Accuracy of an ONNX model (bytes/ModelProto/path) on uint8 (N, H, W, 1) images."""
+def onnx_probabilities(proto_or_path, x_uint8, threads: int = 2, batch: int = 256):
+    """Probabilities of an ONNX model (ModelProto or path) for uint8 (N, H, W, 1) images."""
     import numpy as np
     import onnxruntime as ort
 
@@ -124,9 +124,16 @@ def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256)
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    preds = [sess.run(None, {name: normalise(x_uint8[i:i + batch])})[0].argmax(1)
-             for i in range(0, len(x_uint8), batch)]
-    return float(np.mean(np.concatenate(preds) == y))
+    return np.concatenate([sess.run(None, {name: normalise(x_uint8[i:i + batch])})[0]
+                           for i in range(0, len(x_uint8), batch)])
+
+
+def onnx_accuracy(proto_or_path, x_uint8, y, threads: int = 2, batch: int = 256) -> float:
+    """Accuracy of an ONNX model (ModelProto or path) on uint8 (N, H, W, 1) images."""
+    import numpy as np
+
+    probs = onnx_probabilities(proto_or_path, x_uint8, threads, batch)
+    return float(np.mean(probs.argmax(1) == y))
 
 
 def _load_source(model_or_path, recipe: dict | None, extra: dict):
@@ -156,11 +163,14 @@ def _load_source(model_or_path, recipe: dict | None, extra: dict):
 
 def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
            extra: dict | None = None, opset: int = 13, data=None, measure: bool = True,
-           sidecar: bool = True, tta: str = "flip") -> dict:
+           sidecar: bool = True, tta: str = "flip", balance_recall: float | None = None) -> dict:
     """Export to ``out``; return the metadata dict written.
 
     ``tta``: "flip" averages each face with its mirror image inside the graph (+0.7 points
     PrivateTest, +0.9 PublicTest for the shipped model, at twice the network cost); "none".
+
+    ``balance_recall``: fit per-class output weights on PublicTest that keep accuracy while
+    lifting every class's recall towards this floor (models/class_balance.py), in the graph.
 
     ``model_or_path``: a Keras model, a ``.keras`` file, or a run directory (uses best.keras
     and reads config.json / result.json / state.json from it); or a list of these, exported
@@ -190,6 +200,13 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         proto = with_flip_tta(proto)
     elif tta != "none":
         raise ValueError(f"unknown test-time augmentation {tta!r}: flip or none")
+    weights = None
+    if balance_recall is not None:
+        from moodstream.models.class_balance import fit_class_weights, with_class_weights
+
+        xv, yv = load_split("val", h if h == w else (h, w), data)
+        weights = fit_class_weights(onnx_probabilities(proto, xv), yv, balance_recall)
+        proto = with_class_weights(proto, weights)
 
     meta = {
         "classes": ",".join(CLASSES),
@@ -204,6 +221,8 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         "trainable_params": str(trainable),
         "framework": f"keras {keras.__version__} -> tf2onnx opset {opset}",
         "tta": tta,
+        **({"class_weights": json.dumps([round(float(v), 4) for v in weights]),
+            "balance_recall": str(balance_recall)} if weights is not None else {}),
         "exported_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     for k, v in extra.items():

@@ -164,3 +164,20 @@ def test_an_ensemble_exports_as_one_graph_that_averages_its_members(tmp_path, ti
     want = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert json.loads(meta["recipe"])["name"] == "ensemble"
+
+
+def test_export_can_balance_recall_with_weights_fitted_on_publictest(tmp_path, tiny_npz):
+    pytest.importorskip("tensorflow")
+    from moodstream.models.architecture import build_from_config
+    from moodstream.models.data import load_split
+    from moodstream.models.export import export, onnx_probabilities
+    from tests.models.conftest import TINY_ARCH
+
+    out = tmp_path / "balanced.onnx"
+    meta = export(build_from_config(TINY_ARCH), out, recipe=TINY_ARCH, data=tiny_npz,
+                  sidecar=False, balance_recall=0.3)
+    weights = json.loads(meta["class_weights"])
+    assert len(weights) == 7 and meta["balance_recall"] == "0.3"
+    x, _ = load_split("test", 32, tiny_npz)
+    probs = onnx_probabilities(out, x)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
