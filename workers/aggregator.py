@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from flask_socketio import SocketIO
+import socketio
 
 from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
@@ -174,8 +174,10 @@ class Aggregator:
         a = settings.aggregator
         self.interval, self.lease_ms = a.interval_s, int(a.lease_s * 1000)
         self.max_skew_s = settings.streams.max_clock_skew_s  # as the consumer loop drops
-        # Write-only emitter: the dashboard's Socket.IO server relays through this queue.
-        self.socketio = SocketIO(message_queue=settings.redis_url)
+        # Write-only emitter: the dashboard's Socket.IO server relays through this queue (the
+        # channel Flask-SocketIO listens on). python-socketio alone: no Flask in this process.
+        self.socketio = socketio.RedisManager(settings.redis_url, channel="flask-socketio",
+                                              write_only=True)
         self.webhook = AlertWebhook.from_settings(settings.alerts)
         # History rows go to a capped Redis list; the writer's thread moves them to the
         # database, so a slow or absent database never holds up a snapshot.
