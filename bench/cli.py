@@ -148,7 +148,9 @@ def choose_keras(explicit: Path | None, meta: dict, tmp: Path) -> tuple[Path, st
 
     if explicit:
         return explicit, "given with --keras"
-    recipe = json.loads(meta.get("recipe", "{}") or "{}").get("name")
+    recipe = json.loads(meta.get("recipe", "{}") or "{}")
+    # An ensemble's first member is the paper-sized network: the paper loop's baseline.
+    recipe = (recipe.get("members") or [recipe])[0].get("name")
     candidates = [REPO / "models" / "runs" / recipe / "best.keras"] if recipe else []
     newest = find_keras(None)
     candidates += [newest] if newest else []
