@@ -200,11 +200,14 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         proto = with_flip_tta(proto)
     elif tta != "none":
         raise ValueError(f"unknown test-time augmentation {tta!r}: flip or none")
+    size = h if h == w else (h, w)
+    # PublicTest fits the class weights and is measured: read once for both.
+    xv, yv = load_split("val", size, data) if measure or balance_recall is not None \
+        else (None, None)
     weights = None
     if balance_recall is not None:
         from moodstream.models.class_balance import fit_class_weights, with_class_weights
 
-        xv, yv = load_split("val", h if h == w else (h, w), data)
         weights = fit_class_weights(onnx_probabilities(proto, xv), yv, balance_recall)
         proto = with_class_weights(proto, weights)
 
@@ -228,8 +231,7 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     for k, v in extra.items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     if measure:
-        xv, yv = load_split("val", h if h == w else (h, w), data)
-        xt, yt = load_split("test", h if h == w else (h, w), data)
+        xt, yt = load_split("test", size, data)
         meta["valtest_accuracy"] = f"{onnx_accuracy(proto, xv, yv):.4f}"
         meta["privatetest_accuracy"] = f"{onnx_accuracy(proto, xt, yt):.4f}"
     else:
