@@ -178,27 +178,33 @@ def jpeg_recompress(image, probability: float, quality: tuple[int, int]):
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool,
                  aug: dict | None = None, seed: int = 0, num_classes: int = 7,
-                 label_smoothing: float = 0.0):
-    """tf.data pipeline. Training batches drop the remainder (oneDNN short-batch crash)."""
+                 label_smoothing: float = 0.0, soft: np.ndarray | None = None):
+    """tf.data pipeline. Training batches drop the remainder (oneDNN short-batch crash).
+
+    ``soft``: per-image teacher log-probabilities (N, classes) for distillation; they are
+    shuffled with their images and appended to the one-hot label (``models.distill``)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    columns = (x, y) if soft is None else (x, y, soft)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if aug and aug.get("jpeg", 0.0) > 0:
             quality = tuple(aug.get("jpeg_quality", (30, 95)))
-            ds = ds.map(lambda xi, yi: (jpeg_recompress(xi, aug["jpeg"], quality), yi),
+            ds = ds.map(lambda xi, *rest: (jpeg_recompress(xi, aug["jpeg"], quality), *rest),
                         num_parallel_calls=tf.data.AUTOTUNE)
     # Always drop the remainder when fitting: Keras fit with oneDNN crashes on short batches.
     ds = ds.batch(batch_size, drop_remainder=training)
 
-    def prep(xb, yb):
+    def prep(xb, yb, *soft_b):
         xb = tf.cast(xb, tf.float32) * SCALE + OFFSET
         if training and aug:
             xb = augment_batch(xb, aug)
         yb = tf.one_hot(yb, num_classes)
         if label_smoothing > 0:
             yb = yb * (1.0 - label_smoothing) + label_smoothing / num_classes
+        if soft_b:
+            yb = tf.concat([yb, soft_b[0]], axis=-1)
         return xb, yb
 
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)

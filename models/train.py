@@ -53,6 +53,9 @@ DEFAULT_CONFIG: dict = {
     "plateau_patience": 8,
     "plateau_factor": 0.1,
     "label_smoothing": 0.0,
+    # knowledge distillation from finished runs (models.distill): null, or
+    # {"teachers": [run folders], "alpha": weight of the hard labels, "temperature": T}
+    "distill": None,
     "early_stopping_patience": 0,  # 0 = off
     "max_train_seconds": 0,  # 0 = no wall-clock limit; else stop after the epoch that passes it
     # augmentation (null / {} = none)
@@ -156,6 +159,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     import tensorflow as tf
 
     from moodstream.models import data as fer
+    from moodstream.models import distill as distillation
     from moodstream.models.architecture import build_from_config, count_params, load_keras
 
     if cfg["threads"]:
@@ -195,19 +199,34 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     x_va, y_va = _subset(*fer.load_split("val", size, cfg["data"], blur), cfg["limit_eval"],
                          cfg["seed"])
     bs = min(cfg["batch_size"], len(x_tr))
+    distill = distillation.settings(cfg["distill"])
+    soft_tr = soft_va = None
+    if distill:
+        # Teacher labels for the same (sub)sets: _subset draws the same indices for the same
+        # length and seed.
+        soft = distillation.teacher_log_probs(distill["teachers"], "train", cfg["data"])
+        soft_tr = _subset(soft, soft, cfg["limit_train"], cfg["seed"])[0]
+        soft = distillation.teacher_log_probs(distill["teachers"], "val", cfg["data"])
+        soft_va = _subset(soft, soft, cfg["limit_eval"], cfg["seed"])[0]
     ds_tr = fer.make_dataset(x_tr, y_tr, bs, training=True, aug=cfg["augment"] or None,
-                             seed=cfg["seed"])
-    ds_va = fer.make_dataset(x_va, y_va, _eval_batch(len(x_va)), training=False)
+                             seed=cfg["seed"], soft=soft_tr)
+    ds_va = fer.make_dataset(x_va, y_va, _eval_batch(len(x_va)), training=False, soft=soft_va)
 
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
+    if distill:
+        loss_class, accuracy_class = distillation.objects()
+        loss = loss_class(distill["alpha"], distill["temperature"])
+        metrics = [accuracy_class()]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
+        metrics = ["accuracy"]
     if resuming:
+        distillation.objects()  # registered, so last.keras compiles with them
         model = load_keras(last_path, compile=True)
     else:
         model = build_from_config(cfg)
         if cfg["init_from"]:
             _warm_start(model, cfg["init_from"], verbose)
-        model.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss=loss,
-                      metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss=loss, metrics=metrics)
     total, trainable = count_params(model)
     if verbose:
         print(f"run {out}  params {total:,} ({trainable:,} trainable)  "

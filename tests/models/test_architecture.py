@@ -117,3 +117,45 @@ def test_a_saved_model_with_custom_layers_loads_in_a_fresh_process(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.strip().endswith("per_image_std")
+
+
+def test_fused_batch_norm_trains_like_the_keras_layer():
+    """The fused training step must compute what Keras' BatchNormalization computes: the same
+    output, the same input and weight gradients, the same moving statistics; and inference
+    must be the parent's (the exported graph stays the standard one)."""
+    import tensorflow as tf
+
+    from moodstream.models.architecture import _fused_batch_norm_layer
+
+    fused_class = _fused_batch_norm_layer()
+    x = tf.random.stateless_normal((16, 9, 9, 6), seed=(1, 2)) * 3.0 + 2.0
+    plain, fused = keras.layers.BatchNormalization(), fused_class()
+    plain.build(x.shape)
+    fused.build(x.shape)
+    gamma = tf.random.stateless_normal((6,), seed=(3, 4))
+    for layer in (plain, fused):
+        layer.gamma.assign(gamma)
+        layer.beta.assign(tf.range(6, dtype=tf.float32) / 10.0)
+    outputs, grads = [], []
+    for layer in (plain, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.sin(y) * y)
+        outputs.append(y.numpy())
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
+    for got, want in zip(grads[1], grads[0], strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=1e-5)
+    # The fused op's variance is Bessel-corrected: n / (n - 1) over 16 * 81 values.
+    np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(),
+                               rtol=1e-3)
+    np.testing.assert_allclose(fused(x, training=False).numpy(),
+                               plain(x, training=False).numpy(), atol=1e-3, rtol=1e-3)
+
+
+def test_the_network_uses_the_fused_batch_norm():
+    model = build_mini_xception()
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "FusedBatchNormalization" in kinds and "BatchNormalization" not in kinds
