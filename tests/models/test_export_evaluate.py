@@ -73,13 +73,14 @@ def test_flip_tta_in_the_graph_averages_each_face_with_its_mirror(tiny_onnx):
     wrapped = onnx.load(str(tiny_onnx))
     assert with_flip_tta(wrapped) is wrapped, "wrapping twice changes nothing"
     graph = wrapped.graph
-    inner_in, inner_out = f"{graph.input[0].name}__tta", f"{graph.output[0].name}__tta"
-    keep = [n for n in graph.node if not n.name.startswith("tta_")]
+    network = [n for n in graph.node if not n.name.startswith("tta_")]
+    mirror = [n for n in graph.node if n.name.startswith("tta_mirror/")]
+    assert len(mirror) == len(network), "the mirror pass is one more copy of the network"
     del graph.node[:]
-    graph.node.extend(keep)
-    graph.input[0].name, graph.output[0].name = inner_in, inner_out
+    graph.node.extend(network)
+    graph.output[0].name = f"{graph.output[0].name}__tta"
     plain = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"])
-    halves = plain.run(None, {inner_in: x})[0] + plain.run(None, {inner_in: mirrored})[0]
+    halves = plain.run(None, {name: x})[0] + plain.run(None, {name: mirrored})[0]
     np.testing.assert_allclose(p, halves / 2, atol=1e-6)
 
 
@@ -181,3 +182,34 @@ def test_export_can_balance_recall_with_weights_fitted_on_publictest(tmp_path, t
     x, _ = load_split("test", 32, tiny_npz)
     probs = onnx_probabilities(out, x)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_padded_channels_change_no_output(tmp_path, tiny_npz):
+    """export pads 12- and 24-channel layers to onnxruntime's 16-channel blocks with zero
+    weights: the exported graph must compute exactly what the trained network computes, and
+    the metadata keeps the trained parameter count."""
+    pytest.importorskip("tensorflow")
+    import onnxruntime as ort
+
+    from moodstream.models.architecture import build_from_config
+    from moodstream.models.export import export, padded_channels
+
+    assert [padded_channels(n, 16) for n in (8, 12, 16, 24, 48, 7)] == [8, 16, 16, 32, 48, 7]
+    assert padded_channels(12, 0) == 12
+    recipe = {"input_size": 32, "base_filters": 6, "block_filters": [12, 12, 24, 24],
+              "input_norm": "per_image"}
+    model = build_from_config(recipe)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:  # trained-looking weights, batch-norm statistics included
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                           if "moving_variance" in v.path else
+                           rng.normal(0, 0.3, w.shape).astype(np.float32)
+                           for w, v in zip(layer.get_weights(), layer.weights, strict=True)])
+    out = tmp_path / "padded.onnx"
+    meta = export(model, out, recipe=recipe, data=tiny_npz, sidecar=False, tta="none",
+                  pad_to=8)
+    assert int(meta["params"]) == model.count_params() < int(meta["graph_params"])
+    x = rng.uniform(-1, 1, (6, 32, 32, 1)).astype(np.float32)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5)

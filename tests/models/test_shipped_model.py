@@ -7,7 +7,7 @@ from .conftest import SHARED_NPZ, SHIPPED_MODEL
 
 # Measured PrivateTest accuracy of the shipped model is recorded in docs/model.md; the
 # threshold sits just below it so a regression (or a wrong preprocessing) fails loudly.
-MIN_PRIVATETEST_ACCURACY = 0.667  # 67.21% recorded, minus 0.5 points
+MIN_PRIVATETEST_ACCURACY = 0.68  # 68.51% recorded, minus 0.5 points
 MIN_CLASS_RECALL = 0.45  # issue 11: no expression starved (fear was 0.34 before balancing)
 
 ort = pytest.importorskip("onnxruntime")
