@@ -32,7 +32,10 @@ def seconds_per_step(size: int, batch: int, steps: int, augment: dict | None,
     from moodstream.models.architecture import build_mini_xception
     from moodstream.models.data import make_dataset
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process: its thread pool stays
     keras.mixed_precision.set_global_policy(policy)
     rng = np.random.default_rng(0)
     n = batch * (steps + 5)
