@@ -596,13 +596,14 @@ def test_history_page_ranges_side_by_side_and_lessons(r, page):
     expect()(page.get_by_test_id("range-b-title")).to_contain_text("Last week")
     expect()(a).to_have_attribute("data-step", "600")
     expect()(b).to_have_attribute("data-step", "600")
-    for side in ("a", "b"):
-        for chart in ("valence", "shares", "faces", "events"):
-            canvas = page.get_by_test_id(f"range-{side}-{chart}")
-            expect()(canvas).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
     monday = page.evaluate("() => { const d = new Date(); d.setHours(0, 0, 0, 0);"
                            " return d.getTime() / 1000 - ((d.getDay() + 6) % 7) * 86400; }")
     this_week = [x for x in lessons if x["to"] > monday]
+    # Early on a Monday, before its first lesson, this week has nothing seeded yet.
+    for side in ("a", "b") if this_week else ("b",):
+        for chart in ("valence", "shares", "faces", "events"):
+            canvas = page.get_by_test_id(f"range-{side}-{chart}")
+            expect()(canvas).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
     expect()(page.get_by_test_id("lesson")).to_have_count(len(this_week))
     expect()(page.get_by_test_id("lessons").locator("tbody")).to_have_attribute(
         "data-count", str(len(this_week)))
