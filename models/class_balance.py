@@ -44,6 +44,24 @@ def fit_class_weights(probs: np.ndarray, y: np.ndarray, floor: float = 0.0,
     return np.exp(log_w)
 
 
+def fold_into_classifier_bias(model, weights, layer: str = "classifier_conv") -> bool:
+    """Put the weights into the network itself where that is exact; return whether it was.
+
+    The mini-Xception's probabilities are softmax(mean over the map of the last convolution),
+    so p_c * w_c renormalised is softmax(logits + log w_c): the last convolution's bias plus
+    log w_c. The graph keeps the network's own nodes and parameter count. Not exact after an
+    average of several passes (mirror, ensemble), which keep ``with_class_weights``."""
+    try:
+        conv = model.get_layer(layer)
+    except ValueError:
+        return False
+    kernel, *bias = conv.get_weights()
+    if not bias or bias[0].shape != (len(weights),) or model.layers[-1].name != "probabilities":
+        return False
+    conv.set_weights([kernel, bias[0] + np.log(np.asarray(weights, dtype=bias[0].dtype))])
+    return True
+
+
 def with_class_weights(proto, weights):
     """Append p * w / sum(p * w) to the graph's output (same name, same shape)."""
     from onnx import TensorProto, helper

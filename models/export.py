@@ -280,10 +280,19 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         else (None, None)
     weights = None
     if balance_recall is not None:
-        from moodstream.models.class_balance import fit_class_weights, with_class_weights
+        from moodstream.models.class_balance import (
+            fit_class_weights,
+            fold_into_classifier_bias,
+            with_class_weights,
+        )
 
         weights = fit_class_weights(onnx_probabilities(proto, xv), yv, balance_recall)
-        proto = with_class_weights(proto, weights)
+        rebiased = keras.models.clone_model(model)  # the caller's model stays as it was
+        rebiased.set_weights(model.get_weights())
+        if tta == "none" and fold_into_classifier_bias(rebiased, weights):
+            proto = keras_to_onnx(rebiased, opset=opset)  # the network alone, re-biased
+        else:
+            proto = with_class_weights(proto, weights)
 
     meta = {
         "classes": ",".join(CLASSES),

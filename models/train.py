@@ -9,6 +9,8 @@ YAML file. Everything for a run lives in ``models/runs/<name>/``:
 - ``best.keras``    the epoch with the best PublicTest (val) accuracy
 - ``state.json``    last finished epoch, best val accuracy / epoch, wall time so far
 - ``result.json``   final val / PrivateTest accuracy of ``best.keras``
+- ``averaged.keras`` with the ``swa`` key: the mean of the last epochs' weights
+  (models/averaging.py), its figures under ``averaged`` in result.json
 
 Running ``train`` again with the same name resumes from ``last.keras`` (unless resume=False).
 """
@@ -56,6 +58,9 @@ DEFAULT_CONFIG: dict = {
     # knowledge distillation from finished runs (models.distill): null, or
     # {"teachers": [run folders], "alpha": weight of the hard labels, "temperature": T}
     "distill": None,
+    # weight averaging over the end of the run (models.averaging): null, or
+    # {"start": share of the schedule after which epochs join the mean, "bn_batches": N}
+    "swa": None,
     "early_stopping_patience": 0,  # 0 = off
     "max_train_seconds": 0,  # 0 = no wall-clock limit; else stop after the epoch that passes it
     # augmentation (null / {} = none)
@@ -158,6 +163,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     import numpy as np
     import tensorflow as tf
 
+    from moodstream.models import averaging
     from moodstream.models import data as fer
     from moodstream.models import distill as distillation
     from moodstream.models.architecture import build_from_config, count_params, load_keras
@@ -173,7 +179,7 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     out = run_dir_for(cfg, runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     state_path, last_path, best_path = out / "state.json", out / "last.keras", out / "best.keras"
-    log_path = out / "log.csv"
+    log_path, averaged_path = out / "log.csv", out / "averaged.keras"
 
     state = {"epoch": -1, "best_val_accuracy": -1.0, "best_epoch": -1, "train_seconds": 0.0}
     resuming = resume and state_path.exists() and last_path.exists()
@@ -188,7 +194,8 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
                 saved_cfg[k] = cfg[k]
         cfg = merge_config(saved_cfg)
     else:
-        for p in (state_path, last_path, best_path, log_path, out / "result.json"):
+        for p in (state_path, last_path, best_path, log_path, averaged_path,
+                  out / "result.json"):
             p.unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
@@ -228,6 +235,11 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
             _warm_start(model, cfg["init_from"], verbose)
         model.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss=loss, metrics=metrics)
     total, trainable = count_params(model)
+    swa = averaging.settings(cfg["swa"])
+    averaged = {"model": None, "mean": None}
+    if swa and resuming and state.get("averaged_epochs") and averaged_path.exists():
+        averaged["model"] = load_keras(averaged_path)
+        averaged["mean"] = averaged["model"].get_weights()
     if verbose:
         print(f"run {out}  params {total:,} ({trainable:,} trainable)  "
               f"train {len(x_tr)} val {len(x_va)} batch {bs}  "
@@ -256,6 +268,15 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
                 self.stale = 0
             else:
                 self.stale += 1
+            if swa and averaging.progress(cfg, epoch, state["train_seconds"]) >= swa["start"]:
+                count = state.get("averaged_epochs", 0)
+                averaged["mean"] = averaging.running_mean(averaged["mean"],
+                                                          self.model.get_weights(), count)
+                if averaged["model"] is None:
+                    averaged["model"] = keras.models.clone_model(self.model)
+                averaged["model"].set_weights(averaged["mean"])
+                averaged["model"].save(averaged_path)
+                state["averaged_epochs"] = count + 1
             self.model.save(last_path)
             state_path.write_text(json.dumps(state, indent=2))
             pat = cfg["early_stopping_patience"]
@@ -288,11 +309,22 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
               "epochs_run": state["epoch"] + 1, "best_epoch": state["best_epoch"] + 1,
               "train_seconds": round(state["train_seconds"], 1),
               "seconds_per_epoch": round(state["train_seconds"] / max(1, state["epoch"] + 1), 1)}
-    for split, xs, ys in (("val", x_va, y_va),
-                          ("test", *_subset(*fer.load_split("test", size, cfg["data"], blur),
-                                            cfg["limit_eval"], cfg["seed"]))):
+    splits = (("val", x_va, y_va),
+              ("test", *_subset(*fer.load_split("test", size, cfg["data"], blur),
+                                cfg["limit_eval"], cfg["seed"])))
+    for split, xs, ys in splits:
         p = best.predict(fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0)
         result[f"{split}_accuracy"] = float(np.mean(p.argmax(1) == ys))
+    if averaged["model"] is not None:
+        # The mean's batch-norm statistics are measured again, once, on the un-augmented
+        # training images; a later resume averages on from these weights.
+        model = averaged["model"]
+        averaging.refresh_batch_norm(model, x_tr, swa["bn_batches"], cfg["seed"])
+        model.save(averaged_path)
+        result["averaged"] = {"epochs": state["averaged_epochs"]}
+        for split, xs, ys in splits:
+            p = model.predict(fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0)
+            result["averaged"][f"{split}_accuracy"] = float(np.mean(p.argmax(1) == ys))
     result["config"] = cfg
     # The file names the run folder as the repository does, so it travels with a checkout.
     repo = RUNS_DIR.parent.parent
@@ -301,6 +333,10 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     if verbose:
         print(f"best epoch {result['best_epoch']}: val {result['val_accuracy']:.4f} "
               f"PrivateTest {result['test_accuracy']:.4f}", flush=True)
+        if "averaged" in result:
+            a = result["averaged"]
+            print(f"mean of the last {a['epochs']} epochs: val {a['val_accuracy']:.4f} "
+                  f"PrivateTest {a['test_accuracy']:.4f}", flush=True)
     return result
 
 

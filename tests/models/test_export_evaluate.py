@@ -184,6 +184,38 @@ def test_export_can_balance_recall_with_weights_fitted_on_publictest(tmp_path, t
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 
 
+def test_without_a_mirror_pass_the_weights_fold_into_the_networks_own_bias(tmp_path, tiny_npz):
+    """softmax(logits) * w renormalised = softmax(logits + log w): one network, its own nodes
+    and parameter count, the same probabilities as the separate weighting nodes."""
+    pytest.importorskip("tensorflow")
+    import onnx
+
+    from moodstream.models.architecture import build_from_config
+    from moodstream.models.data import load_split
+    from moodstream.models.export import export, onnx_probabilities
+    from tests.models.conftest import TINY_ARCH
+
+    model = build_from_config(TINY_ARCH)
+    before = [w.copy() for w in model.get_weights()]
+    plain, folded = tmp_path / "plain.onnx", tmp_path / "folded.onnx"
+    export(model, plain, recipe=TINY_ARCH, data=tiny_npz, sidecar=False, tta="none")
+    meta = export(model, folded, recipe=TINY_ARCH, data=tiny_npz, sidecar=False, tta="none",
+                  balance_recall=0.3)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    ops = {node.op_type for node in onnx.load(folded).graph.node}
+    assert "Mul" not in ops and "ReduceSum" not in ops
+    assert len(onnx.load(folded).graph.node) == len(onnx.load(plain).graph.node)
+    x, _ = load_split("test", 32, tiny_npz)
+    weights = np.array(json.loads(meta["class_weights"]))
+    unweighted = onnx_probabilities(plain, x)
+    want = unweighted * weights / (unweighted * weights).sum(1, keepdims=True)
+    np.testing.assert_allclose(onnx_probabilities(folded, x), want, atol=2e-3)
+    mirrored = export(model, tmp_path / "flip.onnx", recipe=TINY_ARCH, data=tiny_npz,
+                      sidecar=False, tta="flip", balance_recall=0.3)
+    assert "class_weights" in mirrored
+    assert "Mul" in {node.op_type for node in onnx.load(tmp_path / "flip.onnx").graph.node}
+
+
 def test_padded_channels_change_no_output(tmp_path, tiny_npz):
     """export pads 12- and 24-channel layers to onnxruntime's 16-channel blocks with zero
     weights: the exported graph must compute exactly what the trained network computes, and
