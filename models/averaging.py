@@ -46,7 +46,7 @@ def running_mean(mean: list | None, weights: list, count: int) -> list:
 
 
 def refresh_batch_norm(model, x_uint8, batches: int = DEFAULT_BN_BATCHES, seed: int = 0) -> int:
-    """Measure every batch-norm layer's statistics again on ``x_uint8`` (N, H, W), as an exact
+    """Measure every batch-norm layer's statistics again on ``x_uint8`` (N, H, W[, 1]), as an exact
     average over ``batches`` batches rather than a moving one; return the batches used."""
     import keras
     import numpy as np
@@ -66,7 +66,8 @@ def refresh_batch_norm(model, x_uint8, batches: int = DEFAULT_BN_BATCHES, seed: 
             for layer in layers:
                 layer.momentum = 1.0 - 1.0 / (k + 1)
             pick = order[k * BN_BATCH_SIZE:(k + 1) * BN_BATCH_SIZE]
-            model(normalise(x_uint8[pick])[..., None], training=True)
+            batch = normalise(x_uint8[pick])
+            model(batch if batch.ndim == 4 else batch[..., None], training=True)
     finally:
         for layer, momentum in zip(layers, saved, strict=True):
             layer.momentum = momentum

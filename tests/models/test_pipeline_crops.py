@@ -32,4 +32,5 @@ def test_a_missed_face_counts_as_a_wrong_label(tiny_onnx, tiny_npz):
     assert rep["split"] == "PrivateTest through the detector"
     assert rep["detected"] == 0.0  # noise images: no face anywhere
     assert rep["accuracy"] == 0.0
+    assert rep["accuracy_where_detected_fer_framing"] == 0.0  # no found faces to compare
     assert np.asarray(rep["confusion_counts"]).sum() == 0

@@ -7,7 +7,7 @@ pytest.importorskip("tensorflow")
 
 from moodstream.models.train import lr_at, merge_config, train  # noqa: E402
 
-from .conftest import TINY_ARCH  # noqa: E402
+from .conftest import SHARED_NPZ, TINY_ARCH  # noqa: E402
 
 
 def test_merge_config_and_cosine():
@@ -72,3 +72,24 @@ def test_training_at_full_size_with_onednn_does_not_crash(tmp_path):
     assert proc.returncode == 0, f"training crashed ({proc.returncode}): {proc.stderr[-2000:]}"
     state = json.loads((tmp_path / "smoke" / "state.json").read_text())
     assert state["epoch"] == 0
+
+
+@pytest.mark.skipif(not SHARED_NPZ.exists(), reason="needs ../shared/data/fer2013/fer2013.npz")
+def test_pipeline_crops_join_the_training_set_with_their_labels():
+    import numpy as np
+
+    from moodstream.models.data import load_split
+    from moodstream.models.train import _subset, _with_pipeline_crops
+
+    cfg = merge_config({"data": str(SHARED_NPZ), "limit_train": 48, "seed": 5,
+                        "input_size": 40, "threads": 1})
+    x, y = _subset(*load_split("train", 40, SHARED_NPZ), 48, 5)
+    soft = np.log(np.full((48, 7), 1 / 7, np.float32)) + np.arange(48)[:, None]
+    x2, y2, soft2 = _with_pipeline_crops(cfg, x, y, soft, verbose=0)
+    added = len(x2) - 48
+    assert 0.6 * 48 <= added < 48  # most real faces are found, a few are not
+    assert x2.shape[1:] == (40, 40, 1) and np.array_equal(x2[:48], x)
+    # each crop keeps its own face's label and teacher row (the row's offset is its index)
+    rows = soft2[48:, 0] - soft[0, 0]
+    assert np.array_equal(y2[48:], y[rows.round().astype(int)])
+    assert len(set(rows.round().astype(int))) == added
