@@ -6,6 +6,10 @@ of them. Batch-norm statistics do not average: the moving means and variances be
 each epoch's weights, so after averaging they are measured again, on the training images
 without augmentation (what the network sees at inference).
 
+Runs of one network fine-tuned from a common start can be averaged the same way
+(``weight_average``, ``moodstream export RUN RUN ... --average-weights``): one network's
+cost, where an ensemble would pay for every member.
+
 Train key ``swa``: null, or {"start": fraction of the schedule (epochs, or the time budget
 of cosine_time) after which each epoch's weights join the mean, "bn_batches": batches of 128
 training images for the batch-norm statistics}. The mean is ``averaged.keras`` in the run
@@ -72,3 +76,21 @@ def refresh_batch_norm(model, x_uint8, batches: int = DEFAULT_BN_BATCHES, seed: 
         for layer, momentum in zip(layers, saved, strict=True):
             layer.momentum = momentum
     return batches
+
+
+def weight_average(models):
+    """A copy of ``models[0]`` holding the mean of all the models' weights (same network).
+
+    Batch-norm statistics come out averaged too; measure them again (``refresh_batch_norm``)."""
+    import keras
+
+    shapes = [[w.shape for w in m.get_weights()] for m in models]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError("weights can only be averaged across one network: the models' "
+                         "layer shapes differ (an ensemble combines different networks)")
+    mean = None
+    for count, model in enumerate(models):
+        mean = running_mean(mean, model.get_weights(), count)
+    averaged = keras.models.clone_model(models[0])
+    averaged.set_weights(mean)
+    return averaged

@@ -84,6 +84,10 @@ def configure_export(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("source", metavar="RUN", nargs="+",
                         help="run directory (uses best.keras + config.json) or a .keras file; "
                         "several: one ensemble graph that averages their probabilities")
+    parser.add_argument("--average-weights", action="store_true",
+                        help="several RUNs of one network from a common start: one network "
+                        "holding the mean of their weights instead of an ensemble (batch-norm "
+                        "statistics measured again on Training)")
     parser.add_argument("--out", default=str(DEFAULT_MODEL), help="ONNX path (default %(default)s)")
     parser.add_argument("--opset", type=int, default=13)
     parser.add_argument("--data", metavar="NPZ", help="FER-2013 npz for the accuracy metadata")
@@ -107,7 +111,8 @@ def run_export(args: argparse.Namespace, settings=None) -> int:
     source = args.source[0] if len(args.source) == 1 else args.source
     meta = export(source, args.out, opset=args.opset, data=args.data,
                   measure=not args.no_measure, tta=args.tta,
-                  balance_recall=args.balance_recall, pad_to=args.pad_channels)
+                  balance_recall=args.balance_recall, pad_to=args.pad_channels,
+                  average_weights=args.average_weights)
     print(f"wrote {args.out}")
     for k in ("params", "valtest_accuracy", "privatetest_accuracy"):
         print(f"  {k}: {meta[k]}")

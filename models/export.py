@@ -227,7 +227,7 @@ def _load_source(model_or_path, recipe: dict | None, extra: dict):
 def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
            extra: dict | None = None, opset: int = 13, data=None, measure: bool = True,
            sidecar: bool = True, tta: str = "flip", balance_recall: float | None = None,
-           pad_to: int = 16) -> dict:
+           pad_to: int = 16, average_weights: bool = False) -> dict:
     """Export to ``out``; return the metadata dict written.
 
     ``tta``: "flip" averages each face with its mirror image inside the graph (+0.7 points
@@ -242,7 +242,9 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
 
     ``model_or_path``: a Keras model, a ``.keras`` file, or a run directory (uses best.keras
     and reads config.json / result.json / state.json from it); or a list of these, exported
-    as one ensemble (the mean of their probabilities).
+    as one ensemble (the mean of their probabilities), or with ``average_weights`` as one
+    network holding the mean of their weights (runs of the same network from a common start;
+    batch-norm statistics measured again on Training: models/averaging.py).
     """
     import keras
     import onnx
@@ -251,7 +253,18 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     from moodstream.models.data import OFFSET, SCALE, load_split
 
     extra = dict(extra or {})
-    if isinstance(model_or_path, list | tuple):
+    if isinstance(model_or_path, list | tuple) and average_weights:
+        from moodstream.models import averaging
+
+        loaded = [_load_source(m, None, {}) for m in model_or_path]
+        model = averaging.weight_average([m for m, _ in loaded])
+        side = int(model.inputs[0].shape[1])
+        averaging.refresh_batch_norm(model, load_split("train", side, data)[0])
+        recipe = recipe or {"name": "weight average", "members": [r or {} for _, r in loaded]}
+        total, trainable = count_params(model)
+        if pad_to:
+            model = pad_channels(model, loaded[0][1], pad_to)
+    elif isinstance(model_or_path, list | tuple):
         loaded = [_load_source(m, None, {}) for m in model_or_path]
         model = ensemble([m for m, _ in loaded])
         recipe = recipe or {"name": "ensemble", "members": [r or {} for _, r in loaded]}

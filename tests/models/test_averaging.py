@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,28 @@ def test_a_run_averages_its_last_epochs_and_resumes_the_mean(tiny_npz, tmp_path)
     export(run / "averaged.keras", tmp_path / "m.onnx", data=tiny_npz, tta="none")
     meta = read_metadata(tmp_path / "m.onnx")
     assert meta["params"] == str(result["params"])
+
+
+def test_weight_average_is_one_network_holding_the_mean(tiny_npz, tmp_path):
+    pytest.importorskip("tensorflow")
+    import onnx
+
+    from moodstream.models.architecture import build_from_config, count_params
+    from moodstream.models.export import export
+
+    first, second = build_from_config(TINY_ARCH), build_from_config(TINY_ARCH)
+    second.set_weights([w + 1.0 for w in first.get_weights()])
+    averaged = averaging.weight_average([first, second])
+    for got, w in zip(averaged.get_weights(), first.get_weights(), strict=True):
+        np.testing.assert_allclose(got, w + 0.5, rtol=1e-6)
+    wider = build_from_config({**TINY_ARCH, "block_filters": [8, 8, 8, 8]})
+    with pytest.raises(ValueError, match="one network"):
+        averaging.weight_average([first, wider])
+
+    single, soup = tmp_path / "single.onnx", tmp_path / "soup.onnx"
+    export(first, single, recipe=TINY_ARCH, data=tiny_npz, sidecar=False, tta="none")
+    meta = export([first, second], soup, data=tiny_npz, sidecar=False, tta="none",
+                  average_weights=True)
+    assert meta["params"] == str(count_params(first)[0])  # one network's cost, not two
+    assert len(onnx.load(soup).graph.node) == len(onnx.load(single).graph.node)
+    assert json.loads(meta["recipe"])["name"] == "weight average"
