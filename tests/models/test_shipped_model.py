@@ -7,7 +7,7 @@ from .conftest import SHARED_NPZ, SHIPPED_MODEL
 
 # Measured PrivateTest accuracy of the shipped model is recorded in docs/model.md; the
 # threshold sits just below it so a regression (or a wrong preprocessing) fails loudly.
-MIN_PRIVATETEST_ACCURACY = 0.68  # 68.51% recorded, minus 0.5 points
+MIN_PRIVATETEST_ACCURACY = 0.68  # 68.38% recorded (issue 11's floor)
 MIN_CLASS_RECALL = 0.45  # issue 11: no expression starved (fear was 0.34 before balancing)
 
 ort = pytest.importorskip("onnxruntime")
@@ -60,6 +60,22 @@ def test_shipped_privatetest_accuracy(session):
     assert min(rep["per_class_recall"].values()) >= MIN_CLASS_RECALL, rep["per_class_recall"]
     assert rep["accuracy"] == pytest.approx(
         float(session.get_modelmeta().custom_metadata_map["privatetest_accuracy"]), abs=5e-4)
+
+
+@pytest.mark.slow
+def test_shipped_model_reads_the_pipelines_crops_almost_as_well(session):
+    """The live pipeline cuts faces by the detector's box, margin and eye alignment, not by
+    FER-2013's framing. The model shipped before lost 2.5 points on the same PrivateTest faces
+    re-cut that way (66.92% against 69.46%); the shipped one was trained on such crops too
+    and loses 1.2 (68.12% against 69.30%)."""
+    if not SHARED_NPZ.exists():
+        pytest.skip(f"FER-2013 not available at {SHARED_NPZ} (../shared absent)")
+    from moodstream.models.evaluate import evaluate
+
+    rep = evaluate(SHIPPED_MODEL, data=SHARED_NPZ, timing=False, through_detector=True)
+    assert rep["detected"] >= 0.8
+    assert rep["accuracy_where_detected"] >= 0.67
+    assert rep["accuracy_where_detected_fer_framing"] - rep["accuracy_where_detected"] <= 0.02
 
 
 def test_shared_training_split_is_as_sharp_as_the_test_splits():
