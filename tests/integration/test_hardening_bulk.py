@@ -9,8 +9,7 @@ import os
 import stat
 import struct
 import subprocess
-import tempfile
-import threading
+import sys
 import time
 import zlib
 
@@ -196,25 +195,23 @@ def test_a_huge_png_upload_is_refused_by_its_header(db, dashboard, tmp_path):
     assert "huge.png: image is 16000x16000" in html and "pixel limit of 50 Mpx" in html
 
 
-def run_measured(args, env, timeout=120) -> tuple[int, str, float, float]:
-    """Run args and return (exit code, output, seconds, peak MB) of that one child.
+# Runs the command and writes its peak memory. The child's ru_maxrss keeps the high-water
+# mark of the process it was forked from; forked from this small wrapper rather than from
+# pytest (over 1 GB once TensorFlow is loaded), it measures the command itself.
+PEAK_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+                "open(sys.argv[1], 'w').write(str(resource.getrusage("
+                "resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)")
 
-    RUSAGE_CHILDREN would report the largest child this pytest process ever waited for (a
-    training run earlier in the suite), so the child's own usage comes from os.wait4."""
-    with tempfile.TemporaryFile("w+") as out:
-        started = time.monotonic()
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                text=True)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.monotonic() - started
-        out.seek(0)
-        return proc.returncode, out.read(), seconds, usage.ru_maxrss / 1024
+
+def run_measured(args, env, tmp_path, timeout=120) -> tuple[int, str, float, float]:
+    """Run args and return (exit code, output, seconds, peak MB) of that command alone."""
+    peak = tmp_path / "peak_kb"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, str(peak), *args], cwd=REPO,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    seconds = time.monotonic() - started
+    return proc.returncode, proc.stdout, seconds, int(peak.read_text()) / 1024
 
 
 def test_analyze_refuses_a_huge_png_fast_and_small(tmp_path):
@@ -223,7 +220,7 @@ def test_analyze_refuses_a_huge_png_fast_and_small(tmp_path):
     huge_png(png)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MOODSTREAM_REDIS_URL")}
     code, output, seconds, peak_mb = run_measured(
-        [*MOODSTREAM, "analyze", str(png), "--out", str(tmp_path / "out")], env)
+        [*MOODSTREAM, "analyze", str(png), "--out", str(tmp_path / "out")], env, tmp_path)
     assert code == 1, output
     assert "pixel limit of 50 Mpx" in output and "16000x16000" in output
     assert seconds < 60 and peak_mb < 1024, (seconds, peak_mb)
