@@ -168,7 +168,11 @@ def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_cs
         framed, _ = load_split(split, h if h == w else (h, w), data)  # FER-2013's framing
     else:
         x, y = load_split(split, h if h == w else (h, w), data)
-    xf = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
+
+    def normalised(images):
+        return images.astype(np.float32) * np.float32(scale) + np.float32(offset)
+
+    xf = normalised(x)
 
     sess = load_session(model_path, threads)
     t = time.perf_counter()
@@ -203,10 +207,8 @@ def evaluate(model_path, data=None, split: str = "test", report_dir=None, log_cs
         rep["detected"] = float(found.mean())
         rep["accuracy_where_detected"] = accuracy(y[found], pred[found]) if found.any() else 0.0
         # The same faces in FER-2013's own framing: the difference is what framing costs.
-        own = predict(sess, framed[found].astype(np.float32) * np.float32(scale)
-                      + np.float32(offset)).argmax(axis=1) if found.any() else pred[:0]
-        rep["accuracy_where_detected_fer_framing"] = accuracy(y[found], own) if found.any() \
-            else 0.0
+        rep["accuracy_where_detected_fer_framing"] = accuracy(y[found], predict(
+            sess, normalised(framed[found])).argmax(axis=1)) if found.any() else 0.0
     if report_dir:
         out = Path(report_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -253,24 +253,25 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
     from moodstream.models.data import OFFSET, SCALE, load_split
 
     extra = dict(extra or {})
-    if isinstance(model_or_path, list | tuple) and average_weights:
-        from moodstream.models import averaging
+    if isinstance(model_or_path, list | tuple):
+        loaded = [_load_source(m, None, {}) for m in model_or_path]
+        members = [r or {} for _, r in loaded]
+        if average_weights:
+            from moodstream.models import averaging
 
-        loaded = [_load_source(m, None, {}) for m in model_or_path]
-        model = averaging.weight_average([m for m, _ in loaded])
-        side = int(model.inputs[0].shape[1])
-        averaging.refresh_batch_norm(model, load_split("train", side, data)[0])
-        recipe = recipe or {"name": "weight average", "members": [r or {} for _, r in loaded]}
-        total, trainable = count_params(model)
-        if pad_to:
-            model = pad_channels(model, loaded[0][1], pad_to)
-    elif isinstance(model_or_path, list | tuple):
-        loaded = [_load_source(m, None, {}) for m in model_or_path]
-        model = ensemble([m for m, _ in loaded])
-        recipe = recipe or {"name": "ensemble", "members": [r or {} for _, r in loaded]}
-        total, trainable = count_params(model)
-        if pad_to:
-            model = ensemble([pad_channels(m, r, pad_to) for m, r in loaded])
+            model = averaging.weight_average([m for m, _ in loaded])
+            side = int(model.inputs[0].shape[1])
+            averaging.refresh_batch_norm(model, load_split("train", side, data)[0])
+            recipe = recipe or {"name": "weight average", "members": members}
+            total, trainable = count_params(model)
+            if pad_to:
+                model = pad_channels(model, loaded[0][1], pad_to)
+        else:
+            model = ensemble([m for m, _ in loaded])
+            recipe = recipe or {"name": "ensemble", "members": members}
+            total, trainable = count_params(model)
+            if pad_to:
+                model = ensemble([pad_channels(m, r, pad_to) for m, r in loaded])
     else:
         model, recipe = _load_source(model_or_path, recipe, extra)
         blur = float((recipe or {}).get("input_blur_sigma") or 0.0)
@@ -300,9 +301,11 @@ def export(model_or_path, out=DEFAULT_OUT, recipe: dict | None = None,
         )
 
         weights = fit_class_weights(onnx_probabilities(proto, xv), yv, balance_recall)
-        rebiased = keras.models.clone_model(model)  # the caller's model stays as it was
-        rebiased.set_weights(model.get_weights())
-        if tta == "none" and fold_into_classifier_bias(rebiased, weights):
+        rebiased = None
+        if tta == "none":  # a copy, so the caller's model stays as it was
+            rebiased = keras.models.clone_model(model)
+            rebiased.set_weights(model.get_weights())
+        if rebiased is not None and fold_into_classifier_bias(rebiased, weights):
             proto = keras_to_onnx(rebiased, opset=opset)  # the network alone, re-biased
         else:
             proto = with_class_weights(proto, weights)

@@ -344,19 +344,20 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
     splits = (("val", x_va, y_va),
               ("test", *_subset(*fer.load_split("test", size, cfg["data"], blur),
                                 cfg["limit_eval"], cfg["seed"])))
-    for split, xs, ys in splits:
-        p = best.predict(fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0)
-        result[f"{split}_accuracy"] = float(np.mean(p.argmax(1) == ys))
+
+    def accuracies(model) -> dict:
+        return {f"{split}_accuracy": float(np.mean(model.predict(
+            fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0).argmax(1) == ys))
+            for split, xs, ys in splits}
+
+    result.update(accuracies(best))
     if averaged["model"] is not None:
         # The mean's batch-norm statistics are measured again, once, on the un-augmented
         # training images; a later resume averages on from these weights.
         model = averaged["model"]
         averaging.refresh_batch_norm(model, x_tr, swa["bn_batches"], cfg["seed"])
         model.save(averaged_path)
-        result["averaged"] = {"epochs": state["averaged_epochs"]}
-        for split, xs, ys in splits:
-            p = model.predict(fer.normalise(xs), batch_size=_eval_batch(len(xs)), verbose=0)
-            result["averaged"][f"{split}_accuracy"] = float(np.mean(p.argmax(1) == ys))
+        result["averaged"] = {"epochs": state["averaged_epochs"], **accuracies(model)}
     result["config"] = cfg
     # The file names the run folder as the repository does, so it travels with a checkout.
     repo = RUNS_DIR.parent.parent
