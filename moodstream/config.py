@@ -130,6 +130,11 @@ class ClassifierSettings(BaseSettings):
                              validation_alias=AliasChoices("MOODSTREAM_MODEL_PATH"))
     batch: int = 32
     wait_ms: int = 5
+    # A tracked face is classified again at least this often (capture time; 0: every
+    # frame), and sooner when its crop changed by more than reuse_change_level grey levels
+    # (workers/label_reuse.py). In between it carries its last probabilities.
+    reuse_max_age_ms: int = 400
+    reuse_change_level: float = 6.0
 
 
 class AlertSettings(BaseSettings):

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from moodstream import keys
-from moodstream.workers.detectors.base import DetectedFace
+from moodstream.workers.detectors.base import DetectedFace, iou
 
 THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
 # A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
@@ -84,13 +85,16 @@ class CameraState:
     since_full: int  # frames since the last full scan
     size: tuple[int, int]  # frame (width, height)
     settings: str  # the detector settings it was found with
-    faces: list[dict] = field(default_factory=list)  # DetectedFace.to_json() of each
+    faces: list[dict] = field(default_factory=list)  # DetectedFace.to_json() + "track"
     thumb: np.ndarray | None = None
+    # Tracks missing from the last frame, {"box", "track", "ts"}, kept for TRACK_GAP_S: a face
+    # missed in a frame or two keeps its id when it is found again.
+    lost: list[dict] = field(default_factory=list)
 
     def encode(self) -> bytes:
         head = {"ts": self.ts, "full_ts": self.full_ts, "since_full": self.since_full,
                 "size": list(self.size), "settings": self.settings, "faces": self.faces,
-                "thumb": list(self.thumb.shape)}
+                "thumb": list(self.thumb.shape), "lost": self.lost}
         return json.dumps(head).encode() + b"\n" + self.thumb.tobytes()
 
     @classmethod
@@ -105,7 +109,7 @@ class CameraState:
             thumb = np.frombuffer(pixels, np.uint8).reshape(h, w)
             return cls(float(meta["ts"]), float(meta["full_ts"]), int(meta["since_full"]),
                        tuple(int(v) for v in meta["size"]), str(meta["settings"]),
-                       list(meta["faces"]), thumb)
+                       list(meta["faces"]), thumb, list(meta.get("lost", [])))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -186,6 +190,46 @@ def motion_area(min_face: float, scale: float) -> float:
     return max(3.0, (min_face * scale) ** 2 / 4)
 
 
+TRACK_GAP_S = 2.0  # a face unseen this long gets a new track id when it is found again
+TRACK_MIN_IOU = 0.3
+
+
+def new_track_id(ts: float, index: int) -> int:
+    """A track id no other frame of the camera gives out: its capture time in ms and the
+    face's index (two detectors that find one new face in two frames give two ids, never one
+    id to two faces)."""
+    return int(ts * 1000) * 256 + index
+
+
+def assign_tracks(known: list[dict], boxes: list, ts: float) -> list[int]:
+    """Track ids for the faces (boxes) of a frame captured at ts: each takes the id of the
+    known face ({"box", "track"}: the last frame's faces and the recently lost ones) it
+    overlaps most, best overlaps first, or a new id."""
+    pairs = sorted(((iou(k["box"], box), ki, fi) for ki, k in enumerate(known)
+                    for fi, box in enumerate(boxes)), reverse=True)
+    ids: list[int | None] = [None] * len(boxes)
+    taken = set()
+    for overlap, ki, fi in pairs:
+        if overlap < TRACK_MIN_IOU:
+            break
+        if ki in taken or ids[fi] is not None:
+            continue
+        ids[fi] = int(known[ki]["track"])
+        taken.add(ki)
+    return [new_track_id(ts, i) if t is None else t for i, t in enumerate(ids)]
+
+
+def full_scan_due(ts: float, full_ts: float, every_s: float, camera: str) -> bool:
+    """A full scan is due when the camera's capture time enters a new period of every_s
+    seconds since its last one. Each camera's periods start at its own phase (from its id),
+    so the periodic full scans of cameras started together do not fall on the same tick."""
+    if every_s <= 0:
+        return True
+    phase = zlib.crc32(camera.encode()) % 1000 / 1000 * every_s
+    return (math.floor((ts + phase) / every_s) > math.floor((full_ts + phase) / every_s)
+            or ts - full_ts >= every_s)
+
+
 @dataclass
 class Plan:
     """One frame's way (full, gate, track) and what it needs."""
@@ -207,7 +251,7 @@ class LeanDetector:
         self.ways = {"full": 0, "gate": 0, "track": 0, "searched": 0, "retry": 0}
 
     def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
-             state: CameraState | None) -> Plan:
+             state: CameraState | None, camera: str = "") -> Plan:
         thumb = thumbnail(image)
         o = self.options
         size = (image.shape[1], image.shape[0])
@@ -215,8 +259,8 @@ class LeanDetector:
                 or state.thumb is None or state.thumb.shape != thumb.shape
                 or not (o.gate or o.track)):
             return Plan("full", thumb, state)
-        if (state.since_full + 1 >= o.full_every_frames
-                or ts - state.full_ts >= o.full_every_s or ts < state.ts):
+        if (state.since_full + 1 >= o.full_every_frames or ts < state.ts
+                or full_scan_due(ts, state.full_ts, o.full_every_s, camera)):
             return Plan("full", thumb, state)
         if o.gate and still(state.thumb, thumb, o.gate_fraction):
             return Plan("gate", thumb, state)
@@ -272,7 +316,7 @@ class LeanDetector:
         for k in members:
             cam, ts, image = frames[k]
             plans[k] = self.plan(ts, image, f"{min_face[k]}/{scale_factor[k]}", min_face[k],
-                                 states.get(cam))
+                                 states.get(cam), cam)
         full = [k for k in members if plans[k].way == "full"]
         track = [k for k in members if plans[k].way == "track"]
         for k in members:
@@ -307,18 +351,37 @@ class LeanDetector:
             cam, ts, image = frames[k]
             plan = plans[k]
             self.ways[plan.way] += 1
+            old = plan.state
+            known = [] if old is None or ts < old.ts else old.faces + old.lost
+            for face, track in zip(results[k], assign_tracks(
+                    known, [f["box"] for f in results[k]], ts), strict=True):
+                face["track"] = track
             states[cam] = changed[cam] = self._next_state(plan, ts, image, results[k],
                                                           f"{min_face[k]}/{scale_factor[k]}")
 
     @staticmethod
     def _next_state(plan: Plan, ts, image, faces, settings) -> CameraState:
         old = plan.state
+        lost = lost_tracks(old, faces, ts)
         if plan.way == "gate":
             return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
-                               old.faces, old.thumb)
-        stored = [DetectedFace(f["box"], f["score"], f["landmarks"]).to_json() for f in faces]
+                               old.faces, old.thumb, lost)
+        stored = [{**DetectedFace(f["box"], f["score"], f["landmarks"]).to_json(),
+                   "track": f["track"]} for f in faces]
         if plan.way == "track":
             return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
-                               stored, plan.thumb)
+                               stored, plan.thumb, lost)
         return CameraState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
-                           plan.thumb)
+                           plan.thumb, lost)
+
+
+def lost_tracks(old: CameraState | None, faces: list[dict], ts: float) -> list[dict]:
+    """The tracks of the previous state (its faces and its lost ones) that this frame did not
+    see, while they were seen less than TRACK_GAP_S ago."""
+    if old is None or ts < old.ts:
+        return []
+    seen = {f["track"] for f in faces}
+    out = [{"box": f["box"], "track": f["track"], "ts": old.ts} for f in old.faces
+           if "track" in f and f["track"] not in seen]
+    out += [lost for lost in old.lost if lost["track"] not in seen]
+    return [lost for lost in out if ts - lost["ts"] < TRACK_GAP_S]
