@@ -219,15 +219,10 @@ def assign_tracks(known: list[dict], boxes: list, ts: float) -> list[int]:
     return [new_track_id(ts, i) if t is None else t for i, t in enumerate(ids)]
 
 
-def full_scan_due(ts: float, full_ts: float, every_s: float, camera: str) -> bool:
-    """A full scan is due when the camera's capture time enters a new period of every_s
-    seconds since its last one. Each camera's periods start at its own phase (from its id),
-    so the periodic full scans of cameras started together do not fall on the same tick."""
-    if every_s <= 0:
-        return True
-    phase = zlib.crc32(camera.encode()) % 1000 / 1000 * every_s
-    return (math.floor((ts + phase) / every_s) > math.floor((full_ts + phase) / every_s)
-            or ts - full_ts >= every_s)
+def scan_phase(camera: str) -> float:
+    """A camera's share, in [0, 0.5), of the full-scan period that its first period is
+    shortened by: cameras started together then scan in turn, not all on the same tick."""
+    return zlib.crc32(camera.encode()) % 1000 / 2000
 
 
 @dataclass
@@ -259,8 +254,8 @@ class LeanDetector:
                 or state.thumb is None or state.thumb.shape != thumb.shape
                 or not (o.gate or o.track)):
             return Plan("full", thumb, state)
-        if (state.since_full + 1 >= o.full_every_frames or ts < state.ts
-                or full_scan_due(ts, state.full_ts, o.full_every_s, camera)):
+        if (state.since_full + 1 >= o.full_every_frames
+                or ts - state.full_ts >= o.full_every_s or ts < state.ts):
             return Plan("full", thumb, state)
         if o.gate and still(state.thumb, thumb, o.gate_fraction):
             return Plan("gate", thumb, state)
@@ -352,12 +347,17 @@ class LeanDetector:
             plan = plans[k]
             self.ways[plan.way] += 1
             old = plan.state
-            known = [] if old is None or ts < old.ts else old.faces + old.lost
+            known = [] if old is None or ts < old.ts else [
+                f for f in old.faces + old.lost if "track" in f]
             for face, track in zip(results[k], assign_tracks(
                     known, [f["box"] for f in results[k]], ts), strict=True):
                 face["track"] = track
             states[cam] = changed[cam] = self._next_state(plan, ts, image, results[k],
                                                           f"{min_face[k]}/{scale_factor[k]}")
+            if plan.state is None:  # a camera's first scan: its periods start at its phase
+                phase = scan_phase(cam)
+                changed[cam].full_ts -= phase * self.options.full_every_s
+                changed[cam].since_full = int(phase * self.options.full_every_frames)
 
     @staticmethod
     def _next_state(plan: Plan, ts, image, faces, settings) -> CameraState:

@@ -10,8 +10,8 @@ import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
-from moodstream.contract import Face, Frame, Label, MalformedEntry, Snapshot
-from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
+from moodstream.contract import FaceSet, Frame, LabelSet, MalformedEntry, Snapshot
+from tests.conftest import MOODSTREAM, REPO, label_set, service_env, wait_for
 from tests.moodstream.test_streams import consumer, publish
 
 # --------------------------------------------------------------------- 1. future timestamps
@@ -23,10 +23,11 @@ def test_non_finite_timestamps_are_malformed_at_the_first_stage(raw):
     frame["ts"] = raw
     with pytest.raises(MalformedEntry, match="not finite"):
         Frame.decode(frame)
-    for entry in (Face("cam", 1, 0.0, -1, 0).encode(), Label("cam", 1, 0.0, -1, 0).encode()):
+    for record in (FaceSet("cam", 1, 0.0), LabelSet("cam", 1, 0.0)):
+        entry = record.encode()
         entry["ts"] = raw
         with pytest.raises(MalformedEntry):
-            (Face if "score" in entry else Label).decode(entry)
+            type(record).decode(entry)
 
 
 def test_a_nan_frame_is_a_dead_letter_at_the_detector_stage(r, redis_server):
@@ -49,9 +50,9 @@ def test_frames_from_a_clock_running_ahead_are_dropped_as_future(r, redis_server
 def test_a_label_stamped_an_hour_ahead_is_dropped_by_the_real_aggregator(r, redis_server):
     """It used to enter the windows (and hold off the driver's out-of-view alert)."""
     ahead = time.time() + 3600
-    r.xadd(keys.LABELS, Label("car", 1, ahead, 0, 1, (1, 2, 3, 4),
-                              [0, 0, 0, 1, 0, 0, 0]).encode())
-    r.xadd(keys.LABELS, Label("car", 2, time.time(), -1, 0).encode())
+    r.xadd(keys.LABELS, label_set("car", 1, ahead, [((1, 2, 3, 4), [0, 0, 0, 1, 0, 0, 0])])
+           .encode())
+    r.xadd(keys.LABELS, label_set("car", 2, time.time()).encode())
     r.sadd(keys.CAMERAS, "car")
     subprocess.run([*MOODSTREAM, "aggregator", "--exit-when-idle", "3", "--interval", "0.2"],
                    cwd=REPO, env=service_env(redis_server.url), timeout=120, check=True,
