@@ -121,6 +121,9 @@ class DetectorSettings(BaseSettings):
     # bound on how late a person who enters without motion is found.
     full_every_frames: int = 10
     full_every_s: float = 2.0
+    # Between full scans, tracked faces follow the scene's local shift (phase correlation of
+    # the thumbnails); O-Net refines their boxes every this many tracked frames (1: always).
+    refine_every_frames: int = 3
     state_ttl_s: float = 30.0  # a camera's state in Redis (keys.detect_state)
 
 

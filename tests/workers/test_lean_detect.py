@@ -25,8 +25,10 @@ from moodstream.workers.lean_detect import (
     new_track_id,
     regions,
     scan_phase,
+    shifted,
     still,
     thumbnail,
+    unmatched,
 )
 
 MIN_FACE = 40
@@ -189,7 +191,7 @@ def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     wrong = [{"box": [b + 150 for b in f["box"][:2]] + list(f["box"][2:]), "score": 1.0,
               "landmarks": None} for f in faces]
     state = CameraState(0.0, 0.0, 0, (640, 480), f"{MIN_FACE}/0.709", wrong, thumbnail(photo))
-    lean = LeanDetector(full, r, LeanOptions(gate=False))
+    lean = LeanDetector(full, r, LeanOptions(gate=False, refine_every_frames=1))
     lean.save({"c": state})
     (found,) = lean.detect([("c", 0.2, photo)], [MIN_FACE], [0.709])
     assert lean.ways["searched"] == 1 and lean.ways["retry"] == 1 and len(found) == len(faces)
@@ -224,7 +226,8 @@ def test_gating_and_tracking_keep_faces_per_second_on_the_clip(r, full, media):
     reference = [len(f) for f in full.detect(frames)]
     counts, lean = lean_run(full, r, frames, LeanOptions())
     assert within(counts, reference), (sum(counts), sum(reference))
-    assert lean.ways["track"] + lean.ways["gate"] >= len(frames) // 2, lean.ways
+    lighter = lean.ways["track"] + lean.ways["shift"] + lean.ways["gate"]
+    assert lighter >= len(frames) // 2, lean.ways
 
 
 @pytest.mark.slow
@@ -234,7 +237,7 @@ def test_moving_group_photos_keep_their_face_count(r, full, media):
         reference = [len(f) for f in full.detect(frames)]
         counts, lean = lean_run(full, r, frames, LeanOptions(), camera=name.split(".")[0])
         assert within(counts, reference), (name, sum(counts), sum(reference))
-        assert lean.ways["track"] >= len(frames) // 2, lean.ways
+        assert lean.ways["track"] + lean.ways["shift"] >= len(frames) // 2, lean.ways
 
 
 # ---------------------------------------------------------------- unit: track ids
@@ -275,3 +278,12 @@ def test_tracks_survive_gating_tracking_and_full_scans(r, full, media):
 def test_first_full_scans_are_spread_over_the_period():
     phases = {scan_phase(f"cam-{i}") for i in range(24)}
     assert all(0 <= p < 0.5 for p in phases) and len(phases) > 12
+
+
+def test_faces_follow_the_shift_of_their_block_and_unmatched_finds_the_lost():
+    shifts = np.zeros((2, 3, 2), np.float32)
+    shifts[0, 1] = (1.5, -0.5)  # thumbnail px; the block of the face below
+    face = {"box": [170, 40, 40, 40], "score": 0.99, "landmarks": {"left_eye": [180, 50]}}
+    (moved,) = shifted([face], shifts, scale=0.125)
+    assert moved.box == (182, 36, 40, 40) and moved.landmarks["left_eye"] == (192.0, 46.0)
+    assert unmatched([(0, 0, 10, 10), (50, 50, 10, 10)], [(1, 0, 10, 10)]) == [(50, 50, 10, 10)]
