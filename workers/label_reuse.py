@@ -3,8 +3,10 @@
 A face's expression does not change between two frames 200 ms apart unless its crop does. A
 track is classified when it is new (or found again under a new id), when its last
 classification is older than `max_age_s` of capture time, or when its crop changed past
-`change_level` since then (mean absolute difference of 8x8 block means, grey levels: a smile
-moves the mouth's blocks, JPEG noise and a small sway do not). Otherwise it carries the
+`change_level` since then. The change is measured on 6x6 block means of the crop with its
+mean brightness removed: the 90th percentile of the blocks' absolute differences, in grey
+levels. A smile or an opened mouth moves a few blocks a lot; JPEG noise and a small sway move
+many blocks a little; a light that dims moves none. Otherwise the face carries the
 probabilities of its last classification, and the labels entry says so (LabelSet.fresh).
 
 The memory is per classifier process: with several classifiers, a track whose frames go to
@@ -17,16 +19,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GRID = 8  # the signature's blocks per side
+GRID = 6  # the signature's blocks per side
 FORGET_AFTER_S = 30.0  # tracks unseen this long (capture time) are forgotten
 
 
 def signature(crop: np.ndarray) -> np.ndarray:
-    """GRID x GRID block means of a gray crop (float32)."""
+    """GRID x GRID block means of a gray crop less their mean (float32)."""
     h, w = crop.shape
     bh, bw = max(1, h // GRID), max(1, w // GRID)
     part = crop[:bh * GRID, :bw * GRID].astype(np.float32)
-    return part.reshape(GRID, bh, GRID, bw).mean(axis=(1, 3))
+    blocks = part.reshape(GRID, bh, GRID, bw).mean(axis=(1, 3))
+    return blocks - blocks.mean()
+
+
+def change(a: np.ndarray, b: np.ndarray) -> float:
+    """How much a crop changed between two signatures, in grey levels."""
+    return float(np.percentile(np.abs(a - b), 90))
 
 
 @dataclass
@@ -53,7 +61,7 @@ class LabelReuse:
         known = self.memory.get((camera, int(track)))
         if known is None or abs(ts - known.ts) >= self.max_age_s:
             return None
-        if np.abs(signature(crop) - known.signature).mean() > self.change_level:
+        if change(signature(crop), known.signature) > self.change_level:
             return None
         known.seen = max(known.seen, ts)
         return known.probs

@@ -67,7 +67,7 @@ class LeanOptions:
     full_every_s: float = 2.0
     gate_fraction: float = 0.002  # of thumbnail pixels that may change in a still frame
     state_ttl_s: float = 30.0
-    refine_every_frames: int = 3  # tracked frames: O-Net on the faces every this many
+    refine_every_frames: int = 1  # tracked frames: O-Net on the faces every this many
 
     @classmethod
     def from_settings(cls, d) -> LeanOptions:
