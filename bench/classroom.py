@@ -546,7 +546,7 @@ def window_figures(cameras: int, fps: float, seconds: float, before: dict, after
             "latency_samples": len(latencies)}
 
 
-def per_camera(case: dict) -> dict:
+def cost_per_camera(case: dict) -> dict:
     """A case's cost per camera, all processes in: cores, RSS MB (the largest total over the
     window, shared start-up memory included), and CPU ms per face found per frame
     (cores x 1000 / faces found per second)."""
@@ -557,6 +557,25 @@ def per_camera(case: dict) -> dict:
     return {"cores": round(cores / cameras, 3),
             "rss_mb": round(rss / cameras, 1) if rss is not None else None,
             "cpu_ms_per_face": round(cores * 1000 / faces_s, 3) if faces_s else None}
+
+
+def register_cameras(r, videos: list[Path], fps: float,
+                     min_faces: list[int | None]) -> list[str]:
+    """Register camera i (`cam00`, `cam01`...) with videos[i] as `up` registers its own, and
+    min_faces[i] as its smallest face where that is not None; the camera ids."""
+    from moodstream.camera_settings import CameraSettings
+    from moodstream.supervisor import register_camera
+
+    cams = []
+    for i, (video, min_face) in enumerate(zip(videos, min_faces, strict=True)):
+        cam = f"cam{i:02d}"
+        register_camera(r, cam, str(video), "classroom", fps)
+        if min_face is not None:  # registered before `up` starts: no change to announce
+            settings = CameraSettings.load(r, cam)
+            settings.min_face = min_face
+            settings.save(r, cam)
+        cams.append(cam)
+    return cams
 
 
 class UpRun:
@@ -574,10 +593,8 @@ class UpRun:
         self.log_path = folder / "up.log"
 
     def __enter__(self) -> UpRun:
-        from moodstream.camera_settings import CameraSettings
         from moodstream.embedded_redis import EmbeddedRedis, free_port
         from moodstream.redis_client import connect
-        from moodstream.supervisor import register_camera
 
         self.folder.mkdir(parents=True, exist_ok=True)
         # The product's own embedded Redis (the binary `up` would run), started here so that
@@ -585,12 +602,7 @@ class UpRun:
         self.server = EmbeddedRedis(directory=str(self.folder))
         self.server.start()
         self.redis = connect(self.server.url)
-        for i, (video, min_face) in enumerate(zip(self.videos, self.min_faces, strict=True)):
-            register_camera(self.redis, f"cam{i:02d}", str(video), "classroom", self.fps)
-            if min_face is not None:  # before `up` starts: no change to announce
-                settings = CameraSettings.load(self.redis, f"cam{i:02d}")
-                settings.min_face = min_face
-                settings.save(self.redis, f"cam{i:02d}")
+        register_cameras(self.redis, self.videos, self.fps, self.min_faces)
         env = dict(os.environ, REDIS_URL=self.server.url, PYTHONUNBUFFERED="1",
                    TF_CPP_MIN_LOG_LEVEL="3", MOODSTREAM_DATA_DIR=str(self.folder / "data"))
         cmd = [sys.executable, "-m", "moodstream.cli", "up", "--no-source", "--detectors",
@@ -700,7 +712,7 @@ class UpRun:
                        * per_camera, 1)},
             bench_cores=round((sum(me.cpu_times()[:2]) - own0) / elapsed, 3),
             load_avg={"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)})
-        case["per_camera"] = per_camera(case)
+        case["per_camera"] = cost_per_camera(case)
         if full_drains:
             case["latency_note"] = f"{full_drains} drain(s) hit the 2,048 cap: samples lost"
         case["reasons"] = verdict(case)

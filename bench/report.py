@@ -551,7 +551,7 @@ FACES_HEADER = ("faces/camera", "workload", "found/frame", "cameras", "cores", "
 
 def faces_table(results: dict) -> list[tuple[str, ...]]:
     """One row of FACES_HEADER per workload: its main case, the capacity search's answer
-    and the cost per camera (classroom.per_camera)."""
+    and the cost per camera (classroom.cost_per_camera)."""
     rows = []
     for key, result in faces_cases(results).items():
         if "error" in result:
