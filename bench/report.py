@@ -471,7 +471,13 @@ CAPACITY_HEADER = ("cameras", "offered", "published", "processed", "p50 ms", "p9
 def classroom_title(classroom: dict) -> str:
     """"classroom" and, for a faces-per-camera workload, which one."""
     work = classroom.get("workload")
-    return f"classroom, ~{work['faces']} faces ({work['name']})" if work else "classroom"
+    if not work:
+        return "classroom"
+    return f"classroom, ~{faces_words(work['faces'])} ({work['name']})"
+
+
+def faces_words(faces: str) -> str:
+    return "1 face" if faces == "1" else f"{faces} faces"
 
 
 def classroom_text(classroom: dict) -> str:
@@ -496,7 +502,7 @@ def classroom_text(classroom: dict) -> str:
 def classroom_markdown(classroom: dict) -> list[str]:
     work = classroom.get("workload")
     if work and work["faces"] != "5":
-        out = [f"### Classroom, ~{work['faces']} faces a camera: {work['name']}", "",
+        out = [f"### Classroom, ~{faces_words(work['faces'])} a camera: {work['name']}", "",
                f"Each camera: {work['use']}; otherwise as the mix above.", ""]
         out += [f"- {line}" for line in classroom_summary(classroom)]
         return out + classroom_tables_markdown(classroom)
@@ -586,9 +592,9 @@ def faces_table_text(results: dict) -> str:
         return ""
     rows = [FACES_HEADER, *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(FACES_HEADER))]
-    return "\n".join([f"{FACES_TITLE.lower()} ({FACES_NOTE}):"] + [
+    return "\n".join([f"{FACES_TITLE.lower()}:"] + [
         "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in rows])
+        for r in rows] + [f"  ({FACES_NOTE})"])
 
 
 def faces_table_markdown(results: dict) -> list[str]:

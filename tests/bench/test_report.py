@@ -65,13 +65,13 @@ def test_an_earlier_results_file_is_the_mix_alone():
 
 def test_every_workload_prints_its_section_and_the_table():
     text = report.classroom_sections_text(all_faces_results())
-    for title in ("classroom, ~1 faces (driver): 8 cameras",
+    for title in ("classroom, ~1 face (driver): 8 cameras",
                   "classroom, ~5 faces (small groups): 8 cameras",
                   "classroom, ~25 faces (full classroom): 12 cameras"):
         assert title in text
     assert "per camera, all processes: 0.120 cores, 93 MB RSS; 0.96 ms CPU per face" in text
     assert "(750.0 of them reused from the track)" in text
-    assert text.index("~1 faces") < text.index("~5 faces") < text.index("~25 faces") < \
+    assert text.index("~1 face ") < text.index("~5 faces") < text.index("~25 faces") < \
         text.index("capacity per faces a camera")
     md = report.render_markdown(all_faces_results())
     assert "## Capacity per faces a camera" in md
