@@ -554,6 +554,8 @@ def cost_per_camera(case: dict) -> dict:
     cores = case["cpu_cores"]["total"]
     rss = case["rss_mb"].get("total", {}).get("max")
     faces_s = case.get("faces_per_s")
+    if faces_s is None and case.get("faces_per_frame"):  # a case of an older results file
+        faces_s = case["faces_per_frame"] * case["processed_fps"]
     return {"cores": round(cores / cameras, 3),
             "rss_mb": round(rss / cameras, 1) if rss is not None else None,
             "cpu_ms_per_face": round(cores * 1000 / faces_s, 3) if faces_s else None}

@@ -558,6 +558,8 @@ FACES_HEADER = ("faces/camera", "workload", "found/frame", "cameras", "cores", "
 def faces_table(results: dict) -> list[tuple[str, ...]]:
     """One row of FACES_HEADER per workload: its main case, the capacity search's answer
     and the cost per camera (classroom.cost_per_camera)."""
+    from moodstream.bench.classroom import cost_per_camera
+
     rows = []
     for key, result in faces_cases(results).items():
         if "error" in result:
@@ -566,7 +568,7 @@ def faces_table(results: dict) -> list[tuple[str, ...]]:
             continue
         case = result["case"]
         work = result.get("workload") or {"name": "small groups"}
-        each = case.get("per_camera") or {}
+        each = case.get("per_camera") or cost_per_camera(case)
         capacity = result.get("capacity")
         rows.append((key, work["name"], _num(case.get("faces_per_frame"), 1),
                      str(case["cameras"]), _num(case["cpu_cores"]["total"], 2),

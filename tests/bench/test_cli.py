@@ -181,3 +181,11 @@ def test_without_the_agreement_module_there_is_no_section(monkeypatch):
     results: dict = {}
     cli.measure_agreement(results)
     assert results == {}
+
+
+def test_no_capacity_trial_rows_of_any_workload_are_compared():
+    assert cli.compared("classroom.case.p99_ms")
+    assert cli.compared("classroom_faces.25.case.cpu_cores.total")
+    assert cli.compared("classroom_faces.25.capacity.cameras")
+    assert not cli.compared("classroom.capacity.tried.12.p99_ms")
+    assert not cli.compared("classroom_faces.25.capacity.tried.12.p99_ms")
