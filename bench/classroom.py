@@ -12,8 +12,8 @@ repository, one per camera: stills pan and zoom a little with mild noise of the 
 seed; real video keeps its own motion, each camera (and each tile) starting at its own
 point of the clip; so no two frames and no two cameras carry the same bytes. A private
 redis-server and `moodstream up --no-source --detectors 2` run the product as shipped; the
-cameras are registered in Redis the way `up` registers its own (with a camera's own smallest
-face where its scene needs one), and `up`'s camera supervisor starts their ingest. After a
+cameras are registered in Redis the way `up` registers its own, and `up`'s camera
+supervisor starts their ingest. After a
 warm-up, a measured window gives frames/s published and processed (moodstream.accounting),
 faces found and labels reused per second, the capture-to-label latency of that window only,
 CPU cores and RSS per process kind (from /proc through psutil, processes told apart by their
@@ -57,7 +57,6 @@ class Scene:
     # motion; "tiles": copies of the clip side by side, each starting at its own point.
     motion: str = "pan"
     grid: tuple[int, int] = (1, 1)  # columns, rows of tiles
-    min_face: int | None = None  # the camera's smallest face (None: the detector's own)
 
 
 GROUP7 = Scene("group-7", "dlib_2007_007763.jpg", 7, (640, 480))
@@ -74,11 +73,10 @@ VIDEO1 = Scene("video-1", "fer_woman2.mp4", 1, (596, 336), motion="video")
 # Six copies of it, 3 x 2, each a sixth of the clip apart (every other one mirrored): six
 # faces of about 55 px, moving as people do.
 VIDEO6 = Scene("video-6", "fer_woman2.mp4", 6, (636, 360), motion="tiles", grid=(3, 2))
-# The team photo at the ingest's 640 px: its 25 clear faces get MTCNN boxes of 15 to 24 px
-# there, so the camera is set to a smallest face of 28 px, as an installer sets a wide
-# classroom camera: MTCNN finds 25 on the moving frames (21 at the default 40; below 24 it
-# reaches into the crowd behind the team).
-DENSE = Scene("classroom-25", "retinaface_img3.jpg", 25, (640, 412), min_face=28)
+# The team photo at the ingest's 640 px, covered 1.1 times as the other stills: MTCNN finds
+# its 25 clear faces (24 to 26 a frame as it moves) with the detector's default smallest
+# face of 40 px.
+DENSE = Scene("classroom-25", "retinaface_img3.jpg", 25, (640, 412))
 
 
 @dataclass(frozen=True)
@@ -561,35 +559,14 @@ def cost_per_camera(case: dict) -> dict:
             "cpu_ms_per_face": round(cores * 1000 / faces_s, 3) if faces_s else None}
 
 
-def register_cameras(r, videos: list[Path], fps: float,
-                     min_faces: list[int | None]) -> list[str]:
-    """Register camera i (`cam00`, `cam01`...) with videos[i] as `up` registers its own, and
-    min_faces[i] as its smallest face where that is not None; the camera ids."""
-    from moodstream.camera_settings import CameraSettings
-    from moodstream.supervisor import register_camera
-
-    cams = []
-    for i, (video, min_face) in enumerate(zip(videos, min_faces, strict=True)):
-        cam = f"cam{i:02d}"
-        register_camera(r, cam, str(video), "classroom", fps)
-        if min_face is not None:  # registered before `up` starts: no change to announce
-            settings = CameraSettings.load(r, cam)
-            settings.min_face = min_face
-            settings.save(r, cam)
-        cams.append(cam)
-    return cams
-
-
 class UpRun:
     """A private redis-server and `moodstream up --no-source` with `videos` registered as
-    cameras (with `min_faces[i]` as camera i's smallest face where it is not None), stopped
-    on exit."""
+    cameras, stopped on exit."""
 
     def __init__(self, folder: Path, videos: list[Path], detectors: int, fps: float,
-                 up_args: tuple[str, ...] = (), min_faces: list[int | None] | None = None):
+                 up_args: tuple[str, ...] = ()):
         self.folder, self.videos, self.detectors, self.fps = folder, videos, detectors, fps
         self.up_args = up_args
-        self.min_faces = min_faces or [None] * len(videos)
         self.server = None
         self.up: subprocess.Popen | None = None
         self.log_path = folder / "up.log"
@@ -597,6 +574,7 @@ class UpRun:
     def __enter__(self) -> UpRun:
         from moodstream.embedded_redis import EmbeddedRedis, free_port
         from moodstream.redis_client import connect
+        from moodstream.supervisor import register_camera
 
         self.folder.mkdir(parents=True, exist_ok=True)
         # The product's own embedded Redis (the binary `up` would run), started here so that
@@ -604,7 +582,8 @@ class UpRun:
         self.server = EmbeddedRedis(directory=str(self.folder))
         self.server.start()
         self.redis = connect(self.server.url)
-        register_cameras(self.redis, self.videos, self.fps, self.min_faces)
+        for i, video in enumerate(self.videos):
+            register_camera(self.redis, f"cam{i:02d}", str(video), "classroom", self.fps)
         env = dict(os.environ, REDIS_URL=self.server.url, PYTHONUNBUFFERED="1",
                    TF_CPP_MIN_LOG_LEVEL="3", MOODSTREAM_DATA_DIR=str(self.folder / "data"))
         cmd = [sys.executable, "-m", "moodstream.cli", "up", "--no-source", "--detectors",
@@ -727,9 +706,8 @@ def run_case(folder: Path, cameras: int, detectors: int, warmup: float, seconds:
              scenes: tuple[Scene, ...] = MIX) -> dict:
     """One classroom case on a fresh Redis and a fresh `up`: the figures of its window."""
     videos = make_workload(folder / "videos", cameras, scenes=scenes)
-    min_faces = [scene_for(i, scenes).min_face for i in range(cameras)]
     with tempfile.TemporaryDirectory(prefix=f"run{cameras}-", dir=folder) as run_dir, \
-            UpRun(Path(run_dir), videos, detectors, fps, up_args, min_faces) as run:
+            UpRun(Path(run_dir), videos, detectors, fps, up_args) as run:
         return run.measure(warmup, seconds)
 
 

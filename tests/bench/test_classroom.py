@@ -311,20 +311,9 @@ def test_the_dense_scene_moves_and_mtcnn_finds_its_25_faces():
     frames = frames_of(scene, 0, 30)  # one pan and zoom cycle of 2 s
     assert frames[0].shape[1::-1] == scene.size == (640, 412)
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() > 1
-    detector = make_detector("mtcnn-onnx", min_face=scene.min_face, threads=1)
+    detector = make_detector("mtcnn-onnx", min_face=40, threads=1)  # the default
     found = [len(faces) for faces in detector.detect([frames[0], frames[8], frames[22]])]
     assert all(24 <= n <= 26 for n in found), found
-
-
-def test_cameras_are_registered_with_their_own_smallest_face(r, tmp_path):
-    from moodstream.camera_settings import CameraSettings
-
-    videos = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
-    cams = classroom.register_cameras(r, videos, 5.0, [28, None])
-    assert cams == ["cam00", "cam01"]
-    first, second = CameraSettings.load(r, "cam00"), CameraSettings.load(r, "cam01")
-    assert (first.source, first.min_face, first.fps) == (str(videos[0]), 28, 5.0)
-    assert (second.source, second.min_face) == (str(videos[1]), None)
 
 
 def test_per_camera_cost_and_cpu_per_face():
@@ -369,3 +358,14 @@ def test_the_results_keep_the_mix_where_earlier_runs_had_it():
     assert classroom.classroom_results({"5": {"error": "up exited"}}) == {
         "classroom_error": "up exited"}
     assert classroom.classroom_results({"1": mix}) == {"classroom_faces": {"1": mix}}
+
+
+@pytest.mark.slow
+def test_a_tiny_real_dense_run_finds_the_classroom(tmp_path):
+    """One camera of the ~25-face scene through a real `moodstream up`, as shipped: the
+    detectors find about 25 faces a frame."""
+    need(MEDIA)
+    case = classroom.run_case(tmp_path, cameras=1, detectors=1, warmup=2.0, seconds=4.0,
+                              scenes=classroom.WORKLOADS["25"].scenes)
+    assert case["faces_per_frame"] is not None and case["faces_per_frame"] >= 23
+    assert case["faces_per_s"] > 0 and case["per_camera"]["cpu_ms_per_face"] > 0
