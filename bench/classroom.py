@@ -733,7 +733,7 @@ def measure_classroom(folder: Path, cameras: int | None = None, detectors: int =
     workload's step up to its limit unless told otherwise."""
     cameras = cameras or workload.cameras
     scenes = workload.scenes
-    log(f"classroom, {workload.key} faces a camera ({workload.name}): {cameras} cameras x "
+    log(f"classroom, faces per camera {workload.key} ({workload.name}): {cameras} cameras x "
         f"{CAMERA_FPS:g} fps, {detectors} detectors")
     case = run_case(folder, cameras, detectors, warmup, seconds, up_args=up_args,
                     scenes=scenes)
@@ -749,7 +749,7 @@ def measure_classroom(folder: Path, cameras: int | None = None, detectors: int =
     rows = {str(cameras): capacity_row(case) | {"window_s": case["window_s"]}}
     while (n := next_cameras(tried, start, step, limit)) is not None:
         so_far = ", ".join(f"{k} {'fits' if v else 'does not'}" for k, v in sorted(tried.items()))
-        log(f"capacity, {workload.key} faces a camera: trying {n} cameras ({so_far})")
+        log(f"capacity, faces per camera {workload.key}: trying {n} cameras ({so_far})")
         try:
             trial = run_case(folder, n, detectors, warmup, capacity_seconds, up_args=up_args,
                              scenes=scenes)
@@ -776,7 +776,7 @@ def measure_workloads(folder: Path, faces: list[str], cameras: int | None = None
         try:
             out[key] = measure_classroom(folder, cameras, workload=WORKLOADS[key], **options)
         except RuntimeError as error:
-            log(f"classroom, {key} faces a camera, failed: {error}")
+            log(f"classroom, faces per camera {key}, failed: {error}")
             out[key] = {"error": (str(error).splitlines() or [repr(error)])[0]}
     return out
 
