@@ -132,7 +132,8 @@ class ClassifierSettings(BaseSettings):
     model_config = _group(PREFIX + "CLASSIFIER_")
     model_path: Path = Field(default_factory=assets.emotion_model,
                              validation_alias=AliasChoices("MOODSTREAM_MODEL_PATH"))
-    batch: int = 32
+    batch: int = 32  # most faces per onnxruntime call
+    frames_per_read: int = 8  # faces entries (frames) read and labelled together
     wait_ms: int = 5
     # A tracked face is classified again at least this often (capture time; 0: every
     # frame), and sooner when its crop changed by more than reuse_change_level grey levels

@@ -32,10 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
-                 maxlen: int) -> Batch:
+                 maxlen: int, chunk: int = 32) -> Batch:
     """One labels entry per faces entry. The faces that need it (LabelReuse) are classified in
-    one call across all frames and cameras of the batch; the others carry their track's last
-    probabilities, marked as not fresh."""
+    calls of at most `chunk` faces across all frames and cameras of the batch; the others
+    carry their track's last probabilities, marked as not fresh."""
     probs = [np.zeros((f.count, len(CLASSES)), np.float32) for f in frames]
     fresh = [np.zeros(f.count, bool) for f in frames]
     wanted: list[tuple[int, int]] = []
@@ -47,7 +47,7 @@ def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
             else:
                 probs[k][i] = known
     if wanted:
-        found = model.predict([frames[k].crops[i] for k, i in wanted])
+        found = model.predict([frames[k].crops[i] for k, i in wanted], chunk)
         for (k, i), p in zip(wanted, found, strict=True):
             frame = frames[k]
             probs[k][i], fresh[k][i] = p, True
@@ -76,8 +76,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Staleness is judged once, at the detector: a face it already found gets its label.
     consumer = StreamConsumer(
         settings, "faces", "classifier", FaceSet.decode,
-        lambda items: label_frames(model, reuse, [f for _, f in items], maxlen),
-        count=args.batch or c.batch, gather_ms=c.wait_ms if args.wait_ms is None else args.wait_ms)
+        lambda items: label_frames(model, reuse, [f for _, f in items], maxlen,
+                                   args.batch or c.batch),
+        count=c.frames_per_read, gather_ms=c.wait_ms if args.wait_ms is None else args.wait_ms)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0

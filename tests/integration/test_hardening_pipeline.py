@@ -156,3 +156,28 @@ def test_the_ingest_checks_the_camera_networks_at_connect(r, redis_server):
     assert proc.returncode == 2
     reason = r.hget(keys.camera_status("probe"), "reason").decode()
     assert "not in the allowed camera networks" in reason
+
+
+def test_entries_of_the_old_per_face_contract_become_dead_letters_that_say_why(r, redis_server):
+    """A worker of the previous release still writing one entry per face: its entries are
+    refused, acknowledged and counted, and the per-frame entries around them are labelled."""
+    v1_face = {"v": "1", "camera": "cam", "seq": "1", "ts": repr(time.time()), "index": "0",
+               "count": "1", "box": "0,0,9,9", "score": "0.99", "h": "2", "w": "2",
+               "crop": b"abcd"}
+    v1_label = {k: v for k, v in v1_face.items() if k not in ("score", "h", "w", "crop")}
+    r.xadd(keys.FACES, v1_face)
+    r.xadd(keys.FACES, FaceSet("cam", 2, time.time()).encode())
+    r.xadd(keys.LABELS, {**v1_label, "probs": "[0, 0, 0, 1, 0, 0, 0]", "label": "happy"})
+    r.hincrby(keys.STATS, "faces:in", 2)
+    r.hincrby(keys.STATS, "labels:in", 1)
+    r.sadd(keys.CAMERAS, "cam")
+    for kind in ("classifier", "aggregator"):
+        subprocess.run([*MOODSTREAM, kind, "--exit-when-idle", "2"], cwd=REPO, timeout=120,
+                       env=service_env(redis_server.url), check=True, capture_output=True)
+    letters = [(f[b"_stream"].decode(), f[b"_reason"].decode())
+               for _, f in r.xrange(keys.DEAD_LETTERS)]
+    assert [stream for stream, _ in letters] == [keys.FACES, keys.LABELS]
+    assert all("v1" in reason and "one entry per frame" in reason for _, reason in letters)
+    stats = pipeline_stats(r)["stages"]
+    assert stats["faces"]["processed"] == 1 and stats["faces"]["dropped"]["dead"] == 1
+    assert stats["labels"]["processed"] == 1 and stats["labels"]["dropped"]["dead"] == 1
