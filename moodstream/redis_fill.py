@@ -1,0 +1,81 @@
+"""Loads the system of record (accounts, cameras) from the database into Redis.
+
+Redis holds only a runtime copy. keys.RECORDS_LOADED holds the newest audit id that Redis
+has seen: absent in a new or restarted Redis, and behind the database after a change made
+while Redis was away (`moodstream user` with `up` stopped or out of reach). Either way the
+next check fills Redis again. Callers: `moodstream up` at start (before its services), and
+the camera supervisor's loop (`moodstream cameras`, inside `up` as well), which every
+deployment runs once and which must see the cameras before it syncs ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from moodstream import keys
+from moodstream.history.records import Records
+from moodstream.redis_client import text
+
+log = logging.getLogger("moodstream.records")
+
+
+def loaded_version(r) -> int | None:
+    value = r.get(keys.RECORDS_LOADED)
+    try:
+        return None if value is None else int(text(value))
+    except ValueError:
+        return None
+
+
+def fill_redis(r, records: Records) -> bool:
+    """Copy every account and camera into Redis unless it holds this version already.
+    Returns True when it filled. Raises the database's or Redis's errors."""
+    version = records.version()
+    seen = loaded_version(r)
+    if seen is not None and seen >= version:
+        return False
+    if version == 0 and seen is None:
+        version = adopt(r, records)  # a database new to an existing Redis
+    users, cams = records.users(), records.cameras()
+    removed = records.cameras(removed=True)
+    pipe = r.pipeline(transaction=True)
+    for name in {text(n) for n in r.smembers(keys.USERS)} - set(users):
+        pipe.delete(keys.user(name))  # removed while Redis was away
+        pipe.srem(keys.USERS, name)
+    for name, user in users.items():
+        pipe.delete(keys.user(name))
+        pipe.hset(keys.user(name), mapping={k: v for k, v in user.items() if k != "name"})
+        pipe.sadd(keys.USERS, name)
+    for cam, settings in cams.items():
+        pipe.delete(keys.camera(cam))
+        pipe.hset(keys.camera(cam), mapping=settings)
+        pipe.sadd(keys.CAMERAS, cam)
+        pipe.srem(keys.REMOVED_CAMERAS, cam)
+    for cam in removed:
+        pipe.srem(keys.CAMERAS, cam)
+        pipe.sadd(keys.REMOVED_CAMERAS, cam)
+        pipe.delete(keys.camera(cam))
+    pipe.set(keys.RECORDS_LOADED, str(version))
+    for cam in [*cams, *removed]:
+        pipe.publish(keys.CAMERAS_CHANGED, cam)
+    pipe.execute()
+    log.info("loaded %d account(s) and %d camera(s) from the database into Redis",
+             len(users), len(cams))
+    return True
+
+
+def adopt(r, records: Records) -> int:
+    """An empty database beside a Redis that already holds accounts or cameras (a
+    deployment from before the system of record): the database takes them over."""
+    from moodstream.camera_settings import CameraSettings
+
+    for name in sorted(text(n) for n in r.smembers(keys.USERS)):
+        user = {text(k): text(v) for k, v in r.hgetall(keys.user(name)).items()}
+        if user.get("password"):
+            records.put_user(name, user, actor="redis-import", action="user.add",
+                             detail={"role": user.get("role", "viewer")})
+    for cam, camera in CameraSettings.load_all(r).items():
+        if camera.source:
+            records.put_camera(cam, camera.to_hash(), actor="redis-import",
+                               action="camera.add", detail={"mode": camera.mode})
+    return records.version()
