@@ -677,3 +677,30 @@ def test_a_viewer_limited_to_one_camera_receives_none_of_another_cameras_pushes(
              what="room1's pushes in Chromium")
     time.sleep(1)  # room2's pushes were sent first: any that got through is here by now
     assert page.evaluate("() => window.seen") == ["room1"] * 5
+
+
+def test_the_admin_page_sets_camera_groups_and_a_viewers_access(r, page):
+    users.set_user(r, *ADMIN, "admin")
+    cameras.add(r, {"id": "room12", "source": "rtsp://127.0.0.1:1/none"})
+    log_in(page, *ADMIN)
+    page.goto("/admin")
+    page.get_by_test_id("groups-room12").fill("year-9, room-12")
+    page.get_by_test_id("save-room12").click()
+    expect()(page.get_by_test_id("admin-message")).to_contain_text("Saved room12")
+    assert CameraSettings.load(r, "room12").groups == "room-12,year-9"
+
+    page.get_by_test_id("user-name-input").fill("tina")
+    page.get_by_test_id("user-password-input").fill("tina-password")
+    page.get_by_test_id("user-cameras-input").fill("room12")
+    page.get_by_test_id("add-user").click()
+    expect()(page.get_by_test_id("user-cameras-tina")).to_have_value("room12")
+    assert users.get_user(r, "tina")["cameras"] == "room12"
+    groups = page.get_by_test_id("user-groups-tina")
+    groups.fill("fleet-north")
+    groups.press("Enter")
+    expect()(page.get_by_test_id("admin-message")).to_contain_text("Saved the groups of tina")
+    assert users.get_user(r, "tina")["groups"] == "fleet-north"
+    page.get_by_test_id("user-groups-tina").fill("not a group")
+    page.get_by_test_id("user-groups-tina").press("Enter")
+    expect()(page.get_by_test_id("admin-message")).to_contain_text("not a valid name")
+    cameras.remove(r, "room12")
