@@ -136,11 +136,13 @@ def set_user(r, name: str, password: str | None, role: str, *, cameras=None, gro
         return "unchanged"
     if records is not None:
         record = {"cameras": "", "groups": "", **(existing or {}), **mapping}
+        record.pop("name", None)
         detail = {k: ("(changed)" if k == "password" else v) for k, v in changed.items()
                   if k != "created"}
         records.put_user(name, record, actor=actor,
                          action="user.add" if existing is None else "user.update",
                          detail=detail)
+        mapping = record  # Redis gets the whole account, as the database has it
     if r is not None:
         pipe = r.pipeline()
         pipe.hset(keys.user(name), mapping=mapping)

@@ -34,8 +34,8 @@ def fill_redis(r, records: Records) -> bool:
     seen = loaded_version(r)
     if seen is not None and seen >= version:
         return False
-    if version == 0 and seen is None:
-        version = adopt(r, records)  # a database new to an existing Redis
+    if seen is None:  # a Redis this database has not filled: keep what only it holds
+        version = adopt(r, records)
     users, cams = records.users(), records.cameras()
     removed = records.cameras(removed=True)
     pipe = r.pipeline(transaction=True)
@@ -65,17 +65,20 @@ def fill_redis(r, records: Records) -> bool:
 
 
 def adopt(r, records: Records) -> int:
-    """An empty database beside a Redis that already holds accounts or cameras (a
-    deployment from before the system of record): the database takes them over."""
+    """Accounts and registered cameras that a Redis holds and the database does not (a
+    deployment from before the system of record) are taken over by the database. A new or
+    restarted Redis holds none, so this costs two reads. Returns the new version."""
     from moodstream.camera_settings import CameraSettings
 
-    for name in sorted(text(n) for n in r.smembers(keys.USERS)):
+    known_users, known_cams = records.users(), records.cameras()
+    gone = records.cameras(removed=True)
+    for name in sorted({text(n) for n in r.smembers(keys.USERS)} - set(known_users)):
         user = {text(k): text(v) for k, v in r.hgetall(keys.user(name)).items()}
         if user.get("password"):
             records.put_user(name, user, actor="redis-import", action="user.add",
                              detail={"role": user.get("role", "viewer")})
     for cam, camera in CameraSettings.load_all(r).items():
-        if camera.source:
+        if camera.source and cam not in known_cams and cam not in gone:
             records.put_camera(cam, camera.to_hash(), actor="redis-import",
                                action="camera.add", detail={"mode": camera.mode})
     return records.version()
