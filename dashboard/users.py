@@ -255,8 +255,8 @@ def _actor() -> str:
 
 
 def run_user(args: argparse.Namespace, settings) -> int:
-    """Accounts live in the database; Redis gets the change too when it is running (else it
-    loads them at its next start)."""
+    """Accounts live in the database; Redis gets the change too when it is reachable (else
+    the camera supervisor of a running `up` copies it within seconds: moodstream.redis_fill)."""
     from moodstream.history.records import open_records
     from moodstream.redis_client import OUTAGE_ERRORS, connect
 
@@ -301,6 +301,6 @@ def run_user(args: argparse.Namespace, settings) -> int:
         return 2
     print(f"{outcome} {args.name} ({role})")
     if r is None:
-        print("Redis is not running: the dashboard loads the account at its next start",
-              file=sys.stderr)
+        print("Redis is out of reach: saved in the database; a running `moodstream up` loads "
+              "it within seconds, otherwise its next start does", file=sys.stderr)
     return 0
