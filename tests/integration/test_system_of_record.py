@@ -69,8 +69,8 @@ class Up:
                 self.proc.wait(10)
 
 
-def viewer_cameras(up: Up) -> list[str] | None:
-    """The viewer logs in with the password form and lists cameras (None: not yet)."""
+def viewer_cameras(up: Up, account: tuple[str, str] = VIEWER) -> list[str] | None:
+    """A viewer logs in with the password form and lists cameras (None: not yet)."""
     browser = requests.Session()
     try:
         page = browser.get(up.base + "/login", timeout=3)
@@ -78,7 +78,7 @@ def viewer_cameras(up: Up) -> list[str] | None:
         if page.status_code != 200 or not token:
             return None
         answer = browser.post(up.base + "/login", data={
-            "username": VIEWER[0], "password": VIEWER[1], "csrf_token": token.group(1)},
+            "username": account[0], "password": account[1], "csrf_token": token.group(1)},
             allow_redirects=False, timeout=3)
         if answer.status_code != 302:
             return None
@@ -155,6 +155,16 @@ def test_cameras_and_accounts_survive_a_redis_kill_and_a_restart_of_up(media, tm
         assert time.monotonic() - started < RECOVERY_S
         print(f"after a restart of up: flowing {time.monotonic() - started:.1f} s after the "
               "dashboard answered")
+
+        # `moodstream user` with the running up's Redis out of reach writes the database;
+        # up copies the account into its Redis within seconds.
+        env = service_env("redis://127.0.0.1:1/0", MOODSTREAM_DATA_DIR=str(tmp_path / "data"))
+        added = subprocess.run([*MOODSTREAM, "user", "add", "sam", "--password", "sam-password",
+                                "--groups", "fleet-north"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0 and "out of reach" in added.stderr, added.stderr
+        wait_for(lambda: viewer_cameras(up, ("sam", "sam-password")) == ["cab9"], timeout=15,
+                 what="the account added from the command line")
     finally:
         up.stop()
 
