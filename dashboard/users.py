@@ -217,10 +217,13 @@ def ensure_admin(r, name: str, password: str, records: Records | None = None) ->
     name = name.strip()
     if not name or not password:
         return None
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         set_user(r, name, password, "admin", records=records, actor="settings")
-    except UserError as error:
-        log.error("MOODSTREAM_ADMIN_USER %s not created: %s", name, error)
+    except (UserError, SQLAlchemyError) as error:
+        log.error("MOODSTREAM_ADMIN_USER %s not created: %s", name,
+                  str(error).splitlines()[0][:200])
         return None
     return name
 

@@ -10,8 +10,11 @@ import argparse
 import logging
 import secrets
 import signal
+import sys
 import threading
 import time
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
@@ -124,10 +127,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     r = connect(redis_url)
     # The database is the system of record: Redis gets its accounts and cameras first.
     records = open_records(h)
-    fill_redis(r, records)
-    ensure_admin(r, d.admin_user, d.admin_password, records)
-    if not args.no_source:
-        register_camera(r, args.camera, args.source, args.mode, args.fps, records)
+    try:
+        fill_redis(r, records)
+        ensure_admin(r, d.admin_user, d.admin_password, records)
+        if not args.no_source:
+            register_camera(r, args.camera, args.source, args.mode, args.fps, records)
+    except SQLAlchemyError as error:
+        print(f"moodstream up: the database at {history_location(h)} cannot be used: "
+              f"{str(error).splitlines()[0][:300]}", file=sys.stderr)
+        if embedded:
+            embedded.stop()
+        return 2
 
     children = [Child("aggregator", ["aggregator"], env),
                 Child("dashboard", ["dashboard", "--host", args.host, "--port", str(args.port)],

@@ -52,3 +52,16 @@ def test_up_registers_its_camera_once_and_later_edits_survive(r, tmp_path):
     fill_redis(r, records)
     assert CameraSettings.load(r, "demo").mode == "driver"
     store.close()
+
+
+def test_up_with_a_database_it_cannot_use_says_so_and_exits(monkeypatch, capsys):
+    from moodstream.cli import main
+
+    for name in ("REDIS_URL", "MOODSTREAM_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # Nothing listens on port 9 of this machine: the connection is refused at once.
+    monkeypatch.setenv("MOODSTREAM_HISTORY_URL", "postgresql://nobody@127.0.0.1:9/x")
+    assert main(["up", "--no-source"]) == 2
+    err = capsys.readouterr().err
+    assert "moodstream up: the database at postgresql://nobody@127.0.0.1:9/x cannot be used" \
+        in err and "Traceback" not in err
