@@ -260,6 +260,17 @@ def _actor() -> str:
 def run_user(args: argparse.Namespace, settings) -> int:
     """Accounts live in the database; Redis gets the change too when it is reachable (else
     the camera supervisor of a running `up` copies it within seconds: moodstream.redis_fill)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _user_command(args, settings)
+    except SQLAlchemyError as error:
+        print(f"error: the database cannot be used: {str(error).splitlines()[0][:300]}",
+              file=sys.stderr)
+        return 2
+
+
+def _user_command(args: argparse.Namespace, settings) -> int:
     from moodstream.history.records import open_records
     from moodstream.redis_client import OUTAGE_ERRORS, connect
 

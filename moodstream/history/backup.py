@@ -129,4 +129,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except BackupError as error:
         print(f"moodstream db: {error}", file=sys.stderr)
         return 2
+    except (sqlite3.Error, sa.exc.SQLAlchemyError) as error:
+        print(f"moodstream db: the database cannot be used: {str(error).splitlines()[0][:300]}",
+              file=sys.stderr)
+        return 2
     return 0

@@ -164,3 +164,7 @@ def test_the_user_command_sets_access(r, redis_server, tmp_path, capsys):
     assert "not a valid name" in capsys.readouterr().err
     assert run("list") == 0
     assert "tina\tviewer\tcameras room1, groups year-9" in capsys.readouterr().out
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"url": "postgresql://nobody@127.0.0.1:9/x"})})
+    assert run("list") == 2
+    assert "the database cannot be used" in capsys.readouterr().err
