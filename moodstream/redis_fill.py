@@ -1,11 +1,13 @@
 """Loads the system of record (accounts, cameras) from the database into Redis.
 
 Redis holds only a runtime copy. keys.RECORDS_LOADED holds the newest audit id that Redis
-has seen: absent in a new or restarted Redis, and behind the database after a change made
-while Redis was away (`moodstream user` with `up` stopped or out of reach). Either way the
-next check fills Redis again. Callers: `moodstream up` at start (before its services), and
-the camera supervisor's loop (`moodstream cameras`, inside `up` as well), which every
-deployment runs once and which must see the cameras before it syncs ingest.
+has seen: absent in a new or restarted Redis, behind the database after a change made while
+Redis was out of reach (`moodstream user` beside a running `up`), ahead of it after a
+restore of an older backup. Any of these, and the next check fills Redis again.
+
+Callers: `moodstream up` at start (before its services), and the camera supervisor's loop
+(`moodstream cameras`, inside `up` as well), which every deployment runs once and which
+must see the cameras before it syncs ingest.
 """
 
 from __future__ import annotations
@@ -28,19 +30,29 @@ def loaded_version(r) -> int | None:
 
 
 def fill_redis(r, records: Records) -> bool:
-    """Copy every account and camera into Redis unless it holds this version already.
-    Returns True when it filled. Raises the database's or Redis's errors."""
+    """Make Redis's accounts and cameras those of the database, unless Redis holds this
+    version already. Returns True when it filled. Raises the database's or Redis's errors.
+
+    Any difference counts, not only a newer database: a restored backup is older."""
+    from moodstream.camera_settings import CameraSettings
+
     version = records.version()
     seen = loaded_version(r)
-    if seen is not None and seen >= version:
+    if seen == version:
         return False
     if seen is None:  # a Redis this database has not filled: keep what only it holds
         version = adopt(r, records)
+    # Redis first: whatever is added meanwhile is in the database's answer below, so it is
+    # never taken for something the database has dropped.
+    in_redis_users = {text(n) for n in r.smembers(keys.USERS)}
+    in_redis_cams = {cam for cam, c in CameraSettings.load_all(r).items() if c.source}
     users, cams = records.users(), records.cameras()
-    removed = records.cameras(removed=True)
+    removed = set(records.cameras(removed=True))
+    # Registered in Redis, unknown to the database: dropped by a restore of an older backup.
+    dropped = in_redis_cams - set(cams) - removed
     pipe = r.pipeline(transaction=True)
-    for name in {text(n) for n in r.smembers(keys.USERS)} - set(users):
-        pipe.delete(keys.user(name))  # removed while Redis was away
+    for name in in_redis_users - set(users):
+        pipe.delete(keys.user(name))  # removed while Redis was away, or by a restore
         pipe.srem(keys.USERS, name)
     for name, user in users.items():
         pipe.delete(keys.user(name))
@@ -51,12 +63,12 @@ def fill_redis(r, records: Records) -> bool:
         pipe.hset(keys.camera(cam), mapping=settings)
         pipe.sadd(keys.CAMERAS, cam)
         pipe.srem(keys.REMOVED_CAMERAS, cam)
-    for cam in removed:
+    for cam in removed | dropped:
         pipe.srem(keys.CAMERAS, cam)
         pipe.sadd(keys.REMOVED_CAMERAS, cam)
         pipe.delete(keys.camera(cam))
     pipe.set(keys.RECORDS_LOADED, str(version))
-    for cam in [*cams, *removed]:
+    for cam in sorted(set(cams) | removed | dropped):
         pipe.publish(keys.CAMERAS_CHANGED, cam)
     pipe.execute()
     log.info("loaded %d account(s) and %d camera(s) from the database into Redis",

@@ -85,3 +85,23 @@ def test_a_new_database_adopts_what_an_existing_redis_holds(r, records):
     fill_redis(r, records)
     assert users.authenticate(r, "alice", "alice-password")
     assert CameraSettings.load(r, "room1").mode == "driver"
+
+
+def test_a_restored_backup_is_what_redis_gets(r, records, tmp_path):
+    """A restore brings back an older database: accounts and cameras made after the backup
+    leave Redis too, though its loaded version is newer than the restored database's."""
+    from moodstream.history.backup import backup, restore
+
+    users.set_user(r, "alice", "alice-password", "admin", records=records, actor="t")
+    cameras.add(r, {"id": "room1", "source": "rtsp://cam/1"}, records=records, actor="t")
+    backup(records.store.url, tmp_path / "before.db")
+    users.set_user(r, "late", "late-password", "viewer", records=records, actor="t")
+    cameras.add(r, {"id": "room2", "source": "rtsp://cam/2"}, records=records, actor="t")
+    cameras.update(r, "room1", {"mode": "driver"}, records=records, actor="t")
+    fill_redis(r, records)
+    records.store.close()
+    restore(records.store.url, tmp_path / "before.db")
+    assert fill_redis(r, records) is True
+    assert users.get_user(r, "late") is None and users.get_user(r, "alice")
+    assert not cameras.registered(r, "room2")
+    assert CameraSettings.load(r, "room1").mode == "classroom"
