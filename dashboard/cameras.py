@@ -133,7 +133,8 @@ def add(r, data: dict, networks: CameraNetworkSettings | None = None, *,
     if records is not None:
         records.put_camera(cam, camera.to_hash(), actor=actor, action="camera.add",
                            detail=audit_detail(camera.to_hash()), new=True)
-    # HSETNX on the source keeps two admins adding the same id from overwriting each other.
+    # Two admins adding the same id: the database refuses the second (above); without it,
+    # HSETNX on the source does.
     if not r.hsetnx(keys.camera(cam), "source", camera.source) and records is None:
         raise FileExistsError(cam)
     pipe = r.pipeline()
