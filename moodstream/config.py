@@ -121,10 +121,12 @@ class DetectorSettings(BaseSettings):
     # bound on how late a person who enters without motion is found.
     full_every_frames: int = 10
     full_every_s: float = 2.0
-    # Tracked frames: O-Net refines the faces' boxes on every this many; on the others the
-    # faces follow the scene's local shift (phase correlation of the thumbnails). 1 (always
-    # refine) by default: shifted crops cost label agreement on real video (docs/detector.md).
-    refine_every_frames: int = 1
+    # Tracked frames: O-Net refines the faces' boxes on every this many; on the others each
+    # face up to follow_max_face px follows its own neighbourhood (phase correlation at full
+    # resolution), larger ones get O-Net all the same: a close face turns and talks, and
+    # followed crops of it changed 15-20% of its labels (docs/detector.md). 1: always O-Net.
+    refine_every_frames: int = 2
+    follow_max_face: int = 64
     state_ttl_s: float = 30.0  # a camera's state in Redis (keys.detect_state)
 
 

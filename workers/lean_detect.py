@@ -38,6 +38,7 @@ import numpy as np
 
 from moodstream import keys
 from moodstream.workers.detectors.base import DetectedFace, iou
+from moodstream.workers.detectors.mtcnn_onnx import iou_matrix
 
 THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
 # A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
@@ -67,13 +68,15 @@ class LeanOptions:
     full_every_s: float = 2.0
     gate_fraction: float = 0.002  # of thumbnail pixels that may change in a still frame
     state_ttl_s: float = 30.0
-    refine_every_frames: int = 1  # tracked frames: O-Net on the faces every this many
+    refine_every_frames: int = 2  # tracked frames: O-Net on the faces every this many
+    follow_max_face: int = 64  # px: larger faces get O-Net on every tracked frame
 
     @classmethod
     def from_settings(cls, d) -> LeanOptions:
         return cls(gate=d.gate, track=d.track, full_every_frames=d.full_every_frames,
                    full_every_s=d.full_every_s, gate_fraction=d.gate_fraction,
-                   state_ttl_s=d.state_ttl_s, refine_every_frames=d.refine_every_frames)
+                   state_ttl_s=d.state_ttl_s, refine_every_frames=d.refine_every_frames,
+                   follow_max_face=d.follow_max_face)
 
 
 @dataclass
@@ -91,14 +94,17 @@ class CameraState:
     # Tracks missing from the last frame, {"box", "track", "ts"}, kept for TRACK_GAP_S: a face
     # missed in a frame or two keeps its id when it is found again.
     lost: list[dict] = field(default_factory=list)
-    since_refine: int = 0  # frames whose faces only followed the scene's shift
+    since_refine: int = 0  # frames whose faces were followed by registration alone
+    patches: np.ndarray | None = None  # face_patches of the faces, in their order
 
     def encode(self) -> bytes:
         head = {"ts": self.ts, "full_ts": self.full_ts, "since_full": self.since_full,
                 "size": list(self.size), "settings": self.settings, "faces": self.faces,
                 "thumb": list(self.thumb.shape), "lost": self.lost,
-                "since_refine": self.since_refine}
-        return json.dumps(head).encode() + b"\n" + self.thumb.tobytes()
+                "since_refine": self.since_refine,
+                "patches": 0 if self.patches is None else len(self.patches)}
+        patches = b"" if self.patches is None else self.patches.tobytes()
+        return json.dumps(head).encode() + b"\n" + self.thumb.tobytes() + patches
 
     @classmethod
     def decode(cls, raw: bytes | None) -> CameraState | None:
@@ -109,11 +115,14 @@ class CameraState:
             head, pixels = raw.split(b"\n", 1)
             meta = json.loads(head)
             h, w = (int(v) for v in meta["thumb"])
-            thumb = np.frombuffer(pixels, np.uint8).reshape(h, w)
+            thumb = np.frombuffer(pixels[:h * w], np.uint8).reshape(h, w)
+            n = int(meta.get("patches", 0))
+            patches = (np.frombuffer(pixels[h * w:], np.uint8).reshape(n, PATCH, PATCH)
+                       if n == len(meta["faces"]) and n else None)
             return cls(float(meta["ts"]), float(meta["full_ts"]), int(meta["since_full"]),
                        tuple(int(v) for v in meta["size"]), str(meta["settings"]),
                        list(meta["faces"]), thumb, list(meta.get("lost", [])),
-                       int(meta.get("since_refine", 0)))
+                       int(meta.get("since_refine", 0)), patches)
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -150,18 +159,16 @@ def regions(boxes, scale: float, margin: float, shape) -> np.ndarray:
     return mask
 
 
-def aligned_motion(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(moved, shifts) between two thumbnails. Each block of BLOCK pixels of the reference is
-    aligned on the current frame by its own shift (phase correlation; a sway, zoom or small
-    turn of the whole scene is a shift in each block): `shifts[row, col]` is the (dx, dy) its
-    content moved by, in thumbnail pixels. A pixel moved when it leaves the range of its 3x3
-    neighbourhood in the aligned reference by MOTION_LEVEL: a scene that sways or jitters a
-    little does not count; a new person does."""
+def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray) -> int:
+    """Thumbnail pixels that moved outside the `known` mask. Each block of BLOCK pixels of
+    the reference is first aligned on the current frame by its own shift (phase correlation;
+    a sway, zoom or small turn of the whole scene is a shift in each block), and a pixel
+    moved only when it leaves the range of its 3x3 neighbourhood in the aligned reference by
+    MOTION_LEVEL: a scene that sways or jitters a little does not count; a new person does."""
     ref, cur = reference.astype(np.float32), current.astype(np.float32)
     h, w = ref.shape
     kernel = np.ones((3, 3), np.uint8)
     moved = np.zeros((h, w), bool)
-    shifts = np.zeros((math.ceil(h / BLOCK), math.ceil(w / BLOCK), 2), np.float32)
     largest = 0.0
     for y in range(0, h, BLOCK):
         for x in range(0, w, BLOCK):
@@ -171,7 +178,6 @@ def aligned_motion(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarr
             (dx, dy), _ = cv2.phaseCorrelate(ref[y:y1, x:x1], cur[y:y1, x:x1])
             if abs(dx) > MAX_SHIFT or abs(dy) > MAX_SHIFT:  # no sensible alignment
                 dx = dy = 0.0
-            shifts[y // BLOCK, x // BLOCK] = dx, dy
             largest = max(largest, abs(dx), abs(dy))
             # the block with a rim, so that the shift brings real pixels into it
             ry0, rx0 = max(0, y - MAX_SHIFT - 1), max(0, x - MAX_SHIFT - 1)
@@ -185,36 +191,84 @@ def aligned_motion(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarr
                 block < low[sy, sx] - MOTION_LEVEL)
     rim = math.ceil(largest) + 1  # edges a shift uncovers
     moved[:rim], moved[-rim:], moved[:, :rim], moved[:, -rim:] = False, False, False, False
-    return moved, shifts
-
-
-def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray,
-                   motion: tuple[np.ndarray, np.ndarray] | None = None) -> int:
-    """Thumbnail pixels that moved (aligned_motion, or `motion` computed already) outside
-    the `known` mask."""
-    moved, _ = motion if motion is not None else aligned_motion(reference, current)
-    moved = moved & ~known
+    moved &= ~known
     # A moving person is a blob; what the alignment leaves (aliasing of the 8x reduction at
     # sharp edges) is single pixels: an opening keeps only blobs of at least 2x2.
     moved = cv2.morphologyEx(moved.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     return int(np.count_nonzero(moved))
 
 
-def shifted(faces: list[dict], shifts: np.ndarray, scale: float) -> list[DetectedFace]:
-    """The known faces moved with the content of the block their centre lies in: boxes and
-    landmarks follow the scene without a network call (`scale`: thumbnail px per frame px)."""
-    out = []
-    rows, cols = shifts.shape[:2]
-    for face in faces:
-        x, y, w, h = face["box"]
-        row = min(rows - 1, max(0, int((y + h / 2) * scale) // BLOCK))
-        col = min(cols - 1, max(0, int((x + w / 2) * scale) // BLOCK))
-        dx, dy = (float(v) / scale for v in shifts[row, col])
-        marks = face.get("landmarks")
-        out.append(DetectedFace(
-            (round(x + dx), round(y + dy), w, h), face["score"],
-            {k: (px + dx, py + dy) for k, (px, py) in marks.items()} if marks else None))
+PATCH = 32  # px: each tracked face's neighbourhood, kept for registration on the next frame
+PATCH_MARGIN = 1.5  # the neighbourhood: a square of this many times the face's side
+MIN_RESPONSE = 0.2  # phase correlation peak below this: the face cannot be followed so
+# Followed faces must look the same once aligned (correlation of the patches' insides): a
+# face that turned, or a peak that noise made, goes to O-Net instead.
+MIN_CORRELATION = 0.8
+
+
+def gray_of(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def face_patches(gray: np.ndarray, boxes: list) -> np.ndarray:
+    """(n, PATCH, PATCH) uint8: the square of PATCH_MARGIN x each face's side around it."""
+    out = np.empty((len(boxes), PATCH, PATCH), np.uint8)
+    h, w = gray.shape
+    for i, (x, y, bw, bh) in enumerate(boxes):
+        side = max(bw, bh) * PATCH_MARGIN
+        x0, y0 = round(x + bw / 2 - side / 2), round(y + bh / 2 - side / 2)
+        x1, y1 = x0 + round(side), y0 + round(side)
+        part = gray[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+        if part.size == 0:
+            out[i] = 0
+            continue
+        # pad what lies outside the frame, so the square keeps its scale
+        part = cv2.copyMakeBorder(part, max(0, -y0), max(0, y1 - h), max(0, -x0),
+                                  max(0, x1 - w), cv2.BORDER_REPLICATE)
+        out[i] = cv2.resize(part, (PATCH, PATCH), interpolation=cv2.INTER_AREA)
     return out
+
+
+def alignment(before: np.ndarray, now: np.ndarray, dx: float, dy: float) -> float:
+    """Correlation of `now` moved back by (dx, dy) with `before`, inside a rim of 4 px."""
+    back = cv2.warpAffine(now.astype(np.float32), np.float32([[1, 0, -dx], [0, 1, -dy]]),
+                          (PATCH, PATCH), borderMode=cv2.BORDER_REPLICATE)
+    a = before[4:-4, 4:-4].astype(np.float32).ravel()
+    b = back[4:-4, 4:-4].ravel()
+    a, b = a - a.mean(), b - b.mean()
+    scale = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / scale) if scale > 0 else 0.0
+
+
+def registered(faces: list[dict], before: np.ndarray, gray: np.ndarray,
+               max_side: float = float("inf")) -> tuple[list[DetectedFace], list[int]]:
+    """The faces moved by their own neighbourhood's shift between the frame of `before`
+    (face_patches of that frame) and `gray` (phase correlation, sub-pixel), with their
+    landmarks; and the indices of the faces that could not be followed (a weak peak, a shift
+    of more than a quarter of the square, a patch that no longer looks the same) or that are
+    larger than `max_side` px (a close face turns and talks: its eyes need O-Net), for
+    O-Net."""
+    now = face_patches(gray, [f["box"] for f in faces])
+    window = cv2.createHanningWindow((PATCH, PATCH), cv2.CV_32F)
+    moved, lost = [], []
+    for i, face in enumerate(faces):
+        if max(face["box"][2:]) > max_side:
+            lost.append(i)
+            continue
+        (dx, dy), response = cv2.phaseCorrelate(before[i].astype(np.float32),
+                                                now[i].astype(np.float32), window)
+        if (response < MIN_RESPONSE or max(abs(dx), abs(dy)) > PATCH / 4
+                or alignment(before[i], now[i], dx, dy) < MIN_CORRELATION):
+            lost.append(i)
+            continue
+        x, y, w, h = face["box"]
+        k = max(w, h) * PATCH_MARGIN / PATCH  # frame px per patch px
+        dx, dy = dx * k, dy * k
+        marks = face.get("landmarks")
+        moved.append(DetectedFace(
+            (round(x + dx), round(y + dy), w, h), face["score"],
+            {n: (px + dx, py + dy) for n, (px, py) in marks.items()} if marks else None))
+    return moved, lost
 
 
 def motion_area(min_face: float, scale: float) -> float:
@@ -237,18 +291,23 @@ def assign_tracks(known: list[dict], boxes: list, ts: float) -> list[int]:
     """Track ids for the faces (boxes) of a frame captured at ts: each takes the id of the
     known face ({"box", "track"}: the last frame's faces and the recently lost ones) it
     overlaps most, best overlaps first, or a new id."""
-    pairs = sorted(((iou(k["box"], box), ki, fi) for ki, k in enumerate(known)
-                    for fi, box in enumerate(boxes)), reverse=True)
     ids: list[int | None] = [None] * len(boxes)
-    taken = set()
-    for overlap, ki, fi in pairs:
-        if overlap < TRACK_MIN_IOU:
-            break
-        if ki in taken or ids[fi] is not None:
-            continue
-        ids[fi] = int(known[ki]["track"])
-        taken.add(ki)
+    if known and boxes:
+        overlap = iou_matrix(corners([k["box"] for k in known]), corners(boxes), "union")
+        for flat in np.argsort(-overlap, axis=None, kind="stable"):
+            ki, fi = divmod(int(flat), len(boxes))
+            if overlap[ki, fi] < TRACK_MIN_IOU:
+                break
+            if ids[fi] is None and not np.isnan(overlap[ki, 0]):
+                ids[fi] = int(known[ki]["track"])
+                overlap[ki, :] = np.nan  # that known face is taken
     return [new_track_id(ts, i) if t is None else t for i, t in enumerate(ids)]
+
+
+def corners(boxes: list) -> np.ndarray:
+    """(x, y, w, h) boxes as (x1, y1, x2, y2) rows."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
 def unmatched(known: list, found: list) -> list:
@@ -272,12 +331,11 @@ def scan_phase(camera: str) -> float:
 
 @dataclass
 class Plan:
-    """One frame's way (full, gate, shift, track) and what it needs."""
+    """One frame's way (full, gate, follow, track) and what it needs."""
 
     way: str
     thumb: np.ndarray
     state: CameraState | None
-    shifts: np.ndarray | None = None  # per thumbnail block (dx, dy), for the shift way
 
 
 class LeanDetector:
@@ -289,7 +347,7 @@ class LeanDetector:
         self._write = r.register_script(WRITE_STATE)
         # frames by way; "searched": tracked frames that O-Net alone did not settle,
         # "retry": tracked frames that needed a full scan after all
-        self.ways = {"full": 0, "gate": 0, "shift": 0, "track": 0, "searched": 0, "retry": 0}
+        self.ways = {"full": 0, "gate": 0, "follow": 0, "track": 0, "searched": 0, "retry": 0}
 
     def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
              state: CameraState | None, camera: str = "") -> Plan:
@@ -309,12 +367,12 @@ class LeanDetector:
             scale = thumb.shape[1] / size[0]
             boxes = [f["box"] for f in state.faces]
             known = regions(boxes, scale, self.detector.detector.track_margin, thumb.shape)
-            motion = aligned_motion(state.thumb, thumb)
-            if motion_outside(state.thumb, thumb, known, motion) < motion_area(min_face, scale):
+            if motion_outside(state.thumb, thumb, known) < motion_area(min_face, scale):
                 if not boxes:
                     return Plan("gate", thumb, state)
-                if state.since_refine + 1 < o.refine_every_frames:
-                    return Plan("shift", thumb, state, motion[1])
+                if (state.since_refine + 1 < o.refine_every_frames
+                        and state.patches is not None):
+                    return Plan("follow", thumb, state)
                 return Plan("track", thumb, state)
         return Plan("full", thumb, state)
 
@@ -365,18 +423,23 @@ class LeanDetector:
                                  states.get(cam), cam)
         full = [k for k in members if plans[k].way == "full"]
         track = [k for k in members if plans[k].way == "track"]
+        kept = {k: [] for k in track}
+        missing = {k: [f["box"] for f in plans[k].state.faces] for k in track}
         for k in members:
             plan, image = plans[k], frames[k][2]
             if plan.way == "gate":
                 results[k] = self.detector.finish(image, plan.state.detected())
-            elif plan.way == "shift":
-                scale = plan.thumb.shape[1] / image.shape[1]
-                results[k] = self.detector.finish(image, shifted(plan.state.faces, plan.shifts,
-                                                                 scale))
+            elif plan.way == "follow":  # registration; O-Net for the faces it cannot follow
+                moved, lost = registered(plan.state.faces, plan.state.patches, gray_of(image),
+                                         self.options.follow_max_face)
+                kept[k] = self.detector.finish(image, moved)
+                missing[k] = [plan.state.faces[i]["box"] for i in lost]
+                if missing[k]:
+                    track.append(k)
+                else:
+                    results[k] = kept[k]
         # Tracking in steps, each only for the faces the cheaper one lost: O-Net alone on the
         # known boxes; P-Net, R-Net and O-Net around the lost ones; the full frame.
-        kept = {k: [] for k in track}
-        missing = {k: [f["box"] for f in plans[k].state.faces] for k in track}
         for step in (self.detector.refine, self.detector.detect_around):
             if not track:
                 break
@@ -417,21 +480,23 @@ class LeanDetector:
                 changed[cam].full_ts -= phase * self.options.full_every_s
                 changed[cam].since_full = int(phase * self.options.full_every_frames)
 
-    @staticmethod
-    def _next_state(plan: Plan, ts, image, faces, settings) -> CameraState:
+    def _next_state(self, plan: Plan, ts, image, faces, settings) -> CameraState:
         old = plan.state
         lost = lost_tracks(old, faces, ts)
         if plan.way == "gate":
             return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
-                               old.faces, old.thumb, lost, old.since_refine)
+                               old.faces, old.thumb, lost, old.since_refine, old.patches)
         stored = [{**DetectedFace(f["box"], f["score"], f["landmarks"]).to_json(),
                    "track": f["track"]} for f in faces]
-        if plan.way in ("track", "shift"):
+        # Registration needs the faces' neighbourhoods of this frame; only kept when used.
+        patches = (face_patches(gray_of(image), [f["box"] for f in faces])
+                   if self.options.refine_every_frames > 1 else None)
+        if plan.way in ("track", "follow"):
             return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
                                stored, plan.thumb, lost,
-                               old.since_refine + 1 if plan.way == "shift" else 0)
+                               old.since_refine + 1 if plan.way == "follow" else 0, patches)
         return CameraState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
-                           plan.thumb, lost)
+                           plan.thumb, lost, 0, patches)
 
 
 def lost_tracks(old: CameraState | None, faces: list[dict], ts: float) -> list[dict]:

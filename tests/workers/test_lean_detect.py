@@ -19,13 +19,14 @@ from moodstream.workers.lean_detect import (
     LeanDetector,
     LeanOptions,
     assign_tracks,
+    face_patches,
     lost_tracks,
     motion_area,
     motion_outside,
     new_track_id,
     regions,
+    registered,
     scan_phase,
-    shifted,
     still,
     thumbnail,
     unmatched,
@@ -226,7 +227,7 @@ def test_gating_and_tracking_keep_faces_per_second_on_the_clip(r, full, media):
     reference = [len(f) for f in full.detect(frames)]
     counts, lean = lean_run(full, r, frames, LeanOptions())
     assert within(counts, reference), (sum(counts), sum(reference))
-    lighter = lean.ways["track"] + lean.ways["shift"] + lean.ways["gate"]
+    lighter = lean.ways["track"] + lean.ways["follow"] + lean.ways["gate"]
     assert lighter >= len(frames) // 2, lean.ways
 
 
@@ -237,7 +238,7 @@ def test_moving_group_photos_keep_their_face_count(r, full, media):
         reference = [len(f) for f in full.detect(frames)]
         counts, lean = lean_run(full, r, frames, LeanOptions(), camera=name.split(".")[0])
         assert within(counts, reference), (name, sum(counts), sum(reference))
-        assert lean.ways["track"] + lean.ways["shift"] >= len(frames) // 2, lean.ways
+        assert lean.ways["track"] + lean.ways["follow"] >= len(frames) // 2, lean.ways
 
 
 # ---------------------------------------------------------------- unit: track ids
@@ -280,10 +281,32 @@ def test_first_full_scans_are_spread_over_the_period():
     assert all(0 <= p < 0.5 for p in phases) and len(phases) > 12
 
 
-def test_faces_follow_the_shift_of_their_block_and_unmatched_finds_the_lost():
-    shifts = np.zeros((2, 3, 2), np.float32)
-    shifts[0, 1] = (1.5, -0.5)  # thumbnail px; the block of the face below
-    face = {"box": [170, 40, 40, 40], "score": 0.99, "landmarks": {"left_eye": [180, 50]}}
-    (moved,) = shifted([face], shifts, scale=0.125)
-    assert moved.box == (182, 36, 40, 40) and moved.landmarks["left_eye"] == (192.0, 46.0)
+def test_registration_follows_each_face_and_gives_up_on_what_it_cannot_follow(full, media):
+    photo = cv2.imread(str(media / "dlib_2007_007763.jpg"))
+    faces = full.detect([photo])[0]
+    known = [{"box": list(f["box"]), "score": f["score"],
+              "landmarks": {k: list(v) for k, v in f["landmarks"].items()}} for f in faces]
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    before = face_patches(gray, [f["box"] for f in known])
+    moved_gray = np.roll(gray, (3, 5), axis=(0, 1))  # the scene moves 5 px right, 3 down
+    moved, lost = registered(known, before, moved_gray)
+    assert lost == [] and len(moved) == len(known)
+    for old, new in zip(known, moved, strict=True):
+        assert abs(new.box[0] - old["box"][0] - 5) <= 1 and abs(new.box[1] - old["box"][1] - 3) <= 1
+        eye = new.landmarks["left_eye"]
+        assert abs(eye[0] - old["landmarks"]["left_eye"][0] - 5) <= 1
+    noise = np.random.default_rng(0).integers(0, 256, gray.shape, dtype=np.uint8)
+    assert len(registered(known, before, noise)[1]) == len(known), "nothing to follow"
+
+
+def test_unmatched_finds_the_lost_boxes():
     assert unmatched([(0, 0, 10, 10), (50, 50, 10, 10)], [(1, 0, 10, 10)]) == [(50, 50, 10, 10)]
+
+
+def test_followed_frames_keep_the_faces_with_o_net_only_every_few_frames(r, full, media):
+    frames = swaying(cv2.imread(str(media / "dlib_2008_002470.jpg")), 15)
+    reference = [len(f) for f in full.detect(frames)]
+    counts, lean = lean_run(full, r, frames, LeanOptions(refine_every_frames=3),
+                            camera="follow")
+    assert within(counts, reference), (sum(counts), sum(reference))
+    assert lean.ways["follow"] >= 5 and lean.ways["track"] >= 2, lean.ways
