@@ -101,7 +101,8 @@ def _save(proto, meta: dict[str, str], path: Path) -> None:
 
 
 def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
-             data=None, fmt: str = "qdq", per_channel: bool = True, method: str = "minmax",
+             data=None, fmt: str = "qdq", per_channel: bool = True,
+             method: str = "percentile",
              seed: int = 0, activations: str = "uint8", measure: bool = True,
              sidecar: bool = True) -> dict:
     """Write the INT8 model of ``float_path`` to ``out``; return the metadata written.
