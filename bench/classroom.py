@@ -1,19 +1,24 @@
-"""The classroom benchmark: N cameras at 5 fps, most of them multi-face, through a real
-`moodstream up`, and the most cameras that fit at p99 <= 250 ms.
+"""The classroom benchmark: N cameras at 5 fps through a real `moodstream up`, and the most
+cameras that fit at p99 <= 250 ms, for each faces-per-camera workload.
 
-    python bench/classroom.py [--cameras 8] [--seconds 60] [--capacity] [--quick]
-    moodstream bench                 (its "classroom" section)
+    python bench/classroom.py [--faces 1,5,6,25] [--cameras 8] [--seconds 60] [--capacity]
+    moodstream bench [--classroom-only --faces 25 --cameras 12]
 
-The workload is made in a temporary folder, never in the repository: one video per camera,
-cut from the group photos and the one-face clip in the shared media, each moving a little
-(a slow pan and zoom, mild noise, a phase and noise of its own), so no two frames and no two
-cameras carry the same bytes. A private redis-server and `moodstream up --no-source
---detectors 2` run the product as shipped; the cameras are registered in Redis the way `up`
-registers its own, and `up`'s camera supervisor starts their ingest. After a warm-up, a
-measured window gives frames/s published and processed (moodstream.accounting), the
-capture-to-label latency of that window only, CPU cores and RSS per process kind (from /proc
-through psutil, processes told apart by their command line; PSS at the window's end beside
-it, as RSS counts shared libraries once per process) and the Redis traffic per camera.
+The workloads (WORKLOADS), by faces per camera: 1, one face of real video (driver cameras);
+5, the mix of group photos and the one-face clip (small groups); 6, six time-shifted copies
+of the real clip tiled in one frame (a group in real video motion); 25, a full classroom (the
+team photo of about 25 faces). The videos are made in a temporary folder, never in the
+repository, one per camera: stills pan and zoom a little with mild noise of the camera's own
+seed; real video keeps its own motion, each camera (and each tile) starting at its own
+point of the clip; so no two frames and no two cameras carry the same bytes. A private
+redis-server and `moodstream up --no-source --detectors 2` run the product as shipped; the
+cameras are registered in Redis the way `up` registers its own, and `up`'s camera
+supervisor starts their ingest. After a
+warm-up, a measured window gives frames/s published and processed (moodstream.accounting),
+faces found and labels reused per second, the capture-to-label latency of that window only,
+CPU cores and RSS per process kind (from /proc through psutil, processes told apart by their
+command line; PSS at the window's end beside it, as RSS counts shared libraries once per
+process) and the Redis traffic per camera.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ class Scene:
     media: str  # file in the shared media folder
     faces: int  # by eye (the media README)
     size: tuple[int, int]  # width, height of the camera's frames
+    # "pan": a still (or the clip) panned and zoomed with noise; "video": the clip's own
+    # motion; "tiles": copies of the clip side by side, each starting at its own point.
+    motion: str = "pan"
+    grid: tuple[int, int] = (1, 1)  # columns, rows of tiles
 
 
 GROUP7 = Scene("group-7", "dlib_2007_007763.jpg", 7, (640, 480))
@@ -59,20 +68,63 @@ ONE_FACE = Scene("one-face", "fer_woman2.mp4", 1, (596, 336))
 # Camera i shows MIX[i % 8]: six multi-face cameras and two one-face ones in every eight,
 # like the held-out run (four crowd clips, two one-face clips, two 7-face group photos).
 MIX = (GROUP7, STAGE, GROUP6, ONE_FACE, SELFIE, STAGE, GROUP3, ONE_FACE)
+# The real clip as a camera sends it: its own motion, no pan, no added noise.
+VIDEO1 = Scene("video-1", "fer_woman2.mp4", 1, (596, 336), motion="video")
+# Six copies of it, 3 x 2, each a sixth of the clip apart (every other one mirrored): six
+# faces of about 55 px, moving as people do.
+VIDEO6 = Scene("video-6", "fer_woman2.mp4", 6, (636, 360), motion="tiles", grid=(3, 2))
+# The team photo at the ingest's 640 px, covered 1.1 times as the other stills: MTCNN finds
+# its 25 clear faces (24 to 26 a frame as it moves) with the detector's default smallest
+# face of 40 px.
+DENSE = Scene("classroom-25", "retinaface_img3.jpg", 25, (640, 412))
 
 
-def scene_for(camera: int) -> Scene:
-    return MIX[camera % len(MIX)]
+@dataclass(frozen=True)
+class Workload:
+    key: str  # faces per camera, about: how `--faces` names it
+    name: str
+    use: str  # what it stands for
+    scenes: tuple[Scene, ...]  # camera i shows scenes[i % len(scenes)]
+    cameras: int  # the main case's cameras
+    step: int = 4  # the capacity search's step up
+    limit: int = 48  # and the most it tries
 
 
-def mix_summary(cameras: int) -> dict:
+WORKLOADS = {
+    "1": Workload("1", "driver", "one face of real video: driver cameras", (VIDEO1,),
+                  cameras=8, step=8, limit=64),
+    "5": Workload("5", "small groups", "the mix of group photos and the one-face clip "
+                  "(about 4.6 faces by eye): small groups", MIX, cameras=8),
+    "6": Workload("6", "group, real video", "six tiles of real video: a group in real "
+                  "motion", (VIDEO6,), cameras=8),
+    "25": Workload("25", "full classroom", "the team photo, about 25 faces: a full "
+                   "classroom", (DENSE,), cameras=12),
+}
+
+
+def parse_faces(text: str) -> list[str]:
+    """`--faces 1,25` -> ["1", "25"]: the workloads by key, in the order WORKLOADS lists
+    them; a clear ValueError for one that does not exist."""
+    wanted = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [w for w in wanted if w not in WORKLOADS]
+    if unknown or not wanted:
+        raise ValueError(f"--faces takes a comma-separated list of {', '.join(WORKLOADS)}; "
+                         f"got {text!r}")
+    return [key for key in WORKLOADS if key in wanted]
+
+
+def scene_for(camera: int, scenes: tuple[Scene, ...] = MIX) -> Scene:
+    return scenes[camera % len(scenes)]
+
+
+def mix_summary(cameras: int, scenes: tuple[Scene, ...] = MIX) -> dict:
     """How many cameras show each scene, and the faces per frame a person would count."""
     counts: dict[str, int] = {}
     for i in range(cameras):
-        counts[scene_for(i).name] = counts.get(scene_for(i).name, 0) + 1
-    faces = sum(scene_for(i).faces for i in range(cameras))
-    return {"scenes": counts, "multi_face_cameras": sum(scene_for(i).faces > 1
-                                                        for i in range(cameras)),
+        counts[scene_for(i, scenes).name] = counts.get(scene_for(i, scenes).name, 0) + 1
+    faces = sum(scene_for(i, scenes).faces for i in range(cameras))
+    return {"scenes": counts,
+            "multi_face_cameras": sum(scene_for(i, scenes).faces > 1 for i in range(cameras)),
             "faces_by_eye_per_frame": round(faces / cameras, 2) if cameras else 0.0}
 
 
@@ -115,58 +167,124 @@ def cover(image, size: tuple[int, int], margin: float = 1.1):
     return out[y:y + ch, x:x + cw]
 
 
-def make_camera_video(scene: Scene, camera: int, out: Path, seconds: float,
-                      fps: float = SOURCE_FPS) -> Path:
-    """One camera's clip: a still scene panned and zoomed, or the one-face video shifted,
-    both with mild noise of the camera's own seed (mp4v, looped by ingest)."""
+def clip_frames(media: Path, fps: float) -> list:
+    """The clip's frames at `fps` (every k-th of its own, so it keeps its real duration)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(media))
+    if not cap.isOpened():
+        raise RuntimeError(f"cannot read {media}")
+    native = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    step = max(1, round(native / fps))
+    frames, index = [], 0
+    try:
+        while True:
+            ok = cap.grab()
+            if not ok:
+                break
+            if index % step == 0:
+                frames.append(cap.retrieve()[1])
+            index += 1
+    finally:
+        cap.release()
+    if not frames:
+        raise RuntimeError(f"no frames in {media}")
+    return frames
+
+
+def tile_offsets(tiles: int, frames: int, camera: int) -> list[int]:
+    """Where in the clip each tile of a camera starts: evenly apart, and the whole set
+    shifted by a camera's own amount, so that no two tiles or cameras show the same frame."""
+    shift = (camera * 37) % frames
+    return [(shift + t * frames // tiles) % frames for t in range(tiles)]
+
+
+def tiled_frame(tiles: list, grid: tuple[int, int]):
+    """Tiles (all of one size) laid out `grid` = (columns, rows), row by row."""
+    import numpy as np
+
+    columns, rows = grid
+    return np.vstack([np.hstack(tiles[r * columns:(r + 1) * columns]) for r in range(rows)])
+
+
+def split_size(size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
+    """One tile's (width, height) in a frame of `size`; the frame must divide evenly."""
+    (w, h), (columns, rows) = size, grid
+    if w % columns or h % rows:
+        raise ValueError(f"a {w}x{h} frame does not split into {columns}x{rows} tiles")
+    return w // columns, h // rows
+
+
+def scene_frames(scene: Scene, camera: int, seconds: float, fps: float = SOURCE_FPS):
+    """Yield one camera's frames of `scene` (BGR at scene.size): see Scene.motion."""
     import cv2
     import numpy as np
 
     rng = np.random.default_rng(camera)
     phase = rng.uniform(0, 2 * math.pi)
     w, h = scene.size
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {out} (mp4v)")
+    media = MEDIA / scene.media
+    if scene.motion == "video":
+        clip = clip_frames(media, fps)
+        first = tile_offsets(1, len(clip), camera)[0]
+        for n in range(len(clip)):
+            frame = clip[(first + n) % len(clip)]
+            yield frame if frame.shape[1::-1] == (w, h) else cover(frame, scene.size, 1.0)
+        return
+    if scene.motion == "tiles":
+        tile = split_size(scene.size, scene.grid)
+        clip = [cover(f, tile, 1.0) for f in clip_frames(media, fps)]
+        count = scene.grid[0] * scene.grid[1]
+        offsets = tile_offsets(count, len(clip), camera)
+        for n in range(len(clip)):
+            tiles = [clip[(o + n) % len(clip)] for o in offsets]
+            tiles = [t[:, ::-1] if i % 2 else t for i, t in enumerate(tiles)]
+            yield tiled_frame(tiles, scene.grid)
+        return
+    if scene.motion != "pan":
+        raise ValueError(f"unknown motion {scene.motion!r}")
     # A few noise planes reused in turn: fresh noise per frame costs more than the rest.
     noises = [rng.integers(-6, 7, (h, w, 3), dtype=np.int16) for _ in range(4)]
+    if media.suffix == ".mp4":
+        for n, frame in enumerate(clip_frames(media, fps)):
+            base = cover(frame, scene.size, 1.06)
+            yield moving_frame(base, n, 10_000, phase, noises[n % 4])
+        return
+    image = cv2.imread(str(media), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RuntimeError(f"cannot read {media}")
+    base = cover(image, scene.size)
+    frames = max(2, round(seconds * fps))
+    for n in range(frames):
+        yield moving_frame(base, n, frames, phase, noises[n % 4])
+
+
+def make_camera_video(scene: Scene, camera: int, out: Path, seconds: float,
+                      fps: float = SOURCE_FPS) -> Path:
+    """One camera's clip of `scene` (mp4v, looped by ingest): a still's clip lasts
+    `seconds`, a video's its own length."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, scene.size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {out} (mp4v)")
     try:
-        if scene.media.endswith(".mp4"):
-            cap = cv2.VideoCapture(str(MEDIA / scene.media))
-            native = cap.get(cv2.CAP_PROP_FPS) or 30.0
-            step = max(1, round(native / fps))  # keep the clip's real duration at `fps`
-            index = 0
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                if index % step == 0:
-                    base = cover(frame, scene.size, 1.06)
-                    n = index // step
-                    writer.write(moving_frame(base, n, 10_000, phase, noises[n % 4]))
-                index += 1
-            cap.release()
-        else:
-            image = cv2.imread(str(MEDIA / scene.media), cv2.IMREAD_COLOR)
-            if image is None:
-                raise RuntimeError(f"cannot read {MEDIA / scene.media}")
-            base = cover(image, scene.size)
-            frames = max(2, round(seconds * fps))
-            for n in range(frames):
-                writer.write(moving_frame(base, n, frames, phase, noises[n % 4]))
+        for frame in scene_frames(scene, camera, seconds, fps):
+            writer.write(frame)
     finally:
         writer.release()
     return out
 
 
-def make_workload(folder: Path, cameras: int, seconds: float = 12.0) -> list[Path]:
+def make_workload(folder: Path, cameras: int, seconds: float = 12.0,
+                  scenes: tuple[Scene, ...] = MIX) -> list[Path]:
     """One clip per camera in `folder` (made once; a later, larger run reuses them)."""
     if not MEDIA.exists():
         raise FileNotFoundError(f"shared media not found at {MEDIA} (needs ../shared)")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(cameras):
-        scene = scene_for(i)
+        scene = scene_for(i, scenes)
         path = folder / f"cam{i:02d}-{scene.name}.mp4"
         if not path.exists():
             make_camera_video(scene, i, path.with_suffix(".part.mp4"), seconds).rename(path)
@@ -384,11 +502,22 @@ def frame_entry_bytes(r, count: int = 200) -> float:
                for _, fields in entries) / len(entries)
 
 
-def frames_counts(stats: dict) -> dict:
+def reused_labels(r) -> int:
+    """Labels a classifier carried over from a track's last classification instead of
+    classifying the face again (0 where the classifier classifies every face)."""
+    from moodstream import keys
+
+    return int(r.hget(keys.STATS, "labels:reused") or 0)
+
+
+def frames_counts(stats: dict, reused: int = 0) -> dict:
+    """What a window needs of moodstream.accounting's figures. Read leniently: the faces and
+    labels counters may be missing (no face yet) or renamed by a later pipeline."""
     frames = stats["frames"]
     return {"in": frames["in"], "processed": frames["processed"],
             "dropped": dict(frames["dropped"]), "pending": frames["pending"],
-            "faces": stats["faces"], "labels": stats["labels"]}
+            "faces": stats.get("faces") or 0, "labels": stats.get("labels") or 0,
+            "reused": reused}
 
 
 def window_figures(cameras: int, fps: float, seconds: float, before: dict, after: dict,
@@ -407,9 +536,27 @@ def window_figures(cameras: int, fps: float, seconds: float, before: dict, after
             "pending_start": before["pending"], "pending_end": after["pending"],
             "faces_per_frame": round((after["faces"] - before["faces"]) / processed, 2)
             if processed else None,
+            "faces_per_s": round((after["faces"] - before["faces"]) / seconds, 1),
             "labels_per_s": round((after["labels"] - before["labels"]) / seconds, 1),
+            "reused_per_s": round((after.get("reused", 0) - before.get("reused", 0))
+                                  / seconds, 1),
             "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
             "latency_samples": len(latencies)}
+
+
+def cost_per_camera(case: dict) -> dict:
+    """A case's cost per camera, all processes in: cores, RSS MB (the largest total over the
+    window, shared start-up memory included), and CPU ms per face found per frame
+    (cores x 1000 / faces found per second)."""
+    cameras = case["cameras"] or 1
+    cores = case["cpu_cores"]["total"]
+    rss = case["rss_mb"].get("total", {}).get("max")
+    faces_s = case.get("faces_per_s")
+    if faces_s is None and case.get("faces_per_frame"):  # a case of an older results file
+        faces_s = case["faces_per_frame"] * case["processed_fps"]
+    return {"cores": round(cores / cameras, 3),
+            "rss_mb": round(rss / cameras, 1) if rss is not None else None,
+            "cpu_ms_per_face": round(cores * 1000 / faces_s, 3) if faces_s else None}
 
 
 class UpRun:
@@ -507,7 +654,7 @@ class UpRun:
         me = psutil.Process()
         load_start = os.getloadavg()[0]
         drain_latencies(r)  # what came before the window is not part of it
-        before = frames_counts(pipeline_stats(r))
+        before = frames_counts(pipeline_stats(r), reused_labels(r))
         net0 = r.info("stats")
         own0 = sum(me.cpu_times()[:2])
         sampler.sample(start=True)
@@ -523,7 +670,7 @@ class UpRun:
             latencies += drained
         sampler.sample()
         latencies += drain_latencies(r)
-        after = frames_counts(pipeline_stats(r))
+        after = frames_counts(pipeline_stats(r), reused_labels(r))
         net1 = r.info("stats")
         elapsed = time.monotonic() - t0
         case = window_figures(len(self.videos), self.fps, elapsed, before, after, latencies)
@@ -546,6 +693,7 @@ class UpRun:
                        * per_camera, 1)},
             bench_cores=round((sum(me.cpu_times()[:2]) - own0) / elapsed, 3),
             load_avg={"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)})
+        case["per_camera"] = cost_per_camera(case)
         if full_drains:
             case["latency_note"] = f"{full_drains} drain(s) hit the 2,048 cap: samples lost"
         case["reasons"] = verdict(case)
@@ -554,9 +702,10 @@ class UpRun:
 
 
 def run_case(folder: Path, cameras: int, detectors: int, warmup: float, seconds: float,
-             fps: float = CAMERA_FPS, up_args: tuple[str, ...] = ()) -> dict:
+             fps: float = CAMERA_FPS, up_args: tuple[str, ...] = (),
+             scenes: tuple[Scene, ...] = MIX) -> dict:
     """One classroom case on a fresh Redis and a fresh `up`: the figures of its window."""
-    videos = make_workload(folder / "videos", cameras)
+    videos = make_workload(folder / "videos", cameras, scenes=scenes)
     with tempfile.TemporaryDirectory(prefix=f"run{cameras}-", dir=folder) as run_dir, \
             UpRun(Path(run_dir), videos, detectors, fps, up_args) as run:
         return run.measure(warmup, seconds)
@@ -572,25 +721,38 @@ def capacity_row(case: dict) -> dict:
         "rss_mb": case["rss_mb"].get("total", {}).get("max")}
 
 
-def measure_classroom(folder: Path, cameras: int = 8, detectors: int = 2, warmup: float = 15.0,
-                      seconds: float = 60.0, capacity: bool = True,
-                      capacity_seconds: float = 30.0, start: int = 8, step: int = 4,
-                      limit: int = 48, up_args: tuple[str, ...] = ()) -> dict:
-    """The classroom case at `cameras`, then (capacity=True) the search for the most
-    cameras that fit, each count a shorter run of its own; the main case counts as tried."""
-    log(f"classroom: {cameras} cameras x {CAMERA_FPS:g} fps, {detectors} detectors")
-    case = run_case(folder, cameras, detectors, warmup, seconds, up_args=up_args)
-    out = {"mix": mix_summary(cameras), "source_fps": SOURCE_FPS, "goal_p99_ms": GOAL_P99_MS,
-           "up_args": ["--detectors", str(detectors), *up_args], "case": case}
+def measure_classroom(folder: Path, cameras: int | None = None, detectors: int = 2,
+                      warmup: float = 15.0, seconds: float = 60.0, capacity: bool = True,
+                      capacity_seconds: float = 30.0, start: int | None = None,
+                      step: int | None = None, limit: int | None = None,
+                      up_args: tuple[str, ...] = (),
+                      workload: Workload = WORKLOADS["5"]) -> dict:
+    """One workload's case at `cameras` (default: the workload's), then (capacity=True) the
+    search for the most cameras that fit, each count a shorter run of its own; the main
+    case counts as tried. The search starts at the main case's count and steps by the
+    workload's step up to its limit unless told otherwise."""
+    cameras = cameras or workload.cameras
+    scenes = workload.scenes
+    log(f"classroom, faces per camera {workload.key} ({workload.name}): {cameras} cameras x "
+        f"{CAMERA_FPS:g} fps, {detectors} detectors")
+    case = run_case(folder, cameras, detectors, warmup, seconds, up_args=up_args,
+                    scenes=scenes)
+    out = {"workload": {"faces": workload.key, "name": workload.name, "use": workload.use},
+           "mix": mix_summary(cameras, scenes), "source_fps": SOURCE_FPS,
+           "goal_p99_ms": GOAL_P99_MS, "up_args": ["--detectors", str(detectors), *up_args],
+           "case": case}
     if not capacity:
         return out
+    start, step = start or cameras, step or workload.step
+    limit = limit or workload.limit
     tried = {cameras: case["fits"]}
     rows = {str(cameras): capacity_row(case) | {"window_s": case["window_s"]}}
     while (n := next_cameras(tried, start, step, limit)) is not None:
         so_far = ", ".join(f"{k} {'fits' if v else 'does not'}" for k, v in sorted(tried.items()))
-        log(f"capacity: trying {n} cameras ({so_far})")
+        log(f"capacity, faces per camera {workload.key}: trying {n} cameras ({so_far})")
         try:
-            trial = run_case(folder, n, detectors, warmup, capacity_seconds, up_args=up_args)
+            trial = run_case(folder, n, detectors, warmup, capacity_seconds, up_args=up_args,
+                             scenes=scenes)
         except RuntimeError as error:  # it could not even start: it does not fit
             log(f"capacity: {n} cameras failed to run: {error}")
             trial = {"fits": False, "reasons": [str(error).splitlines()[0]]}
@@ -604,10 +766,44 @@ def measure_classroom(folder: Path, cameras: int = 8, detectors: int = 2, warmup
     return out
 
 
+def measure_workloads(folder: Path, faces: list[str], cameras: int | None = None,
+                      **options) -> dict[str, dict]:
+    """measure_classroom for each workload named in `faces` (WORKLOADS keys), the camera
+    videos shared between them: {key: result}, or {key: {"error": why}} for a workload whose
+    `up` did not run, so the others still report."""
+    out: dict[str, dict] = {}
+    for key in faces:
+        try:
+            out[key] = measure_classroom(folder, cameras, workload=WORKLOADS[key], **options)
+        except RuntimeError as error:
+            log(f"classroom, faces per camera {key}, failed: {error}")
+            out[key] = {"error": (str(error).splitlines() or [repr(error)])[0]}
+    return out
+
+
+def classroom_results(cases: dict[str, dict]) -> dict:
+    """Where the workloads' results go in the bench's results: the mix (5 faces) under
+    "classroom", as every earlier results file has it (so runs compare), the others under
+    "classroom_faces"; a workload that failed under "classroom_error" or in its entry."""
+    out: dict = {}
+    others = {k: v for k, v in cases.items() if k != "5"}
+    if "5" in cases:
+        if "error" in cases["5"]:
+            out["classroom_error"] = cases["5"]["error"]
+        else:
+            out["classroom"] = cases["5"]
+    if others:
+        out["classroom_faces"] = others
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cameras", type=int, help="cameras in the main case (default 8; "
-                        "quick 4)")
+    parser.add_argument("--faces", default="5",
+                        help="workloads by faces per camera, comma-separated among "
+                        f"{', '.join(WORKLOADS)} (default 5, the mix)")
+    parser.add_argument("--cameras", type=int, help="cameras in each main case (default: the "
+                        "workload's, 8; 12 for 25 faces; quick 4)")
     parser.add_argument("--seconds", type=float, help="measured window (default 60; quick 20)")
     parser.add_argument("--warmup", type=float, help="seconds after every camera is up, "
                         "before the window (default 15; quick 8)")
@@ -615,9 +811,11 @@ def main() -> int:
     parser.add_argument("--capacity", action="store_true",
                         help="then search for the most cameras that fit")
     parser.add_argument("--capacity-seconds", type=float, default=30.0)
-    parser.add_argument("--capacity-start", type=int, default=8)
-    parser.add_argument("--capacity-step", type=int, default=4)
-    parser.add_argument("--capacity-max", type=int, default=48)
+    parser.add_argument("--capacity-start", type=int, help="default: the main case's cameras")
+    parser.add_argument("--capacity-step", type=int, help="default: the workload's (4; 8 for "
+                        "1 face)")
+    parser.add_argument("--capacity-max", type=int, help="default: the workload's (48; 64 for "
+                        "1 face)")
     parser.add_argument("--quick", action="store_true", help="4 cameras, 20 s window")
     parser.add_argument("--workload", type=Path,
                         help="folder for the camera videos, kept for later runs (default: a "
@@ -626,8 +824,12 @@ def main() -> int:
     args = parser.parse_args()
     import json
 
-    from moodstream.bench.report import classroom_text
+    from moodstream.bench.report import classroom_sections_text
 
+    try:
+        faces = parse_faces(args.faces)
+    except ValueError as error:
+        parser.error(str(error))
     if not MEDIA.exists():
         log(f"skipped: shared media not found at {MEDIA} (needs ../shared)")
         return 0
@@ -636,13 +838,15 @@ def main() -> int:
         if args.workload:
             args.workload.mkdir(parents=True, exist_ok=True)
             (folder / "videos").symlink_to(args.workload.resolve(), target_is_directory=True)
-        result = measure_classroom(
-            folder, args.cameras or (4 if args.quick else 8), args.detectors,
-            args.warmup if args.warmup is not None else (8 if args.quick else 15),
-            args.seconds or (20 if args.quick else 60), args.capacity,
-            args.capacity_seconds, args.capacity_start, args.capacity_step, args.capacity_max)
-    result["machine"] = {"cpus": os.cpu_count()}
-    print(classroom_text(result))
+        cases = measure_workloads(
+            folder, faces, args.cameras or (4 if args.quick else None),
+            detectors=args.detectors,
+            warmup=args.warmup if args.warmup is not None else (8 if args.quick else 15),
+            seconds=args.seconds or (20 if args.quick else 60), capacity=args.capacity,
+            capacity_seconds=args.capacity_seconds, start=args.capacity_start,
+            step=args.capacity_step, limit=args.capacity_max)
+    result = classroom_results(cases) | {"machine": {"cpus": os.cpu_count()}}
+    print(classroom_sections_text(result))
     if args.json:
         print(json.dumps(result, separators=(",", ":")))
     return 0

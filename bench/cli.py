@@ -37,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, help="frames for the throughput runs "
                         "(default 24 quick, 120 full)")
     parser.add_argument("--cameras", help="camera counts for the live runs "
-                        "(default 1,4 quick, 1,4,8 full)")
+                        "(default 1,4 quick, 1,4,8 full); with --classroom-only, the "
+                        "cameras of each classroom case (one number)")
     parser.add_argument("--camera-fps", type=float, default=5.0,
                         help="frames per second each camera publishes in the live runs")
     parser.add_argument("--detectors", type=int, default=os.cpu_count() or 1,
@@ -52,8 +53,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("MOODSTREAM_FER_PYTHON") or None,
                         help="Python of a separate environment with the `fer` package: adds "
                         "it as a baseline on the same frames (bench/fer_loop.py)")
+    parser.add_argument("--faces", default=None,
+                        help="classroom workloads by faces per camera, comma-separated "
+                        "among 1 (one face of real video: driver cameras), 5 (the mix of "
+                        "group photos: small groups), 6 (six tiles of real video), 25 (the "
+                        "team photo: a full classroom); default all, 5 with --quick")
     parser.add_argument("--classroom-cameras", type=int,
-                        help="cameras in the classroom case (default 4 quick, 8 full)")
+                        help="cameras in each classroom case (default 4 quick; else the "
+                        "workload's: 8, and 12 for 25 faces)")
     parser.add_argument("--classroom-seconds", type=float,
                         help="its measured window (default 20 quick, 60 full)")
     parser.add_argument("--classroom-warmup", type=float,
@@ -61,8 +68,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(default 8 quick, 15 full)")
     parser.add_argument("--no-classroom", action="store_true", help="skip the classroom case")
     parser.add_argument("--classroom-only", action="store_true",
-                        help="run only the classroom case (and its capacity search) and the "
-                        "detector gating figures; writes nothing")
+                        help="run only the classroom cases (and their capacity searches), "
+                        "the detector gating and the agreement figures; writes nothing "
+                        "(one case alone: --classroom-only --faces 25 --cameras 12)")
     parser.add_argument("--no-gating", action="store_true",
                         help="skip the detector gating and tracking parity figures "
                         "(bench/detector_gating.py; measured by default, also with "
@@ -104,10 +112,11 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
 
 def compared(key: str) -> bool:
     """Detail tables of their own (about 200 numbers a run) would drown the comparison:
-    of the gating figures only the ratios to full detection, no capacity trial rows."""
+    of the gating figures only the ratios to full detection, no capacity trial rows of any
+    classroom workload."""
     if key.startswith("detector_gating."):
         return key.endswith((".x_full_cpu", ".faces_vs_full"))
-    return not key.startswith("classroom.capacity.tried.")
+    return ".capacity.tried." not in key
 
 
 
@@ -324,19 +333,65 @@ def measure_fer(python: Path, video: Path, frames: int) -> dict:
         return {"error": str(error)}
 
 
+def classroom_choice(args: argparse.Namespace, quick: bool) -> tuple[list[str], int | None]:
+    """(workload keys, cameras per case or None for each workload's own) from the options;
+    a ValueError that says what is wrong with them."""
+    from moodstream.bench.classroom import WORKLOADS, parse_faces
+
+    faces = parse_faces(args.faces) if args.faces else (["5"] if quick else list(WORKLOADS))
+    cameras = args.classroom_cameras
+    if args.classroom_only and args.cameras:
+        if not args.cameras.strip().isdigit() or int(args.cameras) < 1:
+            raise ValueError(f"with --classroom-only, --cameras takes one number of cameras "
+                             f"(got {args.cameras!r})")
+        cameras = int(args.cameras)
+    return faces, cameras or (4 if quick else None)
+
+
 def measure_classroom(args: argparse.Namespace, quick: bool) -> dict:
-    """The classroom case (bench/classroom.py) with this command's options."""
-    from moodstream.bench.classroom import MEDIA
-    from moodstream.bench.classroom import measure_classroom as classroom
+    """The classroom workloads (bench/classroom.py) with this command's options, as the
+    results keep them (classroom.classroom_results)."""
+    from moodstream.bench.classroom import MEDIA, classroom_results, measure_workloads
 
     if not MEDIA.exists():
         raise SystemExit(f"classroom case: shared media not found at {MEDIA} (needs ../shared)")
+    faces, cameras = classroom_choice(args, quick)
     capacity = (not quick) if args.capacity is None else args.capacity
     with tempfile.TemporaryDirectory(prefix="bench-classroom-") as tmp:
-        return classroom(
-            Path(tmp), args.classroom_cameras or (4 if quick else 8), args.detectors,
-            args.classroom_warmup if args.classroom_warmup is not None else (8 if quick else 15),
-            args.classroom_seconds or (20 if quick else 60), capacity, args.capacity_seconds)
+        return classroom_results(measure_workloads(
+            Path(tmp), faces, cameras, detectors=args.detectors,
+            warmup=args.classroom_warmup if args.classroom_warmup is not None
+            else (8 if quick else 15),
+            seconds=args.classroom_seconds or (20 if quick else 60), capacity=capacity,
+            capacity_seconds=args.capacity_seconds))
+
+
+AGREEMENT_MODULE = "moodstream.bench.agreement"
+
+
+def measure_agreement(results: dict) -> None:
+    """The parity and agreement figures: whatever dict `measure()` of AGREEMENT_MODULE
+    returns, into results["agreement"]; nothing when that module does not exist, and its
+    failure into results["agreement_error"] (every other figure is kept)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(AGREEMENT_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name != AGREEMENT_MODULE:  # it exists but needs something missing
+            results["agreement_error"] = str(error)
+        return
+    log("parity and agreement")
+    try:
+        figures = module.measure()
+    except Exception as error:  # noqa: BLE001 - keep every other figure
+        log(f"agreement failed: {error}")
+        results["agreement_error"] = (str(error).splitlines() or [repr(error)])[0]
+        return
+    if not isinstance(figures, dict):
+        results["agreement_error"] = f"measure() returned {type(figures).__name__}, not a dict"
+        return
+    results["agreement"] = figures
 
 
 GATING_SECONDS = {"quick": 3.0, "full": 8.0}  # frames of each workload, at 5 fps
@@ -397,15 +452,25 @@ def run(args: argparse.Namespace, settings) -> int:
 
     started = time.monotonic()
     quick = args.quick
+    try:
+        classroom_choice(args, quick)
+    except ValueError as error:
+        raise SystemExit(f"moodstream bench: {error}") from None
     if args.classroom_only:
-        from moodstream.bench.report import classroom_text, gating_section_text
+        from moodstream.bench.report import (
+            agreement_text,
+            classroom_sections_text,
+            gating_section_text,
+        )
 
-        only = {"classroom": measure_classroom(args, quick)}
+        only = measure_classroom(args, quick)
         if not args.no_gating:
             measure_gating(only, quick)
-        print(classroom_text(only["classroom"]))
-        if gating := gating_section_text(only):
-            print(gating)
+        measure_agreement(only)
+        for section in (classroom_sections_text(only), gating_section_text(only),
+                        agreement_text(only)):
+            if section:
+                print(section)
         if args.json:
             print(json.dumps(only, separators=(",", ":")))
         return 0
@@ -443,13 +508,10 @@ def run(args: argparse.Namespace, settings) -> int:
             log(f"the fer package ({args.fer_python})")
             results["fer_package"] = measure_fer(args.fer_python, video, frames)
     if not args.no_classroom:
-        try:
-            results["classroom"] = measure_classroom(args, quick)
-        except RuntimeError as error:  # `up` did not start: keep every other figure
-            log(f"classroom case failed: {error}")
-            results["classroom_error"] = str(error).splitlines()[0]
+        results.update(measure_classroom(args, quick))  # a failed `up`: its error, kept
     if not args.no_gating:
         measure_gating(results, quick)
+    measure_agreement(results)
     sustained = results["pipeline"]["sustained"]["fps"]
     results["speedup_vs_paper_loop"] = speedup(sustained, paper["fps"])
     results["bulk_speedup_vs_paper_loop"] = speedup(results["bulk"]["1"]["fps"], paper["fps"])
@@ -465,13 +527,18 @@ def run(args: argparse.Namespace, settings) -> int:
     results["previous_mode"] = (previous or {}).get("mode")
     results["wall_s"] = round(time.monotonic() - started, 1)
 
-    from moodstream.bench.report import classroom_text, gating_section_text, render_text
+    from moodstream.bench.report import (
+        agreement_text,
+        classroom_sections_text,
+        gating_section_text,
+        render_text,
+    )
 
     print(render_text(results))
-    if results.get("classroom"):
-        print(classroom_text(results["classroom"]))
-    if gating := gating_section_text(results):
-        print(gating)
+    for section in (classroom_sections_text(results), gating_section_text(results),
+                    agreement_text(results)):
+        if section:
+            print(section)
     if not quick and not args.no_write:
         from moodstream.bench.report import write_report
 

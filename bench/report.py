@@ -336,6 +336,8 @@ def render_markdown(results: dict) -> str:
     elif results.get("classroom_error"):
         out += ["## Classroom", "", f"Not measured in this run: {results['classroom_error']}",
                 ""]
+    out += classroom_faces_markdown(results)
+    out += agreement_markdown(results)
     out += gating_markdown(results)
     out += [
             "## Detectors (640x480, min face 40, 1 thread)", "",
@@ -417,14 +419,16 @@ def classroom_summary(classroom: dict) -> list[str]:
     verdict = "fits" if case["fits"] else "does not fit: " + "; ".join(case["reasons"])
     red = case["redis"]
     load = case.get("load_avg", {})
-    return [
+    labels = f"face labels/s {case['labels_per_s']}"
+    if case.get("reused_per_s"):
+        labels += f" ({case['reused_per_s']} of them reused from the track)"
+    lines = [
         f"{case['cameras']} cameras x {case['camera_fps']:g} fps ({mix['multi_face_cameras']} "
         f"multi-face; {mix['faces_by_eye_per_frame']} faces a frame by eye, "
         f"{_num(case['faces_per_frame'], 2)} found), {case['detectors']} detectors, "
         f"{case['window_s']:g} s window",
         f"frames/s offered / published / processed: {case['offered_fps']:g} / "
-        f"{case['published_fps']} / {case['processed_fps']}; face labels/s "
-        f"{case['labels_per_s']}",
+        f"{case['published_fps']} / {case['processed_fps']}; {labels}",
         f"capture->label latency p50 / p99: {_num(case['p50_ms'], 0)} / "
         f"{_num(case['p99_ms'], 0)} ms over {case['latency_samples']:,} face labels "
         f"(goal p99 <= {classroom['goal_p99_ms']:g} ms)",
@@ -436,6 +440,11 @@ def classroom_summary(classroom: dict) -> list[str]:
         f"load average {load.get('start', '-')} at the window's start, {load.get('end', '-')}"
         f" at its end; the benchmark's own sampling {case['bench_cores']} cores (not in the "
         "total)"]
+    if each := case.get("per_camera"):
+        lines.insert(3, f"per camera, all processes: {_num(each['cores'], 3)} cores, "
+                     f"{_num(each['rss_mb'], 0)} MB RSS; {_num(each['cpu_ms_per_face'], 2)} "
+                     "ms CPU per face per frame")
+    return lines
 
 
 def capacity_lines(classroom: dict) -> tuple[str, list[tuple]]:
@@ -459,8 +468,20 @@ CAPACITY_HEADER = ("cameras", "offered", "published", "processed", "p50 ms", "p9
                    "cores", "RSS MB", "verdict")
 
 
+def classroom_title(classroom: dict) -> str:
+    """"classroom" and, for a faces-per-camera workload, which one."""
+    work = classroom.get("workload")
+    if not work:
+        return "classroom"
+    return f"classroom, ~{faces_words(work['faces'])} ({work['name']})"
+
+
+def faces_words(faces: str) -> str:
+    return "1 face" if faces == "1" else f"{faces} faces"
+
+
 def classroom_text(classroom: dict) -> str:
-    lines = ["classroom: " + classroom_summary(classroom)[0]]
+    lines = [f"{classroom_title(classroom)}: " + classroom_summary(classroom)[0]]
     lines += ["  " + line for line in classroom_summary(classroom)[1:]]
     table = [("kind", "processes", "cores", "RSS MB mean", "RSS MB max", "PSS MB")]
     table += [(k, str(n), f"{c:.2f}", _num(m.get("mean"), 0), _num(m.get("max"), 0),
@@ -479,7 +500,12 @@ def classroom_text(classroom: dict) -> str:
 
 
 def classroom_markdown(classroom: dict) -> list[str]:
-    case = classroom["case"]
+    work = classroom.get("workload")
+    if work and work["faces"] != "5":
+        out = [f"### Classroom, ~{faces_words(work['faces'])} a camera: {work['name']}", "",
+               f"Each camera: {work['use']}; otherwise as the mix above.", ""]
+        out += [f"- {line}" for line in classroom_summary(classroom)]
+        return out + classroom_tables_markdown(classroom)
     out = ["## Classroom", "",
            "Many cameras, most of them multi-face, through `moodstream up "
            + " ".join(classroom["up_args"]) + "` as shipped (`bench/classroom.py`): each "
@@ -491,7 +517,13 @@ def classroom_markdown(classroom: dict) -> list[str]:
            "from /proc, per process kind (told apart by command line); RSS is summed per "
            "kind each second; PSS (shared pages shared out) at the window's end.", ""]
     out += [f"- {line}" for line in classroom_summary(classroom)]
-    out += ["", "| process kind | processes | cores | RSS MB mean | RSS MB max | PSS MB |",
+    return out + classroom_tables_markdown(classroom)
+
+
+def classroom_tables_markdown(classroom: dict) -> list[str]:
+    """A case's table per process kind and its capacity search."""
+    case = classroom["case"]
+    out = ["", "| process kind | processes | cores | RSS MB mean | RSS MB max | PSS MB |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for kind, n, cores, rss, pss in classroom_kinds(case):
         name = f"**{kind}**" if kind == "total" else kind
@@ -503,6 +535,132 @@ def classroom_markdown(classroom: dict) -> list[str]:
                 "| " + " | ".join("---" for _ in CAPACITY_HEADER) + " |"]
         out += ["| " + " | ".join(row) + " |" for row in rows]
     return out + [""]
+
+
+# ---------------------------------------------------------------- capacity per faces a camera
+
+def faces_cases(results: dict) -> dict[str, dict]:
+    """Every classroom workload of a run by faces per camera, the mix ("classroom", also in
+    results files older than the workloads) as "5", in the order of the faces."""
+    cases = dict(results.get("classroom_faces") or {})
+    if results.get("classroom"):
+        cases["5"] = results["classroom"]
+    elif results.get("classroom_error"):
+        cases["5"] = {"error": results["classroom_error"]}
+    return dict(sorted(cases.items(), key=lambda kv: float(kv[0])))
+
+
+FACES_HEADER = ("faces/camera", "workload", "found/frame", "cameras", "cores", "RSS MB",
+                "p99 ms", "verdict", "cameras that fit", "cores/camera", "RSS MB/camera",
+                "CPU ms/face/frame", "reused labels/s")
+
+
+def faces_table(results: dict) -> list[tuple[str, ...]]:
+    """One row of FACES_HEADER per workload: its main case, the capacity search's answer
+    and the cost per camera (classroom.cost_per_camera)."""
+    from moodstream.bench.classroom import cost_per_camera
+
+    rows = []
+    for key, result in faces_cases(results).items():
+        if "error" in result:
+            rows.append((key, "-", "-", "-", "-", "-", "-", f"not run: {result['error']}",
+                          "-", "-", "-", "-", "-"))
+            continue
+        case = result["case"]
+        work = result.get("workload") or {"name": "small groups"}
+        each = case.get("per_camera") or cost_per_camera(case)
+        capacity = result.get("capacity")
+        rows.append((key, work["name"], _num(case.get("faces_per_frame"), 1),
+                     str(case["cameras"]), _num(case["cpu_cores"]["total"], 2),
+                     _num(case["rss_mb"].get("total", {}).get("max"), 0),
+                     _num(case["p99_ms"], 0),
+                     "fits" if case["fits"] else "no: " + "; ".join(case["reasons"]),
+                     str(capacity["cameras"]) if capacity else "-",
+                     _num(each.get("cores"), 3), _num(each.get("rss_mb"), 0),
+                     _num(each.get("cpu_ms_per_face"), 2), _num(case.get("reused_per_s"), 1)))
+    return rows
+
+
+FACES_TITLE = "Capacity per faces a camera"
+FACES_NOTE = ("each camera 5 fps; fits: every frame processed, nothing dropped stale or "
+              "capped, p99 capture->label <= 250 ms; per camera: all processes' cores and "
+              "largest RSS over the window divided by the cameras; CPU ms per face per frame "
+              "= cores x 1000 / faces found per second")
+
+
+def faces_table_text(results: dict) -> str:
+    rows = faces_table(results)
+    if not rows:
+        return ""
+    rows = [FACES_HEADER, *rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(FACES_HEADER))]
+    return "\n".join([f"{FACES_TITLE.lower()}:"] + [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows] + [f"  ({FACES_NOTE})"])
+
+
+def faces_table_markdown(results: dict) -> list[str]:
+    rows = faces_table(results)
+    if not rows:
+        return []
+    return [f"## {FACES_TITLE}", "", FACES_NOTE[0].upper() + FACES_NOTE[1:] + ".", "",
+            "| " + " | ".join(FACES_HEADER) + " |",
+            "| " + " | ".join("---" for _ in FACES_HEADER) + " |",
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def classroom_sections_text(results: dict) -> str:
+    """Every classroom workload's figures, then the capacity per faces a camera ("" when
+    the run had none)."""
+    parts = [classroom_text(r) for r in faces_cases(results).values() if "error" not in r]
+    if table := faces_table_text(results):
+        parts.append(table)
+    return "\n".join(parts)
+
+
+def classroom_faces_markdown(results: dict) -> list[str]:
+    """The table per faces a camera, then the workloads other than the mix in detail."""
+    out = faces_table_markdown(results)
+    for key, result in faces_cases(results).items():
+        if key != "5" and "error" not in result:
+            out += classroom_markdown(result)
+    return out
+
+
+# ---------------------------------------------------------------- parity and agreement
+
+AGREEMENT_TITLE = "Parity and agreement"
+
+
+def agreement_lines(results: dict) -> list[str]:
+    """Whatever the agreement measurement returned (moodstream.bench.agreement.measure),
+    one "name: value" line per leaf, nested names joined by dots; [] when it did not run."""
+    if results.get("agreement_error"):
+        return [f"not measured: {results['agreement_error']}"]
+    figures = results.get("agreement")
+    if not figures:
+        return []
+
+    def leaves(tree: dict, prefix: str = ""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                shown = f"{value:,.4g}" if isinstance(value, float) else str(value)
+                yield f"{prefix}{key}: {shown}"
+
+    return list(leaves(figures))
+
+
+def agreement_text(results: dict) -> str:
+    lines = agreement_lines(results)
+    return "\n".join([f"{AGREEMENT_TITLE.lower()}:"] + ["  " + line for line in lines]) \
+        if lines else ""
+
+
+def agreement_markdown(results: dict) -> list[str]:
+    lines = agreement_lines(results)
+    return [f"## {AGREEMENT_TITLE}", "", *(f"- {line}" for line in lines), ""] if lines else []
 
 
 # ---------------------------------------------------------------- detector gating (issue 14)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
-from moodstream.dashboard import cameras, users
+from moodstream.dashboard import access, cameras, users
 from moodstream.dashboard.auth import admin_required, login_manager
 from moodstream.history.writer import erase_camera
 
@@ -35,7 +35,16 @@ def require_login():
     if request.method not in SAFE_METHODS and current_user.via != "bearer":
         # Cookie-authenticated writes need the CSRF token (header X-CSRFToken).
         current_app.extensions["csrf"].protect()
+    cam = (request.view_args or {}).get("cam")
+    if cam is not None and not access.may_see(state().redis, current_user, cam):
+        # The same answer as for an id that does not exist: nothing to learn from it.
+        return jsonify(error=f"no camera {cam}"), 404
     return None
+
+
+def actor() -> str:
+    """Who makes a change, for the audit log."""
+    return current_user.name if current_user.via == "user" else current_user.via
 
 
 @bp.after_request
@@ -61,7 +70,8 @@ def me():
 
 @bp.get("/cameras")
 def list_cameras():
-    return jsonify(cameras.list_cameras(state().redis, show_source=current_user.is_admin))
+    listed = cameras.list_cameras(state().redis, show_source=current_user.is_admin)
+    return jsonify(access.visible(current_user, listed))
 
 
 @bp.get("/cameras/<camera:cam>")
@@ -116,7 +126,8 @@ def get_preview(cam):
 def add_camera():
     data = _payload()
     try:
-        camera = cameras.add(state().redis, data, state().settings.camera_networks)
+        camera = cameras.add(state().redis, data, state().settings.camera_networks,
+                             records=state().records, actor=actor())
     except cameras.CameraError as error:
         return jsonify(error=str(error)), 400
     except FileExistsError:
@@ -130,7 +141,8 @@ def update_camera(cam):
     data = _payload()
     data.pop("id", None)
     try:
-        camera = cameras.update(state().redis, cam, data, state().settings.camera_networks)
+        camera = cameras.update(state().redis, cam, data, state().settings.camera_networks,
+                                records=state().records, actor=actor())
     except cameras.CameraError as error:
         return jsonify(error=str(error)), 400
     except KeyError:
@@ -142,19 +154,21 @@ def update_camera(cam):
 @admin_required
 def delete_camera(cam):
     """Removes the camera; with ?history=erase its history in the database too (first, so
-    that a database error leaves everything as it was)."""
+    that a database error leaves everything as it was). An erase works for any valid id,
+    registered or not: the history of a camera removed earlier, or one never registered."""
     erased = None
-    if request.args.get("history") == "erase":
-        if not cameras.exists(state().redis, cam):
-            return jsonify(error=f"no camera {cam}"), 404
-        try:
+    erase = request.args.get("history") == "erase"
+    try:
+        if erase:
             erased = erase_camera(state().redis, state().history, cam)
-        except SQLAlchemyError as error:
-            return jsonify(error="the history database is unavailable, nothing was removed: "
-                                 f"{str(error).splitlines()[0][:200]}"), 503
-    if not cameras.remove(state().redis, cam):
+        removed = cameras.remove(state().redis, cam, records=state().records, actor=actor(),
+                                 history_erased=erase)
+    except SQLAlchemyError as error:
+        return jsonify(error="the database is unavailable, nothing was removed: "
+                             f"{str(error).splitlines()[0][:200]}"), 503
+    if not removed and not erase:
         return jsonify(error=f"no camera {cam}"), 404
-    return jsonify(removed=cam, history_erased=erased)
+    return jsonify(removed=cam if removed else None, history_erased=erased)
 
 
 @bp.get("/stats")
@@ -187,6 +201,12 @@ def workers():
     return jsonify(out)
 
 
+@bp.errorhandler(SQLAlchemyError)
+def database_down(error):
+    return jsonify(error="the database is unavailable, nothing was changed: "
+                         f"{str(error).splitlines()[0][:200]}"), 503
+
+
 @bp.errorhandler(json.JSONDecodeError)
 def bad_json(_error):
     return jsonify(error="malformed JSON"), 400
@@ -214,10 +234,17 @@ def add_user():
     if users.get_user(r, name):
         return jsonify(error=f"user {name} already exists"), 409
     try:
-        users.set_user(r, name, str(data.get("password") or ""), str(data.get("role") or "viewer"))
+        users.set_user(r, name, str(data.get("password") or ""), str(data.get("role") or "viewer"),
+                       cameras=data.get("cameras") or "", groups=data.get("groups") or "",
+                       records=state().records, actor=actor())
     except users.UserError as error:
         return jsonify(error=str(error)), 400
-    return jsonify(name=name, role=users.get_user(r, name)["role"]), 201
+    return jsonify(_account(r, name)), 201
+
+
+def _account(r, name: str) -> dict:
+    user = next(u for u in users.list_users(r) if u["name"] == name)
+    return {k: user[k] for k in ("name", "role", "cameras", "groups")}
 
 
 @bp.patch("/users/<name>")
@@ -233,10 +260,12 @@ def update_user(name):
         return jsonify(error="the last admin cannot lose the admin role"), 400
     password = data.get("password") or None
     try:
-        users.set_user(r, name, str(password) if password else None, role)
+        users.set_user(r, name, str(password) if password else None, role,
+                       cameras=data.get("cameras"), groups=data.get("groups"),
+                       records=state().records, actor=actor())
     except users.UserError as error:
         return jsonify(error=str(error)), 400
-    return jsonify(name=name, role=role)
+    return jsonify(_account(r, name))
 
 
 @bp.delete("/users/<name>")
@@ -250,5 +279,16 @@ def delete_user(name):
         return jsonify(error=f"no user {name}"), 404
     if record.get("role") == "admin" and _admins(r) == [name]:
         return jsonify(error="the last admin cannot be removed"), 400
-    users.remove_user(r, name)
+    users.remove_user(r, name, records=state().records, actor=actor())
     return jsonify(removed=name)
+
+
+@bp.get("/audit")
+@admin_required
+def audit():
+    """The newest changes to accounts and cameras: who, when, what (`limit`, at most 1000)."""
+    try:
+        limit = max(1, min(1000, int(request.args.get("limit", 200))))
+    except ValueError:
+        return jsonify(error="limit must be a whole number"), 400
+    return jsonify(state().records.audit(limit))

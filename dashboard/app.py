@@ -37,8 +37,9 @@ from moodstream import assets, keys
 from moodstream.camera_settings import ID_RE
 from moodstream.config import MIB, Settings
 from moodstream.contract import CLASSES
-from moodstream.dashboard import api, auth, bulk_upload, cameras, history
+from moodstream.dashboard import access, api, auth, bulk_upload, cameras, history
 from moodstream.history import HistoryStore, open_store
+from moodstream.history.records import Records
 from moodstream.redis_client import connect
 
 REQUEST_SECONDS = Histogram("moodstream_http_request_seconds",
@@ -69,6 +70,7 @@ class State:
     token: str | None
     settings: Settings
     history: HistoryStore  # the lasting history (connects on first use)
+    records: Records  # accounts, cameras and the audit log, in the same database
 
 
 def vendor_missing() -> list[str]:
@@ -103,9 +105,9 @@ def index():
 
 
 def described_camera(cam: str) -> dict:
-    """A camera as its pages show it, or 404."""
+    """A camera as its pages show it, or 404 (also for a camera the user may not see)."""
     info = cameras.describe(auth.state().redis, cam, show_source=current_user.is_admin)
-    if info is None:
+    if info is None or not access.may_see(auth.state().redis, current_user, cam):
         abort(404)
     return info
 
@@ -173,9 +175,10 @@ def create_app(settings: Settings, *, message_queue: bool = True):
         # own bodies much lower (dashboard.api.MAX_JSON_BYTES).
         MAX_CONTENT_LENGTH=int(d.max_upload_mb * MIB),
     )
+    store = open_store(settings.history)
     app.extensions["moodstream"] = State(
         redis=r, redis_bytes=connect(redis_url), redis_url=redis_url, token=d.token or None,
-        settings=settings, history=open_store(settings.history))
+        settings=settings, history=store, records=Records(store))
     app.url_map.converters["camera"] = CameraIdConverter
     csrf = CSRFProtect(app)
     app.extensions["csrf"] = csrf
@@ -227,6 +230,19 @@ def create_app(settings: Settings, *, message_queue: bool = True):
         return render_template("error.html", code=403,
                                message="This page is for admins only."), 403
 
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(redis.BusyLoadingError)
+    def redis_away(error):
+        # Redis restarting (the embedded one under `up` is back within seconds): say so,
+        # instead of a 500; logins made before it went away may have to log in again.
+        log.warning("Redis unavailable for %s: %s", request.path, error)
+        message = "Redis is unavailable; try again in a few seconds"
+        if auth.wants_json():
+            return jsonify(error=message), 503, {"Retry-After": "5"}
+        return render_template("error.html", code=503, message=message), 503, \
+            {"Retry-After": "5"}
+
     @app.errorhandler(404)
     def not_found(_error):
         if auth.wants_json():
@@ -240,6 +256,7 @@ def create_app(settings: Settings, *, message_queue: bool = True):
                         cors_allowed_origins=None, manage_session=False)
 
     live = LiveSessions(socketio, r)
+    token_sockets: set[str] = set()  # connections opened with the API token (admin)
 
     @socketio.on("connect")
     def on_connect(auth_data=None):
@@ -247,6 +264,7 @@ def create_app(settings: Settings, *, message_queue: bool = True):
             live.add(request.sid, session.get("sid"))
             return True
         if isinstance(auth_data, dict) and auth.token_matches(auth_data.get("token")):
+            token_sockets.add(request.sid)
             return True
         log.info("refused an unauthenticated Socket.IO connection from %s", request.remote_addr)
         raise ConnectionRefusedError("unauthorized")
@@ -258,18 +276,29 @@ def create_app(settings: Settings, *, message_queue: bool = True):
         wanted = data.get("cameras") if isinstance(data, dict) else None
         if not isinstance(wanted, list):
             return {"ok": False, "error": "cameras must be a list"}
-        wanted = {keys.camera_room(c) for c in wanted[:MAX_WATCHED]
-                  if isinstance(c, str) and cameras.valid_id(c)}
+        asked = {c for c in wanted[:MAX_WATCHED] if isinstance(c, str) and cameras.valid_id(c)}
+        # Only the rooms of cameras this login may see (the API token sees all).
+        if request.sid in token_sockets:
+            refused = []
+        elif current_user.is_authenticated:
+            refused = sorted(c for c in asked if not access.may_see(r, current_user, c))
+        else:  # the login ended since the connection opened
+            refused = sorted(asked)
+        wanted = {keys.camera_room(c) for c in asked - set(refused)}
         for joined in rooms():
             if joined.startswith(keys.CAMERA_ROOM_PREFIX) and joined not in wanted:
                 leave_room(joined)
         for room in wanted:
             join_room(room)
-        return {"ok": True, "rooms": sorted(wanted)}
+        answer = {"ok": True, "rooms": sorted(wanted)}
+        if refused:
+            answer["refused"] = refused
+        return answer
 
     @socketio.on("disconnect")
     def on_disconnect(*_args):
         live.discard(request.sid)
+        token_sockets.discard(request.sid)
 
     return app, socketio
 

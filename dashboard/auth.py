@@ -50,8 +50,17 @@ FAILURE_WINDOW_S = 300  # ... within this many seconds, before logins are refuse
 
 
 class User(UserMixin):
-    def __init__(self, name: str, role: str, via: str, tag: str = ""):
+    def __init__(self, name: str, role: str, via: str, tag: str = "", *,
+                 cameras: tuple[str, ...] = (), groups: tuple[str, ...] = ()):
         self.name, self.role, self.via, self.tag = name, role, via, tag
+        # Per-camera access (moodstream.dashboard.access); both empty: every camera.
+        self.cameras, self.groups = cameras, groups
+
+    @classmethod
+    def from_record(cls, record: dict, tag: str) -> User:
+        return cls(record["name"], record.get("role", "viewer"), "user", tag,
+                   cameras=tuple(filter(None, record.get("cameras", "").split(","))),
+                   groups=tuple(filter(None, record.get("groups", "").split(","))))
 
     def get_id(self) -> str:
         return f"{self.via}:{self.tag}:{self.name}"
@@ -91,7 +100,7 @@ def load_user(user_id: str) -> User | None:
     if via == "user":
         record = users.get_user(state().redis, name)
         if record and hmac.compare_digest(tag, users.session_tag(record)):
-            return User(name, record.get("role", "viewer"), "user", tag)
+            return User.from_record(record, tag)
     return None
 
 
@@ -217,7 +226,7 @@ def login():
         _count_failure(name)
         flash("Wrong user name or password.", "error")
         return render_template("login.html", form=form), 401
-    _start_session(User(name, record.get("role", "viewer"), "user", users.session_tag(record)))
+    _start_session(User.from_record(record, users.session_tag(record)))
     return redirect(safe_next(form.next.data))
 
 

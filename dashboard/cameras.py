@@ -7,6 +7,7 @@ camera's mode and thresholds at each snapshot).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from moodstream import keys
@@ -21,6 +22,9 @@ from moodstream.camera_settings import (
 from moodstream.config import CameraNetworkSettings
 from moodstream.contract import AlertEvent, HistoryPoint, Snapshot
 from moodstream.redis_client import text as _text
+
+if TYPE_CHECKING:
+    from moodstream.history.records import Records
 
 __all__ = ["CameraError", "valid_id"]
 STALE_AFTER_S = 10.0
@@ -115,8 +119,10 @@ def list_cameras(r, *, show_source: bool) -> list[dict]:
     return out
 
 
-def add(r, data: dict, networks: CameraNetworkSettings | None = None) -> dict:
-    """Register a camera; networks: the camera network policy its source must follow."""
+def add(r, data: dict, networks: CameraNetworkSettings | None = None, *,
+        records: Records | None = None, actor: str = "") -> dict:
+    """Register a camera; networks: the camera network policy its source must follow.
+    With records (the system of record), the database is written first."""
     cam = str(data.get("id") or "").strip()
     if not valid_id(cam):
         raise CameraError("id must be 1-64 letters, digits or - _ . starting with a letter "
@@ -124,8 +130,12 @@ def add(r, data: dict, networks: CameraNetworkSettings | None = None) -> dict:
     camera = CameraSettings.from_hash(changes_from(data, partial=False, networks=networks))
     camera.name = camera.name or cam
     camera.added = round(time.time(), 3)
-    # HSETNX on the source keeps two admins adding the same id from overwriting each other.
-    if not r.hsetnx(keys.camera(cam), "source", camera.source):
+    if records is not None:
+        records.put_camera(cam, camera.to_hash(), actor=actor, action="camera.add",
+                           detail=audit_detail(camera.to_hash()), new=True)
+    # Two admins adding the same id: the database refuses the second (above); without it,
+    # HSETNX on the source does.
+    if not r.hsetnx(keys.camera(cam), "source", camera.source) and records is None:
         raise FileExistsError(cam)
     pipe = r.pipeline()
     pipe.sadd(keys.CAMERAS, cam)
@@ -135,15 +145,22 @@ def add(r, data: dict, networks: CameraNetworkSettings | None = None) -> dict:
     return settings(cam, CameraSettings.load(r, cam))
 
 
-def update(r, cam: str, data: dict, networks: CameraNetworkSettings | None = None) -> dict:
+def update(r, cam: str, data: dict, networks: CameraNetworkSettings | None = None, *,
+           records: Records | None = None, actor: str = "") -> dict:
     """Change some settings. A camera that an ingest announced by itself (no registration)
-    can get a mode and thresholds without a source: the supervisor then leaves it alone."""
+    can get a mode and thresholds without a source: the supervisor then leaves it alone.
+    With records, the whole new settings go to the database first."""
     if not r.exists(keys.camera(cam)) and (
             not r.sismember(keys.CAMERAS, cam) or r.sismember(keys.REMOVED_CAMERAS, cam)):
         raise KeyError(cam)
     changes = changes_from(data, partial=True, networks=networks)
     if not changes:
         raise CameraError("nothing to change")
+    if records is not None:
+        current = (CameraSettings.load(r, cam) or CameraSettings()).to_hash()
+        whole = {k: v for k, v in {**current, **changes}.items() if v != ""}
+        records.put_camera(cam, whole, actor=actor, action="camera.update",
+                           detail=audit_detail(changes))
 
     def privacy(pipe):
         if changes.get("preview") == "0":
@@ -153,13 +170,30 @@ def update(r, cam: str, data: dict, networks: CameraNetworkSettings | None = Non
     return settings(cam, CameraSettings.load(r, cam))
 
 
+def audit_detail(changes: dict[str, str]) -> dict[str, str]:
+    """What the audit log keeps of a change: the values, except the source, which may hold
+    a camera's password (only that it changed)."""
+    return {k: ("(changed)" if k == "source" and v else v) for k, v in changes.items()}
+
+
 def exists(r, cam: str) -> bool:
     return bool(r.exists(keys.camera(cam)) or r.sismember(keys.CAMERAS, cam))
 
 
-def remove(r, cam: str) -> bool:
-    """Unregister a camera and delete its live data, history and alert log."""
-    if not exists(r, cam):
+def registered(r, cam: str) -> bool:
+    """Known and not removed: a camera whose data viewers may read (with access to it)."""
+    return exists(r, cam) and not r.sismember(keys.REMOVED_CAMERAS, cam)
+
+
+def remove(r, cam: str, *, records: Records | None = None, actor: str = "",
+           history_erased: bool = False) -> bool:
+    """Unregister a camera and delete its live data, history and alert log. With records,
+    the database marks it removed first (also an id that Redis does not know: an erase of
+    a camera removed earlier is recorded too)."""
+    known = exists(r, cam)
+    if records is not None and (known or history_erased):
+        records.remove_camera(cam, actor=actor, history_erased=history_erased)
+    if not known:
         return False
     pipe = r.pipeline()
     pipe.srem(keys.CAMERAS, cam)

@@ -10,6 +10,7 @@ import secrets
 from moodstream.config import Settings
 from moodstream.dashboard.server import serve
 from moodstream.dashboard.users import ensure_admin
+from moodstream.history.records import open_records
 from moodstream.redis_client import connect, wait_until_reachable
 
 log = logging.getLogger("moodstream.dashboard")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.model_copy(update={"dashboard": d.model_copy(update=overrides)})
     r = connect(settings.redis_url)
     wait_until_reachable(r, "dashboard")
-    admin = ensure_admin(r, d.admin_user, d.admin_password)
+    admin = ensure_admin(r, d.admin_user, d.admin_password, open_records(settings.history))
     if admin:
         log.info("admin user %s is ready", admin)
 

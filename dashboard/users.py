@@ -1,7 +1,9 @@
-"""Dashboard accounts in Redis, and `moodstream user add|list|remove`.
+"""Dashboard accounts, and `moodstream user add|list|remove`.
 
-A user is the hash ms:user:<name> (password: a werkzeug scrypt/pbkdf2 hash, role, created)
-plus a member of the set ms:users. Passwords are never stored or logged in clear.
+An account lasts in the database (moodstream.history.records, written first); Redis holds
+its runtime copy, the hash ms:user:<name> (password: a werkzeug scrypt/pbkdf2 hash, role,
+created, cameras and groups: the viewer's per-camera access) plus a member of the set
+ms:users. Passwords are never stored or logged in clear.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import re
 import secrets
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from moodstream import keys
+from moodstream.camera_settings import CameraError, names_list
 from moodstream.redis_client import text as _text
+
+if TYPE_CHECKING:
+    from moodstream.history.records import Records
 
 log = logging.getLogger("moodstream.dashboard")
 
@@ -83,44 +90,80 @@ def session_tag(user: dict) -> str:
     return hashlib.sha256(user.get("password", "").encode()).hexdigest()[:16]
 
 
-def set_user(r, name: str, password: str | None, role: str) -> str:
-    """Create or update a user. Returns 'created', 'updated' or 'unchanged'."""
+def access_list(value, what: str) -> str:
+    """Camera ids or group names (a list or "a,b") as stored: sorted, comma-separated."""
+    try:
+        return ",".join(names_list(value, what))
+    except CameraError as error:
+        raise UserError(str(error)) from None
+
+
+def set_user(r, name: str, password: str | None, role: str, *, cameras=None, groups=None,
+             records: Records | None = None, actor: str = "") -> str:
+    """Create or update a user. Returns 'created', 'updated' or 'unchanged'.
+
+    cameras, groups: the cameras (ids) and camera groups a viewer may see (a list or "a,b";
+    None keeps what the user has; both empty: every camera). With records (the system of
+    record) the database is written first, with an audit row, then Redis (r may be None
+    when Redis is not running: it loads the account at its next start)."""
     from werkzeug.security import check_password_hash, generate_password_hash
 
     if not valid_name(name):
         raise UserError("user names are 1-64 letters, digits or . _ @ -")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
-    existing = get_user(r, name)
+    existing = records.user(name) if records is not None else None
+    if existing is None and r is not None:  # an account only Redis has: the database adopts it
+        existing = get_user(r, name)
     if existing is None and not password:
         raise UserError("a new user needs a password")
     if password is not None and len(password) < MIN_PASSWORD:
         raise UserError(f"passwords need at least {MIN_PASSWORD} characters")
     mapping = {"role": role}
+    if cameras is not None:
+        mapping["cameras"] = access_list(cameras, "cameras")
+    if groups is not None:
+        mapping["groups"] = access_list(groups, "groups")
     if password is not None and not (
         existing and check_password_hash(existing.get("password", ""), password)
     ):
         mapping["password"] = generate_password_hash(password)
     if existing is None:
         mapping["created"] = f"{time.time():.0f}"
-    elif existing.get("role") == role and "password" not in mapping:
+    changed = {k: v for k, v in mapping.items()
+               if existing is None or existing.get(k, "") != v}
+    if not changed:
         return "unchanged"
-    pipe = r.pipeline()
-    pipe.hset(keys.user(name), mapping=mapping)
-    pipe.sadd(keys.USERS, name)
-    pipe.execute()
-    if existing is not None:  # a new role or password: the old sessions end at once
-        end_user_sessions(r, name)
+    if records is not None:
+        record = {"cameras": "", "groups": "", **(existing or {}), **mapping}
+        record.pop("name", None)
+        detail = {k: ("(changed)" if k == "password" else v) for k, v in changed.items()
+                  if k != "created"}
+        records.put_user(name, record, actor=actor,
+                         action="user.add" if existing is None else "user.update",
+                         detail=detail)
+        mapping = record  # Redis gets the whole account, as the database has it
+    if r is not None:
+        pipe = r.pipeline()
+        pipe.hset(keys.user(name), mapping=mapping)
+        pipe.sadd(keys.USERS, name)
+        pipe.execute()
+        if existing is not None:  # a new role, password or access: the old sessions end
+            end_user_sessions(r, name)
     return "created" if existing is None else "updated"
 
 
-def remove_user(r, name: str) -> bool:
+def remove_user(r, name: str, *, records: Records | None = None, actor: str = "") -> bool:
+    """Delete a user (from the database first, with records); r may be None as above."""
+    gone = records.delete_user(name, actor=actor) if records is not None else False
+    if r is None:
+        return gone
     pipe = r.pipeline()
     pipe.delete(keys.user(name))
     pipe.srem(keys.USERS, name)
     deleted, _ = pipe.execute()
     end_user_sessions(r, name)
-    return bool(deleted)
+    return bool(deleted) or gone
 
 
 def list_users(r) -> list[dict]:
@@ -129,8 +172,14 @@ def list_users(r) -> list[dict]:
         user = get_user(r, name)
         if user:
             out.append({"name": name, "role": user.get("role", "viewer"),
-                        "created": user.get("created", "")})
+                        "created": user.get("created", ""),
+                        "cameras": _names(user.get("cameras")),
+                        "groups": _names(user.get("groups"))})
     return out
+
+
+def _names(value: str | None) -> list[str]:
+    return [n for n in (value or "").split(",") if n]
 
 
 def authenticate(r, name: str, password: str) -> dict | None:
@@ -158,7 +207,7 @@ def _DUMMY_HASH() -> str:  # noqa: N802
     return _dummy[0]
 
 
-def ensure_admin(r, name: str, password: str) -> str | None:
+def ensure_admin(r, name: str, password: str, records: Records | None = None) -> str | None:
     """Create or update the first admin from settings.dashboard.admin_user/admin_password
     (MOODSTREAM_ADMIN_USER / MOODSTREAM_ADMIN_PASSWORD).
 
@@ -168,10 +217,13 @@ def ensure_admin(r, name: str, password: str) -> str | None:
     name = name.strip()
     if not name or not password:
         return None
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        set_user(r, name, password, "admin")
-    except UserError as error:
-        log.error("MOODSTREAM_ADMIN_USER %s not created: %s", name, error)
+        set_user(r, name, password, "admin", records=records, actor="settings")
+    except (UserError, SQLAlchemyError) as error:
+        log.error("MOODSTREAM_ADMIN_USER %s not created: %s", name,
+                  str(error).splitlines()[0][:200])
         return None
     return name
 
@@ -181,34 +233,74 @@ def ensure_admin(r, name: str, password: str) -> str | None:
 
 def configure_user(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="user_command", required=True, metavar="ACTION")
-    add = sub.add_parser("add", help="create a user, or update its role/password")
+    add = sub.add_parser("add", help="create a user, or update its role/password/access")
     add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, default="viewer")
+    add.add_argument("--role", choices=ROLES, default=None,
+                     help="viewer or admin (new users: viewer; default: keep)")
     add.add_argument("--password", help="the password (prompted for when absent)")
-    sub.add_parser("list", help="list users and their roles")
+    add.add_argument("--cameras", default=None, metavar="IDS",
+                     help="cameras a viewer may see, comma-separated ('' clears; "
+                          "no cameras and no groups: every camera)")
+    add.add_argument("--groups", default=None, metavar="NAMES",
+                     help="camera groups a viewer may see, comma-separated ('' clears)")
+    sub.add_parser("list", help="list users, their roles and camera access")
     remove = sub.add_parser("remove", help="delete a user")
     remove.add_argument("name")
 
 
-def run_user(args: argparse.Namespace, settings) -> int:
-    from moodstream.redis_client import connect
+def _actor() -> str:
+    import getpass
 
-    r = connect(settings.redis_url)
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def run_user(args: argparse.Namespace, settings) -> int:
+    """Accounts live in the database; Redis gets the change too when it is reachable (else
+    the camera supervisor of a running `up` copies it within seconds: moodstream.redis_fill)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _user_command(args, settings)
+    except SQLAlchemyError as error:
+        print(f"error: the database cannot be used: {str(error).splitlines()[0][:300]}",
+              file=sys.stderr)
+        return 2
+
+
+def _user_command(args: argparse.Namespace, settings) -> int:
+    from moodstream.history.records import open_records
+    from moodstream.redis_client import OUTAGE_ERRORS, connect
+
+    records = open_records(settings.history)
+    r = connect(settings.redis_url, decode_responses=True)
+    try:
+        r.ping()
+    except OUTAGE_ERRORS:
+        r = None
     if args.user_command == "list":
-        users = list_users(r)
-        if not users:
+        found = records.users()
+        if not found:
             print("no users")
-        for user in users:
-            print(f"{user['name']}\t{user['role']}")
+        for name, user in sorted(found.items()):
+            access = ", ".join(filter(None, (
+                user.get("cameras") and f"cameras {user['cameras']}",
+                user.get("groups") and f"groups {user['groups']}"))) or "every camera"
+            print(f"{name}\t{user['role']}\t{access}")
         return 0
+    actor = _actor()
     if args.user_command == "remove":
-        if remove_user(r, args.name):
+        if remove_user(r, args.name, records=records, actor=actor):
             print(f"removed {args.name}")
             return 0
         print(f"no such user: {args.name}", file=sys.stderr)
         return 1
+    existing = records.user(args.name)
+    role = args.role or (existing or {}).get("role") or "viewer"
     password = args.password
-    if password is None and get_user(r, args.name) is None:
+    if password is None and existing is None:
         import getpass
 
         password = getpass.getpass(f"password for {args.name}: ")
@@ -216,9 +308,13 @@ def run_user(args: argparse.Namespace, settings) -> int:
             print("passwords differ", file=sys.stderr)
             return 1
     try:
-        outcome = set_user(r, args.name, password, args.role)
+        outcome = set_user(r, args.name, password, role, cameras=args.cameras,
+                           groups=args.groups, records=records, actor=actor)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{outcome} {args.name} ({args.role})")
+    print(f"{outcome} {args.name} ({role})")
+    if r is None:
+        print("Redis is out of reach: saved in the database; a running `moodstream up` loads "
+              "it within seconds, otherwise its next start does", file=sys.stderr)
     return 0

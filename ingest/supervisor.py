@@ -17,12 +17,15 @@ import threading
 import time
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
+from moodstream.history.records import Records, open_records
 from moodstream.processes import MAX_RESTART_DELAY_S, Child, stop_all
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
+from moodstream.redis_fill import fill_redis
 
 log = logging.getLogger("moodstream.cameras")
 
@@ -78,8 +81,10 @@ class IngestProcess:
 
 
 class CameraSupervisor:
-    def __init__(self, r: redis.Redis, env: dict | None = None, cameras_per_process: int = 8):
+    def __init__(self, r: redis.Redis, env: dict | None = None, cameras_per_process: int = 8,
+                 records: Records | None = None):
         self.redis, self.env, self.per_process = r, env, cameras_per_process
+        self.records = records  # the system of record: fills an empty Redis
         self.processes: list[IngestProcess] = []
         self.placed: dict[str, IngestProcess] = {}
         self._stopping: list[Child] = []  # emptied processes, reaped without waiting
@@ -161,6 +166,7 @@ class CameraSupervisor:
                 if pubsub is None:
                     pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(keys.CAMERAS_CHANGED)
+                self.fill()
                 self.sync()
                 backoff.ok()
                 # Wake at once on a change, else re-check every few seconds.
@@ -171,6 +177,17 @@ class CameraSupervisor:
                     proc.check()
                 backoff.sleep_after(error, stop)
         self.stop()
+
+    def fill(self) -> None:
+        """Before each sync: a new or restarted Redis gets the cameras and accounts from the
+        database (moodstream.redis_fill), so that its cameras keep running."""
+        if self.records is None:
+            return
+        try:
+            fill_redis(self.redis, self.records)
+        except SQLAlchemyError as error:  # the database away: Redis keeps what it has
+            log.warning("cannot read cameras and accounts from the database: %s",
+                        str(error).splitlines()[0][:200])
 
     def stop(self) -> None:
         stop_all([proc.child for proc in self.processes] + self._stopping)
@@ -189,5 +206,6 @@ def run(args, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     CameraSupervisor(connect(settings.redis_url), settings.child_env(),
-                     settings.ingest.cameras_per_process).run(stop, args.every)
+                     settings.ingest.cameras_per_process,
+                     records=open_records(settings.history)).run(stop, args.every)
     return 0

@@ -44,6 +44,8 @@ class CameraSettings:
     fps: float = 5.0
     loop: bool = True
     preview: bool = False
+    # Camera groups ("room-12,fleet-north"): viewers may be limited to groups of cameras.
+    groups: str = ""
     # driver mode
     negative_threshold: float = 0.5
     negative_seconds: float = 5.0
@@ -124,7 +126,7 @@ def save_changes(r, cam: str, changes: dict[str, str], *, extra=None) -> None:
 # -- validation of what people send ----------------------------------------------------------
 
 EDITABLE = ("name", "source", "mode", "fps", "preview", "loop", "negative_threshold",
-            "negative_seconds", "absent_seconds", "min_face", "scale_factor")
+            "negative_seconds", "absent_seconds", "min_face", "scale_factor", "groups")
 
 
 def changes_from(data: dict, *, partial: bool,
@@ -166,6 +168,8 @@ def _parse(name: str, value):
         return name_text
     if name == "source":
         return _source(value)
+    if name == "groups":
+        return ",".join(names_list(value, "groups"))
     if name == "mode":
         if value not in MODES:
             raise CameraError(f"mode must be one of {', '.join(MODES)}")
@@ -176,6 +180,24 @@ def _parse(name: str, value):
         return float(value)
     number = _number(name, value)
     return int(number) if name == "min_face" else number
+
+
+def names_list(value, what: str) -> list[str]:
+    """Camera ids or group names from a list or a comma-separated string, sorted and
+    unique; each must be an ordinary id (the same rule as camera ids)."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    out = sorted({str(item).strip() for item in items if str(item).strip()})
+    bad = [item for item in out if not ID_RE.match(item)]
+    if bad:
+        raise CameraError(f"{what}: {bad[0][:80]!r} is not a valid name (letters, digits, "
+                          "- _ . starting with a letter or digit)")
+    if len(out) > 500:
+        raise CameraError(f"{what}: at most 500 names")
+    return out
+
+
+def group_set(value: str) -> set[str]:
+    return {g for g in (value or "").split(",") if g}
 
 
 def _number(name: str, value) -> float:

@@ -52,6 +52,8 @@ COMMANDS = {
     "stats": Command("moodstream.stats_command", "print pipeline accounting", ("redis",)),
     "history": Command("moodstream.history.cli",
                        "export, summarise, purge or erase the lesson history", ("redis",)),
+    "db": Command("moodstream.history.backup",
+                  "back up or restore the database, or read its audit log"),
     "analyze": Command("moodstream.workers.bulk_cli", "analyse videos and photos in bulk",
                        ("redis",)),
     "bulk-worker": Command("moodstream.workers.bulk_cli", "process bulk analysis jobs (RQ)",

@@ -122,6 +122,10 @@ class DetectorSettings(BaseSettings):
     # bound on how late a person who enters without motion is found.
     full_every_frames: int = 10
     full_every_s: float = 2.0
+    # Tracked frames: O-Net refines the faces' boxes on every this many; on the others the
+    # faces follow the scene's local shift (phase correlation of the thumbnails). 1 (always
+    # refine) by default: shifted crops cost label agreement on real video (docs/detector.md).
+    refine_every_frames: int = 1
     state_ttl_s: float = 30.0  # a camera's state in Redis (keys.detect_state)
 
 
@@ -132,8 +136,14 @@ class ClassifierSettings(BaseSettings):
     precision: Literal["int8", "float"] = "int8"
     model_path: Path = Field(default_factory=assets.emotion_model,
                              validation_alias=AliasChoices("MOODSTREAM_MODEL_PATH"))
-    batch: int = 32
+    batch: int = 32  # most faces per onnxruntime call
+    frames_per_read: int = 8  # faces entries (frames) read and labelled together
     wait_ms: int = 5
+    # A tracked face is classified again at least this often (capture time; 0: every
+    # frame), and sooner when its crop changed by more than reuse_change_level grey levels
+    # (workers/label_reuse.py). In between it carries its last probabilities.
+    reuse_max_age_ms: int = 400
+    reuse_change_level: float = 6.0
 
     @model_validator(mode="after")
     def _shipped_model_of_the_precision(self) -> ClassifierSettings:

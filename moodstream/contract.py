@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-VERSION = "1"
+VERSION = "2"
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
@@ -55,6 +55,9 @@ def _number(fields: dict, name: str, kind=float):
 
 def _check_version(fields: dict) -> None:
     version = _text(fields, "v")
+    if version == "1":
+        raise MalformedEntry("contract v1 entry (one face per entry) refused: this worker "
+                             "reads v2 (one entry per frame); upgrade the worker that wrote it")
     if version != VERSION:
         raise MalformedEntry(f"unsupported contract version {version!r}")
 
@@ -91,96 +94,122 @@ class Frame:
         return cls(_camera(fields), _number(fields, "seq", int), _number(fields, "ts"), jpeg)
 
 
-@dataclass
-class Face:
-    """One face found in a frame: an aligned gray crop at the model's input size.
-
-    A frame with no faces still yields one Face entry with index -1 and no crop, so that
-    every stage downstream learns that the camera saw nobody.
-    """
-
-    camera: str
-    seq: int
-    ts: float
-    index: int  # 0..count-1, or -1 for "no faces in this frame"
-    count: int  # faces in the frame
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h in frame pixels
-    score: float = 0.0
-    crop: np.ndarray | None = None  # uint8 (H, W)
-
-    def encode(self) -> dict:
-        fields = {"v": VERSION, "camera": self.camera, "seq": self.seq, "ts": repr(self.ts),
-                  "index": self.index, "count": self.count,
-                  "box": ",".join(str(int(v)) for v in self.box), "score": f"{self.score:.4f}"}
-        if self.crop is not None:
-            h, w = self.crop.shape
-            fields.update(h=h, w=w, crop=np.ascontiguousarray(self.crop, np.uint8).tobytes())
-        return fields
-
-    @classmethod
-    def decode(cls, fields: dict) -> Face:
-        _check_version(fields)
-        face = cls(_camera(fields), _number(fields, "seq", int), _number(fields, "ts"),
-                   _number(fields, "index", int), _number(fields, "count", int))
-        face.box = _box(fields)
-        face.score = _number(fields, "score")
-        if face.index >= 0:
-            h, w = _number(fields, "h", int), _number(fields, "w", int)
-            crop = _bytes(fields, "crop")
-            if h <= 0 or w <= 0 or len(crop) != h * w:
-                raise MalformedEntry(f"crop of {len(crop)} bytes is not {h}x{w}")
-            face.crop = np.frombuffer(crop, np.uint8).reshape(h, w)
-        return face
+MAX_FACES = 256  # faces in one frame's entry; more is a malformed entry, not a crowd
 
 
-def _box(fields: dict) -> tuple[int, int, int, int]:
-    raw = _text(fields, "box")
+def _numbers(fields: dict, name: str, count: int, width: int, dtype) -> np.ndarray:
+    """A comma-separated list of count x width finite numbers, as an array (count, width)."""
+    raw = _text(fields, name)
     try:
-        x, y, w, h = (int(v) for v in raw.split(","))
+        values = np.array(raw.split(",") if raw else [], dtype=np.float64)
     except ValueError:
-        raise MalformedEntry(f"bad box {raw[:40]!r}") from None
-    return x, y, w, h
+        raise MalformedEntry(f"field {name!r} is not a list of numbers: {raw[:40]!r}") from None
+    if values.size != count * width:
+        raise MalformedEntry(f"field {name!r} holds {values.size} numbers, not "
+                             f"{count} x {width}")
+    if not np.isfinite(values).all():
+        raise MalformedEntry(f"field {name!r} holds a number that is not finite")
+    return values.astype(dtype).reshape(count, width)
 
 
-@dataclass
-class Label:
-    """The expression of one face (or, with index -1, a frame with no faces)."""
+def _joined(values: np.ndarray, fmt: str = "{:d}") -> str:
+    return ",".join(fmt.format(v) for v in values.ravel().tolist())
+
+
+def _frame_head(fields: dict) -> tuple[str, int, float, int]:
+    """camera, seq, ts and face count of a per-frame entry (faces or labels)."""
+    _check_version(fields)
+    count = _number(fields, "count", int)
+    if not 0 <= count <= MAX_FACES:
+        raise MalformedEntry(f"face count {count} is outside 0..{MAX_FACES}")
+    return _camera(fields), _number(fields, "seq", int), _number(fields, "ts"), count
+
+
+def _empty(width: int, dtype) -> np.ndarray:
+    return np.zeros((0, width), dtype)
+
+
+@dataclass(eq=False)
+class FaceSet:
+    """All faces found in one frame (stream ms:faces, one entry per frame): boxes (x, y, w, h
+    in frame pixels), detection scores, track ids (the same person in a camera's consecutive
+    frames keeps an id) and the aligned gray crops at the model's input size. A frame with no
+    faces is an entry with count 0, so that downstream learns that the camera saw nobody."""
 
     camera: str
     seq: int
-    ts: float
-    index: int
-    count: int
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)
-    probs: list[float] = field(default_factory=list)  # 7 probabilities, CLASSES order
+    ts: float  # capture time, unix seconds
+    boxes: np.ndarray = field(default_factory=lambda: _empty(4, np.int32))  # (n, 4)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (n,)
+    tracks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n,)
+    crops: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.uint8))  # (n,h,w)
 
     @property
-    def label(self) -> str | None:
-        return CLASSES[int(np.argmax(self.probs))] if self.probs else None
+    def count(self) -> int:
+        return len(self.boxes)
 
     def encode(self) -> dict:
-        fields = {"v": VERSION, "camera": self.camera, "seq": self.seq, "ts": repr(self.ts),
-                  "index": self.index, "count": self.count,
-                  "box": ",".join(str(int(v)) for v in self.box)}
-        if self.probs:
-            fields["label"] = self.label
-            fields["probs"] = json.dumps([round(float(p), 4) for p in self.probs])
-        return fields
+        n = self.count
+        crops = np.ascontiguousarray(self.crops, np.uint8)
+        h, w = crops.shape[1:] if n else (0, 0)
+        return {"v": VERSION, "camera": self.camera, "seq": self.seq, "ts": repr(self.ts),
+                "count": n, "boxes": _joined(np.asarray(self.boxes, np.int64)),
+                "scores": _joined(np.asarray(self.scores, np.float64), "{:.4f}"),
+                "tracks": _joined(np.asarray(self.tracks, np.int64)), "h": h, "w": w,
+                "crops": crops.tobytes() if n else b""}
 
     @classmethod
-    def decode(cls, fields: dict) -> Label:
-        _check_version(fields)
-        label = cls(_camera(fields), _number(fields, "seq", int), _number(fields, "ts"),
-                    _number(fields, "index", int), _number(fields, "count", int), _box(fields))
-        if label.index >= 0:
-            try:
-                probs = json.loads(_text(fields, "probs"))
-            except json.JSONDecodeError:
-                raise MalformedEntry("probs is not JSON") from None
-            if not isinstance(probs, list) or len(probs) != len(CLASSES):
-                raise MalformedEntry("probs must list 7 numbers")
-            label.probs = [float(p) for p in probs]
-        return label
+    def decode(cls, fields: dict) -> FaceSet:
+        camera, seq, ts, n = _frame_head(fields)
+        h, w = _number(fields, "h", int), _number(fields, "w", int)
+        crops = _bytes(fields, "crops") if n else b""
+        if n and (h <= 0 or w <= 0 or h * w > 1 << 16 or len(crops) != n * h * w):
+            raise MalformedEntry(f"crops of {len(crops)} bytes are not {n} x {h}x{w}")
+        return cls(camera, seq, ts, _numbers(fields, "boxes", n, 4, np.int32),
+                   _numbers(fields, "scores", n, 1, np.float32).ravel(),
+                   _numbers(fields, "tracks", n, 1, np.int64).ravel(),
+                   np.frombuffer(crops, np.uint8).reshape(n, h, w) if n
+                   else np.zeros((0, 0, 0), np.uint8))
+
+
+@dataclass(eq=False)
+class LabelSet:
+    """The expressions of all faces of one frame (stream ms:labels, one entry per frame):
+    boxes and track ids as detected, 7 probabilities per face (CLASSES order), and which faces
+    were classified on this frame (fresh) rather than carrying their track's last
+    probabilities. Count 0: the camera saw nobody in this frame."""
+
+    camera: str
+    seq: int
+    ts: float
+    boxes: np.ndarray = field(default_factory=lambda: _empty(4, np.int32))  # (n, 4)
+    tracks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n,)
+    probs: np.ndarray = field(default_factory=lambda: _empty(len(CLASSES), np.float32))
+    fresh: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (n,)
+
+    @property
+    def count(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def labels(self) -> list[str]:
+        """The most likely expression of each face."""
+        return [CLASSES[i] for i in np.argmax(self.probs, axis=1).tolist()] if self.count else []
+
+    def encode(self) -> dict:
+        return {"v": VERSION, "camera": self.camera, "seq": self.seq, "ts": repr(self.ts),
+                "count": self.count, "boxes": _joined(np.asarray(self.boxes, np.int64)),
+                "tracks": _joined(np.asarray(self.tracks, np.int64)),
+                "probs": _joined(np.asarray(self.probs, np.float64), "{:.4f}"),
+                "fresh": _joined(np.asarray(self.fresh, np.int64))}
+
+    @classmethod
+    def decode(cls, fields: dict) -> LabelSet:
+        camera, seq, ts, n = _frame_head(fields)
+        return cls(camera, seq, ts, _numbers(fields, "boxes", n, 4, np.int32),
+                   _numbers(fields, "tracks", n, 1, np.int64).ravel(),
+                   _numbers(fields, "probs", n, len(CLASSES), np.float32),
+                   _numbers(fields, "fresh", n, 1, np.int64).ravel().astype(bool))
 
 
 # -- records the aggregator publishes and the dashboard reads ---------------------------------

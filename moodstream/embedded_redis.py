@@ -88,6 +88,10 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         raise RuntimeError("the embedded redis-server did not answer")
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

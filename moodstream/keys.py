@@ -17,6 +17,9 @@ LATENCY = "ms:latency"  # list of recent capture-to-label latencies in ms
 CAMERAS = "ms:cameras"  # set of known camera ids
 REMOVED_CAMERAS = "ms:cameras:removed"  # ids an admin removed: nothing may re-add them
 WORKERS = "ms:workers"  # sorted set: worker id -> last heartbeat (unix s)
+# String: when accounts and cameras were loaded from the database (moodstream.redis_fill);
+# absent in a new or restarted Redis, which tells the supervisor to load them.
+RECORDS_LOADED = "ms:records:loaded"
 
 
 def camera(cam: str) -> str:
@@ -99,7 +102,7 @@ USERS = "ms:users"  # set of user names
 
 
 def user(name: str) -> str:
-    """Hash: a dashboard user (password hash, role, created)."""
+    """Hash: a dashboard user (password hash, role, created, cameras, groups)."""
     return f"ms:user:{name}"
 
 

@@ -10,16 +10,22 @@ import argparse
 import logging
 import secrets
 import signal
+import sys
 import threading
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
 from moodstream.dashboard.users import ensure_admin
 from moodstream.embedded_redis import EmbeddedRedis
+from moodstream.history.records import Records, open_records
 from moodstream.ingest.supervisor import CameraSupervisor
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
+from moodstream.redis_fill import fill_redis
 
 log = logging.getLogger("moodstream.up")
 
@@ -40,14 +46,53 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="register no camera; add them from the dashboard")
 
 
-def register_camera(r, cam: str, source: str, mode: str, fps: float) -> None:
-    """Register a camera unless it already is: an admin's later edits survive a restart."""
-    existing = CameraSettings.load(r, cam)
-    if existing is not None and existing.source:
-        return
+def register_camera(r, cam: str, source: str, mode: str, fps: float,
+                    records: Records | None = None) -> None:
+    """Register a camera unless it already is: an admin's later edits survive a restart.
+    With records, the database decides (and is written first)."""
+    if records is not None:
+        stored = records.camera(cam)
+        if stored is not None and stored.get("source"):
+            return
+    else:
+        existing = CameraSettings.load(r, cam)
+        if existing is not None and existing.source:
+            return
+    camera = CameraSettings(name=cam, source=source, mode=mode, fps=fps, loop=True)
+    if records is not None:
+        records.put_camera(cam, camera.to_hash(), actor="up", action="camera.add",
+                           detail={"mode": mode, "fps": camera.to_hash()["fps"],
+                                   "source": "(changed)"})
     r.srem(keys.REMOVED_CAMERAS, cam)
     r.sadd(keys.CAMERAS, cam)
-    CameraSettings(name=cam, source=source, mode=mode, fps=fps, loop=True).save(r, cam)
+    camera.save(r, cam)
+
+
+class RedisKeeper:
+    """Restarts the embedded redis-server when it dies (same port, same password: the
+    services reconnect by themselves), backing off when it keeps dying. The camera
+    supervisor then finds Redis empty and fills it from the database."""
+
+    def __init__(self, embedded: EmbeddedRedis):
+        self.embedded = embedded
+        self.restarts = 0
+        self.next_try = 0.0
+
+    def check(self) -> None:
+        if self.embedded.running or time.monotonic() < self.next_try:
+            return
+        code = self.embedded.proc.poll() if self.embedded.proc else None
+        log.warning("the embedded redis-server exited (status %s): restarting it", code)
+        self.restarts += 1
+        try:
+            self.embedded.start()
+        except (RuntimeError, OSError) as error:
+            delay = min(30.0, 2.0 ** min(self.restarts, 5))
+            log.error("the embedded redis-server did not start again (%s); next try in "
+                      "%.0f s", error, delay)
+            self.next_try = time.monotonic() + delay
+            return
+        log.warning("the embedded redis-server is back on port %d", self.embedded.port)
 
 
 def history_location(h) -> str:
@@ -80,9 +125,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not h.url:  # the embedded history database: a SQLite file in the data directory
         h.data_dir.mkdir(parents=True, exist_ok=True)
     r = connect(redis_url)
-    ensure_admin(r, d.admin_user, d.admin_password)
-    if not args.no_source:
-        register_camera(r, args.camera, args.source, args.mode, args.fps)
+    # The database is the system of record: Redis gets its accounts and cameras first.
+    records = open_records(h)
+    try:
+        fill_redis(r, records)
+        ensure_admin(r, d.admin_user, d.admin_password, records)
+        if not args.no_source:
+            register_camera(r, args.camera, args.source, args.mode, args.fps, records)
+    except SQLAlchemyError as error:
+        print(f"moodstream up: the database at {history_location(h)} cannot be used: "
+              f"{str(error).splitlines()[0][:300]}", file=sys.stderr)
+        if embedded:
+            embedded.stop()
+        return 2
 
     children = [Child("aggregator", ["aggregator"], env),
                 Child("dashboard", ["dashboard", "--host", args.host, "--port", str(args.port)],
@@ -102,7 +157,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    cameras = CameraSupervisor(connect(redis_url), env, settings.ingest.cameras_per_process)
+    cameras = CameraSupervisor(connect(redis_url), env, settings.ingest.cameras_per_process,
+                               records=records)
+    keeper = RedisKeeper(embedded) if embedded else None
     camera_thread = threading.Thread(target=cameras.run, args=(stop,), daemon=True)
     camera_thread.start()
 
@@ -111,6 +168,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
           f"API token: {token}\nRedis: {shown_url}\nHistory: {history_location(h)}\n"
           "Ctrl-C stops everything.\n", flush=True)
     while not stop.wait(1.0):
+        if keeper:
+            keeper.check()
         for child in children:
             child.check()
     camera_thread.join(timeout=30)

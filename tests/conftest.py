@@ -155,3 +155,16 @@ def wait_for_dashboard(base: str, check_alive, timeout: float = 60.0,
             return False
 
     wait_for(healthy, timeout=timeout, what=what)
+
+
+def label_set(camera: str, seq: int, ts: float, faces=()):
+    """A labels entry of one frame; faces: (box, probs) or (box, probs, track id)."""
+    import numpy as np
+
+    from moodstream.contract import LabelSet
+
+    faces = [f if len(f) == 3 else (*f, i + 1) for i, f in enumerate(faces)]
+    return LabelSet(camera, seq, ts, np.array([f[0] for f in faces], np.int32).reshape(-1, 4),
+                    np.array([f[2] for f in faces], np.int64),
+                    np.array([f[1] for f in faces], np.float32).reshape(-1, 7),
+                    np.ones(len(faces), bool))

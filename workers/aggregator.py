@@ -32,7 +32,7 @@ import socketio
 from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import Settings
-from moodstream.contract import AlertEvent, HistoryPoint, Label, MalformedEntry, Snapshot
+from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEntry, Snapshot
 from moodstream.history import open_writer
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.registry import live_workers
@@ -41,8 +41,9 @@ from moodstream.workers import mood, tracking
 from moodstream.workers.alert_webhook import AlertWebhook
 
 log = logging.getLogger("moodstream.aggregator")
-RECENT_MAX = 1500  # labels kept per camera for smoothing, tracks and alerts
-KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes)
+RECENT_S = 60  # labels entries (frames) kept per camera for tracks, smoothing and alerts
+RECENT_MAX = 3000  # and at most this many (60 s at 50 fps)
+KEEP_S = mood.KEEP_S
 HISTORY_KEEP = 120  # valence points kept for shift detection
 HANDOFF_MAX = 20000
 # A 10 s history bucket is written once labels captured HISTORY_GRACE_S after its end have
@@ -95,18 +96,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-when-idle", type=float, default=None, help=argparse.SUPPRESS)
 
 
-def label_record(entry_id: str, label: Label) -> dict:
-    return {"id": entry_id, "ts": label.ts, "seq": label.seq, "index": label.index,
-            "count": label.count, "box": list(label.box),
-            "probs": [round(p, 3) for p in label.probs], "label": label.label}
-
-
 @dataclass
 class CameraState:
     """What the owner of one camera knows; rebuilt from Redis when a camera changes hands."""
 
-    counts: dict[int, dict[str, int]] = field(default_factory=dict)  # second -> counts
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
+    counts: mood.SecondCounts = field(default_factory=mood.SecondCounts)
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_MAX))  # LabelSets
     applied: dict[str, float] = field(default_factory=dict)  # entry id -> capture time
     history: list[tuple[float, float]] = field(default_factory=list)  # (ts, 10 s valence)
     last_shift: float = 0.0
@@ -140,29 +135,37 @@ class CameraState:
             del self.faces_seen[start]
         return rows
 
-    def apply(self, item: dict) -> bool:
-        """Count one label once: False if its entry was applied already."""
-        if item["id"] in self.applied:
+    def apply(self, entry_id: str, label: LabelSet) -> bool:
+        """Count one frame's labels once: False if its entry was applied already."""
+        if entry_id in self.applied:
             return False
-        self.applied[item["id"]] = item["ts"]
-        second = int(item["ts"])
-        bucket = self.counts.setdefault(second, {})
-        if item["index"] <= 0:  # one per frame: the first face, or the "nobody" marker
-            bucket["frames"] = bucket.get("frames", 0) + 1
-            bucket["faces"] = bucket.get("faces", 0) + item["count"]
-        if item["index"] >= 0 and item.get("label"):
-            bucket[item["label"]] = bucket.get(item["label"], 0) + 1
-        self.recent.append(item)
-        if self.first_seen is None or item["ts"] < self.first_seen:
-            self.first_seen = item["ts"]
-        self.latest = max(self.latest, item["ts"])
+        self.applied[entry_id] = label.ts
+        self.counts.add(label.ts, label.probs)
+        self.recent.append(label)
+        if self.first_seen is None or label.ts < self.first_seen:
+            self.first_seen = label.ts
+        self.latest = max(self.latest, label.ts)
         return True
 
     def prune(self, now: float) -> None:
-        for second in [s for s in self.counts if s < now - KEEP_S]:
-            del self.counts[second]
+        while self.recent and self.recent[0].ts < now - RECENT_S:
+            self.recent.popleft()
         for eid in [e for e, ts in self.applied.items() if ts < now - KEEP_S - 60]:
             del self.applied[eid]
+
+
+def handoff_record(entry_id: str, label: LabelSet) -> str:
+    """A label passed to the camera's owner through keys.handoff: its entry id and fields."""
+    return json.dumps({"id": entry_id, **label.encode()})
+
+
+def from_handoff(raw) -> tuple[str, LabelSet] | None:
+    try:
+        fields = json.loads(raw)
+        return str(fields.pop("id")), LabelSet.decode(fields)
+    except (ValueError, KeyError, TypeError, MalformedEntry):
+        log.warning("dropping an unreadable handed-off label")
+        return None
 
 
 class Aggregator:
@@ -197,12 +200,12 @@ class Aggregator:
         handoff: dict[str, list[str]] = {}
         with self.lock:
             for eid, label in items:
-                item = label_record(text(eid), label)
                 state = self.states.get(label.camera)
                 if state is not None:
-                    state.apply(item)
+                    state.apply(text(eid), label)
                 else:
-                    handoff.setdefault(label.camera, []).append(json.dumps(item))
+                    handoff.setdefault(label.camera, []).append(handoff_record(text(eid),
+                                                                               label))
 
         def write(pipe):
             for cam, records in handoff.items():
@@ -253,12 +256,12 @@ class Aggregator:
         start = int((now - KEEP_S) * 1000)
         for eid, fields in self.redis.xrange(keys.LABELS, min=str(start), max="+"):
             try:
-                label = Label.decode(fields)
+                label = LabelSet.decode(fields)
             except MalformedEntry:
                 continue
             # The consumer loop's rule, for labels read again here: none from the future.
             if label.camera == cam and label.ts - now <= self.max_skew_s:
-                state.apply(label_record(text(eid), label))
+                state.apply(text(eid), label)
         for _, fields in self.redis.xrange(keys.history(cam), min=str(int((now - 130) * 1000)),
                                            max="+"):
             point = HistoryPoint.decode(fields)
@@ -287,7 +290,9 @@ class Aggregator:
                     self.redis.rpush(keys.handoff(cam), *items)
                 return
             for raw in items:
-                state.apply(json.loads(raw))
+                record = from_handoff(raw)
+                if record is not None:
+                    state.apply(*record)
 
     # -- snapshots (the snapshot thread) ---------------------------------------------------
 
@@ -334,10 +339,7 @@ class Aggregator:
         # Faces present = people tracked in the newest moments (a face missed in one frame
         # still counts), unless the camera has gone quiet.
         fresh = latest is not None and now - latest[0] < 15
-        people = []
-        if fresh:
-            window = [lab for lab in recent.labels if lab["ts"] > latest[0] - 60]
-            people = tracking.people_present(tracking.build_tracks(window), latest[0])
+        people = tracking.people_present(recent.frames, latest[0]) if fresh else []
         ten = windows["10s"]
         snap = Snapshot(camera=cam, ts=round(now, 3), mode=camera.mode, name=camera.name or cam,
                         faces=max(len(people), latest[1]) if fresh else 0,
@@ -420,7 +422,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             update={"interval_s": args.interval})})
     metrics.serve(settings.metrics_port)
     aggregator: Aggregator | None = None
-    consumer = StreamConsumer(settings, "labels", "aggregator", Label.decode,
+    consumer = StreamConsumer(settings, "labels", "aggregator", LabelSet.decode,
                               lambda items: aggregator.handle(items), count=256)
     aggregator = Aggregator(settings, consumer.consumer)
     consumer.install_signal_handlers()

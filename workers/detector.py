@@ -1,8 +1,9 @@
 """`moodstream detector`: face detection on frames from the frames stream, one faces entry per
-face. The detector is pluggable (workers/detectors): MTCNN on onnxruntime by default, without
-TensorFlow; `--detector mtcnn` runs the mtcnn package (TensorFlow), `--detector haar` OpenCV's
-Haar cascade. A camera's hash (keys.camera) may carry `min_face` and `scale_factor` fields:
-they override the worker's settings for that camera's frames."""
+frame (all its faces: boxes, scores, track ids, crops). The detector is pluggable
+(workers/detectors): MTCNN on onnxruntime by default, without TensorFlow; `--detector mtcnn`
+runs the mtcnn package (TensorFlow), `--detector haar` OpenCV's Haar cascade. A camera's hash
+(keys.camera) may carry `min_face` and `scale_factor` fields: they override the worker's
+settings for that camera's frames."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import LimitSettings, Settings
-from moodstream.contract import Face, Frame
+from moodstream.contract import FaceSet, Frame
 from moodstream.images import ImageTooLarge, check_image
 from moodstream.streams import Batch, Output, StreamConsumer
 from moodstream.workers.detectors.base import limit_heap, release_memory
@@ -159,6 +160,17 @@ class CameraOptions:
         return self.cached[camera]
 
 
+def face_set(frame: Frame, faces: list[dict]) -> FaceSet:
+    """The faces entry of a frame from FaceDetector-style dicts with a "track" id each."""
+    if not faces:
+        return FaceSet(frame.camera, frame.seq, frame.ts)
+    return FaceSet(frame.camera, frame.seq, frame.ts,
+                   np.array([f["box"] for f in faces], np.int32),
+                   np.array([f["score"] for f in faces], np.float32),
+                   np.array([f["track"] for f in faces], np.int64),
+                   np.stack([f["crop"] for f in faces]))
+
+
 def draw_preview(image: np.ndarray, faces: list[dict]) -> bytes:
     canvas = image.copy()
     for face in faces:
@@ -202,22 +214,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         per_camera = [camera_options.get(frame.camera) for _, frame, _ in decoded]
         min_face = [c.min_face or detector.min_face for c in per_camera]
         scale_factor = [c.scale_factor or detector.scale_factor for c in per_camera]
-        if lean is not None:
-            found = lean.detect([(frame.camera, frame.ts, image) for _, frame, image in decoded],
-                                min_face, scale_factor)
-        else:
-            found = detector.detect([image for _, _, image in decoded], min_face=min_face,
-                                    scale_factor=scale_factor)
+        found = lean.detect([(frame.camera, frame.ts, image) for _, frame, image in decoded],
+                            min_face, scale_factor)
         batch = Batch(counters={"faces:in": 0, "faces:found": 0}, rejected=rejected)
         now = time.time()
         for (_, frame, image), faces, camera in zip(decoded, found, per_camera, strict=True):
-            entries = [Face(frame.camera, frame.seq, frame.ts, i, len(faces), f["box"],
-                            f["score"], f["crop"]) for i, f in enumerate(faces)]
-            if not entries:  # tell downstream that this camera saw nobody
-                entries = [Face(frame.camera, frame.seq, frame.ts, -1, 0)]
-            for face in entries:
-                batch.outputs.append(Output(keys.FACES, face.encode(), faces_maxlen))
-            batch.counters["faces:in"] += len(entries)
+            # One entry per frame, also when it has no faces: downstream learns that the
+            # camera saw nobody.
+            batch.outputs.append(Output(keys.FACES, face_set(frame, faces).encode(),
+                                        faces_maxlen))
+            batch.counters["faces:in"] += 1
             batch.counters["faces:found"] += len(faces)
             metrics.CAPTURE_TO_STAGE_SECONDS.labels("detector").observe(now - frame.ts)
             if camera.preview:
@@ -231,8 +237,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         count=max(args.batch, NEWEST_ONLY_READ) if newest_only else args.batch,
         stale=True, newest_only=newest_only)
     camera_options = CameraOptions(consumer.redis)
-    lean = (LeanDetector(detector, consumer.redis, LeanOptions.from_settings(d))
-            if d.gate or d.track else None)
+    # Also with gating and tracking off: its per-camera state gives faces their track ids.
+    lean = LeanDetector(detector, consumer.redis, LeanOptions.from_settings(d))
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0

@@ -55,10 +55,16 @@ class EmotionModel:
         self.scale, self.offset = float(meta["scale"]), float(meta["offset"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """uint8 gray crops (any size; resized if needed) -> (N, 7) probabilities."""
+    def predict(self, crops: list[np.ndarray] | np.ndarray, chunk: int = 32) -> np.ndarray:
+        """uint8 gray crops (any size; resized if needed) -> (N, 7) probabilities. At most
+        `chunk` crops go through the network at once: a frame batch of a full classroom is
+        hundreds of faces, and the activations of one call grow with it (hundreds of MB)."""
         if len(crops) == 0:
             return np.zeros((0, len(CLASSES)), np.float32)
+        return np.concatenate([self._run(crops[start:start + chunk])
+                               for start in range(0, len(crops), chunk)])
+
+    def _run(self, crops) -> np.ndarray:
         batch = np.empty((len(crops), self.height, self.width, 1), np.float32)
         for i, crop in enumerate(crops):
             if crop.shape != (self.height, self.width):

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from moodstream import keys
-from moodstream.workers.detectors.base import DetectedFace
+from moodstream.workers.detectors.base import DetectedFace, iou
 
 THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
 # A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
@@ -66,12 +67,13 @@ class LeanOptions:
     full_every_s: float = 2.0
     gate_fraction: float = 0.002  # of thumbnail pixels that may change in a still frame
     state_ttl_s: float = 30.0
+    refine_every_frames: int = 1  # tracked frames: O-Net on the faces every this many
 
     @classmethod
     def from_settings(cls, d) -> LeanOptions:
         return cls(gate=d.gate, track=d.track, full_every_frames=d.full_every_frames,
                    full_every_s=d.full_every_s, gate_fraction=d.gate_fraction,
-                   state_ttl_s=d.state_ttl_s)
+                   state_ttl_s=d.state_ttl_s, refine_every_frames=d.refine_every_frames)
 
 
 @dataclass
@@ -84,13 +86,18 @@ class CameraState:
     since_full: int  # frames since the last full scan
     size: tuple[int, int]  # frame (width, height)
     settings: str  # the detector settings it was found with
-    faces: list[dict] = field(default_factory=list)  # DetectedFace.to_json() of each
+    faces: list[dict] = field(default_factory=list)  # DetectedFace.to_json() + "track"
     thumb: np.ndarray | None = None
+    # Tracks missing from the last frame, {"box", "track", "ts"}, kept for TRACK_GAP_S: a face
+    # missed in a frame or two keeps its id when it is found again.
+    lost: list[dict] = field(default_factory=list)
+    since_refine: int = 0  # frames whose faces only followed the scene's shift
 
     def encode(self) -> bytes:
         head = {"ts": self.ts, "full_ts": self.full_ts, "since_full": self.since_full,
                 "size": list(self.size), "settings": self.settings, "faces": self.faces,
-                "thumb": list(self.thumb.shape)}
+                "thumb": list(self.thumb.shape), "lost": self.lost,
+                "since_refine": self.since_refine}
         return json.dumps(head).encode() + b"\n" + self.thumb.tobytes()
 
     @classmethod
@@ -105,7 +112,8 @@ class CameraState:
             thumb = np.frombuffer(pixels, np.uint8).reshape(h, w)
             return cls(float(meta["ts"]), float(meta["full_ts"]), int(meta["since_full"]),
                        tuple(int(v) for v in meta["size"]), str(meta["settings"]),
-                       list(meta["faces"]), thumb)
+                       list(meta["faces"]), thumb, list(meta.get("lost", [])),
+                       int(meta.get("since_refine", 0)))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -142,16 +150,18 @@ def regions(boxes, scale: float, margin: float, shape) -> np.ndarray:
     return mask
 
 
-def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray) -> int:
-    """Thumbnail pixels that moved outside the `known` mask. Each block of BLOCK pixels of
-    the reference is first aligned on the current frame by its own shift (phase correlation;
-    a sway, zoom or small turn of the whole scene is a shift in each block), and a pixel
-    moved only when it leaves the range of its 3x3 neighbourhood in the aligned reference by
-    MOTION_LEVEL: a scene that sways or jitters a little does not count; a new person does."""
+def aligned_motion(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(moved, shifts) between two thumbnails. Each block of BLOCK pixels of the reference is
+    aligned on the current frame by its own shift (phase correlation; a sway, zoom or small
+    turn of the whole scene is a shift in each block): `shifts[row, col]` is the (dx, dy) its
+    content moved by, in thumbnail pixels. A pixel moved when it leaves the range of its 3x3
+    neighbourhood in the aligned reference by MOTION_LEVEL: a scene that sways or jitters a
+    little does not count; a new person does."""
     ref, cur = reference.astype(np.float32), current.astype(np.float32)
     h, w = ref.shape
     kernel = np.ones((3, 3), np.uint8)
     moved = np.zeros((h, w), bool)
+    shifts = np.zeros((math.ceil(h / BLOCK), math.ceil(w / BLOCK), 2), np.float32)
     largest = 0.0
     for y in range(0, h, BLOCK):
         for x in range(0, w, BLOCK):
@@ -161,6 +171,7 @@ def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray
             (dx, dy), _ = cv2.phaseCorrelate(ref[y:y1, x:x1], cur[y:y1, x:x1])
             if abs(dx) > MAX_SHIFT or abs(dy) > MAX_SHIFT:  # no sensible alignment
                 dx = dy = 0.0
+            shifts[y // BLOCK, x // BLOCK] = dx, dy
             largest = max(largest, abs(dx), abs(dy))
             # the block with a rim, so that the shift brings real pixels into it
             ry0, rx0 = max(0, y - MAX_SHIFT - 1), max(0, x - MAX_SHIFT - 1)
@@ -174,11 +185,36 @@ def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray
                 block < low[sy, sx] - MOTION_LEVEL)
     rim = math.ceil(largest) + 1  # edges a shift uncovers
     moved[:rim], moved[-rim:], moved[:, :rim], moved[:, -rim:] = False, False, False, False
-    moved &= ~known
+    return moved, shifts
+
+
+def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray,
+                   motion: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+    """Thumbnail pixels that moved (aligned_motion, or `motion` computed already) outside
+    the `known` mask."""
+    moved, _ = motion if motion is not None else aligned_motion(reference, current)
+    moved = moved & ~known
     # A moving person is a blob; what the alignment leaves (aliasing of the 8x reduction at
     # sharp edges) is single pixels: an opening keeps only blobs of at least 2x2.
     moved = cv2.morphologyEx(moved.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     return int(np.count_nonzero(moved))
+
+
+def shifted(faces: list[dict], shifts: np.ndarray, scale: float) -> list[DetectedFace]:
+    """The known faces moved with the content of the block their centre lies in: boxes and
+    landmarks follow the scene without a network call (`scale`: thumbnail px per frame px)."""
+    out = []
+    rows, cols = shifts.shape[:2]
+    for face in faces:
+        x, y, w, h = face["box"]
+        row = min(rows - 1, max(0, int((y + h / 2) * scale) // BLOCK))
+        col = min(cols - 1, max(0, int((x + w / 2) * scale) // BLOCK))
+        dx, dy = (float(v) / scale for v in shifts[row, col])
+        marks = face.get("landmarks")
+        out.append(DetectedFace(
+            (round(x + dx), round(y + dy), w, h), face["score"],
+            {k: (px + dx, py + dy) for k, (px, py) in marks.items()} if marks else None))
+    return out
 
 
 def motion_area(min_face: float, scale: float) -> float:
@@ -186,13 +222,62 @@ def motion_area(min_face: float, scale: float) -> float:
     return max(3.0, (min_face * scale) ** 2 / 4)
 
 
+TRACK_GAP_S = 2.0  # a face unseen this long gets a new track id when it is found again
+TRACK_MIN_IOU = 0.3
+
+
+def new_track_id(ts: float, index: int) -> int:
+    """A track id no other frame of the camera gives out: its capture time in ms and the
+    face's index (two detectors that find one new face in two frames give two ids, never one
+    id to two faces)."""
+    return int(ts * 1000) * 256 + index
+
+
+def assign_tracks(known: list[dict], boxes: list, ts: float) -> list[int]:
+    """Track ids for the faces (boxes) of a frame captured at ts: each takes the id of the
+    known face ({"box", "track"}: the last frame's faces and the recently lost ones) it
+    overlaps most, best overlaps first, or a new id."""
+    pairs = sorted(((iou(k["box"], box), ki, fi) for ki, k in enumerate(known)
+                    for fi, box in enumerate(boxes)), reverse=True)
+    ids: list[int | None] = [None] * len(boxes)
+    taken = set()
+    for overlap, ki, fi in pairs:
+        if overlap < TRACK_MIN_IOU:
+            break
+        if ki in taken or ids[fi] is not None:
+            continue
+        ids[fi] = int(known[ki]["track"])
+        taken.add(ki)
+    return [new_track_id(ts, i) if t is None else t for i, t in enumerate(ids)]
+
+
+def unmatched(known: list, found: list) -> list:
+    """The known boxes that no found box overlaps by TRACK_MIN_IOU (one to one)."""
+    free = list(found)
+    out = []
+    for box in known:
+        best = max(free, key=lambda b: iou(b, box), default=None)
+        if best is not None and iou(best, box) >= TRACK_MIN_IOU:
+            free.remove(best)
+        else:
+            out.append(box)
+    return out
+
+
+def scan_phase(camera: str) -> float:
+    """A camera's share, in [0, 0.5), of the full-scan period that its first period is
+    shortened by: cameras started together then scan in turn, not all on the same tick."""
+    return zlib.crc32(camera.encode()) % 1000 / 2000
+
+
 @dataclass
 class Plan:
-    """One frame's way (full, gate, track) and what it needs."""
+    """One frame's way (full, gate, shift, track) and what it needs."""
 
     way: str
     thumb: np.ndarray
     state: CameraState | None
+    shifts: np.ndarray | None = None  # per thumbnail block (dx, dy), for the shift way
 
 
 class LeanDetector:
@@ -204,10 +289,10 @@ class LeanDetector:
         self._write = r.register_script(WRITE_STATE)
         # frames by way; "searched": tracked frames that O-Net alone did not settle,
         # "retry": tracked frames that needed a full scan after all
-        self.ways = {"full": 0, "gate": 0, "track": 0, "searched": 0, "retry": 0}
+        self.ways = {"full": 0, "gate": 0, "shift": 0, "track": 0, "searched": 0, "retry": 0}
 
     def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
-             state: CameraState | None) -> Plan:
+             state: CameraState | None, camera: str = "") -> Plan:
         thumb = thumbnail(image)
         o = self.options
         size = (image.shape[1], image.shape[0])
@@ -224,8 +309,13 @@ class LeanDetector:
             scale = thumb.shape[1] / size[0]
             boxes = [f["box"] for f in state.faces]
             known = regions(boxes, scale, self.detector.detector.track_margin, thumb.shape)
-            if motion_outside(state.thumb, thumb, known) < motion_area(min_face, scale):
-                return Plan("track" if boxes else "gate", thumb, state)
+            motion = aligned_motion(state.thumb, thumb)
+            if motion_outside(state.thumb, thumb, known, motion) < motion_area(min_face, scale):
+                if not boxes:
+                    return Plan("gate", thumb, state)
+                if state.since_refine + 1 < o.refine_every_frames:
+                    return Plan("shift", thumb, state, motion[1])
+                return Plan("track", thumb, state)
         return Plan("full", thumb, state)
 
     def load(self, cameras) -> dict[str, CameraState | None]:
@@ -272,26 +362,33 @@ class LeanDetector:
         for k in members:
             cam, ts, image = frames[k]
             plans[k] = self.plan(ts, image, f"{min_face[k]}/{scale_factor[k]}", min_face[k],
-                                 states.get(cam))
+                                 states.get(cam), cam)
         full = [k for k in members if plans[k].way == "full"]
         track = [k for k in members if plans[k].way == "track"]
         for k in members:
-            if plans[k].way == "gate":
-                state = plans[k].state
-                results[k] = self.detector.finish(frames[k][2], state.detected())
-        # Tracking in steps, each only for the frames the cheaper one failed: O-Net alone on
-        # the known boxes; P-Net, R-Net and O-Net around them; the full frame.
+            plan, image = plans[k], frames[k][2]
+            if plan.way == "gate":
+                results[k] = self.detector.finish(image, plan.state.detected())
+            elif plan.way == "shift":
+                scale = plan.thumb.shape[1] / image.shape[1]
+                results[k] = self.detector.finish(image, shifted(plan.state.faces, plan.shifts,
+                                                                 scale))
+        # Tracking in steps, each only for the faces the cheaper one lost: O-Net alone on the
+        # known boxes; P-Net, R-Net and O-Net around the lost ones; the full frame.
+        kept = {k: [] for k in track}
+        missing = {k: [f["box"] for f in plans[k].state.faces] for k in track}
         for step in (self.detector.refine, self.detector.detect_around):
             if not track:
                 break
-            found = step([frames[k][2] for k in track],
-                         [[f["box"] for f in plans[k].state.faces] for k in track])
+            found = step([frames[k][2] for k in track], [missing[k] for k in track])
             lost = []
             for k, faces in zip(track, found, strict=True):
-                if len(faces) < len(plans[k].state.faces):  # lost one: look further
+                kept[k] += faces
+                missing[k] = unmatched(missing[k], [f["box"] for f in faces])
+                if missing[k]:  # lost one: look further, around it alone
                     lost.append(k)
                 else:
-                    results[k] = faces
+                    results[k] = kept[k]
             self.ways["searched" if step == self.detector.refine else "retry"] += len(lost)
             track = lost
         for k in track:
@@ -307,18 +404,43 @@ class LeanDetector:
             cam, ts, image = frames[k]
             plan = plans[k]
             self.ways[plan.way] += 1
+            old = plan.state
+            known = [] if old is None or ts < old.ts else [
+                f for f in old.faces + old.lost if "track" in f]
+            for face, track in zip(results[k], assign_tracks(
+                    known, [f["box"] for f in results[k]], ts), strict=True):
+                face["track"] = track
             states[cam] = changed[cam] = self._next_state(plan, ts, image, results[k],
                                                           f"{min_face[k]}/{scale_factor[k]}")
+            if plan.state is None:  # a camera's first scan: its periods start at its phase
+                phase = scan_phase(cam)
+                changed[cam].full_ts -= phase * self.options.full_every_s
+                changed[cam].since_full = int(phase * self.options.full_every_frames)
 
     @staticmethod
     def _next_state(plan: Plan, ts, image, faces, settings) -> CameraState:
         old = plan.state
+        lost = lost_tracks(old, faces, ts)
         if plan.way == "gate":
             return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
-                               old.faces, old.thumb)
-        stored = [DetectedFace(f["box"], f["score"], f["landmarks"]).to_json() for f in faces]
-        if plan.way == "track":
+                               old.faces, old.thumb, lost, old.since_refine)
+        stored = [{**DetectedFace(f["box"], f["score"], f["landmarks"]).to_json(),
+                   "track": f["track"]} for f in faces]
+        if plan.way in ("track", "shift"):
             return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
-                               stored, plan.thumb)
+                               stored, plan.thumb, lost,
+                               old.since_refine + 1 if plan.way == "shift" else 0)
         return CameraState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
-                           plan.thumb)
+                           plan.thumb, lost)
+
+
+def lost_tracks(old: CameraState | None, faces: list[dict], ts: float) -> list[dict]:
+    """The tracks of the previous state (its faces and its lost ones) that this frame did not
+    see, while they were seen less than TRACK_GAP_S ago."""
+    if old is None or ts < old.ts:
+        return []
+    seen = {f["track"] for f in faces}
+    out = [{"box": f["box"], "track": f["track"], "ts": old.ts} for f in old.faces
+           if "track" in f and f["track"] not in seen]
+    out += [lost for lost in old.lost if lost["track"] not in seen]
+    return [lost for lost in out if ts - lost["ts"] < TRACK_GAP_S]

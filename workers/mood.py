@@ -5,8 +5,7 @@ Kept free of Redis so that it is easy to test; workers.aggregator feeds it what 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,20 +31,52 @@ def dominant(counts: dict[str, float]) -> str | None:
     return best if counts.get(best, 0) > 0 else None
 
 
-def window_stats(buckets: dict[int, dict[str, int]], now: float, seconds: int) -> dict:
-    """Sum per-second buckets over the last `seconds`: counts, average faces per frame."""
-    counts = dict.fromkeys(CLASSES, 0)
-    frames = faces = 0
-    start = int(now) - seconds
-    for second, bucket in buckets.items():
-        if second <= start:
-            continue
-        for c in CLASSES:
-            counts[c] += bucket.get(c, 0)
-        frames += bucket.get("frames", 0)
-        faces += bucket.get("faces", 0)
+BUCKET_S = 10  # history rows: one per camera and 10 s
+KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes, plus a margin)
+FRAMES, FACES = len(CLASSES), len(CLASSES) + 1  # columns after the 7 expression counts
+
+
+class SecondCounts:
+    """Per-second counts of one camera (expressions, frames, faces) in a ring of numpy rows,
+    one per second of capture time: adding a frame and summing a window are array operations,
+    whatever the number of faces."""
+
+    def __init__(self, keep_s: int = KEEP_S):
+        self.seconds = np.full(keep_s, -1, np.int64)  # the second each row holds
+        self.values = np.zeros((keep_s, len(CLASSES) + 2), np.int64)
+
+    def add(self, ts: float, probs: np.ndarray) -> None:
+        """One frame captured at ts with these faces' probabilities (n, 7)."""
+        second = int(ts)
+        row = second % len(self.seconds)
+        if self.seconds[row] != second:
+            if self.seconds[row] > second:  # older than what the ring keeps
+                return
+            self.seconds[row], self.values[row] = second, 0
+        if len(probs):
+            self.values[row, :FRAMES] += np.bincount(np.argmax(probs, axis=1),
+                                                     minlength=len(CLASSES))
+        self.values[row, FRAMES] += 1
+        self.values[row, FACES] += len(probs)
+
+    def total(self, start: int, end: int) -> np.ndarray:
+        """The column sums over the seconds in [start, end)."""
+        held = (self.seconds >= start) & (self.seconds < end)
+        return self.values[held].sum(axis=0)
+
+
+def summary(total: np.ndarray) -> dict:
+    """counts, frames, faces per frame, valence and dominant expression of summed rows."""
+    counts = dict(zip(CLASSES, total[:FRAMES].tolist(), strict=True))
+    frames, faces = int(total[FRAMES]), int(total[FACES])
     return {"faces": round(faces / frames, 2) if frames else 0.0, "frames": frames,
-            "counts": counts, "dominant": dominant(counts), "valence": round(valence(counts), 3)}
+            "counts": counts, "dominant": dominant(counts),
+            "valence": round(valence(counts), 3)}
+
+
+def window_stats(seconds: SecondCounts, now: float, length: int) -> dict:
+    """The last `length` seconds up to now (and any second stamped later)."""
+    return summary(seconds.total(int(now) - length + 1, 1 << 62))
 
 
 @dataclass
@@ -60,42 +91,30 @@ class Thresholds:
         return cls(camera.negative_threshold, camera.negative_seconds, camera.absent_seconds)
 
 
-@dataclass
 class Recent:
-    """Labels of the last minutes of one camera: dicts with ts, seq, index, count, box, probs."""
+    """The labels entries (LabelSet) of one camera's last minute, a frame each."""
 
-    labels: list[dict] = field(default_factory=list)
-
-    @cached_property
-    def by_frame(self) -> dict[int, list[dict]]:
-        """Labels grouped by frame; computed once, as a snapshot asks for it several times."""
-        out: dict[int, list[dict]] = {}
-        for item in self.labels:
-            out.setdefault(item["seq"], []).append(item)
-        return out
+    def __init__(self, frames: list):
+        self.frames = sorted(frames, key=lambda f: f.ts)
 
     def latest_frame(self) -> tuple[float, int] | None:
         """(capture time, faces) of the newest frame seen."""
-        frames = self.by_frame
-        if not frames:
+        if not self.frames:
             return None
-        seq = max(frames, key=lambda s: frames[s][0]["ts"])
-        return frames[seq][0]["ts"], frames[seq][0]["count"]
+        return self.frames[-1].ts, self.frames[-1].count
 
     def main_face_probs(self, since: float) -> list[tuple[float, np.ndarray]]:
         """Per frame since `since`, the probabilities of its biggest face (the driver)."""
         out = []
-        for items in self.by_frame.values():
-            faces = [i for i in items if i["index"] >= 0 and i.get("probs")]
-            if not faces or items[0]["ts"] < since:
-                continue
-            main = max(faces, key=lambda i: i["box"][2] * i["box"][3])
-            out.append((main["ts"], np.asarray(main["probs"], np.float32)))
-        return sorted(out, key=lambda p: p[0])
+        for frame in self.frames:
+            if frame.ts >= since and frame.count:
+                main = int(np.argmax(frame.boxes[:, 2] * frame.boxes[:, 3]))
+                out.append((frame.ts, frame.probs[main]))
+        return out
 
     def last_face_ts(self) -> float | None:
-        times = [i["ts"] for i in self.labels if i["index"] >= 0]
-        return max(times) if times else None
+        times = [f.ts for f in self.frames if f.count]
+        return times[-1] if times else None
 
 
 def smoothed_expression(recent: Recent, now: float, seconds: float = 2.0) -> str | None:
@@ -144,25 +163,15 @@ def valence_shift(history: list[tuple[float, float]], now: float, threshold: flo
     return None
 
 
-BUCKET_S = 10  # history rows: one per camera and 10 s
-
-
-def history_bucket(camera: str, start: int, seconds: dict[int, dict[str, int]],
+def history_bucket(camera: str, start: int, seconds: SecondCounts,
                    faces_seen: list[float]) -> dict | None:
-    """The history row of the 10 s from `start`, from per-second counts: label counts,
-    frames, mean faces present (the snapshots' count while it lasted, else faces per frame),
-    valence and dominant expression. None when no frame arrived: the camera was off, which
-    is no data rather than an empty room. Only aggregates: nothing that identifies a face."""
-    counts = dict.fromkeys(CLASSES, 0)
-    frames = faces = 0
-    for second in range(start, start + BUCKET_S):
-        bucket = seconds.get(second) or {}
-        for c in CLASSES:
-            counts[c] += bucket.get(c, 0)
-        frames += bucket.get("frames", 0)
-        faces += bucket.get("faces", 0)
-    if not frames:
+    """The history row of the 10 s from `start`: label counts, frames, mean faces present (the
+    snapshots' count while it lasted, else faces per frame), valence and dominant expression.
+    None when no frame arrived: the camera was off, which is no data rather than an empty
+    room. Only aggregates: nothing that identifies a face."""
+    row = summary(seconds.total(start, start + BUCKET_S))
+    if not row["frames"]:
         return None
-    mean = sum(faces_seen) / len(faces_seen) if faces_seen else faces / frames
-    return {"camera": camera, "ts": start, "frames": frames, "faces": round(mean, 2),
-            "counts": counts, "valence": round(valence(counts), 3), "dominant": dominant(counts)}
+    mean = sum(faces_seen) / len(faces_seen) if faces_seen else row["faces"]
+    return {"camera": camera, "ts": start, "frames": row["frames"], "faces": round(mean, 2),
+            "counts": row["counts"], "valence": row["valence"], "dominant": row["dominant"]}

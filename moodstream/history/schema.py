@@ -58,3 +58,40 @@ lessons = sa.Table(
     sa.Column("end_ts", sa.BigInteger, nullable=False),  # end of the last bucket
     sa.Index("ix_history_lessons_camera_start", "camera", "start_ts"),
 )
+
+# -- the system of record: accounts, cameras and the audit trail of every change to them ------
+# Redis holds a runtime copy of accounts and cameras; these tables are what lasts
+# (moodstream.redis_fill loads them into an empty Redis).
+
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.String(512), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    # Per-camera access, comma-separated: camera ids and camera group names. Both empty:
+    # every camera (admins always see every camera).
+    sa.Column("cameras", sa.Text, nullable=False),
+    sa.Column("camera_groups", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+cameras = sa.Table(
+    "cameras", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("settings", sa.Text, nullable=False),  # JSON: CameraSettings.to_hash()
+    # A removed camera keeps its row, so that nothing re-adds it after a Redis restart.
+    sa.Column("removed", sa.Boolean, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),  # a user name, "token", "cli:<login>"
+    sa.Column("action", sa.String(32), nullable=False),  # user.add, camera.update, ...
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: what changed (never a password)
+    sa.Index("ix_audit_log_ts", "ts"),
+)

@@ -225,3 +225,147 @@ def test_a_tiny_real_classroom_run(tmp_path):
     assert case["rss_mb"]["total"]["max"] > case["rss_mb"]["detector"]["max"] > 0
     assert case["redis"]["frames_kb_s_per_camera"] > 0
     assert 0 < case["pss_mb"]["total"] <= case["rss_mb"]["total"]["max"]
+
+
+# ---------------------------------------------------------------- workloads by faces a camera
+
+def test_faces_name_the_workloads_in_their_own_order():
+    assert classroom.parse_faces("25,1") == ["1", "25"]
+    assert classroom.parse_faces(" 5 , 6 ") == ["5", "6"]
+    for bad in ("7", "", "1,x", ","):
+        with pytest.raises(ValueError, match="--faces takes"):
+            classroom.parse_faces(bad)
+
+
+def test_each_workload_has_the_faces_its_key_says():
+    for key, work in classroom.WORKLOADS.items():
+        mix = classroom.mix_summary(8, work.scenes)
+        assert round(mix["faces_by_eye_per_frame"]) == int(key), key
+    dense = classroom.mix_summary(12, classroom.WORKLOADS["25"].scenes)
+    assert dense == {"scenes": {"classroom-25": 12}, "multi_face_cameras": 12,
+                     "faces_by_eye_per_frame": 25.0}
+    # The mix is the one the capacity table was always measured on.
+    assert classroom.WORKLOADS["5"].scenes == classroom.MIX
+    assert classroom.WORKLOADS["25"].cameras == 12
+
+
+def test_tiles_start_apart_and_each_camera_elsewhere():
+    offsets = classroom.tile_offsets(6, 232, camera=0)
+    assert offsets == [0, 38, 77, 116, 154, 193]
+    other = classroom.tile_offsets(6, 232, camera=1)
+    assert not set(offsets) & set(other)
+    assert all(0 <= o < 232 for o in classroom.tile_offsets(6, 232, camera=99))
+
+
+def test_tiles_are_laid_out_row_by_row():
+    tiles = [np.full((2, 3), i, np.uint8) for i in range(6)]
+    frame = classroom.tiled_frame(tiles, (3, 2))
+    assert frame.shape == (4, 9)
+    assert frame[0, ::3].tolist() == [0, 1, 2] and frame[2, ::3].tolist() == [3, 4, 5]
+    assert classroom.split_size((636, 360), (3, 2)) == (212, 180)
+    with pytest.raises(ValueError, match="does not split"):
+        classroom.split_size((640, 360), (3, 2))
+
+
+def frames_of(scene, camera, count):
+    import itertools
+
+    return list(itertools.islice(classroom.scene_frames(scene, camera, 2.0), count))
+
+
+def test_real_video_keeps_its_own_motion_from_a_point_of_its_own():
+    need(MEDIA)
+    clip = classroom.clip_frames(MEDIA / classroom.VIDEO1.media, classroom.SOURCE_FPS)
+    assert 220 <= len(clip) <= 240  # 15.5 s at 15 fps: every other frame of 29.97
+    for camera in (0, 1):
+        first = classroom.tile_offsets(1, len(clip), camera)[0]
+        frames = frames_of(classroom.VIDEO1, camera, 3)
+        # The clip's own frames, in order: no pan, no zoom, no noise.
+        for n, frame in enumerate(frames):
+            assert np.array_equal(frame, clip[(first + n) % len(clip)])
+    assert not np.array_equal(frames_of(classroom.VIDEO1, 0, 1)[0],
+                              frames_of(classroom.VIDEO1, 1, 1)[0])
+
+
+def test_tiled_real_video_shows_six_points_of_the_clip():
+    need(MEDIA)
+    scene = classroom.VIDEO6
+    tile = classroom.split_size(scene.size, scene.grid)
+    clip = classroom.clip_frames(MEDIA / scene.media, classroom.SOURCE_FPS)
+    offsets = classroom.tile_offsets(6, len(clip), camera=2)
+    a, b = frames_of(scene, 2, 2)
+    assert a.shape[1::-1] == scene.size
+    tw, th = tile
+    first = a[:th, :tw]
+    assert np.array_equal(first, classroom.cover(clip[offsets[0]], tile, 1.0))
+    second = a[:th, tw:2 * tw]  # mirrored, from a sixth of the clip further on
+    assert np.array_equal(second, classroom.cover(clip[offsets[1]], tile, 1.0)[:, ::-1])
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.5  # the clip moves
+
+
+def test_the_dense_scene_moves_and_mtcnn_finds_its_25_faces():
+    need(MEDIA)
+    from moodstream.workers.detectors import make_detector
+
+    scene = classroom.DENSE
+    frames = frames_of(scene, 0, 30)  # one pan and zoom cycle of 2 s
+    assert frames[0].shape[1::-1] == scene.size == (640, 412)
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() > 1
+    detector = make_detector("mtcnn-onnx", min_face=40, threads=1)  # the default
+    found = [len(faces) for faces in detector.detect([frames[0], frames[8], frames[22]])]
+    assert all(24 <= n <= 26 for n in found), found
+
+
+def test_per_camera_cost_and_cpu_per_face():
+    case = {"cameras": 12, "cpu_cores": {"total": 1.44}, "faces_per_s": 1500.0,
+            "rss_mb": {"total": {"mean": 1100.0, "max": 1200.0}}}
+    # 1.44 cores for 1,500 faces/s: 0.96 ms of CPU per face per frame.
+    assert classroom.cost_per_camera(case) == {"cores": 0.12, "rss_mb": 100.0,
+                                          "cpu_ms_per_face": 0.96}
+    assert classroom.cost_per_camera(case | {"faces_per_s": 0.0, "rss_mb": {}}) == {
+        "cores": 0.12, "rss_mb": None, "cpu_ms_per_face": None}
+
+
+def test_window_figures_count_faces_and_reused_labels_per_second():
+    before = counts(100, 90, faces=300, labels=300) | {"reused": 50}
+    after = counts(500, 490, faces=10_300, labels=10_300) | {"reused": 8_050}
+    case = classroom.window_figures(8, 5.0, 10.0, before, after, [1.0])
+    assert case["faces_per_s"] == 1000.0 and case["reused_per_s"] == 800.0
+    # Counts from a pipeline without the counter: nothing reused.
+    assert classroom.window_figures(8, 5.0, 10.0, counts(0, 0), counts(50, 50),
+                                    [1.0])["reused_per_s"] == 0.0
+
+
+def test_frames_counts_read_the_accounting_leniently():
+    stats = {"frames": {"in": 5, "processed": 4, "dropped": {"cap": 1}, "pending": 0}}
+    assert classroom.frames_counts(stats, reused=3) == {
+        "in": 5, "processed": 4, "dropped": {"cap": 1}, "pending": 0, "faces": 0,
+        "labels": 0, "reused": 3}
+
+
+def test_reused_labels_come_from_the_stats_hash(r):
+    from moodstream import keys
+
+    assert classroom.reused_labels(r) == 0
+    r.hset(keys.STATS, "labels:reused", 42)
+    assert classroom.reused_labels(r) == 42
+
+
+def test_the_results_keep_the_mix_where_earlier_runs_had_it():
+    mix, dense = {"case": {"cameras": 8}}, {"case": {"cameras": 12}}
+    assert classroom.classroom_results({"5": mix, "25": dense}) == {
+        "classroom": mix, "classroom_faces": {"25": dense}}
+    assert classroom.classroom_results({"5": {"error": "up exited"}}) == {
+        "classroom_error": "up exited"}
+    assert classroom.classroom_results({"1": mix}) == {"classroom_faces": {"1": mix}}
+
+
+@pytest.mark.slow
+def test_a_tiny_real_dense_run_finds_the_classroom(tmp_path):
+    """One camera of the ~25-face scene through a real `moodstream up`, as shipped: the
+    detectors find about 25 faces a frame."""
+    need(MEDIA)
+    case = classroom.run_case(tmp_path, cameras=1, detectors=1, warmup=2.0, seconds=4.0,
+                              scenes=classroom.WORKLOADS["25"].scenes)
+    assert case["faces_per_frame"] is not None and case["faces_per_frame"] >= 23
+    assert case["faces_per_s"] > 0 and case["per_camera"]["cpu_ms_per_face"] > 0

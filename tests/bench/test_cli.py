@@ -121,3 +121,71 @@ def test_fer_baseline_without_the_fer_package_is_skipped_with_a_reason(tmp_path)
     result = measure_fer(Path(sys.executable), tmp_path / "no-video.mp4", 2)
     assert "error" in result and "fps" not in result
 
+
+
+def options(*argv: str):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_one_classroom_case_alone_from_the_options():
+    assert cli.classroom_choice(options("--classroom-only", "--faces", "25", "--cameras",
+                                        "12"), quick=False) == (["25"], 12)
+    assert cli.classroom_choice(options(), quick=False) == (["1", "5", "6", "25"], None)
+    assert cli.classroom_choice(options(), quick=True) == (["5"], 4)
+    # Outside --classroom-only, --cameras is the live pipeline's list, not the classroom's.
+    assert cli.classroom_choice(options("--cameras", "1,4", "--classroom-cameras", "6"),
+                                quick=False) == (["1", "5", "6", "25"], 6)
+    with pytest.raises(ValueError, match="takes one number"):
+        cli.classroom_choice(options("--classroom-only", "--cameras", "1,4"), quick=False)
+    with pytest.raises(ValueError, match="--faces takes"):
+        cli.classroom_choice(options("--faces", "30"), quick=False)
+
+
+def test_bad_classroom_options_get_a_clear_message_not_a_traceback():
+    done = subprocess.run([sys.executable, "-m", "moodstream.cli", "bench", "--classroom-only",
+                           "--faces", "25", "--cameras", "twelve"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "--cameras takes one number of cameras (got 'twelve')" in done.stderr
+
+
+def test_the_agreement_hook_takes_whatever_measure_returns(monkeypatch):
+    import types
+
+    module = types.ModuleType(cli.AGREEMENT_MODULE)
+    module.measure = lambda: {"clip": {"smoothed_agree": 0.98}}
+    monkeypatch.setitem(sys.modules, cli.AGREEMENT_MODULE, module)
+    results: dict = {}
+    cli.measure_agreement(results)
+    assert results == {"agreement": {"clip": {"smoothed_agree": 0.98}}}
+
+    def broken():
+        raise RuntimeError("no FER-2013 here\nmore")
+
+    module.measure = broken
+    results = {}
+    cli.measure_agreement(results)
+    assert results == {"agreement_error": "no FER-2013 here"}
+    module.measure = lambda: [0.98]
+    results = {}
+    cli.measure_agreement(results)
+    assert results == {"agreement_error": "measure() returned list, not a dict"}
+
+
+def test_without_the_agreement_module_there_is_no_section(monkeypatch):
+    monkeypatch.setitem(sys.modules, cli.AGREEMENT_MODULE, None)  # import finds nothing
+    results: dict = {}
+    cli.measure_agreement(results)
+    assert results == {}
+
+
+def test_no_capacity_trial_rows_of_any_workload_are_compared():
+    assert cli.compared("classroom.case.p99_ms")
+    assert cli.compared("classroom_faces.25.case.cpu_cores.total")
+    assert cli.compared("classroom_faces.25.capacity.cameras")
+    assert not cli.compared("classroom.capacity.tried.12.p99_ms")
+    assert not cli.compared("classroom_faces.25.capacity.tried.12.p99_ms")

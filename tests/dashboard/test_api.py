@@ -285,7 +285,8 @@ def test_user_management_api(r, admin_client, viewer_client):
     assert names == ["alice", "victor"]
     response = admin_client.post("/api/users", json={"name": "zoe", "password": "zoe-password",
                                                      "role": "viewer"}, headers=headers)
-    assert response.status_code == 201 and response.json == {"name": "zoe", "role": "viewer"}
+    assert response.status_code == 201 and response.json == {"name": "zoe", "role": "viewer",
+                                                             "cameras": [], "groups": []}
     assert users.authenticate(r, "zoe", "zoe-password")
     assert admin_client.post("/api/users", json={"name": "zoe", "password": "other-password"},
                              headers=headers).status_code == 409

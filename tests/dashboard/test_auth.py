@@ -212,12 +212,14 @@ def test_ensure_admin_from_settings(r, monkeypatch):
     assert ensure() is None  # refused and logged, not a crash
 
 
-def test_user_command(r, redis_server, monkeypatch, capsys):
+def test_user_command(r, redis_server, monkeypatch, capsys, tmp_path):
     import argparse
 
     parser = argparse.ArgumentParser()
     users.configure_user(parser)
     settings = settings_for(redis_server.url)
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"data_dir": tmp_path})})
 
     def run(*argv):
         return users.run_user(parser.parse_args(argv), settings)
@@ -233,8 +235,8 @@ def test_user_command(r, redis_server, monkeypatch, capsys):
     assert users.authenticate(r, "carol", "carol-password")["role"] == "admin"
     capsys.readouterr()
     assert run("list") == 0
-    assert capsys.readouterr().out.split("\n")[:3] == ["bob\tadmin", "carol\tadmin",
-                                                       "erin\tviewer"]
+    assert capsys.readouterr().out.split("\n")[:3] == [
+        "bob\tadmin\tevery camera", "carol\tadmin\tevery camera", "erin\tviewer\tevery camera"]
     assert run("remove", "bob") == 0
     assert run("remove", "bob") == 1
     assert users.get_user(r, "bob") is None

@@ -637,3 +637,70 @@ def test_history_page_ranges_side_by_side_and_lessons(r, page):
     expect()(b).to_have_attribute("data-step", "600")
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     assert a.bounding_box()["x"] == b.bounding_box()["x"]  # stacked, not side by side
+
+
+def test_a_viewer_limited_to_one_camera_receives_none_of_another_cameras_pushes(
+        r, page, redis_server):
+    """Chromium, logged in as a teacher who may see room1 only: her page's Socket.IO
+    connection asks for room1 and room2, is refused room2, and of the pushes the aggregators
+    send to both rooms (through Redis, as they do) receives room1's alone."""
+    import socketio
+
+    from moodstream.contract import Snapshot
+
+    for cam in ("room1", "room2"):
+        r.sadd(keys.CAMERAS, cam)
+        CameraSettings(name=cam.title(), source="demo").save(r, cam)
+    users.set_user(r, "tina", "tina-password", "viewer", cameras="room1")
+    log_in(page, "tina", "tina-password")
+    page.goto("/")
+    listed = page.evaluate("() => fetch('/api/cameras').then((r) => r.json())")
+    assert [c["id"] for c in listed] == ["room1"]
+    page.goto("/cameras/room2")
+    expect()(page.locator("body")).to_contain_text("Nothing here")
+    page.goto("/")
+    answer = page.evaluate("""() => new Promise((resolve) => {
+        window.seen = [];
+        const socket = window.io({ withCredentials: true });
+        socket.on("mood", (mood) => window.seen.push(mood.camera));
+        socket.on("connect", () => socket.emit("watch", { cameras: ["room1", "room2"] },
+                                               resolve));
+    })""")
+    assert answer == {"ok": True, "rooms": ["camera:room1"], "refused": ["room2"]}
+    queue = socketio.RedisManager(redis_server.url, channel="flask-socketio", write_only=True)
+    for _ in range(5):
+        for cam in ("room2", "room1"):
+            queue.emit("mood", Snapshot(camera=cam, ts=time.time(), faces=1).to_dict(),
+                       to=keys.camera_room(cam))
+        time.sleep(0.1)
+    wait_for(lambda: page.evaluate("() => window.seen.length") >= 5, timeout=15,
+             what="room1's pushes in Chromium")
+    time.sleep(1)  # room2's pushes were sent first: any that got through is here by now
+    assert page.evaluate("() => window.seen") == ["room1"] * 5
+
+
+def test_the_admin_page_sets_camera_groups_and_a_viewers_access(r, page):
+    users.set_user(r, *ADMIN, "admin")
+    cameras.add(r, {"id": "room12", "source": "rtsp://127.0.0.1:1/none"})
+    log_in(page, *ADMIN)
+    page.goto("/admin")
+    page.get_by_test_id("groups-room12").fill("year-9, room-12")
+    page.get_by_test_id("save-room12").click()
+    expect()(page.get_by_test_id("admin-message")).to_contain_text("Saved room12")
+    assert CameraSettings.load(r, "room12").groups == "room-12,year-9"
+
+    page.get_by_test_id("user-name-input").fill("tina")
+    page.get_by_test_id("user-password-input").fill("tina-password")
+    page.get_by_test_id("user-cameras-input").fill("room12")
+    page.get_by_test_id("add-user").click()
+    expect()(page.get_by_test_id("user-cameras-tina")).to_have_value("room12")
+    assert users.get_user(r, "tina")["cameras"] == "room12"
+    groups = page.get_by_test_id("user-groups-tina")
+    groups.fill("fleet-north")
+    groups.press("Enter")
+    expect()(page.get_by_test_id("admin-message")).to_contain_text("Saved the groups of tina")
+    assert users.get_user(r, "tina")["groups"] == "fleet-north"
+    page.get_by_test_id("user-groups-tina").fill("not a group")
+    page.get_by_test_id("user-groups-tina").press("Enter")
+    expect()(page.get_by_test_id("admin-message")).to_contain_text("not a valid name")
+    cameras.remove(r, "room12")

@@ -11,8 +11,8 @@ import pytest
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
-from moodstream.contract import CLASSES, HistoryPoint, Label, Snapshot
-from tests.conftest import wait_for
+from moodstream.contract import CLASSES, HistoryPoint, Snapshot
+from tests.conftest import label_set, wait_for
 
 pytestmark = pytest.mark.slow
 CAMERAS = ["cam-a", "cam-b", "cam-c", "cam-d"]
@@ -37,8 +37,8 @@ class Publisher(threading.Thread):
         while not self.stop.wait(0.25):
             pipe = self.r.pipeline(transaction=True)
             for cam in CAMERAS:
-                label = Label(cam, self.seq, time.time(), 0, 1, (10, 10, 80, 80),
-                              probs(self.expression[cam]))
+                label = label_set(cam, self.seq, time.time(),
+                                  [((10, 10, 80, 80), probs(self.expression[cam]))])
                 pipe.xadd(keys.LABELS, label.encode())
                 self.sent[cam] += 1
             pipe.hincrby(keys.STATS, "labels:in", len(CAMERAS))

@@ -19,7 +19,7 @@ import redis
 
 from moodstream import keys
 from moodstream.config import load_settings
-from moodstream.contract import CLASSES, Frame, Label
+from moodstream.contract import CLASSES, Frame, LabelSet
 from moodstream.workers import bulk_jobs
 from moodstream.workers.bulk_results import CSV_COLUMNS, read_csv
 from tests.conftest import MOODSTREAM, REPO, service_env, settings_for, wait_for
@@ -154,13 +154,14 @@ def test_bulk_labels_match_the_live_services(bulk, redis_server, services, media
     # Full detection on every frame, as bulk does: the live detector's motion gating and
     # tracking (on by default) refine boxes by a pixel or two, by design.
     services.start("detector", "--batch", "1", "--no-gate", "--no-track", env=env)
-    services.start("classifier", env=env)
+    # Every face classified, as bulk does (no probabilities carried between frames).
+    services.start("classifier", env={**env, "MOODSTREAM_CLASSIFIER_REUSE_MAX_AGE_MS": "0"})
     out = tmp_path / "out"
     code, stdout, stderr = analyze(bulk, frames_dir, "--out", out)
     assert code == 0, stdout + stderr
 
     def live_labels():
-        found = [Label.decode(f) for _, f in live.xrange(keys.LABELS)]
+        found = [LabelSet.decode(f) for _, f in live.xrange(keys.LABELS)]
         return found if len({lab.seq for lab in found}) == len(wanted) else None
 
     try:
@@ -172,8 +173,9 @@ def test_bulk_labels_match_the_live_services(bulk, redis_server, services, media
     _, rows = load(out, "frames")
     compared = 0
     for index in wanted:
-        live_faces = sorted((lab.box, lab.label, lab.probs) for lab in labels
-                            if lab.seq == index and lab.index >= 0)
+        live_faces = sorted((tuple(box), name, probs) for lab in labels if lab.seq == index
+                            for box, name, probs in zip(lab.boxes.tolist(), lab.labels,
+                                                        lab.probs.tolist(), strict=True))
         bulk_faces = sorted(((int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])), r["label"],
                              [float(r[c]) for c in CLASSES]) for r in rows
                             if r["file"].endswith(f"f{index:04d}.jpg"))

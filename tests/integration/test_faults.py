@@ -85,7 +85,7 @@ def test_pipeline_resumes_after_a_redis_restart(r, redis_server, services, media
 def test_corrupt_jpeg_and_malformed_entry_become_dead_letters(r, services):
     good = Frame("cam", 0, time.time(), b"\xff\xd8 not really a jpeg \xff\xd9").encode()
     r.xadd(keys.FRAMES, good)
-    r.xadd(keys.FRAMES, {"v": "1", "camera": "cam", "seq": "1"})  # no ts, no jpeg
+    r.xadd(keys.FRAMES, {"v": "2", "camera": "cam", "seq": "1"})  # no ts, no jpeg
     r.hincrby(keys.STATS, "frames:in", 2)
     detector = services.start("detector")
     wait_for(lambda: pipeline_stats(r)["dead_letters"] == 2, timeout=90, what="2 dead letters")

@@ -10,8 +10,8 @@ import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
-from moodstream.contract import Face, Frame, Label, MalformedEntry, Snapshot
-from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
+from moodstream.contract import FaceSet, Frame, LabelSet, MalformedEntry, Snapshot
+from tests.conftest import MOODSTREAM, REPO, label_set, service_env, wait_for
 from tests.moodstream.test_streams import consumer, publish
 
 # --------------------------------------------------------------------- 1. future timestamps
@@ -23,10 +23,11 @@ def test_non_finite_timestamps_are_malformed_at_the_first_stage(raw):
     frame["ts"] = raw
     with pytest.raises(MalformedEntry, match="not finite"):
         Frame.decode(frame)
-    for entry in (Face("cam", 1, 0.0, -1, 0).encode(), Label("cam", 1, 0.0, -1, 0).encode()):
+    for record in (FaceSet("cam", 1, 0.0), LabelSet("cam", 1, 0.0)):
+        entry = record.encode()
         entry["ts"] = raw
         with pytest.raises(MalformedEntry):
-            (Face if "score" in entry else Label).decode(entry)
+            type(record).decode(entry)
 
 
 def test_a_nan_frame_is_a_dead_letter_at_the_detector_stage(r, redis_server):
@@ -49,9 +50,9 @@ def test_frames_from_a_clock_running_ahead_are_dropped_as_future(r, redis_server
 def test_a_label_stamped_an_hour_ahead_is_dropped_by_the_real_aggregator(r, redis_server):
     """It used to enter the windows (and hold off the driver's out-of-view alert)."""
     ahead = time.time() + 3600
-    r.xadd(keys.LABELS, Label("car", 1, ahead, 0, 1, (1, 2, 3, 4),
-                              [0, 0, 0, 1, 0, 0, 0]).encode())
-    r.xadd(keys.LABELS, Label("car", 2, time.time(), -1, 0).encode())
+    r.xadd(keys.LABELS, label_set("car", 1, ahead, [((1, 2, 3, 4), [0, 0, 0, 1, 0, 0, 0])])
+           .encode())
+    r.xadd(keys.LABELS, label_set("car", 2, time.time()).encode())
     r.sadd(keys.CAMERAS, "car")
     subprocess.run([*MOODSTREAM, "aggregator", "--exit-when-idle", "3", "--interval", "0.2"],
                    cwd=REPO, env=service_env(redis_server.url), timeout=120, check=True,
@@ -155,3 +156,28 @@ def test_the_ingest_checks_the_camera_networks_at_connect(r, redis_server):
     assert proc.returncode == 2
     reason = r.hget(keys.camera_status("probe"), "reason").decode()
     assert "not in the allowed camera networks" in reason
+
+
+def test_entries_of_the_old_per_face_contract_become_dead_letters_that_say_why(r, redis_server):
+    """A worker of the previous release still writing one entry per face: its entries are
+    refused, acknowledged and counted, and the per-frame entries around them are labelled."""
+    v1_face = {"v": "1", "camera": "cam", "seq": "1", "ts": repr(time.time()), "index": "0",
+               "count": "1", "box": "0,0,9,9", "score": "0.99", "h": "2", "w": "2",
+               "crop": b"abcd"}
+    v1_label = {k: v for k, v in v1_face.items() if k not in ("score", "h", "w", "crop")}
+    r.xadd(keys.FACES, v1_face)
+    r.xadd(keys.FACES, FaceSet("cam", 2, time.time()).encode())
+    r.xadd(keys.LABELS, {**v1_label, "probs": "[0, 0, 0, 1, 0, 0, 0]", "label": "happy"})
+    r.hincrby(keys.STATS, "faces:in", 2)
+    r.hincrby(keys.STATS, "labels:in", 1)
+    r.sadd(keys.CAMERAS, "cam")
+    for kind in ("classifier", "aggregator"):
+        subprocess.run([*MOODSTREAM, kind, "--exit-when-idle", "2"], cwd=REPO, timeout=120,
+                       env=service_env(redis_server.url), check=True, capture_output=True)
+    letters = [(f[b"_stream"].decode(), f[b"_reason"].decode())
+               for _, f in r.xrange(keys.DEAD_LETTERS)]
+    assert [stream for stream, _ in letters] == [keys.FACES, keys.LABELS]
+    assert all("v1" in reason and "one entry per frame" in reason for _, reason in letters)
+    stats = pipeline_stats(r)["stages"]
+    assert stats["faces"]["processed"] == 1 and stats["faces"]["dropped"]["dead"] == 1
+    assert stats["labels"]["processed"] == 1 and stats["labels"]["dropped"]["dead"] == 1

@@ -14,9 +14,17 @@ import pytest
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
-from moodstream.contract import CLASSES, Label
+from moodstream.contract import CLASSES
 from moodstream.history import HistoryStore, sqlite_url
-from tests.conftest import MOODSTREAM, REPO, api_get, free_port, service_env, wait_for
+from tests.conftest import (
+    MOODSTREAM,
+    REPO,
+    api_get,
+    free_port,
+    label_set,
+    service_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 CAMERAS = ("hist-a", "hist-b")
@@ -39,8 +47,8 @@ class Publisher(threading.Thread):
             for i, cam in enumerate(CAMERAS):
                 expression = CLASSES[(seq // 25 + i) % len(CLASSES)]  # changes every 5 s
                 probs = [0.94 if c == expression else 0.01 for c in CLASSES]
-                pipe.xadd(keys.LABELS, Label(cam, seq, now, 0, 1, (10, 10, 80, 80),
-                                             probs).encode())
+                pipe.xadd(keys.LABELS, label_set(cam, seq, now,
+                                                 [((10, 10, 80, 80), probs)]).encode())
                 self.sent[cam].append((now, expression))
             pipe.execute()
             seq += 1

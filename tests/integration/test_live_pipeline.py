@@ -6,18 +6,19 @@ import json
 import subprocess
 import urllib.request
 
+import numpy as np
 import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
-from moodstream.contract import CLASSES, Label
+from moodstream.contract import CLASSES, LabelSet
 from tests.conftest import REPO, api_get, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def labels(r) -> list[Label]:
-    return [Label.decode(f) for _, f in r.xrange(keys.LABELS)]
+def labels(r) -> list[LabelSet]:
+    return [LabelSet.decode(f) for _, f in r.xrange(keys.LABELS)]
 
 
 def run_workers(r, services, metrics_port: int = 0):
@@ -38,10 +39,15 @@ def test_video_gives_labels_for_its_frames(r, services, media):
              pipeline_stats(r)["stages"]["faces"]["pending"] == 0,
              timeout=120, what="25 frames labelled")
     found = [lab for lab in labels(r) if lab.camera == "video"]
-    per_frame = {lab.seq for lab in found if lab.index >= 0}
+    assert len(found) == 25 and len({lab.seq for lab in found}) == 25, "one entry per frame"
+    per_frame = {lab.seq for lab in found if lab.count == 1}
     assert len(per_frame) >= 24, "the woman is in every frame"
-    assert all(lab.label in CLASSES and abs(sum(lab.probs) - 1) < 0.01
-               for lab in found if lab.index >= 0)
+    assert all(set(lab.labels) <= set(CLASSES) and np.allclose(lab.probs.sum(axis=1), 1,
+                                                               atol=0.01) for lab in found)
+    assert len({int(t) for lab in found for t in lab.tracks}) <= 3, "one person, one track"
+    stats = pipeline_stats(r)
+    assert stats["reused"] + stats["classified"] == stats["labels"]
+    assert stats["classified"] >= 1
     # The aggregator turns them into a snapshot the dashboard serves.
     def snapshot():
         raw = r.get(keys.mood("video"))
@@ -65,7 +71,7 @@ def test_photo_without_faces_gives_none(r, services, media):
     wait_for(lambda: pipeline_stats(r)["stages"]["faces"]["processed"] == 5, timeout=120,
              what="5 frames through the classifier")
     found = labels(r)
-    assert len(found) == 5 and all(lab.index == -1 and lab.count == 0 for lab in found)
+    assert len(found) == 5 and all(lab.count == 0 for lab in found)
     assert pipeline_stats(r)["faces"] == 0
 
 

@@ -4,10 +4,10 @@ import pytest
 from moodstream.contract import (
     CLASSES,
     AlertEvent,
-    Face,
+    FaceSet,
     Frame,
     HistoryPoint,
-    Label,
+    LabelSet,
     MalformedEntry,
     Snapshot,
 )
@@ -23,22 +23,58 @@ def test_frame_round_trip():
     assert Frame.decode(as_redis(frame.encode())) == frame
 
 
-def test_face_round_trip_with_crop_and_marker():
-    crop = np.arange(64 * 48, dtype=np.uint16).astype(np.uint8).reshape(64, 48)
-    face = Face("c", 1, 2.5, 0, 1, (1, 2, 3, 4), 0.99, crop)
-    back = Face.decode(as_redis(face.encode()))
-    assert back.box == (1, 2, 3, 4) and np.array_equal(back.crop, crop)
-    marker = Face.decode(as_redis(Face("c", 2, 3.0, -1, 0).encode()))
-    assert marker.index == -1 and marker.crop is None
+def faces_of_a_frame(n: int = 3) -> FaceSet:
+    crops = np.arange(n * 64 * 48, dtype=np.uint32).astype(np.uint8).reshape(n, 64, 48)
+    return FaceSet("c", 1, 2.5, np.arange(n * 4, dtype=np.int32).reshape(n, 4),
+                   np.linspace(0.9, 1.0, n).astype(np.float32),
+                   np.array([1700000000123 * 256 + i for i in range(n)]), crops)
 
 
-def test_label_round_trip_names_the_argmax():
-    probs = [0.1, 0, 0, 0.7, 0.1, 0.05, 0.05]
-    back = Label.decode(as_redis(Label("c", 1, 1.0, 0, 1, (0, 0, 9, 9), probs).encode()))
-    assert back.label == "happy" and back.probs == pytest.approx(probs)
-    nobody = Label("c", 2, 1.0, -1, 0).encode()  # a frame without faces: no probabilities
-    assert "probs" not in nobody and "label" not in nobody
-    assert Label.decode(as_redis(nobody)).label is None
+def test_face_set_round_trip_carries_every_face_of_the_frame_in_one_entry():
+    faces = faces_of_a_frame()
+    back = FaceSet.decode(as_redis(faces.encode()))
+    assert back.count == 3 and back.camera == "c" and back.seq == 1 and back.ts == 2.5
+    assert np.array_equal(back.boxes, faces.boxes) and np.array_equal(back.crops, faces.crops)
+    assert np.array_equal(back.tracks, faces.tracks)  # 50-bit ids survive the text form
+    assert back.scores == pytest.approx(faces.scores, abs=1e-4)
+    nobody = FaceSet.decode(as_redis(FaceSet("c", 2, 3.0).encode()))
+    assert nobody.count == 0 and nobody.crops.shape[0] == 0
+
+
+def test_label_set_round_trip_names_the_argmax_and_marks_reused_faces():
+    probs = np.array([[0.1, 0, 0, 0.7, 0.1, 0.05, 0.05], [0, 0, 0, 0, 0.9, 0, 0.1]], np.float32)
+    label = LabelSet("c", 1, 1.0, np.array([[0, 0, 9, 9], [9, 9, 9, 9]], np.int32),
+                     np.array([5, 6]), probs, np.array([True, False]))
+    back = LabelSet.decode(as_redis(label.encode()))
+    assert back.labels == ["happy", "sad"] and back.probs == pytest.approx(probs, abs=1e-4)
+    assert back.fresh.tolist() == [True, False] and back.tracks.tolist() == [5, 6]
+    nobody = LabelSet.decode(as_redis(LabelSet("c", 2, 1.0).encode()))
+    assert nobody.count == 0 and nobody.labels == []
+
+
+def test_a_v1_entry_is_refused_with_a_reason_that_says_what_to_do():
+    v1_face = {b"v": b"1", b"camera": b"c", b"seq": b"1", b"ts": b"1.0", b"index": b"0",
+               b"count": b"1", b"box": b"0,0,9,9", b"score": b"0.99", b"h": b"2", b"w": b"2",
+               b"crop": b"abcd"}
+    for decode in (FaceSet.decode, LabelSet.decode, Frame.decode):
+        with pytest.raises(MalformedEntry, match="v1 .*one entry per frame"):
+            decode(v1_face)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"count": "300"}, "outside"),
+    ({"count": "-1"}, "outside"),
+    ({"boxes": "1,2,3"}, "boxes"),
+    ({"tracks": "1,2,x"}, "tracks"),
+    ({"scores": "0.9,nan,0.9"}, "finite"),
+    ({"crops": b"short"}, "crops"),
+    ({"h": "4096", "w": "4096"}, "crops"),
+])
+def test_malformed_face_sets_say_why(change, reason):
+    fields = as_redis(faces_of_a_frame().encode())
+    fields.update(as_redis(change))
+    with pytest.raises(MalformedEntry, match=reason):
+        FaceSet.decode(fields)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -54,21 +90,17 @@ def test_malformed_frames_say_why(change, reason):
         Frame.decode(fields)
 
 
-def test_missing_field_and_wrong_crop_size():
+def test_missing_field():
     with pytest.raises(MalformedEntry, match="missing"):
-        Frame.decode({b"v": b"1"})
-    fields = as_redis(Face("c", 1, 1.0, 0, 1, (0, 0, 1, 1), 1.0, np.zeros((4, 4), np.uint8))
-                      .encode())
-    fields[b"crop"] = b"short"
-    with pytest.raises(MalformedEntry, match="crop"):
-        Face.decode(fields)
+        Frame.decode({b"v": b"2"})
 
 
-def test_label_probs_must_be_seven_numbers():
-    fields = as_redis(Label("c", 1, 1.0, 0, 1, (0, 0, 1, 1), [1 / 7] * 7).encode())
-    fields[b"probs"] = b"[1, 2]"
-    with pytest.raises(MalformedEntry, match="7"):
-        Label.decode(fields)
+def test_label_probs_must_be_seven_numbers_per_face():
+    fields = as_redis(LabelSet("c", 1, 1.0, np.zeros((1, 4), np.int32), np.array([1]),
+                               np.full((1, 7), 1 / 7, np.float32), np.array([True])).encode())
+    fields[b"probs"] = b"1,2"
+    with pytest.raises(MalformedEntry, match="1 x 7"):
+        LabelSet.decode(fields)
 
 
 def test_snapshot_round_trip_and_junk():

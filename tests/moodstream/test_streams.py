@@ -4,7 +4,7 @@ import time
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
-from moodstream.contract import Face, Frame
+from moodstream.contract import FaceSet, Frame
 from moodstream.streams import Batch, Output, StreamConsumer, ensure_group
 from tests.conftest import settings_for
 
@@ -23,7 +23,7 @@ def consumer(redis_server, handle=None, **kw) -> StreamConsumer:
     def passthrough(items):
         batch = Batch(counters={"faces:in": len(items)})
         for _, frame in items:
-            batch.outputs.append(Output(keys.FACES, Face(frame.camera, frame.seq, frame.ts, -1, 0)
+            batch.outputs.append(Output(keys.FACES, FaceSet(frame.camera, frame.seq, frame.ts)
                                         .encode(), 1000))
         return batch
 
@@ -50,7 +50,7 @@ def test_every_frame_is_processed_and_counted(r, redis_server):
 
 def test_malformed_entry_becomes_a_dead_letter_and_the_worker_goes_on(r, redis_server):
     publish(r, 2)
-    r.xadd(keys.FRAMES, {"v": "1", "camera": "c", "seq": "x", "ts": "1", "jpeg": b"j"})
+    r.xadd(keys.FRAMES, {"v": "2", "camera": "c", "seq": "x", "ts": "1", "jpeg": b"j"})
     r.hincrby(keys.STATS, "frames:in", 1)
     publish(r, 2)
     consumer(redis_server).run(max_idle_s=0.3)

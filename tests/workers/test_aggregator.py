@@ -4,27 +4,30 @@ counts and the snapshots' faces present; and queues alert changes and shifts."""
 
 from __future__ import annotations
 
+from moodstream.contract import CLASSES
 from moodstream.workers.aggregator import HISTORY_GRACE_S, HISTORY_WAIT_MAX_S, CameraState
+from tests.conftest import label_set
 
 T = 1_780_000_000  # a multiple of 10
 
 
-def label(n: int, ts: float, expression: str = "happy", count: int = 2) -> dict:
-    return {"id": f"{n}-0", "ts": ts, "seq": n, "index": 0, "count": count,
-            "box": [0, 0, 10, 10], "probs": [], "label": expression}
+def label(n: int, ts: float, expression: str = "happy"):
+    """(entry id, labels entry) of a frame with one face."""
+    probs = [0.94 if c == expression else 0.01 for c in CLASSES]
+    return f"{n}-0", label_set("cam1", n, ts, [((0, 0, 10, 10), probs)])
 
 
 def test_a_bucket_closes_once_after_its_grace_with_its_own_labels():
     state = CameraState()
     for i in range(40):  # 4 labels a second for 10 s, from T
-        state.apply(label(i, T + i / 4, "happy" if i < 30 else "sad"))
+        state.apply(*label(i, T + i / 4, "happy" if i < 30 else "sad"))
     assert state.closed_buckets("cam1", T + 1, faces=3) == []  # opens the bucket at T
     assert state.closed_buckets("cam1", T + 9.9, faces=5) == []
-    state.apply(label(99, T + 10.5, "neutral"))  # the next bucket's
+    state.apply(*label(99, T + 10.5, "neutral"))  # the next bucket's
     assert state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S - 0.1, faces=1) == []
     # The grace is over, but the labels read so far end at T + 10.5: a detector may lag.
     assert state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S + 1, faces=1) == []
-    state.apply(label(100, T + 10 + HISTORY_GRACE_S, "neutral"))
+    state.apply(*label(100, T + 10 + HISTORY_GRACE_S, "neutral"))
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S + 1.5, faces=1)
     assert len(rows) == 1
     row = rows[0]
@@ -38,12 +41,12 @@ def test_a_bucket_closes_once_after_its_grace_with_its_own_labels():
 def test_a_camera_that_stops_sending_gets_its_last_bucket_after_a_wait():
     state = CameraState()
     state.closed_buckets("cam1", T + 1, faces=1)
-    state.apply(label(1, T + 2))
+    state.apply(*label(1, T + 2))
     assert state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S - 1, faces=0) == []
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S, faces=0)
     assert [r["ts"] for r in rows] == [T] and rows[0]["frames"] == 1
     # Stopping writes the open bucket as it is.
-    state.apply(label(2, T + 10 + HISTORY_WAIT_MAX_S + 0.5))
+    state.apply(*label(2, T + 10 + HISTORY_WAIT_MAX_S + 0.5))
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S + 1, 0, all_open=True)
     assert [r["ts"] for r in rows] == [T + 40] and rows[0]["frames"] == 1
 
@@ -52,11 +55,11 @@ def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
     state = CameraState()
     state.closed_buckets("cam1", T + 1, faces=0)
     assert state.closed_buckets("cam1", T + 25, faces=0) == []  # the camera sent nothing
-    state.apply(label(1, T + 1000.5))
+    state.apply(*label(1, T + 1000.5))
     # Back after a long pause: old buckets (their counts are pruned) are not written empty.
     assert state.closed_buckets("cam1", T + 1001, faces=2) == []
     assert state.bucket == T + 1000
-    state.apply(label(2, T + 1012.5))
+    state.apply(*label(2, T + 1012.5))
     rows = state.closed_buckets("cam1", T + 1013, faces=2)
     assert [r["ts"] for r in rows] == [T + 1000]
 
@@ -92,9 +95,9 @@ def test_a_new_owner_writes_the_last_buckets_again_from_the_labels(r, redis_serv
     import time
 
     from moodstream import keys
-    from moodstream.contract import CLASSES, Label
+    from moodstream.contract import CLASSES
     from moodstream.workers.aggregator import HISTORY_REWRITE_S, Aggregator
-    from tests.conftest import settings_for
+    from tests.conftest import label_set, settings_for
 
     settings = settings_for(redis_server.url)
     settings = settings.model_copy(update={"history": settings.history.model_copy(
@@ -103,7 +106,7 @@ def test_a_new_owner_writes_the_last_buckets_again_from_the_labels(r, redis_serv
     probs = [0.94 if c == "surprise" else 0.01 for c in CLASSES]
     sent = [now - 25 + i * 0.5 for i in range(50)]  # the last 25 s, 2 labels a second
     for seq, ts in enumerate(sent):
-        r.xadd(keys.LABELS, Label("bus1", seq, ts, 0, 1, (0, 0, 9, 9), probs).encode())
+        r.xadd(keys.LABELS, label_set("bus1", seq, ts, [((0, 0, 9, 9), probs)]).encode())
     aggregator = Aggregator(settings, "new-owner")
     aggregator.take("bus1")
     state = aggregator.states["bus1"]

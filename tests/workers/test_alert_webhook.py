@@ -13,10 +13,9 @@ import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
-from moodstream.contract import Label
 from moodstream.dashboard import cameras
 from moodstream.workers.alert_webhook import SIGNATURE_HEADER, AlertWebhook
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, label_set, wait_for
 
 
 class Receiver:
@@ -102,9 +101,10 @@ def test_the_aggregator_posts_a_driver_alert_raised_and_cleared(r, redis_server,
     def publish(seconds: float, with_face: bool, first_seq: int):
         for i in range(int(seconds * 5)):
             if with_face:
-                label = Label("cab9", first_seq + i, time.time(), 0, 1, (10, 10, 80, 80), face)
+                label = label_set("cab9", first_seq + i, time.time(),
+                                  [((10, 10, 80, 80), face)])
             else:
-                label = Label("cab9", first_seq + i, time.time(), -1, 0)
+                label = label_set("cab9", first_seq + i, time.time())
             r.xadd(keys.LABELS, label.encode())
             time.sleep(0.2)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from moodstream import assets, keys
-from moodstream.contract import Face, Frame
+from moodstream.contract import FaceSet, Frame
 from moodstream.workers.detectors import make_detector
 from moodstream.workers.detectors.base import iou
 from moodstream.workers.detectors.mtcnn_onnx import area_pyramid, nms, pack, patches
@@ -218,8 +218,9 @@ def test_detector_worker_runs_without_tensorflow(r, redis_server, media, tmp_pat
                           env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: r.xlen(keys.FACES) >= 3, timeout=10, what="faces")
-    faces = [Face.decode(f) for _, f in r.xrange(keys.FACES)]
-    assert {f.seq for f in faces if f.index == 0} == {0, 1, 2}
+    faces = [FaceSet.decode(f) for _, f in r.xrange(keys.FACES)]
+    assert [f.seq for f in faces if f.count == 1] == [0, 1, 2]
+    assert len({int(f.tracks[0]) for f in faces}) == 1, "one person, one track"
     probe = json.loads(done.stdout.split("PROBE ", 1)[1].splitlines()[0])
     assert probe["tensorflow"] is False
     assert probe["rss"] <= 300 * 2**20, f"RSS {probe['rss'] / 2**20:.0f} MB"
@@ -237,8 +238,8 @@ def test_newest_only_detector_skips_a_backlog_to_the_newest_frame(r, redis_serve
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
     assert done.returncode == 0, done.stdout + done.stderr
-    faces = [Face.decode(f) for _, f in r.xrange(keys.FACES)]
-    assert [(f.seq, f.index) for f in faces] == [(9, 0)]
+    faces = [FaceSet.decode(f) for _, f in r.xrange(keys.FACES)]
+    assert [(f.seq, f.count) for f in faces] == [(9, 1)]
     frames = pipeline_stats(r)["frames"]
     assert frames["dropped"].get("superseded") == 9
     assert frames["in"] == frames["processed"] + sum(frames["dropped"].values()) == 10
@@ -261,7 +262,7 @@ def test_per_camera_min_face_reaches_the_detector(r, redis_server, media):
                           # frames stamped ahead so that a slow start finds them fresh
                           env=service_env(redis_server.url, MOODSTREAM_MAX_CLOCK_SKEW_S="60"))
     assert done.returncode == 0, done.stdout + done.stderr
-    found = {f.camera: f.count for f in (Face.decode(e) for _, e in r.xrange(keys.FACES))}
+    found = {f.camera: f.count for f in (FaceSet.decode(e) for _, e in r.xrange(keys.FACES))}
     assert found == {"far": 0, "near": 1}
 
 

@@ -14,14 +14,21 @@ from moodstream.workers.detectors.base import iou
 from moodstream.workers.detectors.mtcnn_onnx import scale_pyramid, work_step
 from moodstream.workers.face_crop import crop_face
 from moodstream.workers.lean_detect import (
+    TRACK_GAP_S,
     CameraState,
     LeanDetector,
     LeanOptions,
+    assign_tracks,
+    lost_tracks,
     motion_area,
     motion_outside,
+    new_track_id,
     regions,
+    scan_phase,
+    shifted,
     still,
     thumbnail,
+    unmatched,
 )
 
 MIN_FACE = 40
@@ -184,7 +191,7 @@ def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     wrong = [{"box": [b + 150 for b in f["box"][:2]] + list(f["box"][2:]), "score": 1.0,
               "landmarks": None} for f in faces]
     state = CameraState(0.0, 0.0, 0, (640, 480), f"{MIN_FACE}/0.709", wrong, thumbnail(photo))
-    lean = LeanDetector(full, r, LeanOptions(gate=False))
+    lean = LeanDetector(full, r, LeanOptions(gate=False, refine_every_frames=1))
     lean.save({"c": state})
     (found,) = lean.detect([("c", 0.2, photo)], [MIN_FACE], [0.709])
     assert lean.ways["searched"] == 1 and lean.ways["retry"] == 1 and len(found) == len(faces)
@@ -219,7 +226,8 @@ def test_gating_and_tracking_keep_faces_per_second_on_the_clip(r, full, media):
     reference = [len(f) for f in full.detect(frames)]
     counts, lean = lean_run(full, r, frames, LeanOptions())
     assert within(counts, reference), (sum(counts), sum(reference))
-    assert lean.ways["track"] + lean.ways["gate"] >= len(frames) // 2, lean.ways
+    lighter = lean.ways["track"] + lean.ways["shift"] + lean.ways["gate"]
+    assert lighter >= len(frames) // 2, lean.ways
 
 
 @pytest.mark.slow
@@ -229,4 +237,53 @@ def test_moving_group_photos_keep_their_face_count(r, full, media):
         reference = [len(f) for f in full.detect(frames)]
         counts, lean = lean_run(full, r, frames, LeanOptions(), camera=name.split(".")[0])
         assert within(counts, reference), (name, sum(counts), sum(reference))
-        assert lean.ways["track"] >= len(frames) // 2, lean.ways
+        assert lean.ways["track"] + lean.ways["shift"] >= len(frames) // 2, lean.ways
+
+
+# ---------------------------------------------------------------- unit: track ids
+
+
+def test_faces_keep_their_track_ids_and_new_faces_get_new_ones():
+    known = [{"box": [10, 10, 50, 50], "track": 7}, {"box": [200, 10, 50, 50], "track": 9}]
+    ids = assign_tracks(known, [(205, 12, 50, 50), (400, 10, 50, 50), (12, 10, 50, 50)], 5.0)
+    assert ids[0] == 9 and ids[2] == 7
+    assert ids[1] == new_track_id(5.0, 1) and ids[1] not in (7, 9)
+    # Two detectors that see one new face in two frames give two ids, never one id twice.
+    assert new_track_id(5.0, 0) != new_track_id(5.2, 0) != new_track_id(5.2, 1)
+
+
+def test_a_face_missed_for_a_moment_keeps_its_id_and_one_gone_for_long_does_not():
+    old = CameraState(1.0, 0.0, 1, (640, 480), "s",
+                      [{"box": [10, 10, 50, 50], "track": 7}], np.zeros((4, 4), np.uint8))
+    lost = lost_tracks(old, [], 1.2)  # frame 1.2 missed the face
+    assert lost == [{"box": [10, 10, 50, 50], "track": 7, "ts": 1.0}]
+    assert assign_tracks(lost, [(11, 10, 50, 50)], 1.4) == [7]
+    later = CameraState(1.2, 0.0, 2, (640, 480), "s", [], old.thumb, lost)
+    assert lost_tracks(later, [], 1.0 + TRACK_GAP_S) == [], "gone too long: forgotten"
+
+
+def test_tracks_survive_gating_tracking_and_full_scans(r, full, media):
+    photo = cv2.imread(str(media / "dlib_2007_007763.jpg"))
+    lean = LeanDetector(full, r, LeanOptions(full_every_frames=3))
+    frames = [np.roll(photo, k, axis=1) for k in (0, 0, 2, 4, 6, 8)]  # still, then a pan
+    found = [lean.detect([("cam", k / 5, f)], [MIN_FACE], [0.709])[0]
+             for k, f in enumerate(frames)]
+    assert lean.ways["full"] >= 2 and lean.ways["gate"] >= 1
+    first = sorted(f["track"] for f in found[0])
+    assert len(first) >= 5 and len(set(first)) == len(first)
+    for faces in found[1:]:
+        assert sorted(f["track"] for f in faces) == first
+
+
+def test_first_full_scans_are_spread_over_the_period():
+    phases = {scan_phase(f"cam-{i}") for i in range(24)}
+    assert all(0 <= p < 0.5 for p in phases) and len(phases) > 12
+
+
+def test_faces_follow_the_shift_of_their_block_and_unmatched_finds_the_lost():
+    shifts = np.zeros((2, 3, 2), np.float32)
+    shifts[0, 1] = (1.5, -0.5)  # thumbnail px; the block of the face below
+    face = {"box": [170, 40, 40, 40], "score": 0.99, "landmarks": {"left_eye": [180, 50]}}
+    (moved,) = shifted([face], shifts, scale=0.125)
+    assert moved.box == (182, 36, 40, 40) and moved.landmarks["left_eye"] == (192.0, 46.0)
+    assert unmatched([(0, 0, 10, 10), (50, 50, 10, 10)], [(1, 0, 10, 10)]) == [(50, 50, 10, 10)]

@@ -519,12 +519,20 @@ class MtcnnOnnx(Detector):
                  for img, boxes in zip(images, boxes_per_image, strict=True) if len(boxes)]
         return np.concatenate(parts) if parts else np.empty((0, size, size, 3), np.float32)
 
+    @staticmethod
+    def _chunked(net, outputs: list[str], patches: np.ndarray, chunk: int = 256) -> list:
+        """The network on at most `chunk` patches a call: a crowd gives R-Net thousands of
+        proposals, and one call's activations would grow with them."""
+        parts = [net.run(outputs, {"input": patches[start:start + chunk]})
+                 for start in range(0, len(patches), chunk)]
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
+
     def _stage_rnet(self, images, proposals) -> list[np.ndarray]:
         counts = [len(b) for b in proposals]
         if not sum(counts):
             return proposals
         self.calls["rnet"] += 1
-        reg, prob = self.rnet.run(["reg", "prob"], {"input": self._cut(images, proposals, 24)})
+        reg, prob = self._chunked(self.rnet, ["reg", "prob"], self._cut(images, proposals, 24))
         result, start = [], 0
         for boxes, n in zip(proposals, counts, strict=True):
             scores, offsets = prob[start:start + n, 1].astype(np.float64), reg[start:start + n]
@@ -540,8 +548,8 @@ class MtcnnOnnx(Detector):
         if not sum(counts):
             return [[] for _ in images]
         self.calls["onet"] += 1
-        reg, marks, prob = self.onet.run(["reg", "landmarks", "prob"],
-                                         {"input": self._cut(images, refined, 48)})
+        reg, marks, prob = self._chunked(self.onet, ["reg", "landmarks", "prob"],
+                                         self._cut(images, refined, 48))
         result, start = [], 0
         for img, boxes, n in zip(images, refined, counts, strict=True):
             sl = slice(start, start + n)

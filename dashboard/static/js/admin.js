@@ -1,4 +1,5 @@
-/* The admin page: cameras (add, edit, remove) and users, through the REST API. */
+/* The admin page: cameras (add, edit, remove, groups) and users (role, per-camera access),
+   through the REST API. */
 
 import { el, api } from "./common.js";
 
@@ -39,6 +40,7 @@ function adminPage() {
       field("Name", "name", cam.name, { maxlength: "80" }),
       field("Source", "source", cam.source, { "data-testid": `source-${id}` }),
       field("fps", "fps", cam.fps, { type: "number", min: "0.1", max: "30", step: "0.1" }),
+      field("Groups", "groups", cam.groups || "", { "data-testid": `groups-${id}` }),
       field("Negative threshold", "negative_threshold", cam.negative_threshold,
             { type: "number", min: "0.05", max: "1", step: "0.05", "data-testid": `negative-threshold-${id}` }),
       field("Negative for (s)", "negative_seconds", cam.negative_seconds,
@@ -129,6 +131,19 @@ function adminPage() {
         } catch (e) { say(`Could not change ${u.name}: ${e.message}`, "error"); }
         refreshUsers();
       });
+      // Per-camera access: comma-separated camera ids and camera groups, saved on change.
+      const access = (name) => {
+        const input = el("input", { value: (u[name] || []).join(", "), size: "18",
+                                    "data-testid": `user-${name}-${u.name}` });
+        input.addEventListener("change", async () => {
+          try {
+            await api("PATCH", `/api/users/${encodeURIComponent(u.name)}`, { [name]: input.value });
+            say(`Saved the ${name} of ${u.name}.`, "info");
+          } catch (e) { say(`Could not change ${u.name}: ${e.message}`, "error"); }
+          refreshUsers();
+        });
+        return input;
+      };
       const remove = el("button", { type: "button", className: "danger", text: "Remove",
                                     "data-testid": `remove-user-${u.name}` });
       remove.addEventListener("click", async () => {
@@ -140,7 +155,8 @@ function adminPage() {
         refreshUsers();
       });
       userRows.append(el("tr", { "data-testid": `user-${u.name}` },
-        el("td", { text: u.name }), el("td", {}, role), el("td", {}, remove)));
+        el("td", { text: u.name }), el("td", {}, role), el("td", {}, access("cameras")),
+        el("td", {}, access("groups")), el("td", {}, remove)));
     }
   }
   userForm.addEventListener("submit", async (event) => {

@@ -57,7 +57,7 @@ def test_migrations_create_the_tables_once(store):
     assert {"history_buckets", "history_rollup_10m", "history_alerts", "history_lessons",
             "history_version"} <= names
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM history_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM history_version")).scalar() == "0002"
 
 
 def test_the_migration_matches_the_metadata(store):
