@@ -27,7 +27,8 @@ COPY ingest ingest
 COPY workers workers
 COPY dashboard dashboard
 COPY --from=frontend /app/dashboard/static/vendor dashboard/static/vendor
-COPY models/*.py models/emotion.onnx models/emotion.json models/
+COPY models/*.py models/emotion.onnx models/emotion.json models/emotion-int8.onnx \
+     models/emotion-int8.json models/
 COPY models/mtcnn models/mtcnn
 # The workers and the dashboard need no TensorFlow; EXTRAS=train adds training and export.
 ARG EXTRAS=""

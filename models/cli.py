@@ -149,3 +149,84 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
                    through_detector=args.through_detector)
     print(format_report(rep))
     return 0
+
+
+def configure_quantize(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from moodstream.models.quantize import DEFAULT_FLOAT, DEFAULT_INT8, FORMATS, METHODS
+
+    parser.add_argument("model", metavar="FLOAT_MODEL", nargs="?", default=str(DEFAULT_FLOAT),
+                        help="the float ONNX model (default %(default)s)")
+    parser.add_argument("--out", default=str(DEFAULT_INT8),
+                        help="INT8 ONNX path (default %(default)s; a .json sidecar beside it)")
+    parser.add_argument("--data", metavar="NPZ", help="fer2013.npz (default as for training)")
+    parser.add_argument("--calibration", type=int, default=512, metavar="N",
+                        help="Training faces that calibrate the activation ranges "
+                        "(default %(default)s)")
+    parser.add_argument("--format", choices=FORMATS, default="qdq", dest="fmt",
+                        help="QuantizeLinear/DequantizeLinear pairs or QLinear* operators "
+                        "(default %(default)s)")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="one weight scale per tensor instead of per output channel")
+    parser.add_argument("--method", choices=METHODS, default="percentile",
+                        help="calibration method (default %(default)s: each activation's "
+                        "range from its 0.001th to its 99.999th percentile)")
+    parser.add_argument("--activations", choices=("uint8", "int8"), default="uint8",
+                        help="activation type (default %(default)s: x86's fast kernels)")
+    parser.add_argument("--seed", type=int, default=0, help="draw of the calibration faces")
+    parser.add_argument("--speed-batches", type=int, default=200, metavar="N",
+                        help="batches of 32 per model for the faces/s comparison (0 = skip)")
+    return parser
+
+
+def run_quantize(args: argparse.Namespace, settings=None) -> int:
+    """Write the INT8 model, then print its figures beside the float model's: PrivateTest
+    accuracy, per-class recall, file size and faces/s (batch 32, one thread)."""
+    import sys
+
+    from moodstream.models.data import dataset_path
+    from moodstream.models.evaluate import evaluate
+    from moodstream.models.quantize import (
+        MAX_ACCURACY_DROP,
+        MIN_CLASS_RECALL,
+        compare_speed,
+        quantize,
+    )
+
+    if not Path(args.model).exists():
+        print(f"moodstream quantize: float model not found: {args.model}", file=sys.stderr)
+        return 2
+    if not dataset_path(args.data).exists():
+        print(f"moodstream quantize: FER-2013 not found at {dataset_path(args.data)} "
+              "(--data NPZ or MOODSTREAM_FER2013)", file=sys.stderr)
+        return 2
+    try:
+        quantize(args.model, args.out, calibration=args.calibration, data=args.data,
+                 fmt=args.fmt, per_channel=not args.per_tensor, method=args.method,
+                 seed=args.seed, activations=args.activations)
+    except ValueError as error:
+        print(f"moodstream quantize: {error}", file=sys.stderr)
+        return 2
+    reports = {name: evaluate(path, data=args.data, timing=False)
+               for name, path in (("float", args.model), ("int8", args.out))}
+    print(f"wrote {args.out}")
+    print(f"{'':22}{'float':>10}{'int8':>10}")
+    print(f"{'PrivateTest accuracy':22}" + "".join(f"{r['accuracy']:10.4f}"
+                                                  for r in reports.values()))
+    for cls in reports["float"]["per_class_recall"]:
+        print(f"{'  recall ' + cls:22}" + "".join(f"{r['per_class_recall'][cls]:10.3f}"
+                                                  for r in reports.values()))
+    print(f"{'file KiB':22}" + "".join(f"{r['file_bytes'] / 1024:10.1f}"
+                                       for r in reports.values()))
+    if args.speed_batches > 0:
+        speeds = compare_speed([args.model, args.out], batches=args.speed_batches)
+        f, q = speeds[str(args.model)], speeds[str(args.out)]
+        for key, label in (("cpu_faces_per_s", "faces/s (CPU time)"),
+                           ("wall_faces_per_s", "faces/s (wall clock)")):
+            print(f"{label:22}{f[key]:10.0f}{q[key]:10.0f}   int8/float {q[key] / f[key]:.2f}")
+    drop = reports["float"]["accuracy"] - reports["int8"]["accuracy"]
+    low = min(reports["int8"]["per_class_recall"].values())
+    ok = drop <= MAX_ACCURACY_DROP and low >= MIN_CLASS_RECALL
+    print(f"floors (accuracy within {MAX_ACCURACY_DROP * 100:.1f} points, every recall >= "
+          f"{MIN_CLASS_RECALL}): {'met' if ok else 'NOT met'} (drop {drop * 100:+.2f} points, "
+          f"lowest recall {low:.3f})")
+    return 0

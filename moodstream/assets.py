@@ -22,8 +22,12 @@ def path(package: str, *parts: str) -> Path:
     return Path(str(resources.files(package).joinpath(*parts)))
 
 
-def emotion_model() -> Path:
-    return path("moodstream.models", "emotion.onnx")
+# The shipped emotion model at each precision (docs/model.md): the same network and metadata.
+EMOTION_MODELS = {"float": "emotion.onnx", "int8": "emotion-int8.onnx"}
+
+
+def emotion_model(precision: str = "float") -> Path:
+    return path("moodstream.models", EMOTION_MODELS[precision])
 
 
 def mtcnn_dir() -> Path:

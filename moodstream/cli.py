@@ -64,6 +64,9 @@ COMMANDS = {
                         (), "configure_evaluate", "run_evaluate"),
     "export": Command("moodstream.models.cli", "export a Keras model to ONNX", (),
                       "configure_export", "run_export"),
+    "quantize": Command("moodstream.models.cli",
+                        "write the INT8 emotion model from the float one and compare them",
+                        (), "configure_quantize", "run_quantize"),
     "bench": Command("moodstream.bench.cli", "measure everything side by side"),
 }
 

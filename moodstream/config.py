@@ -17,8 +17,9 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from moodstream import assets
@@ -132,6 +133,9 @@ class DetectorSettings(BaseSettings):
 
 class ClassifierSettings(BaseSettings):
     model_config = _group(PREFIX + "CLASSIFIER_")
+    # Which shipped emotion model: int8 (the quantized one, faster at the same accuracy) or
+    # float. MOODSTREAM_MODEL_PATH, when set, names a file and wins over this.
+    precision: Literal["int8", "float"] = "int8"
     model_path: Path = Field(default_factory=assets.emotion_model,
                              validation_alias=AliasChoices("MOODSTREAM_MODEL_PATH"))
     batch: int = 32  # most faces per onnxruntime call
@@ -142,6 +146,17 @@ class ClassifierSettings(BaseSettings):
     # (workers/label_reuse.py). In between it carries its last probabilities.
     reuse_max_age_ms: int = 400
     reuse_change_level: float = 6.0
+
+    @model_validator(mode="after")
+    def _shipped_model_of_the_precision(self) -> ClassifierSettings:
+        if "model_path" not in self.model_fields_set:
+            self.model_path = assets.emotion_model(self.precision)
+        return self
+
+    def model_for(self, precision: str | None = None) -> Path:
+        """The model file: the shipped one of ``precision`` when given (a command's
+        --precision), else the configured one."""
+        return assets.emotion_model(precision) if precision else self.model_path
 
 
 class AlertSettings(BaseSettings):
@@ -297,9 +312,28 @@ def load_settings() -> Settings:
         log.warning("ignoring unknown setting %s%s", name, hint)
     if unknown and os.environ.get("MOODSTREAM_STRICT", "").lower() in ("1", "true", "yes", "on"):
         raise SystemExit(f"unknown settings: {', '.join(unknown)} (MOODSTREAM_STRICT is on)")
-    top = TopLevel()
-    return Settings(**{name: cls() for name, cls in GROUPS.items()}, log_level=top.log_level,
-                    metrics_port=top.metrics_port)
+    top = _read(TopLevel)
+    return Settings(**{name: _read(cls) for name, cls in GROUPS.items()},
+                    log_level=top.log_level, metrics_port=top.metrics_port)
+
+
+def _variable(cls: type[BaseSettings], field: str) -> str:
+    alias = cls.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return "/".join(str(c).upper() for c in alias.choices)
+    return (cls.model_config.get("env_prefix", "") + field).upper()
+
+
+def _read(cls: type[BaseSettings]) -> BaseSettings:
+    """One group from the environment; a bad value stops the program with the variable's
+    name and what is wrong, not a traceback."""
+    try:
+        return cls()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_variable(cls, str(e['loc'][0])) if e['loc'] else cls.__name__}: {e['msg']}"
+            for e in error.errors())
+        raise SystemExit(f"invalid setting: {problems}") from None
 
 
 def set_opencv_ffmpeg_options(options: str) -> None:

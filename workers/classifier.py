@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="ONNX emotion model (default: the shipped one, or "
                              "MOODSTREAM_MODEL_PATH)")
+    parser.add_argument("--precision", choices=("int8", "float"), default=None,
+                        help="the shipped model to run: int8 or float "
+                             "(MOODSTREAM_CLASSIFIER_PRECISION, default int8)")
     parser.add_argument("--batch", type=int, default=None,
                         help="most faces per onnxruntime call (MOODSTREAM_CLASSIFIER_BATCH)")
     parser.add_argument("--wait-ms", type=int, default=None,
@@ -68,7 +71,7 @@ def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
 def run(args: argparse.Namespace, settings: Settings) -> int:
     c = settings.classifier
     metrics.serve(settings.metrics_port)
-    model_path = args.model or c.model_path
+    model_path = args.model or c.model_for(args.precision)
     model = EmotionModel(model_path, threads=args.threads)
     log.info("model %s: input %dx%d", model_path, model.height, model.width)
     maxlen = settings.streams.labels_maxlen

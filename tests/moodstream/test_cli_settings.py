@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,33 @@ def test_unknown_variables_are_reported_and_refused_when_strict(monkeypatch, cap
     monkeypatch.setenv("MOODSTREAM_STRICT", "1")
     with pytest.raises(SystemExit, match="MOODSTREAM_DETECTOR_MINFACE"):
         load_settings()
+
+
+def test_the_classifier_precision_picks_the_shipped_model(monkeypatch, tmp_path):
+    from moodstream.cli import COMMANDS, command_parser
+    from moodstream.workers import classifier
+
+    monkeypatch.delenv("MOODSTREAM_MODEL_PATH", raising=False)
+    assert load_settings().classifier.model_path.name == "emotion-int8.onnx"
+    monkeypatch.setenv("MOODSTREAM_CLASSIFIER_PRECISION", "float")
+    c = load_settings().classifier
+    assert (c.precision, c.model_path.name) == ("float", "emotion.onnx")
+    # A command's --precision wins over the setting; a model file named by path wins over both.
+    parser = command_parser("classifier", COMMANDS["classifier"], classifier)
+    assert c.model_for(parser.parse_args(["--precision", "int8"]).precision).name == \
+        "emotion-int8.onnx"
+    assert c.model_for(parser.parse_args([]).precision).name == "emotion.onnx"
+    monkeypatch.setenv("MOODSTREAM_MODEL_PATH", str(tmp_path / "mine.onnx"))
+    assert load_settings().classifier.model_path == tmp_path / "mine.onnx"
+
+
+def test_a_bad_setting_stops_with_the_variables_name(monkeypatch):
+    monkeypatch.setenv("MOODSTREAM_CLASSIFIER_PRECISION", "fp16")
+    with pytest.raises(SystemExit, match="MOODSTREAM_CLASSIFIER_PRECISION: Input should be"):
+        load_settings()
+    done = subprocess.run([sys.executable, "-m", "moodstream.cli", "stats"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ,
+                               "MOODSTREAM_INGEST_CAMERAS_PER_PROCESS": "0"})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "MOODSTREAM_INGEST_CAMERAS_PER_PROCESS" in done.stderr

@@ -58,7 +58,8 @@ def test_the_wheel_holds_one_package_and_its_assets(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"moodstream", wheel.name.split("-py3")[0] + ".dist-info"}, top
-    for asset in ("moodstream/models/emotion.onnx", "moodstream/models/mtcnn/pnet.onnx",
+    for asset in ("moodstream/models/emotion.onnx", "moodstream/models/emotion-int8.onnx",
+                  "moodstream/models/mtcnn/pnet.onnx",
                   "moodstream/dashboard/static/vendor/socket.io.min.js",
                   "moodstream/dashboard/static/vendor/chart.umd.min.js",
                   "moodstream/dashboard/templates/camera.html",
