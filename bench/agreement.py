@@ -87,7 +87,8 @@ def run_workload(r, frames: list[np.ndarray], min_face: int, camera: str) -> dic
     detector = FaceDetector((model.height, model.width), min_face)
     lean = LeanDetector(detector, r, LeanOptions.from_settings(settings.detector))
     c = settings.classifier
-    policies = {"reuse": LabelReuse(c.reuse_max_age_ms / 1000, c.reuse_change_level),
+    policies = {"reuse": LabelReuse(c.reuse_max_age_ms / 1000, c.reuse_change_level,
+                                    c.reuse_max_face),
                 "every": LabelReuse(0, 0)}
     out: dict[str, list[LabelSet]] = {name: [] for name in policies}
     found = full = 0
@@ -132,6 +133,7 @@ def measure(seconds: float = 20.0, media: Path = MEDIA) -> dict:
         server.stop()
     return {"workloads": results, "seconds": seconds, "fps": FPS,
             "reuse_max_age_ms": c.reuse_max_age_ms, "reuse_change_level": c.reuse_change_level,
+            "reuse_max_face": c.reuse_max_face,
             "goals": {"smoothed_agree": 0.97, "distribution_max_diff_points": 2.0,
                       "faces_vs_full": [0.98, 1.02]}}
 

@@ -146,6 +146,7 @@ class ClassifierSettings(BaseSettings):
     # (workers/label_reuse.py). In between it carries its last probabilities.
     reuse_max_age_ms: int = 400
     reuse_change_level: float = 6.0
+    reuse_max_face: int = 64  # px: larger (close) faces are classified on every frame
 
     @model_validator(mode="after")
     def _shipped_model_of_the_precision(self) -> ClassifierSettings:

@@ -44,7 +44,8 @@ def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
     wanted: list[tuple[int, int]] = []
     for k, frame in enumerate(frames):
         for i in range(frame.count):
-            known = reuse.reusable(frame.camera, frame.tracks[i], frame.ts, frame.crops[i])
+            known = reuse.reusable(frame.camera, frame.tracks[i], frame.ts, frame.crops[i],
+                                   max(frame.boxes[i, 2], frame.boxes[i, 3]))
             if known is None:
                 wanted.append((k, i))
             else:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     model = EmotionModel(model_path, threads=args.threads)
     log.info("model %s: input %dx%d", model_path, model.height, model.width)
     maxlen = settings.streams.labels_maxlen
-    reuse = LabelReuse(c.reuse_max_age_ms / 1000, c.reuse_change_level)
+    reuse = LabelReuse(c.reuse_max_age_ms / 1000, c.reuse_change_level, c.reuse_max_face)
     # Staleness is judged once, at the detector: a face it already found gets its label.
     consumer = StreamConsumer(
         settings, "faces", "classifier", FaceSet.decode,

@@ -1,5 +1,10 @@
 """When a tracked face needs the classifier again, and what it carries in between.
 
+Only small faces (at most `max_face` px, the faces of a crowd) may carry probabilities: their
+crop holds about all the detail the face has, so a measure of its change can say that
+nothing changed. A close face (a driver) shows a change of expression in detail that the
+signature below averages away; it is classified on every frame, and there are few of them.
+
 A face's expression does not change between two frames 200 ms apart unless its crop does. A
 track is classified when it is new (or found again under a new id), when its last
 classification is older than `max_age_s` of capture time, or when its crop changed past
@@ -48,15 +53,18 @@ class Classified:
 class LabelReuse:
     """Per (camera, track): the last classification, and whether a new crop needs one."""
 
-    def __init__(self, max_age_s: float = 0.4, change_level: float = 6.0):
-        self.max_age_s, self.change_level = max_age_s, change_level
+    def __init__(self, max_age_s: float = 0.4, change_level: float = 6.0,
+                 max_face: float = 64):
+        self.max_age_s, self.change_level, self.max_face = max_age_s, change_level, max_face
         self.memory: dict[tuple[str, int], Classified] = {}
         self.newest = 0.0
         self.swept = 0.0
 
-    def reusable(self, camera: str, track: int, ts: float, crop: np.ndarray) -> np.ndarray | None:
-        """The probabilities this face may carry, or None when it must be classified."""
-        if self.max_age_s <= 0:
+    def reusable(self, camera: str, track: int, ts: float, crop: np.ndarray,
+                 side: float = 0) -> np.ndarray | None:
+        """The probabilities this face (`side`: its box's larger side in frame px) may carry,
+        or None when it must be classified."""
+        if self.max_age_s <= 0 or side > self.max_face:
             return None
         known = self.memory.get((camera, int(track)))
         if known is None or abs(ts - known.ts) >= self.max_age_s:

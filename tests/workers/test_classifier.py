@@ -67,6 +67,9 @@ def test_a_tracked_face_is_classified_again_only_when_it_can_have_changed(model)
     assert again.counters["labels:classified"] == 3
     old = label_frames(model, reuse, [faces("a", 6, 10.75, [noisy], [8])], 100)
     assert old.counters["labels:classified"] == 1, "400 ms after its last classification"
+    close = faces("a", 7, 10.8, [noisy], [8])
+    close.boxes[:] = (0, 0, 90, 120)  # a close face (a driver): classified on every frame
+    assert label_frames(model, reuse, [close], 100).counters["labels:classified"] == 1
     every = LabelReuse(max_age_s=0, change_level=6.0)  # reuse off
     for seq in range(3):
         out = label_frames(model, every, [faces("a", seq, 20 + seq * 0.1, [crop], [7])], 100)
