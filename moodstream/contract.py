@@ -56,8 +56,9 @@ def _number(fields: dict, name: str, kind=float):
 def _check_version(fields: dict) -> None:
     version = _text(fields, "v")
     if version == "1":
-        raise MalformedEntry("contract v1 entry (one face per entry) refused: this worker "
-                             "reads v2 (one entry per frame); upgrade the worker that wrote it")
+        raise MalformedEntry("contract v1 entry refused: this worker reads v2, where faces "
+                             "and labels are one entry per frame, not per face; upgrade the "
+                             "service that wrote it")
     if version != VERSION:
         raise MalformedEntry(f"unsupported contract version {version!r}")
 

@@ -676,7 +676,8 @@ def test_a_viewer_limited_to_one_camera_receives_none_of_another_cameras_pushes(
     wait_for(lambda: page.evaluate("() => window.seen.length") >= 5, timeout=15,
              what="room1's pushes in Chromium")
     time.sleep(1)  # room2's pushes were sent first: any that got through is here by now
-    assert page.evaluate("() => window.seen") == ["room1"] * 5
+    seen = page.evaluate("() => window.seen")
+    assert set(seen) == {"room1"} and len(seen) >= 5, seen  # none of room2's
 
 
 def test_the_admin_page_sets_camera_groups_and_a_viewers_access(r, page):

@@ -32,6 +32,7 @@ function systemPage() {
       const rows = [
         ["Frames in", f.in], ["Frames processed", f.processed], ["Frames dropped", dropped],
         ["Frames pending (lag)", f.pending], ["Faces found", s.faces], ["Faces labelled", s.labels],
+        ["Classified / carried from the track", `${s.classified ?? 0} / ${s.reused ?? 0}`],
         ["Dead letters", s.dead_letters],
         ["Latency p50 / p99", s.latency_ms && s.latency_ms.samples
           ? `${s.latency_ms.p50} / ${s.latency_ms.p99} ms` : "–"],
