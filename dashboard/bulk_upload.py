@@ -42,7 +42,7 @@ from werkzeug.utils import secure_filename
 from moodstream import keys
 from moodstream.config import MIB
 from moodstream.dashboard import auth
-from moodstream.images import check_image
+from moodstream.images import check_image, decode
 from moodstream.workers import bulk_jobs, bulk_staging
 from moodstream.workers.bulk_results import write_outputs
 
@@ -121,7 +121,6 @@ def _too_large(_error=None):
 
 def check_file(path: Path) -> str | None:
     """Why this uploaded file cannot be analysed, or None."""
-    import cv2
 
     suffix = path.suffix.lower()
     if suffix in bulk_jobs.IMAGE_SUFFIXES:
@@ -130,7 +129,7 @@ def check_file(path: Path) -> str | None:
             check_image(path, _state().settings.limits.max_image_pixels)
         except ValueError as error:
             return str(error)
-        return None if cv2.imread(str(path)) is not None else "not a readable image"
+        return None if decode(path) is not None else "not a readable image"
     if suffix in bulk_jobs.VIDEO_SUFFIXES:
         try:
             bulk_jobs.probe_video(str(path))

@@ -25,7 +25,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from moodstream.config import MIB, BulkSettings, LimitSettings, Settings
-from moodstream.images import ImageTooLarge, check_image, check_pixels
+from moodstream.images import ImageRefused, ImageTooLarge, check_image, check_pixels, decode
 from moodstream.workers.bulk_results import Group, unique_name
 from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # OpenCV and numpy load with the first job: an idle worker st
 log = logging.getLogger("moodstream.bulk")
 
 QUEUE = "moodstream-bulk"  # settings.bulk.queue (MOODSTREAM_BULK_QUEUE) for the dashboard
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}  # moodstream.images.STILL_FORMATS
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts", ".mts"}
 DEFAULT_VIDEO_FPS = 5.0
@@ -210,10 +210,8 @@ def _size_error(path: Path, max_bytes: float) -> str | None:
 def _pixel_error(path: Path, max_pixels: int) -> str | None:
     try:
         check_image(path, max_pixels)
-    except ImageTooLarge as error:
+    except ImageRefused as error:
         return str(error)
-    except ValueError:
-        return None  # unreadable: the job says so, as for any image that does not decode
     return None
 
 
@@ -395,14 +393,13 @@ def local_input(path: str) -> str:
 
 
 def analyze_image(path: str, options: dict) -> dict:
-    import cv2
 
     progress = Progress(1)
     result = _result(path, "image", progress)
     try:
         local = local_input(path)
         check_image(local, _PROCESS["max_pixels"])  # from the header, before decoding
-        image = cv2.imread(local, cv2.IMREAD_COLOR)
+        image = decode(local)
     except (StagingError, ValueError) as error:
         result["errors"].append(str(error))
         progress.add(1, force=True)
