@@ -13,6 +13,7 @@ from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.dashboard import cameras, users
 from moodstream.dashboard.auth import admin_required, login_manager
+from moodstream.dashboard.numbers import NumberOutOfRange, as_json, query_number
 from moodstream.history.writer import erase_camera
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -81,10 +82,7 @@ def get_mood(cam):
 
 
 def _seconds() -> float:
-    try:
-        return float(request.args.get("seconds", 3600))
-    except ValueError:
-        return 3600.0
+    return query_number("seconds", low=1, high=3600, default=3600.0)
 
 
 @bp.get("/cameras/<camera:cam>/live")
@@ -185,6 +183,9 @@ def workers():
             info["age_s"] = None
         out.append(info)
     return jsonify(out)
+
+
+bp.register_error_handler(NumberOutOfRange, as_json)
 
 
 @bp.errorhandler(json.JSONDecodeError)

@@ -42,6 +42,7 @@ from werkzeug.utils import secure_filename
 from moodstream import keys
 from moodstream.config import MIB
 from moodstream.dashboard import auth
+from moodstream.dashboard.numbers import NumberOutOfRange, form_number
 from moodstream.images import check_image, decode
 from moodstream.workers import bulk_jobs, bulk_staging
 from moodstream.workers.bulk_results import write_outputs
@@ -50,6 +51,7 @@ log = logging.getLogger("moodstream.dashboard")
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")
 
 KEEP_UPLOADS = 100
+MAX_VIDEO_FPS = 240.0  # the fastest video rate sampling knows (bulk_jobs.probe_video)
 OUTPUT_SUFFIXES = {".csv", ".json", ".png"}
 
 
@@ -195,12 +197,12 @@ def page():
 def upload():
     try:
         files = [f for f in request.files.getlist("files") if f and f.filename]
-        fps = float(request.form.get("fps") or bulk_jobs.DEFAULT_VIDEO_FPS)
+        fps = form_number("fps", low=0, high=MAX_VIDEO_FPS, default=bulk_jobs.DEFAULT_VIDEO_FPS)
     except RequestEntityTooLarge:
         return _too_large()
-    except ValueError:
-        flash("fps must be a number.", "error")
-        return redirect(url_for("bulk.page"), 303)
+    except NumberOutOfRange as error:
+        flash(f"{error.description}.", "error")
+        return page(), 400
     if not files:
         flash("Choose at least one video or photo.", "error")
         return redirect(url_for("bulk.page"), 303)
