@@ -18,6 +18,7 @@ from moodstream.config import Settings
 from moodstream.dashboard.users import ensure_admin
 from moodstream.embedded_redis import EmbeddedRedis
 from moodstream.ingest.supervisor import CameraSupervisor
+from moodstream.private_files import private_dir
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     h = settings.history
     if not h.url:  # the embedded history database: a SQLite file in the data directory
-        h.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(h.data_dir)
     r = connect(redis_url)
     ensure_admin(r, d.admin_user, d.admin_password)
     if not args.no_source:
