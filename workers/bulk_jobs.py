@@ -55,6 +55,8 @@ SERIALIZER = JSONSerializer
 JOB_FUNCTIONS = frozenset({"moodstream.workers.bulk_jobs.analyze_image",
                            "moodstream.workers.bulk_jobs.analyze_video_chunk",
                            "moodstream.workers.bulk_jobs.discard_inputs"})
+# ... and only these callbacks (on_success, on_failure, on_stopped): the bulk jobs use none.
+JOB_CALLBACKS: frozenset[str] = frozenset()
 
 
 def uploads_dir() -> Path:
@@ -93,12 +95,39 @@ def fetch_jobs(ids: list[str], connection) -> list:
 
 
 class BulkJob(Job):
-    """A job that refuses to run anything but a bulk analysis function."""
+    """A job that refuses to run anything but a bulk analysis function, and never imports
+    or calls a success, failure or stopped callback outside JOB_CALLBACKS."""
 
     def _execute(self):
         if self.func_name not in JOB_FUNCTIONS:
             raise PermissionError(f"{self.func_name!r} is not a bulk analysis job")
+        for name in self.refused_callbacks():
+            raise PermissionError(f"callback {name!r} is not allowed for bulk jobs")
         return super()._execute()
+
+    def refused_callbacks(self) -> list[str]:
+        names = (self._success_callback_name, self._failure_callback_name,
+                 self._stopped_callback_name)
+        return [name for name in names if name and name not in JOB_CALLBACKS]
+
+    def _allowed(self, name: str | None) -> bool:
+        if name and name not in JOB_CALLBACKS:
+            log.warning("job %s: callback %r refused (not a bulk job callback)", self.id, name)
+            return False
+        return True
+
+    # RQ imports a callback by the name the job record holds, when it is first asked for.
+    @property
+    def success_callback(self):
+        return super().success_callback if self._allowed(self._success_callback_name) else None
+
+    @property
+    def failure_callback(self):
+        return super().failure_callback if self._allowed(self._failure_callback_name) else None
+
+    @property
+    def stopped_callback(self):
+        return super().stopped_callback if self._allowed(self._stopped_callback_name) else None
 
 
 def default_options(settings: Settings, **overrides) -> dict:
