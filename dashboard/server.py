@@ -5,22 +5,32 @@ One worker process, because Socket.IO clients must always reach the process that
 session; run more dashboards behind a load balancer with sticky sessions to scale out. Every
 long-lived Socket.IO connection holds one thread, so `threads` bounds them.
 
-Gunicorn's threaded worker waits a few seconds for a new connection's first bytes and then
-parks it without a thread, but once a request has started arriving it reads it with no time
-limit: a client that sends half a request head holds a thread for ever. TimedThreadWorker
-bounds every read of a request by `request_timeout` seconds; WebSocket connections drop the
-bound once upgraded (engine.io's pings find dead peers there).
+Threads are for requests, not for waiting on clients. Gunicorn's threaded worker hands a
+connection to a thread as soon as its first bytes arrive, and a thread then waits for the
+rest of the head: 300 clients that each send a header line every few seconds held all the
+threads, and /healthz went unanswered. TimedThreadWorker gathers each request head on its
+event loop (the one that already waits on kept-alive connections) without a thread, and
+gives the request to a thread only once the head is complete; a head not complete within
+`request_timeout` seconds of its first byte is dropped. In the thread, every read of the body
+is bounded by `request_timeout` too; WebSocket connections drop the bound once upgraded
+(engine.io's pings find dead peers there).
 """
 
 from __future__ import annotations
 
+import selectors
 import socket
+import time
 import weakref
+from collections import deque
+from functools import partial
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-REQUEST_TIMEOUT_S = 10.0  # replaced by configure_timeout() from the settings
+REQUEST_TIMEOUT_S = 10.0  # replaced by serve() from the settings
+MAX_HEAD_BYTES = 64 * 1024  # beyond this gunicorn's own limits answer (431 or 400)
+HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
 _TIMED_OUT: weakref.WeakSet = weakref.WeakSet()  # connections whose client stalled
@@ -54,10 +64,77 @@ class _TimedSocket(socket.socket):
 
 
 class TimedThreadWorker(ThreadWorker):
+    """Gathers request heads on the event loop (see the module's docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gathering: deque = deque()  # connections whose head is still arriving
+
     def enqueue_req(self, conn):
+        """Called on the event loop when a connection is accepted or becomes readable."""
         if type(conn.sock) is socket.socket:
             conn.sock.__class__ = _TimedSocket  # same layout: only the methods change
-        super().enqueue_req(conn)
+        buffered = conn.parser is not None and conn.parser.unreader.buf.getvalue()
+        if self.cfg.is_ssl or buffered:  # a head to read through TLS, or already read
+            super().enqueue_req(conn)
+            return
+        if getattr(conn, "head", None) is None:  # a new request starts
+            conn.head, conn.head_deadline = bytearray(), time.monotonic() + REQUEST_TIMEOUT_S
+        try:
+            while len(conn.head) < MAX_HEAD_BYTES:
+                chunk = conn.sock.recv(MAX_HEAD_BYTES)
+                if not chunk:
+                    self._drop(conn)  # the client went away before its head was complete
+                    return
+                conn.head += chunk
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(conn)
+            return
+        if len(conn.head) >= MAX_HEAD_BYTES or any(end in conn.head for end in HEAD_ENDS):
+            conn.gathered, conn.head = bytes(conn.head), None
+            conn.data_ready = True  # the thread must not wait for data that is here
+            super().enqueue_req(conn)
+        elif time.monotonic() >= conn.head_deadline:
+            self._drop(conn)
+        else:
+            self.gathering.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ,
+                                 partial(self._more_head, conn))
+
+    def _more_head(self, conn, client):
+        self.poller.unregister(client)
+        self.gathering.remove(conn)
+        self.enqueue_req(conn)
+
+    def _drop(self, conn):
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """Also drop the connections whose head did not arrive within the deadline."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [c for c in self.gathering if c.head_deadline <= now]:
+            self.gathering.remove(conn)
+            try:
+                self.poller.unregister(conn.sock)
+            except (OSError, KeyError, ValueError):
+                pass
+            self._drop(conn)
+
+    def handle(self, conn):
+        """In a thread: the gathered head goes back in front of the parser's input."""
+        gathered, conn.gathered = getattr(conn, "gathered", None), None
+        if gathered:
+            try:
+                conn.sock.setblocking(True)
+                conn.init()
+                conn.parser.unreader.unread(gathered)
+            except OSError:
+                return False
+        return super().handle(conn)
 
     def handle_quit(self, sig, frame):
         # Ctrl-C reaches every process of the terminal, this worker too: stop as on SIGTERM

@@ -1,0 +1,121 @@
+"""The dashboard's server (dashboard/server.py) against slow clients: a real `moodstream
+dashboard` process with the settings `moodstream up` gives it (100 threads, 10 s request
+timeout), on the real test redis-server; loopback only, bounded in count and time."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for_dashboard
+
+pytestmark = pytest.mark.slow
+SLOW_CLIENTS = 300
+DRIP_EVERY_S = 2.0  # a header line this often: never quiet long enough for a read timeout
+
+
+@pytest.fixture
+def dashboard(redis_server, tmp_path):
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*MOODSTREAM, "dashboard", "--port", str(port)], cwd=REPO, stdout=out,
+            stderr=subprocess.STDOUT,
+            env=service_env(redis_server.url, MOODSTREAM_TOKEN="slow-clients-token-0123",
+                            MOODSTREAM_SECRET_KEY="slow-clients"))
+    base = f"http://127.0.0.1:{port}"
+
+    def check_alive():
+        assert proc.poll() is None, log.read_text()[-3000:]
+
+    wait_for_dashboard(base, check_alive)
+    yield {"port": port, "base": base, "proc": proc, "log": log}
+    proc.terminate()
+    proc.wait(20)
+
+
+class SlowClients:
+    """Connections that send a request head one header line at a time, forever; one that
+    the server drops is opened again, so the pressure never lets up."""
+
+    def __init__(self, port: int, count: int):
+        self.port, self.count = port, count
+        self.stop = threading.Event()
+        self.dropped = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def open(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        return sock
+
+    def run(self) -> None:
+        socks = [self.open() for _ in range(self.count)]
+        try:
+            n = 0
+            while not self.stop.wait(DRIP_EVERY_S):
+                n += 1
+                for i, sock in enumerate(socks):
+                    try:
+                        sock.sendall(f"X-Slow-{n}: {'a' * 20}\r\n".encode())
+                    except OSError:
+                        self.dropped += 1
+                        sock.close()
+                        socks[i] = self.open()
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def probe(base: str, timeout: float = 3.0) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_slow_clients_do_not_stop_healthz(dashboard):
+    """The probe: 300 connections sending a header line every few seconds held all 100
+    threads, and /healthz answered 0 of 6 probes."""
+    clients = SlowClients(dashboard["port"], SLOW_CLIENTS)
+    clients.thread.start()
+    try:
+        time.sleep(3)  # all connected and dripping
+        answers = []
+        for _ in range(8):
+            answers.append(probe(dashboard["base"]))
+            time.sleep(1.5)
+    finally:
+        clients.stop.set()
+        clients.thread.join(30)
+    assert answers == [True] * len(answers), answers
+    assert clients.dropped >= SLOW_CLIENTS, "heads not complete in 10 s are dropped"
+    assert dashboard["proc"].poll() is None
+    print(f"/healthz answered {sum(answers)} of {len(answers)} probes under {SLOW_CLIENTS} "
+          f"slow clients; {clients.dropped} slow connections dropped")
+
+
+def test_requests_still_work_split_and_kept_alive(dashboard):
+    """A head that arrives in pieces within the deadline is served, and a kept-alive
+    connection serves a second request."""
+    sock = socket.create_connection(("127.0.0.1", dashboard["port"]), timeout=10)
+    try:
+        for part in (b"GET /healthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"\r\n"):
+            sock.sendall(part)
+            time.sleep(0.5)
+        first = sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        second = b""
+        while chunk := sock.recv(4096):
+            second += chunk
+        assert second.startswith(b"HTTP/1.1 200")
+    finally:
+        sock.close()
