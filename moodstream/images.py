@@ -83,7 +83,7 @@ def inspect_image(source: str | Path | bytes, limit: int,
                         formats=[kind]) as image:
             size = image.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ImageRefused(f"not a readable {NAMES[kind]} image (corrupt or truncated "
+        raise ImageRefused(f"not a readable image (corrupt or truncated {NAMES[kind]} "
                            "header)") from None
     check_pixels(*size, limit)
     return kind, size

@@ -162,7 +162,8 @@ def test_unreadable_image_job_reports_without_loading_models(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = bulk_jobs.analyze_image(str(broken), bulk_jobs.default_options(load_settings()))
-    assert result["frames"] == 0 and "not a readable JPEG image" in result["errors"][0]
+    assert result["frames"] == 0
+    assert "not a readable image (corrupt or truncated JPEG" in result["errors"][0]
     assert "cannot open" in str(pytest.raises(bulk_jobs.InputError, lambda: list(
         bulk_jobs.read_frames(str(tmp_path / "none.mp4"), 0, 10, [0]))).value)
 
