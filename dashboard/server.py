@@ -5,19 +5,20 @@ One worker process, because Socket.IO clients must always reach the process that
 session; run more dashboards behind a load balancer with sticky sessions to scale out. Every
 long-lived Socket.IO connection holds one thread, so `threads` bounds them.
 
-Threads are for requests, not for waiting on clients. Gunicorn's threaded worker hands a
-connection to a thread as soon as its first bytes arrive, and a thread then waits for the
-rest of the head: 300 clients that each send a header line every few seconds held all the
-threads, and /healthz went unanswered. TimedThreadWorker gathers each request head on its
-event loop (the one that already waits on kept-alive connections) without a thread, and
-gives the request to a thread only once the head is complete; a head not complete within
-`request_timeout` seconds of its first byte is dropped. In the thread, every read of the body
-is bounded by `request_timeout` too; WebSocket connections drop the bound once upgraded
-(engine.io's pings find dead peers there).
+Threads are for requests, not for waiting on clients: a client that sends its request a
+header line every few seconds must not hold one (gunicorn's threaded worker gives a
+connection a thread as soon as its first bytes arrive). TimedThreadWorker gathers each
+request head on its event loop (the one that already waits on kept-alive connections),
+without a thread, with its body when that is small (a login, the API's JSON), and gives the
+request to a thread only once they are complete; a request not complete within
+`request_timeout` seconds of its first byte is dropped. In the thread, every read of a
+larger body (an upload) is bounded by `request_timeout`; WebSocket connections drop the
+bound once upgraded (engine.io's pings find dead peers there).
 """
 
 from __future__ import annotations
 
+import re
 import selectors
 import socket
 import time
@@ -30,7 +31,22 @@ from gunicorn.workers.gthread import ThreadWorker
 
 REQUEST_TIMEOUT_S = 10.0  # replaced by serve() from the settings
 MAX_HEAD_BYTES = 64 * 1024  # beyond this gunicorn's own limits answer (431 or 400)
-HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+# Bodies up to this size (logins, the API's JSON) are gathered with the head; larger ones
+# (uploads) are read by the thread, each read bounded by the request timeout.
+MAX_GATHERED_BODY = 64 * 1024
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$",
+                            re.IGNORECASE | re.MULTILINE)
+
+
+def request_complete(data: bytes) -> bool:
+    """Whether `data` holds a whole request head, and its body when that is small."""
+    end = HEAD_END.search(data)
+    if end is None:
+        return len(data) >= MAX_HEAD_BYTES  # gunicorn answers 431/400 for it
+    length = CONTENT_LENGTH.search(data, 0, end.start())
+    body = int(length.group(1)) if length else 0
+    return body > MAX_GATHERED_BODY or len(data) - end.end() >= body
 
 
 _TIMED_OUT: weakref.WeakSet = weakref.WeakSet()  # connections whose client stalled
@@ -81,7 +97,7 @@ class TimedThreadWorker(ThreadWorker):
         if getattr(conn, "head", None) is None:  # a new request starts
             conn.head, conn.head_deadline = bytearray(), time.monotonic() + REQUEST_TIMEOUT_S
         try:
-            while len(conn.head) < MAX_HEAD_BYTES:
+            while len(conn.head) < MAX_HEAD_BYTES + MAX_GATHERED_BODY:
                 chunk = conn.sock.recv(MAX_HEAD_BYTES)
                 if not chunk:
                     self._drop(conn)  # the client went away before its head was complete
@@ -92,7 +108,7 @@ class TimedThreadWorker(ThreadWorker):
         except OSError:
             self._drop(conn)
             return
-        if len(conn.head) >= MAX_HEAD_BYTES or any(end in conn.head for end in HEAD_ENDS):
+        if request_complete(conn.head):
             conn.gathered, conn.head = bytes(conn.head), None
             conn.data_ready = True  # the thread must not wait for data that is here
             super().enqueue_req(conn)

@@ -40,19 +40,29 @@ def dashboard(redis_server, tmp_path):
     proc.wait(20)
 
 
-class SlowClients:
-    """Connections that send a request head one header line at a time, forever; one that
-    the server drops is opened again, so the pressure never lets up."""
+# What each slow client sends first, and then again and again, every DRIP_EVERY_S.
+SLOW = {
+    "head": (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Slow: %d\r\n"),
+    "body": (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4000\r\n"
+             b"Content-Type: application/x-www-form-urlencoded\r\n\r\nusername=", b"a%d"),
+}
 
-    def __init__(self, port: int, count: int):
+
+class SlowClients:
+    """Connections that send a request a little at a time (a header line, or a few bytes of
+    a small body), forever; one that the server drops is opened again, so the pressure
+    never lets up."""
+
+    def __init__(self, port: int, count: int, kind: str):
         self.port, self.count = port, count
+        self.first, self.drip = SLOW[kind]
         self.stop = threading.Event()
         self.dropped = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def open(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.sendall(self.first)
         return sock
 
     def run(self) -> None:
@@ -63,7 +73,7 @@ class SlowClients:
                 n += 1
                 for i, sock in enumerate(socks):
                     try:
-                        sock.sendall(f"X-Slow-{n}: {'a' * 20}\r\n".encode())
+                        sock.sendall(self.drip % n)
                     except OSError:
                         self.dropped += 1
                         sock.close()
@@ -81,10 +91,11 @@ def probe(base: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def test_slow_clients_do_not_stop_healthz(dashboard):
+@pytest.mark.parametrize("kind", ["head", "body"])
+def test_slow_clients_do_not_stop_healthz(dashboard, kind):
     """The probe: 300 connections sending a header line every few seconds held all 100
-    threads, and /healthz answered 0 of 6 probes."""
-    clients = SlowClients(dashboard["port"], SLOW_CLIENTS)
+    threads, and /healthz answered 0 of 6 probes. The same with a small body sent slowly."""
+    clients = SlowClients(dashboard["port"], SLOW_CLIENTS, kind)
     clients.thread.start()
     try:
         time.sleep(3)  # all connected and dripping
@@ -96,10 +107,10 @@ def test_slow_clients_do_not_stop_healthz(dashboard):
         clients.stop.set()
         clients.thread.join(30)
     assert answers == [True] * len(answers), answers
-    assert clients.dropped >= SLOW_CLIENTS, "heads not complete in 10 s are dropped"
+    assert clients.dropped >= SLOW_CLIENTS, "requests not complete in 10 s are dropped"
     assert dashboard["proc"].poll() is None
     print(f"/healthz answered {sum(answers)} of {len(answers)} probes under {SLOW_CLIENTS} "
-          f"slow clients; {clients.dropped} slow connections dropped")
+          f"slow clients ({kind}); {clients.dropped} slow connections dropped")
 
 
 def test_requests_still_work_split_and_kept_alive(dashboard):
@@ -119,3 +130,21 @@ def test_requests_still_work_split_and_kept_alive(dashboard):
         assert second.startswith(b"HTTP/1.1 200")
     finally:
         sock.close()
+
+
+def test_a_small_body_gathered_with_its_head_reaches_the_app(dashboard):
+    body = b'{"id": "cam1", "source": "rtsp://192.0.2.10/x", "fps": "99"}'
+    head = (b"POST /api/cameras HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Authorization: Bearer slow-clients-token-0123\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    sock = socket.create_connection(("127.0.0.1", dashboard["port"]), timeout=10)
+    try:
+        for part in (head, body[:20], body[20:]):
+            sock.sendall(part)
+            time.sleep(0.3)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 400") and b"fps must be between" in answer, answer[:300]
