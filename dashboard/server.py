@@ -11,9 +11,10 @@ connection a thread as soon as its first bytes arrive). TimedThreadWorker gather
 request head on its event loop (the one that already waits on kept-alive connections),
 without a thread, with its body when that is small (a login, the API's JSON), and gives the
 request to a thread only once they are complete; a request not complete within
-`request_timeout` seconds of its first byte is dropped. In the thread, every read of a
-larger body (an upload) is bounded by `request_timeout`; WebSocket connections drop the
-bound once upgraded (engine.io's pings find dead peers there).
+`request_timeout` seconds of its first byte is dropped. A larger body (an upload) is read
+by a thread, but by at most half the threads at once, and it must keep coming at
+MIN_BODY_BYTES_PER_S on average. Every read in a thread is bounded by `request_timeout`;
+WebSocket connections drop the bound once upgraded (engine.io's pings find dead peers there).
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ from gunicorn.workers.gthread import ThreadWorker
 
 REQUEST_TIMEOUT_S = 10.0  # replaced by serve() from the settings
 MAX_HEAD_BYTES = 64 * 1024  # beyond this gunicorn's own limits answer (431 or 400)
-# Bodies up to this size (logins, the API's JSON) are gathered with the head; larger ones
-# (uploads) are read by the thread, each read bounded by the request timeout.
+# Bodies up to this size (logins, the API's JSON) are gathered with the head. Larger ones
+# (uploads) are read by a thread: by at most half the threads at a time, so that the other
+# requests always find one, and at MIN_BODY_BYTES_PER_S on average after the first
+# `request_timeout` seconds, or the connection is dropped.
 MAX_GATHERED_BODY = 64 * 1024
+MIN_BODY_BYTES_PER_S = 8 * 1024
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$",
                             re.IGNORECASE | re.MULTILINE)
+CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:[^\n]*chunked", re.IGNORECASE | re.MULTILINE)
 
 
 def request_complete(data: bytes) -> bool:
@@ -49,7 +54,18 @@ def request_complete(data: bytes) -> bool:
     return body > MAX_GATHERED_BODY or len(data) - end.end() >= body
 
 
+def large_body(data: bytes) -> bool:
+    """Whether the request whose head `data` holds has a body left for a thread to read."""
+    end = HEAD_END.search(data)
+    head_end = end.start() if end else len(data)
+    length = CONTENT_LENGTH.search(data, 0, head_end)
+    return bool((length and int(length.group(1)) > MAX_GATHERED_BODY)
+                or CHUNKED.search(data, 0, head_end))
+
+
 _TIMED_OUT: weakref.WeakSet = weakref.WeakSet()  # connections whose client stalled
+# Connections reading a large body: [when its thread started, bytes received since].
+_PACE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _TimedSocket(socket.socket):
@@ -64,19 +80,40 @@ class _TimedSocket(socket.socket):
         else:
             super().setblocking(False)
 
+    def _paced(self) -> list | None:
+        """A large body's pace: the next read may wait only until the average falls below
+        MIN_BODY_BYTES_PER_S (after the first REQUEST_TIMEOUT_S)."""
+        pace = _PACE.get(self)
+        if pace is None or not socket.socket.gettimeout(self):  # non-blocking, or untimed
+            return None
+        left = pace[0] + REQUEST_TIMEOUT_S + pace[1] / MIN_BODY_BYTES_PER_S - time.monotonic()
+        if left <= 0:
+            _TIMED_OUT.add(self)
+            raise TimeoutError("the request body arrives too slowly")
+        socket.socket.settimeout(self, min(REQUEST_TIMEOUT_S, left))
+        return pace
+
     def recv(self, *args):
+        pace = self._paced()
         try:
-            return super().recv(*args)
+            data = super().recv(*args)
         except TimeoutError:
             _TIMED_OUT.add(self)
             raise
+        if pace is not None:
+            pace[1] += len(data)
+        return data
 
     def recv_into(self, *args):
+        pace = self._paced()
         try:
-            return super().recv_into(*args)
+            n = super().recv_into(*args)
         except TimeoutError:
             _TIMED_OUT.add(self)
             raise
+        if pace is not None:
+            pace[1] += n
+        return n
 
 
 class TimedThreadWorker(ThreadWorker):
@@ -85,6 +122,10 @@ class TimedThreadWorker(ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.gathering: deque = deque()  # connections whose head is still arriving
+        # Requests with a large body: how many threads may read them, and those waiting.
+        self.large_slots = max(1, self.cfg.threads // 2)
+        self.large_active = 0
+        self.large_waiting: deque = deque()
 
     def enqueue_req(self, conn):
         """Called on the event loop when a connection is accepted or becomes readable."""
@@ -111,13 +152,22 @@ class TimedThreadWorker(ThreadWorker):
         if request_complete(conn.head):
             conn.gathered, conn.head = bytes(conn.head), None
             conn.data_ready = True  # the thread must not wait for data that is here
-            super().enqueue_req(conn)
+            conn.large = large_body(conn.gathered)
+            if conn.large and self.large_active >= self.large_slots:
+                self.large_waiting.append(conn)  # started when a large one finishes
+            else:
+                self._start(conn)
         elif time.monotonic() >= conn.head_deadline:
             self._drop(conn)
         else:
             self.gathering.append(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ,
                                  partial(self._more_head, conn))
+
+    def _start(self, conn):
+        if getattr(conn, "large", False):
+            self.large_active += 1
+        super().enqueue_req(conn)
 
     def _more_head(self, conn, client):
         self.poller.unregister(client)
@@ -143,6 +193,10 @@ class TimedThreadWorker(ThreadWorker):
     def handle(self, conn):
         """In a thread: the gathered head goes back in front of the parser's input."""
         gathered, conn.gathered = getattr(conn, "gathered", None), None
+        if getattr(conn, "large", False):
+            _PACE[conn.sock] = [time.monotonic(), 0]
+        else:
+            _PACE.pop(conn.sock, None)
         if gathered:
             try:
                 conn.sock.setblocking(True)
@@ -159,6 +213,11 @@ class TimedThreadWorker(ThreadWorker):
         self.handle_exit(sig, frame)
 
     def finish_request(self, conn, fs):
+        if getattr(conn, "large", False):
+            conn.large = False
+            self.large_active -= 1
+            while self.large_waiting and self.large_active < self.large_slots:
+                self._start(self.large_waiting.popleft())
         # A graceful close lingers up to 2 s on the main loop for the client to close too;
         # a client that stalled would do that to every connection it holds. Drop it at once.
         if conn.sock in _TIMED_OUT:
@@ -175,6 +234,7 @@ def untimed_websockets(app):
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
             sock = environ.get("gunicorn.socket")
             if isinstance(sock, _TimedSocket):
+                _PACE.pop(sock, None)
                 socket.socket.settimeout(sock, None)
         return app(environ, start_response)
 
