@@ -13,6 +13,7 @@ from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.dashboard import access, cameras, users
 from moodstream.dashboard.auth import admin_required, login_manager
+from moodstream.dashboard.numbers import NumberOutOfRange, as_json, query_number
 from moodstream.history.writer import erase_camera
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -91,10 +92,7 @@ def get_mood(cam):
 
 
 def _seconds() -> float:
-    try:
-        return float(request.args.get("seconds", 3600))
-    except ValueError:
-        return 3600.0
+    return query_number("seconds", low=1, high=3600, default=3600.0)
 
 
 @bp.get("/cameras/<camera:cam>/live")
@@ -205,6 +203,9 @@ def workers():
 def database_down(error):
     return jsonify(error="the database is unavailable, nothing was changed: "
                          f"{str(error).splitlines()[0][:200]}"), 503
+
+
+bp.register_error_handler(NumberOutOfRange, as_json)
 
 
 @bp.errorhandler(json.JSONDecodeError)

@@ -42,7 +42,8 @@ from werkzeug.utils import secure_filename
 from moodstream import keys
 from moodstream.config import MIB
 from moodstream.dashboard import auth
-from moodstream.images import check_image
+from moodstream.dashboard.numbers import NumberOutOfRange, form_number
+from moodstream.images import check_image, decode
 from moodstream.workers import bulk_jobs, bulk_staging
 from moodstream.workers.bulk_results import write_outputs
 
@@ -50,6 +51,7 @@ log = logging.getLogger("moodstream.dashboard")
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")
 
 KEEP_UPLOADS = 100
+MAX_VIDEO_FPS = 240.0  # the fastest video rate sampling knows (bulk_jobs.probe_video)
 OUTPUT_SUFFIXES = {".csv", ".json", ".png"}
 
 
@@ -121,7 +123,6 @@ def _too_large(_error=None):
 
 def check_file(path: Path) -> str | None:
     """Why this uploaded file cannot be analysed, or None."""
-    import cv2
 
     suffix = path.suffix.lower()
     if suffix in bulk_jobs.IMAGE_SUFFIXES:
@@ -130,7 +131,7 @@ def check_file(path: Path) -> str | None:
             check_image(path, _state().settings.limits.max_image_pixels)
         except ValueError as error:
             return str(error)
-        return None if cv2.imread(str(path)) is not None else "not a readable image"
+        return None if decode(path) is not None else "not a readable image"
     if suffix in bulk_jobs.VIDEO_SUFFIXES:
         try:
             bulk_jobs.probe_video(str(path))
@@ -196,12 +197,12 @@ def page():
 def upload():
     try:
         files = [f for f in request.files.getlist("files") if f and f.filename]
-        fps = float(request.form.get("fps") or bulk_jobs.DEFAULT_VIDEO_FPS)
+        fps = form_number("fps", low=0, high=MAX_VIDEO_FPS, default=bulk_jobs.DEFAULT_VIDEO_FPS)
     except RequestEntityTooLarge:
         return _too_large()
-    except ValueError:
-        flash("fps must be a number.", "error")
-        return redirect(url_for("bulk.page"), 303)
+    except NumberOutOfRange as error:
+        flash(f"{error.description}.", "error")
+        return page(), 400
     if not files:
         flash("Choose at least one video or photo.", "error")
         return redirect(url_for("bulk.page"), 303)

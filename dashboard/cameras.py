@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from moodstream import keys
 from moodstream.camera_settings import (
@@ -21,6 +20,7 @@ from moodstream.camera_settings import (
 )
 from moodstream.config import CameraNetworkSettings
 from moodstream.contract import AlertEvent, HistoryPoint, Snapshot
+from moodstream.redaction import redact_url
 from moodstream.redis_client import text as _text
 
 if TYPE_CHECKING:
@@ -43,20 +43,8 @@ PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiv
 
 
 def mask_source(source: str) -> str:
-    """The source without a password, for people who may not see credentials."""
-    if "://" not in source:
-        return source
-    try:
-        parts = urlsplit(source)
-    except ValueError:
-        return "(hidden)"
-    if parts.password is None and parts.username is None:
-        return source
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    """The source without its secrets (password, secret query values), for viewers."""
+    return redact_url(source)
 
 
 def settings(cam: str, camera: CameraSettings | None) -> dict:

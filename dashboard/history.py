@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
 from moodstream.dashboard import api
+from moodstream.dashboard.numbers import DAY, MAX_TIME, NumberOutOfRange, as_json, query_number
 from moodstream.history import HistoryStore
 from moodstream.history.store import BUCKET_S, to_csv
 
@@ -36,24 +37,11 @@ def store() -> HistoryStore:
     return api.state().history
 
 
-def _number(name: str, default: float | None) -> float | None:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a number") from None
-    if not math.isfinite(value):
-        raise BadRequest(f"{name} must be finite")
-    return value
-
-
 def time_range() -> tuple[float, float]:
-    to = _number("to", time.time())
-    start = _number("from", None)
+    to = query_number("to", low=0, high=MAX_TIME, default=time.time())
+    start = query_number("from", low=0, high=MAX_TIME)
     if start is None:
-        start = to - (_number("seconds", 3600.0) or 3600.0)
+        start = to - query_number("seconds", low=1, high=MAX_TIME, default=3600.0)
     if start >= to:
         raise BadRequest("from must be before to")
     return start, to
@@ -66,7 +54,7 @@ def auto_step(span: float) -> int:
 def step_for(start: float, to: float, default: int | None = None) -> int:
     """The `step` asked for (else `default`, else one for ~TARGET_POINTS points)."""
     span = to - start
-    step = _number("step", default)
+    step = query_number("step", low=1, high=MAX_TIME, default=default)
     step = auto_step(span) if step is None else max(BUCKET_S, int(step) // BUCKET_S * BUCKET_S)
     # However small the step asked for, one answer holds at most MAX_POINTS points.
     floor = math.ceil(span / MAX_POINTS / BUCKET_S) * BUCKET_S
@@ -76,10 +64,7 @@ def step_for(start: float, to: float, default: int | None = None) -> int:
 def tz_offset() -> int:
     """`offset`: the viewer's time zone in seconds east of UTC, so that days (and hours, in
     half-hour zones) start at local midnight."""
-    offset = int(_number("offset", 0))
-    if abs(offset) > 14 * 3600:
-        raise BadRequest("offset must be a time zone's seconds east of UTC")
-    return offset
+    return int(query_number("offset", low=-14 * 3600, high=14 * 3600, default=0))
 
 
 def wants_csv() -> bool:
@@ -95,6 +80,9 @@ def csv_response(cam: str, points: list[dict], start: float, to: float) -> Respo
 @bp.errorhandler(BadRequest)
 def bad_request(error):
     return jsonify(error=str(error)), 400
+
+
+bp.register_error_handler(NumberOutOfRange, as_json)
 
 
 @bp.errorhandler(sa.exc.SQLAlchemyError)
@@ -137,7 +125,7 @@ def get_summary(cam):
 def get_lessons(cam):
     """Lessons (runs of presence) overlapping the range, each with its summary."""
     start, to = time_range()
-    min_seconds = _number("min_seconds", None)
+    min_seconds = query_number("min_seconds", low=0, high=366 * DAY)
     kwargs = {} if min_seconds is None else {"min_seconds": int(min_seconds)}
     return jsonify(camera=cam, lessons=store().lessons(cam, start, to, **kwargs))
 

@@ -26,6 +26,7 @@ from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
 from moodstream.processes import MAX_RESTART_DELAY_S
+from moodstream.redaction import redact_text
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 from moodstream.streams import wake_consumers
 
@@ -108,6 +109,7 @@ class StatusWriter:
     def set(self, state: str, reason: str = "", **extra) -> None:
         if self.muted:
             return
+        reason = redact_text(reason)  # statuses and logs never carry camera credentials
         if state != self.state:
             log.info("camera %s: %s %s", self.camera, state, reason)
         self.state, self.reason = state, reason

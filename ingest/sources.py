@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -25,9 +26,10 @@ import numpy as np
 from moodstream import assets
 from moodstream.camera_networks import SourceNotAllowed, check_source
 from moodstream.config import CameraNetworkSettings, LimitSettings, set_opencv_ffmpeg_options
-from moodstream.images import ImageTooLarge, check_image, check_pixels, header_size
+from moodstream.images import ImageRefused, ImageTooLarge, check_pixels, decode, inspect_image
+from moodstream.redaction import redact_text, redact_url
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024  # one HTTP snapshot; a camera sending more is broken
@@ -35,17 +37,6 @@ MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024  # one HTTP snapshot; a camera sending mor
 
 class SourceError(RuntimeError):
     """The source cannot be opened or stopped delivering; the message says why."""
-
-
-def decode_checked(data: bytes, max_pixels: int) -> np.ndarray | None:
-    """Decode an image from a camera, refusing (SourceError) one above the pixel limit."""
-    try:
-        check_image(data, max_pixels)
-    except ImageTooLarge as error:
-        raise SourceError(str(error)) from None
-    except ValueError:
-        pass  # not an image Pillow reads: OpenCV says whether it decodes
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def encode_jpeg(frame: np.ndarray, max_width: int, quality: int) -> bytes:
@@ -77,7 +68,7 @@ class Picture:
         if self._pixels is None and self._make is not None:
             self._pixels, self._make = self._make(), None
         elif self._pixels is None and self.jpeg is not None:
-            self._pixels = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            self._pixels = decode(self.jpeg)
         return self._pixels
 
     def encode(self, max_width: int, quality: int) -> bytes | None:
@@ -93,23 +84,22 @@ class Picture:
                 return self.jpeg  # already a JPEG of the right size: no decode, no re-encode
             flag = next((f for n, f in REDUCED if -(-self.size[0] // n) >= max_width),
                         cv2.IMREAD_COLOR)
-            frame = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), flag)
+            frame = decode(self.jpeg, flag)
         else:
             frame = self.pixels()
         return None if frame is None else encode_jpeg(frame, max_width, quality)
 
 
-def jpeg_picture(data: bytes, max_pixels: int) -> Picture:
-    """A camera's image as a Picture; a JPEG is kept as bytes (its header checked against the
-    pixel limit), anything else is decoded as before (None pixels if it does not decode)."""
-    size = header_size(data) if data[:2] == b"\xff\xd8" else None
-    if size is None:
-        return Picture(decode_checked(data, max_pixels))
+def camera_picture(data: bytes, max_pixels: int) -> Picture:
+    """A camera's image as a Picture, checked by moodstream.images before anything decodes
+    it (SourceError otherwise): a JPEG is kept as bytes, a PNG, WebP or BMP is decoded."""
     try:
-        check_pixels(*size, max_pixels)
-    except ImageTooLarge as error:
+        kind, size = inspect_image(data, max_pixels)
+    except ImageRefused as error:
         raise SourceError(str(error)) from None
-    return Picture(jpeg=data, size=size)
+    if kind == "JPEG":
+        return Picture(jpeg=data, size=size)
+    return Picture(decode(data))
 
 
 class FfmpegOptions:
@@ -157,7 +147,7 @@ class Source:
             yield picture.pixels(), ts
 
     def describe(self) -> str:
-        return self.spec
+        return redact_url(self.spec)
 
 
 class CaptureSource(Source):
@@ -232,11 +222,10 @@ class ImageSource(Source):
 
     def pictures(self):
         try:
-            check_image(self.spec, self.max_pixels)
-        except ValueError as error:
+            data = Path(self.spec).read_bytes()
+            picture = camera_picture(data, self.max_pixels)
+        except (OSError, SourceError) as error:
             raise SourceError(f"{self.spec}: {error}") from None
-        data = Path(self.spec).read_bytes()
-        picture = jpeg_picture(data, self.max_pixels)
         if picture.pixels() is None:  # decoded once, so a broken file fails here, not later
             raise SourceError(f"not a readable image: {self.spec}")
         while True:
@@ -277,33 +266,86 @@ class DemoSource(Source):
         return "demo (grace_hopper.jpg, moving)"
 
 
-class HttpSource(Source):
-    """An HTTP(S) camera: an MJPEG stream (multipart) or a JPEG snapshot URL polled."""
+class CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a camera's redirect only to an http(s) URL the camera network policy allows:
+    the policy checked on the first URL must hold for every hop."""
 
-    def __init__(self, spec: str, timeout_s: float = 5.0, snapshot_interval_s: float = 0.2):
+    def __init__(self, networks: CameraNetworkSettings | None):
+        self.networks = networks
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not newurl.lower().startswith(HTTP_SCHEMES):
+            raise SourceError(f"redirect ({code}) to a non-HTTP URL refused")
+        if self.networks is not None:
+            try:
+                check_source(newurl, self.networks)
+            except SourceNotAllowed as error:
+                raise SourceError(f"redirect ({code}) to {redact_url(newurl)} refused: "
+                                  f"{error}") from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class HttpSource(Source):
+    """An HTTP(S) camera: an MJPEG stream (multipart) or a JPEG snapshot URL polled.
+    Credentials in the URL (http://user:pass@camera/) go as HTTP basic or digest auth, to
+    that camera's URLs only; redirects are checked against the camera networks."""
+
+    def __init__(self, spec: str, timeout_s: float = 5.0, snapshot_interval_s: float = 0.2,
+                 networks: CameraNetworkSettings | None = None):
         super().__init__(spec, live=True)
         self.timeout_s, self.snapshot_interval_s = timeout_s, snapshot_interval_s
+        self.networks = networks
+        self.url, self._opener = self._build_opener()
+
+    def _build_opener(self):
+        try:
+            parts = urlsplit(self.spec)
+            port = parts.port
+        except ValueError as error:
+            raise SourceError(f"not a valid URL: {redact_url(self.spec)} ({error})") from None
+        handlers: list = [CheckedRedirects(self.networks)]
+        url = self.spec
+        if parts.username is not None or parts.password is not None:
+            host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+            netloc = f"{host}:{port}" if port is not None else host
+            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+            passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+            passwords.add_password(None, url, unquote(parts.username or ""),
+                                   unquote(parts.password or ""), is_authenticated=True)
+            handlers += [urllib.request.HTTPBasicAuthHandler(passwords),
+                         urllib.request.HTTPDigestAuthHandler(passwords)]
+        return url, urllib.request.build_opener(*handlers)
 
     def _get(self):
         try:
-            return urllib.request.urlopen(self.spec, timeout=self.timeout_s)  # noqa: S310
+            return self._opener.open(self.url, timeout=self.timeout_s)
         except (urllib.error.URLError, OSError, ValueError) as error:
-            raise SourceError(f"cannot reach {self.spec}: {error}") from error
+            raise SourceError(f"cannot reach {self.describe()}: "
+                              f"{redact_text(str(error))}") from None
+
+    def describe(self) -> str:
+        return redact_url(self.spec)
 
     def pictures(self):
         response = self._get()
         kind = response.headers.get("Content-Type", "")
         if kind.startswith("multipart/"):
             yield from self._mjpeg(response, self.max_pixels)
-            raise SourceError(f"MJPEG stream ended: {self.spec}")
+            raise SourceError(f"MJPEG stream ended: {self.describe()}")
         while True:  # snapshot URL: one image per request
             data = response.read(MAX_SNAPSHOT_BYTES + 1)
             response.close()
             if len(data) > MAX_SNAPSHOT_BYTES:
-                raise SourceError(f"{self.spec} sent a snapshot above {MAX_SNAPSHOT_BYTES} bytes")
-            picture = jpeg_picture(data, self.max_pixels)
+                raise SourceError(f"{self.describe()} sent a snapshot above {MAX_SNAPSHOT_BYTES} "
+                                  "bytes")
+            try:
+                picture = camera_picture(data, self.max_pixels)
+            except SourceError as error:
+                raise SourceError(f"{self.describe()} did not return an accepted image "
+                                  f"({kind or 'no type'}): {error}") from None
             if picture.jpeg is None and picture.pixels() is None:
-                raise SourceError(f"{self.spec} did not return an image ({kind or 'no type'})")
+                raise SourceError(f"{self.describe()} did not return an image "
+                                  f"({kind or 'no type'})")
             yield picture, time.time()
             time.sleep(self.snapshot_interval_s)
             response = self._get()
@@ -327,9 +369,13 @@ class HttpSource(Source):
                 if start < 0 or end < 0:
                     break
                 jpeg, buffer = buffer[start:end + 2], buffer[end + 2:]
-                picture = jpeg_picture(jpeg, max_pixels)
-                if picture.jpeg is not None or picture.pixels() is not None:
-                    yield picture, time.time()
+                try:
+                    picture = camera_picture(jpeg, max_pixels)
+                except SourceError as error:
+                    if isinstance(error.__context__, ImageTooLarge):
+                        raise
+                    continue  # a damaged part: the next one may be whole
+                yield picture, time.time()
             if len(buffer) > 8 * 1024 * 1024:
                 buffer = b""  # garbage with no JPEG in it: do not grow forever
 
@@ -355,14 +401,15 @@ def open_source(spec: str, loop: bool = False, rtsp_transport: str = "tcp", *,
             check_source(spec, networks)
         except SourceNotAllowed as error:
             raise SourceError(str(error)) from None
-    source = _open(spec, loop, rtsp_transport)
+    source = _open(spec, loop, rtsp_transport, networks)
     source.max_pixels = max_pixels
     if isinstance(source, CaptureSource):
         source.decoder_threads = decoder_threads
     return source
 
 
-def _open(spec: str, loop: bool, rtsp_transport: str) -> Source:
+def _open(spec: str, loop: bool, rtsp_transport: str,
+          networks: CameraNetworkSettings | None) -> Source:
     if spec == "demo":
         return DemoSource()
     if spec.isdigit():
@@ -371,7 +418,7 @@ def _open(spec: str, loop: bool, rtsp_transport: str) -> Source:
     if lower.startswith(STREAM_SCHEMES):
         return CaptureSource(spec, live=True, rtsp_transport=rtsp_transport)
     if lower.startswith(HTTP_SCHEMES):
-        return HttpSource(spec)
+        return HttpSource(spec, networks=networks)
     path = Path(spec)
     if not path.exists():
         raise SourceError(f"no such file, camera index or URL: {spec}")

@@ -4,7 +4,13 @@ An admin adds cameras by URL, and the ingest connects wherever the URL points: w
 policy, the camera form can reach any port on the dashboard's network. Deployments that want
 to fence it list the camera networks (allow) or the networks cameras must never be (deny),
 as comma-separated CIDRs. The dashboard checks a URL when it is saved, the ingest again each
-time it connects (the name may resolve elsewhere by then).
+time it connects (the name may resolve elsewhere by then), and the HTTP source checks every
+redirect it is sent.
+
+Addresses are checked as the connection would use them: names (and the decimal, octal or
+hexadecimal IPv4 forms that the resolver accepts) through the resolver, an IPv4-mapped or
+IPv4-compatible IPv6 address as its IPv4 address, and an address of "this host" (0.0.0.0/8,
+::) is refused whenever a policy is set: connecting there reaches the host itself.
 """
 
 from __future__ import annotations
@@ -18,6 +24,21 @@ from moodstream.config import CameraNetworkSettings
 
 class SourceNotAllowed(ValueError):
     """A camera URL whose host is outside the allowed networks; the message says which."""
+
+
+THIS_HOST_V4 = ipaddress.ip_network("0.0.0.0/8")
+THIS_HOST_V6 = ipaddress.ip_address("::")
+
+
+def effective_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    """The address a connection reaches: IPv6 forms that carry an IPv4 address (mapped
+    ::ffff:a.b.c.d, compatible ::a.b.c.d) as that IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.packed[:12] == bytes(12) and int(ip) > 1:  # not :: or ::1
+            return ipaddress.IPv4Address(ip.packed[12:])
+    return ip
 
 
 def _networks(spec: str) -> list:
@@ -49,7 +70,9 @@ def check_source(source: str, networks: CameraNetworkSettings, *,
             raise SourceNotAllowed(f"{host} does not resolve") from None
         return
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
+        ip = effective_address(ipaddress.ip_address(address.split("%")[0]))
+        if ip in THIS_HOST_V4 or ip == THIS_HOST_V6:
+            raise SourceNotAllowed(f"{host} ({ip}) means this host, never a camera")
         if any(ip in net for net in deny) or (allow and not any(ip in net for net in allow)):
             raise SourceNotAllowed(f"{host} ({ip}) is not in the allowed camera networks "
                                    "(MOODSTREAM_CAMERA_NETWORKS_ALLOW / _DENY)")

@@ -345,3 +345,14 @@ def set_opencv_ffmpeg_options(options: str) -> None:
 def quiet_tensorflow() -> None:
     """TensorFlow's C++ logging, read from the environment when it loads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def limit_opencv_decoding() -> None:
+    """OpenCV reads its own pixel cap (OPENCV_IO_MAX_IMAGE_PIXELS) once, when cv2 loads:
+    give it ours before that, so an image that passes moodstream.images with a lying header
+    is still refused by the decoder. Called when the moodstream package is imported."""
+    try:
+        limit = LimitSettings().max_image_pixels
+    except ValueError:  # a malformed setting: load_settings reports it; keep the default
+        limit = LimitSettings.model_fields["max_image_pixels"].default
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(limit)

@@ -23,6 +23,7 @@ from moodstream.dashboard.users import ensure_admin
 from moodstream.embedded_redis import EmbeddedRedis
 from moodstream.history.records import Records, open_records
 from moodstream.ingest.supervisor import CameraSupervisor
+from moodstream.private_files import private_dir
 from moodstream.processes import Child, stop_all
 from moodstream.redis_client import connect
 from moodstream.redis_fill import fill_redis
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     h = settings.history
     if not h.url:  # the embedded history database: a SQLite file in the data directory
-        h.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(h.data_dir)
     r = connect(redis_url)
     # The database is the system of record: Redis gets its accounts and cameras first.
     records = open_records(h)

@@ -25,7 +25,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from moodstream.config import MIB, BulkSettings, LimitSettings, Settings
-from moodstream.images import ImageTooLarge, check_image, check_pixels
+from moodstream.images import ImageRefused, ImageTooLarge, check_image, check_pixels, decode
 from moodstream.workers.bulk_results import Group, unique_name
 from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # OpenCV and numpy load with the first job: an idle worker st
 log = logging.getLogger("moodstream.bulk")
 
 QUEUE = "moodstream-bulk"  # settings.bulk.queue (MOODSTREAM_BULK_QUEUE) for the dashboard
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}  # moodstream.images.STILL_FORMATS
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts", ".mts"}
 DEFAULT_VIDEO_FPS = 5.0
@@ -55,6 +55,8 @@ SERIALIZER = JSONSerializer
 JOB_FUNCTIONS = frozenset({"moodstream.workers.bulk_jobs.analyze_image",
                            "moodstream.workers.bulk_jobs.analyze_video_chunk",
                            "moodstream.workers.bulk_jobs.discard_inputs"})
+# ... and only these callbacks (on_success, on_failure, on_stopped): the bulk jobs use none.
+JOB_CALLBACKS: frozenset[str] = frozenset()
 
 
 def uploads_dir() -> Path:
@@ -93,12 +95,39 @@ def fetch_jobs(ids: list[str], connection) -> list:
 
 
 class BulkJob(Job):
-    """A job that refuses to run anything but a bulk analysis function."""
+    """A job that refuses to run anything but a bulk analysis function, and never imports
+    or calls a success, failure or stopped callback outside JOB_CALLBACKS."""
 
     def _execute(self):
         if self.func_name not in JOB_FUNCTIONS:
             raise PermissionError(f"{self.func_name!r} is not a bulk analysis job")
+        for name in self.refused_callbacks():
+            raise PermissionError(f"callback {name!r} is not allowed for bulk jobs")
         return super()._execute()
+
+    def refused_callbacks(self) -> list[str]:
+        names = (self._success_callback_name, self._failure_callback_name,
+                 self._stopped_callback_name)
+        return [name for name in names if name and name not in JOB_CALLBACKS]
+
+    def _allowed(self, name: str | None) -> bool:
+        if name and name not in JOB_CALLBACKS:
+            log.warning("job %s: callback %r refused (not a bulk job callback)", self.id, name)
+            return False
+        return True
+
+    # RQ imports a callback by the name the job record holds, when it is first asked for.
+    @property
+    def success_callback(self):
+        return super().success_callback if self._allowed(self._success_callback_name) else None
+
+    @property
+    def failure_callback(self):
+        return super().failure_callback if self._allowed(self._failure_callback_name) else None
+
+    @property
+    def stopped_callback(self):
+        return super().stopped_callback if self._allowed(self._stopped_callback_name) else None
 
 
 def default_options(settings: Settings, **overrides) -> dict:
@@ -210,10 +239,8 @@ def _size_error(path: Path, max_bytes: float) -> str | None:
 def _pixel_error(path: Path, max_pixels: int) -> str | None:
     try:
         check_image(path, max_pixels)
-    except ImageTooLarge as error:
+    except ImageRefused as error:
         return str(error)
-    except ValueError:
-        return None  # unreadable: the job says so, as for any image that does not decode
     return None
 
 
@@ -395,14 +422,13 @@ def local_input(path: str) -> str:
 
 
 def analyze_image(path: str, options: dict) -> dict:
-    import cv2
 
     progress = Progress(1)
     result = _result(path, "image", progress)
     try:
         local = local_input(path)
         check_image(local, _PROCESS["max_pixels"])  # from the header, before decoding
-        image = cv2.imread(local, cv2.IMREAD_COLOR)
+        image = decode(local)
     except (StagingError, ValueError) as error:
         result["errors"].append(str(error))
         progress.add(1, force=True)

@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 
-import cv2
-
 from moodstream.config import Settings
+from moodstream.images import ImageRefused, check_image, decode
 from moodstream.workers.detectors import make_detector
 
 
@@ -33,11 +32,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                              threads=args.threads)
     results, failed = [], 0
     for path in args.images:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        try:
+            check_image(path, settings.limits.max_image_pixels)
+            image = decode(path)
+        except ImageRefused as error:
+            reason, image = str(error), None
+        else:
+            reason = "cannot read this image"
         if image is None:
             failed += 1
-            print(f"{path}: cannot read this image", file=sys.stderr)
-            results.append({"image": path, "faces": [], "error": "cannot read this image"})
+            print(f"{path}: {reason}", file=sys.stderr)
+            results.append({"image": path, "faces": [], "error": reason})
             continue
         faces = [f for f in detector.detect([image])[0] if f.score >= args.min_confidence]
         results.append({"image": path, "faces": [f.to_json() for f in faces]})

@@ -18,7 +18,7 @@ from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import LimitSettings, Settings
 from moodstream.contract import FaceSet, Frame
-from moodstream.images import ImageTooLarge, check_image
+from moodstream.images import FRAME_FORMATS, ImageRefused, check_image, decode
 from moodstream.streams import Batch, Output, StreamConsumer
 from moodstream.workers.detectors.base import limit_heap, release_memory
 from moodstream.workers.face_crop import crop_face
@@ -71,8 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def decode_images(items: list, limits: LimitSettings) -> tuple[list, dict]:
     """(entry id, Frame, BGR image) for the frames whose JPEG decodes, and the reasons for
     the others. Runs after the stale and newest-only filters: only kept frames are decoded.
-    A frame above the byte limit, or whose header declares more pixels than the limit, is
-    refused unread."""
+    A frame above the byte limit, not a JPEG, or whose header declares more pixels than the
+    limit, is refused unread."""
     decoded, rejected = [], {}
     for eid, frame in items:
         if len(frame.jpeg) > limits.max_frame_bytes:
@@ -80,13 +80,11 @@ def decode_images(items: list, limits: LimitSettings) -> tuple[list, dict]:
                              f"of {limits.max_frame_bytes} (MOODSTREAM_MAX_FRAME_BYTES)")
             continue
         try:
-            check_image(frame.jpeg, limits.max_image_pixels)
-        except ImageTooLarge as error:
-            rejected[eid] = str(error)
+            check_image(frame.jpeg, limits.max_image_pixels, FRAME_FORMATS)
+        except ImageRefused as error:
+            rejected[eid] = f"frame: {error}"
             continue
-        except ValueError:
-            pass  # not an image Pillow knows: OpenCV decides below
-        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        image = decode(frame.jpeg)
         if image is None:
             rejected[eid] = f"image does not decode ({len(frame.jpeg)} bytes)"
         else:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from moodstream.history.store import BUCKET_S, HistoryStore, sqlite_url
 from moodstream.history.writer import HistoryWriter
+from moodstream.private_files import private_dir
 
 if TYPE_CHECKING:
     import redis
@@ -23,6 +24,8 @@ __all__ = ["BUCKET_S", "HistoryStore", "HistoryWriter", "open_store", "open_writ
 
 def open_store(h: HistorySettings) -> HistoryStore:
     """The store the settings name (nothing connects until it is first used)."""
+    if not h.url:
+        private_dir(h.data_dir)
     return HistoryStore(h.database_url(), retention_days=h.retention_days)
 
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from moodstream.contract import CLASSES
 from moodstream.history.schema import ROLLUP_S, alerts, buckets, lessons, rollup
+from moodstream.private_files import private_sqlite
 from moodstream.workers.mood import dominant, valence
 
 BUCKET_S = 10
@@ -45,7 +46,7 @@ def engine_for(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(path))
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         _sqlite_setup(engine)
         return engine

@@ -158,3 +158,34 @@ def test_camera_networks_allow_and_deny(app, bearer, camera_policy, policy, sour
     assert (response.status_code == 201) is ok, response.json
     if not ok:
         assert "not in the allowed camera networks" in response.json["error"]
+
+
+# ------------------------------------------------------- issue 21: addresses and secrets
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "[::ffff:127.0.0.1]", "[::127.0.0.1]",
+                                  "2130706433", "0177.0.0.1"])
+def test_camera_addresses_are_checked_as_the_connection_reaches_them(app, bearer,
+                                                                      camera_policy, host):
+    """0.0.0.0 is this host; ::ffff:127.0.0.1 is 127.0.0.1; so are the numeric forms."""
+    camera_policy(deny="127.0.0.1/32")
+    response = app.test_client().post(
+        "/api/cameras", json={"id": "cam1", "source": f"http://{host}:8080/x.jpg"},
+        headers=bearer)
+    assert response.status_code == 400, response.json
+    assert "camera" in response.json["error"]
+
+
+def test_viewers_never_see_camera_secrets(app, bearer, viewer_client):
+    source = ("http://admin:hunter2@192.0.2.10/snapshot.cgi?user=admin&pwd=pw1&token=tk2"
+              "&api_key=ak3&X-Amz-Signature=sg4&channel=1")
+    assert app.test_client().post("/api/cameras", json={"id": "cam1", "source": source},
+                                  headers=bearer).status_code == 201
+    for path in ("/api/cameras/cam1", "/api/cameras", "/cameras/cam1"):
+        body = viewer_client.get(path).get_data(as_text=True)
+        for secret in ("hunter2", "pw1", "tk2", "ak3", "sg4"):
+            assert secret not in body, (path, secret)
+    listed = viewer_client.get("/api/cameras/cam1").json["source"]
+    assert listed == ("http://admin:***@192.0.2.10/snapshot.cgi?user=admin&pwd=***&token=***"
+                      "&api_key=***&X-Amz-Signature=***&channel=1")
+    assert app.test_client().get("/api/cameras/cam1", headers=bearer).json["source"] == source

@@ -85,3 +85,18 @@ def test_bad_lines_are_ignored_and_a_stop_line_stops_one_camera(r, ingest, media
     before = frames(r, "b")
     wait_for(lambda: frames(r, "b") >= before + 5, timeout=20, what="b going on")
     assert set(ingest.multi.runners) == {"b"}
+
+
+def test_camera_status_and_the_ingest_log_never_carry_camera_secrets(r, caplog):
+    """A source's error quotes its URL; the status and the log line get it masked."""
+    import logging
+
+    from moodstream.ingest.service import StatusWriter
+
+    caplog.set_level(logging.INFO, logger="moodstream")
+    StatusWriter(r, "cam1").set(
+        "retrying", "cannot open rtsp://admin:hunter2@10.0.0.5/live?token=tk-9; next try in 1s")
+    reason = status(r, "cam1")["reason"]
+    assert reason == "cannot open rtsp://admin:***@10.0.0.5/live?token=***; next try in 1s"
+    assert "hunter2" not in caplog.text and "tk-9" not in caplog.text
+    assert "admin:***@" in caplog.text

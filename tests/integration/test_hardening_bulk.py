@@ -23,6 +23,7 @@ from moodstream.embedded_redis import EmbeddedRedis
 from moodstream.workers import bulk_jobs
 from tests.conftest import MOODSTREAM, REPO, service_env, settings_for, wait_for
 from tests.dashboard.conftest import ADMIN, SECRET, TOKEN, csrf_from, login
+from tests.image_bombs import radiance_bomb
 
 pytestmark = pytest.mark.slow
 QUEUE = "harden"
@@ -225,6 +226,27 @@ def test_analyze_refuses_a_huge_png_fast_and_small(tmp_path):
     assert "pixel limit of 50 Mpx" in output and "16000x16000" in output
     assert seconds < 60 and peak_mb < 1024, (seconds, peak_mb)
     print(f"analyze on a 16000x16000 PNG: {seconds:.1f} s, peak {peak_mb:.0f} MB")
+
+
+def test_analyze_refuses_an_image_that_fools_pillow_fast_and_small(tmp_path):
+    """The probe: a Radiance HDR of 16000x16000 named classroom.png, "PCD_" at byte 2048,
+    read by Pillow as a 768x512 PhotoCD, took 47 s and 10 GB and was reported "ok"."""
+    bomb = tmp_path / "classroom.png"
+    bomb.write_bytes(radiance_bomb())
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MOODSTREAM_REDIS_URL")}
+    code, output, seconds, peak_mb = run_measured(
+        [*MOODSTREAM, "analyze", str(bomb), "--out", str(tmp_path / "out")], env, tmp_path)
+    assert code == 1, output
+    assert "classroom.png" in output and "not an accepted image format" in output, output
+    assert seconds < 60 and peak_mb < 1024, (seconds, peak_mb)
+    print(f"analyze on the Radiance bomb: {seconds:.1f} s, peak {peak_mb:.0f} MB")
+
+
+def test_an_upload_that_fools_pillow_is_refused(db, dashboard):
+    html = upload(dashboard, [(io.BytesIO(radiance_bomb()), "classroom.png")]).get_data(
+        as_text=True)
+    assert "classroom.png: not an accepted image format" in html
+    assert not list(dashboard.dir.rglob("classroom.png")), "nothing kept"
 
 
 def test_video_frames_above_the_limit_are_refused(media, tmp_path):

@@ -181,3 +181,37 @@ def test_entries_of_the_old_per_face_contract_become_dead_letters_that_say_why(r
     stats = pipeline_stats(r)["stages"]
     assert stats["faces"]["processed"] == 1 and stats["faces"]["dropped"]["dead"] == 1
     assert stats["labels"]["processed"] == 1 and stats["labels"]["dropped"]["dead"] == 1
+
+
+def test_the_ingest_refuses_a_redirect_to_a_denied_address_and_says_so(r, redis_server):
+    """A camera on an allowed address (127.0.0.2) that answers 302 to a denied one
+    (127.0.0.1, where the test's Redis listens)."""
+    import http.server
+    import threading
+
+    from tests.conftest import free_port
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the handler's API)
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{free_port()}/x.jpg")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = subprocess.run(
+            [*MOODSTREAM, "ingest", "--camera", "probe", "--source",
+             f"http://127.0.0.2:{server.server_address[1]}/snapshot.jpg", "--retries", "1"],
+            cwd=REPO, capture_output=True, timeout=60,
+            env=service_env(redis_server.url, MOODSTREAM_CAMERA_NETWORKS_DENY="127.0.0.1/32"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 2
+    reason = r.hget(keys.camera_status("probe"), "reason").decode()
+    assert "redirect (302) to http://127.0.0.1:" in reason and "refused" in reason, reason
+    assert "not in the allowed camera networks" in reason

@@ -96,8 +96,10 @@ def test_plan_groups_inputs_and_refuses_bad_ones_up_front(tmp_path, media):
     assert "not an image or video file" in errors["notes-2"]
     assert errors["big"] == "file is 59 kB, above the size limit of 50 kB"
     assert "no such file" in errors["missing"]
-    assert "photos" not in errors and "photos_sub" not in errors  # unreadable: found by a job
-    assert [t.kind for t in plan.tasks] == ["image"] * 3
+    assert "photos" not in errors
+    # Not a PNG whatever its name says: refused from its first bytes, before any job.
+    assert errors["photos_sub"].startswith("not an accepted image format")
+    assert [t.kind for t in plan.tasks] == ["image"] * 2
     plan = bulk_jobs.plan([video], fps=5, chunk_seconds=5)
     video_tasks = [t for t in plan.tasks if t.kind == "video"]
     assert [(t.start, t.end) for t in video_tasks] == [(0, 150), (150, 300), (300, 450),
@@ -158,9 +160,10 @@ def test_unique_names_are_safe_and_distinct():
 
 def test_unreadable_image_job_reports_without_loading_models(tmp_path):
     broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8 truncated")
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = bulk_jobs.analyze_image(str(broken), bulk_jobs.default_options(load_settings()))
-    assert result["frames"] == 0 and "not a readable image" in result["errors"][0]
+    assert result["frames"] == 0
+    assert "not a readable image (corrupt or truncated JPEG" in result["errors"][0]
     assert "cannot open" in str(pytest.raises(bulk_jobs.InputError, lambda: list(
         bulk_jobs.read_frames(str(tmp_path / "none.mp4"), 0, 10, [0]))).value)
 

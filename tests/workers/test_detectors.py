@@ -278,3 +278,14 @@ def test_camera_options_follow_the_registry(r):
     assert options.get("unknown").detector_options == {"min_face": None, "scale_factor": None}
     r.hset(keys.camera("door"), "min_face", "32")
     assert options.get("door").min_face == 32
+
+
+def test_detect_cli_refuses_an_image_that_fools_pillow(tmp_path):
+    from tests.image_bombs import radiance_bomb
+
+    bomb = tmp_path / "classroom.png"
+    bomb.write_bytes(radiance_bomb())
+    done = subprocess.run([*MOODSTREAM, "detect", "--json", str(bomb)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert json.loads(done.stdout)[0]["error"].startswith("not an accepted image format")
