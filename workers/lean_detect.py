@@ -1,22 +1,28 @@
-"""Detection that does not redo work (issue 14): motion gating and track-guided detection for
+"""Detection that does not redo work: motion gating, track-guided detection and track ids for
 the live detector.
 
-For each frame of a camera, `LeanDetector` picks one of three ways, from the camera's state
-(the faces of its last detected frame and a small grey thumbnail of that frame):
+For each frame of a camera, `LeanDetector` picks one of four ways, from the camera's state
+(the faces of its last detected frame, a small grey thumbnail of that frame and a patch
+around each face):
 
 - ``full``: the whole cascade on the whole frame. Always when there is no state, when the
   frame size or the camera's detector settings changed, when a full scan is due (every
   `full_every_frames` frames or `full_every_s` seconds of capture time: the bound on how late
-  a person who enters without setting off the motion test is found), or when something moved
-  outside the known faces.
+  a person who enters without setting off the motion test is found; a camera's first period
+  is shortened by its own phase, so cameras started together take turns), or when something
+  moved outside the known faces.
 - ``gate``: nothing moved since the last detected frame: its faces are reused.
+- ``follow``: motion only where the known faces are, between O-Net refines: each small face
+  follows its own neighbourhood (phase correlation of its patch); a face that cannot be
+  followed, or a large one, goes the track way.
 - ``track``: motion only where the known faces are: O-Net alone on the known boxes
-  (MtcnnOnnx.refine); for a frame where that loses a face, P-Net, R-Net and O-Net around
-  them (MtcnnOnnx.detect_around); where that still loses one, a full scan after all, so that
-  a face that moved too far is not lost.
+  (MtcnnOnnx.refine); for the faces that loses, P-Net, R-Net and O-Net around them
+  (MtcnnOnnx.detect_around); where that still loses one, a full scan after all, so that a
+  face that moved too far is not lost.
 
-Whatever the way, the crops are cut from the current frame, so expressions stay live, and the
-output is the same as FaceDetector.detect's.
+Whatever the way, the crops are cut from the current frame, so expressions stay live, and
+every face gets a track id: the id of the known face it overlaps most (the last frame's, or
+one lost in the last TRACK_GAP_S), else a new one.
 
 The state lives in Redis (keys.detect_state, a hash with a TTL), not in the process: the
 detectors of a consumer group take a camera's consecutive frames in turn, on any machine.
@@ -25,7 +31,6 @@ A state is written only by a frame captured later than the one that wrote the st
 that read the same state decide from the same reference: the worst outcome is one more full
 scan, or tracking from a reference one frame older (the regions around faces allow for it).
 """
-
 from __future__ import annotations
 
 import json
