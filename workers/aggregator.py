@@ -255,6 +255,8 @@ class Aggregator:
         state = CameraState()
         start = int((now - KEEP_S) * 1000)
         for eid, fields in self.redis.xrange(keys.LABELS, min=str(start), max="+"):
+            if fields.get(b"camera") != cam.encode():  # other cameras': not worth decoding
+                continue
             try:
                 label = LabelSet.decode(fields)
             except MalformedEntry:

@@ -117,3 +117,13 @@ def test_a_new_owner_writes_the_last_buckets_again_from_the_labels(r, redis_serv
     for start, n in by_start.items():
         assert n == sum(1 for ts in sent if start <= ts < start + 10)
     assert sum(by_start.values()) == len(sent)
+
+
+def test_a_frame_applies_once_however_it_arrives_and_a_bad_handoff_is_dropped():
+    from moodstream.workers.aggregator import from_handoff, handoff_record
+
+    state = CameraState()
+    eid, frame = label(1, T + 0.5, "sad")
+    assert state.apply(eid, frame) and not state.apply(*from_handoff(handoff_record(eid, frame)))
+    assert state.counts.total(T, T + 1)[CLASSES.index("sad")] == 1
+    assert from_handoff("{not json") is None and from_handoff('{"id": "1-0", "v": "1"}') is None
