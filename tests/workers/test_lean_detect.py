@@ -310,3 +310,15 @@ def test_followed_frames_keep_the_faces_with_o_net_only_every_few_frames(r, full
                             camera="follow")
     assert within(counts, reference), (sum(counts), sum(reference))
     assert lean.ways["follow"] >= 5 and lean.ways["track"] >= 2, lean.ways
+
+
+def test_the_dense_scene_keeps_its_faces_through_following_and_tracking(r, full, media):
+    """The ~25-face team photo swaying at its own size: the live way finds within 2% of the
+    faces full detection finds on every frame, and follows most faces without O-Net."""
+    photo = cv2.imread(str(media / "retinaface_img3.jpg"))
+    frames = swaying(photo, 50, size=(photo.shape[1], photo.shape[0]))
+    reference = [len(f) for f in full.detect(frames)]
+    assert sum(reference) / len(frames) >= 23
+    counts, lean = lean_run(full, r, frames, LeanOptions(), camera="dense")
+    assert within(counts, reference), (sum(counts), sum(reference))
+    assert lean.ways["follow"] >= 5, lean.ways
