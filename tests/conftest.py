@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -168,3 +169,25 @@ def label_set(camera: str, seq: int, ts: float, faces=()):
                     np.array([f[2] for f in faces], np.int64),
                     np.array([f[1] for f in faces], np.float32).reshape(-1, 7),
                     np.ones(len(faces), bool))
+
+
+@contextlib.contextmanager
+def dashboard_process(redis_url: str, log: Path, **env):
+    """A real `moodstream dashboard` process on a free port, its output in `log`; yields
+    {"port", "base", "proc", "log"} once it answers, and stops it afterwards."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*MOODSTREAM, "dashboard", "--port", str(port)], cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env=service_env(redis_url, **env))
+    base = f"http://127.0.0.1:{port}"
+
+    def check_alive():
+        assert proc.poll() is None, log.read_text()[-3000:]
+
+    try:
+        wait_for_dashboard(base, check_alive)
+        yield {"port": port, "base": base, "proc": proc, "log": log}
+    finally:
+        proc.terminate()
+        proc.wait(20)

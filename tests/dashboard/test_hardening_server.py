@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for_dashboard
+from tests.conftest import dashboard_process
 
 pytestmark = pytest.mark.slow
 TOKEN = "server-test-token-0123456789"
@@ -19,25 +18,11 @@ TOKEN = "server-test-token-0123456789"
 
 @pytest.fixture(scope="module")
 def served(redis_server, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "dashboard.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*MOODSTREAM, "dashboard", "--port", str(port)], cwd=REPO,
-            stdout=out, stderr=subprocess.STDOUT,
-            env=service_env(redis_server.url, MOODSTREAM_TOKEN=TOKEN,
-                            MOODSTREAM_SECRET_KEY="server-test",
-                            MOODSTREAM_DASHBOARD_THREADS="8",
-                            MOODSTREAM_DASHBOARD_REQUEST_TIMEOUT_S="3"))
-    base = f"http://127.0.0.1:{port}"
-
-    def check_alive():
-        assert proc.poll() is None, log.read_text()[-3000:]
-
-    wait_for_dashboard(base, check_alive)
-    yield {"port": port, "base": base, "proc": proc, "log": log}
-    proc.terminate()
-    proc.wait(20)
+    with dashboard_process(redis_server.url, tmp_path_factory.mktemp("server") / "dashboard.log",
+                           MOODSTREAM_TOKEN=TOKEN, MOODSTREAM_SECRET_KEY="server-test",
+                           MOODSTREAM_DASHBOARD_THREADS="8",
+                           MOODSTREAM_DASHBOARD_REQUEST_TIMEOUT_S="3") as served:
+        yield served
 
 
 def test_the_server_is_not_the_werkzeug_development_server(served):

@@ -5,7 +5,6 @@ timeout), on the real test redis-server; loopback only, bounded in count and tim
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -13,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for_dashboard
+from tests.conftest import dashboard_process
 
 pytestmark = pytest.mark.slow
 SLOW_CLIENTS = 300
@@ -22,23 +21,10 @@ DRIP_EVERY_S = 2.0  # a header line this often: never quiet long enough for a re
 
 @pytest.fixture
 def dashboard(redis_server, tmp_path):
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*MOODSTREAM, "dashboard", "--port", str(port)], cwd=REPO, stdout=out,
-            stderr=subprocess.STDOUT,
-            env=service_env(redis_server.url, MOODSTREAM_TOKEN="slow-clients-token-0123",
-                            MOODSTREAM_SECRET_KEY="slow-clients"))
-    base = f"http://127.0.0.1:{port}"
-
-    def check_alive():
-        assert proc.poll() is None, log.read_text()[-3000:]
-
-    wait_for_dashboard(base, check_alive)
-    yield {"port": port, "base": base, "proc": proc, "log": log}
-    proc.terminate()
-    proc.wait(20)
+    with dashboard_process(redis_server.url, tmp_path / "dashboard.log",
+                           MOODSTREAM_TOKEN="slow-clients-token-0123",
+                           MOODSTREAM_SECRET_KEY="slow-clients") as served:
+        yield served
 
 
 # What each slow client sends first, and then again and again, every DRIP_EVERY_S.
