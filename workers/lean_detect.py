@@ -430,14 +430,17 @@ class LeanDetector:
         track = [k for k in members if plans[k].way == "track"]
         kept = {k: [] for k in track}
         missing = {k: [f["box"] for f in plans[k].state.faces] for k in track}
+        # One grey copy of a frame serves its crops (finish), following and its patches.
+        grays = {k: gray_of(frames[k][2]) for k in members
+                 if plans[k].way in ("gate", "follow") or self.options.refine_every_frames > 1}
         for k in members:
-            plan, image = plans[k], frames[k][2]
+            plan = plans[k]
             if plan.way == "gate":
-                results[k] = self.detector.finish(image, plan.state.detected())
+                results[k] = self.detector.finish(grays[k], plan.state.detected())
             elif plan.way == "follow":  # registration; O-Net for the faces it cannot follow
-                moved, lost = registered(plan.state.faces, plan.state.patches, gray_of(image),
+                moved, lost = registered(plan.state.faces, plan.state.patches, grays[k],
                                          self.options.follow_max_face)
-                kept[k] = self.detector.finish(image, moved)
+                kept[k] = self.detector.finish(grays[k], moved)
                 missing[k] = [plan.state.faces[i]["box"] for i in lost]
                 if missing[k]:
                     track.append(k)
@@ -478,7 +481,8 @@ class LeanDetector:
             for face, track in zip(results[k], assign_tracks(
                     known, [f["box"] for f in results[k]], ts), strict=True):
                 face["track"] = track
-            states[cam] = changed[cam] = self._next_state(plan, ts, image, results[k],
+            states[cam] = changed[cam] = self._next_state(plan, ts, grays.get(k, image),
+                                                          results[k],
                                                           f"{min_face[k]}/{scale_factor[k]}")
             if plan.state is None:  # a camera's first scan: its periods start at its phase
                 phase = scan_phase(cam)
