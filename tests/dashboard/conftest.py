@@ -81,3 +81,22 @@ def viewer_client(app, accounts):
 @pytest.fixture
 def bearer():
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def user_command(redis_server, tmp_path):
+    """`moodstream user ARGS...` in this process, on the test Redis and a database of its
+    own: run("add", "tina", ...) returns the exit status; run.settings may be replaced."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    users.configure_user(parser)
+    settings = settings_for(redis_server.url)
+    settings = settings.model_copy(update={"history": settings.history.model_copy(
+        update={"data_dir": tmp_path})})
+
+    def run(*argv):
+        return users.run_user(parser.parse_args(argv), run.settings)
+
+    run.settings = settings
+    return run

@@ -140,19 +140,8 @@ def test_socketio_watch_refuses_the_rooms_of_cameras_a_viewer_may_not_see(app_an
     sock.disconnect()
 
 
-def test_the_user_command_sets_access(r, redis_server, tmp_path, capsys):
-    import argparse
-
-    from tests.conftest import settings_for
-
-    parser = argparse.ArgumentParser()
-    users.configure_user(parser)
-    settings = settings_for(redis_server.url)
-    settings = settings.model_copy(update={"history": settings.history.model_copy(
-        update={"data_dir": tmp_path})})
-
-    def run(*argv):
-        return users.run_user(parser.parse_args(argv), settings)
+def test_the_user_command_sets_access(r, user_command, capsys):
+    run = user_command
 
     assert run("add", "tina", "--password", "tina-password", "--cameras", "room1,room2",
                "--groups", "year-9") == 0
@@ -164,7 +153,7 @@ def test_the_user_command_sets_access(r, redis_server, tmp_path, capsys):
     assert "not a valid name" in capsys.readouterr().err
     assert run("list") == 0
     assert "tina\tviewer\tcameras room1, groups year-9" in capsys.readouterr().out
-    settings = settings.model_copy(update={"history": settings.history.model_copy(
+    run.settings = run.settings.model_copy(update={"history": run.settings.history.model_copy(
         update={"url": "postgresql://nobody@127.0.0.1:9/x"})})
     assert run("list") == 2
     assert "the database cannot be used" in capsys.readouterr().err

@@ -212,17 +212,8 @@ def test_ensure_admin_from_settings(r, monkeypatch):
     assert ensure() is None  # refused and logged, not a crash
 
 
-def test_user_command(r, redis_server, monkeypatch, capsys, tmp_path):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    users.configure_user(parser)
-    settings = settings_for(redis_server.url)
-    settings = settings.model_copy(update={"history": settings.history.model_copy(
-        update={"data_dir": tmp_path})})
-
-    def run(*argv):
-        return users.run_user(parser.parse_args(argv), settings)
+def test_user_command(r, user_command, monkeypatch, capsys):
+    run = user_command
 
     assert run("add", "bob", "--role", "admin", "--password", "bob-password") == 0
     assert run("add", "carol", "--password", "carol-password") == 0
