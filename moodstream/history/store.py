@@ -12,6 +12,8 @@ import csv
 import functools
 import io
 import operator
+import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -61,14 +63,32 @@ def _sqlite_setup(engine: sa.Engine) -> None:
     def connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent on power loss
         cursor.execute("PRAGMA busy_timeout=30000")
+        _wal_mode(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent on power loss
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def begin(conn):
         conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
+
+
+def _wal_mode(cursor, patience_s: float = 30.0) -> None:
+    """Puts the file in WAL mode (which it keeps). Switching needs the file to itself and
+    SQLite answers "database is locked" at once, without waiting, when several processes
+    open a new file together; so a file already in WAL mode is left alone and the switch
+    is retried until the others are done."""
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + random.random() * 0.05)
 
 
 def slot_of(column, step: int, offset: int = 0):
