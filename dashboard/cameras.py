@@ -34,12 +34,8 @@ PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiv
                   "retrying": "the camera cannot be reached; retrying",
                   "failed": "the camera failed; an admin can see why",
                   "ended": "the source ended", "stopped": "stopped"}
-# What viewers read for each state: the reasons themselves ("Connection refused", a content
-# type) would tell them which internal ports answer; admins see the full reason.
-PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiving frames",
-                  "retrying": "the camera cannot be reached; retrying",
-                  "failed": "the camera failed; an admin can see why",
-                  "ended": "the source ended", "stopped": "stopped"}
+# An edge camera's uplink counters in its status (edge/uplink.py).
+EDGE_COUNTERS = ("sent", "queued", "spilled", "dropped")
 
 
 def mask_source(source: str) -> str:
@@ -63,13 +59,19 @@ def latest_mood(r, cam: str) -> Snapshot | None:
 def status(r, cam: str) -> dict:
     raw = {_text(k): _text(v) for k, v in r.hgetall(keys.camera_status(cam)).items()}
     out: dict = {"state": raw.get("state", "unknown"), "reason": raw.get("reason", "")}
-    for name in ("fps", "frames", "updated"):
+    if raw.get("kind") == "edge":  # analysed beside the camera (moodstream edge)
+        out["edge"] = True
+    for name in ("fps", "frames", "updated", *EDGE_COUNTERS):
         if name in raw:
             try:
                 out[name] = float(raw[name])
             except ValueError:
                 out[name] = raw[name]
     return out
+
+
+def is_edge(r, cam: str) -> bool:
+    return _text(r.hget(keys.camera_status(cam), "kind") or "") == "edge"
 
 
 def camera_ids(r) -> list[str]:
@@ -85,7 +87,6 @@ def describe(r, cam: str, *, show_source: bool) -> dict | None:
     out = settings(cam, camera)
     if not show_source:
         out["source"] = mask_source(out["source"])
-        state["reason"] = PUBLIC_REASONS.get(state["state"], "")
         state["reason"] = PUBLIC_REASONS.get(state["state"], "")
     out["status"] = state
     mood = latest_mood(r, cam)
@@ -144,6 +145,9 @@ def update(r, cam: str, data: dict, networks: CameraNetworkSettings | None = Non
     changes = changes_from(data, partial=True, networks=networks)
     if not changes:
         raise CameraError("nothing to change")
+    if is_edge(r, cam) and (changes.get("preview") == "1" or changes.get("source")):
+        raise CameraError("an edge camera is analysed beside it and sends no images: it has "
+                          "no preview and no source to set here")
     if records is not None:
         current = (CameraSettings.load(r, cam) or CameraSettings()).to_hash()
         whole = {k: v for k, v in {**current, **changes}.items() if v != ""}

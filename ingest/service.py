@@ -128,6 +128,8 @@ class Publisher:
 
     def __init__(self, args: CameraSpec, settings: Settings, stop: threading.Event,
                  r: redis.Redis | None = None, status: StatusWriter | None = None):
+        """r: the Redis to publish to; status: where the camera's state goes (anything with
+        StatusWriter's `set`, `state` and `reason`)."""
         self.args, self.stop = args, stop
         self.frames_maxlen = settings.streams.frames_maxlen
         self.max_frame_bytes = settings.limits.max_frame_bytes
@@ -165,11 +167,22 @@ class Publisher:
             return False
         self.redis_backoff.ok()
         metrics.ENTRIES.labels("ingest", "published").inc()
+        self.count_published()
+        return True
+
+    def count_published(self) -> None:
         self.seq += 1
         self.published += 1
         now = time.monotonic()
         self._fps_window = [t for t in self._fps_window if now - t < 5] + [now]
-        return True
+
+    def deliver(self, picture, ts: float) -> bool | None:
+        """Sends one sampled picture on: True when it went out, False when it was lost (an
+        outage, counted), None when it does not decode (skipped as a camera glitch)."""
+        jpeg = picture.encode(self.args.max_width, self.args.quality)
+        if jpeg is None:
+            return None
+        return self.publish(jpeg, ts)
 
     def drop_oversize(self, size: int) -> bool:
         """A frame too large for the stream: counted (frames:dropped:oversize), not sent."""
@@ -213,10 +226,10 @@ class Publisher:
                     if now < next_at:
                         continue  # sampling: keep reading so a live source never lags
                     next_at = max(next_at + interval, now) if next_at else now + interval
-                    jpeg = picture.encode(self.args.max_width, self.args.quality)
-                    if jpeg is None:
-                        continue  # a frame that does not decode: skip it, as a camera glitch
-                    if self.publish(jpeg, ts):
+                    delivered = self.deliver(picture, ts)
+                    if delivered is None:
+                        continue
+                    if delivered:
                         failures, delay = 0, 0.5
                     if now - last_status > 1.0 or self.status.state != "connected":
                         self.status.set("connected", self.problem or source.describe(),

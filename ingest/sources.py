@@ -39,11 +39,17 @@ class SourceError(RuntimeError):
     """The source cannot be opened or stopped delivering; the message says why."""
 
 
-def encode_jpeg(frame: np.ndarray, max_width: int, quality: int) -> bytes:
+def shrink(frame: np.ndarray, max_width: int) -> np.ndarray:
+    """The frame at most max_width wide, its aspect kept."""
     h, w = frame.shape[:2]
-    if w > max_width:
-        frame = cv2.resize(frame, (max_width, round(h * max_width / w)),
-                           interpolation=cv2.INTER_AREA)
+    if w <= max_width:
+        return frame
+    return cv2.resize(frame, (max_width, round(h * max_width / w)),
+                      interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(frame: np.ndarray, max_width: int, quality: int) -> bytes:
+    frame = shrink(frame, max_width)
     ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise SourceError("JPEG encoding failed")

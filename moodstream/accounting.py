@@ -111,10 +111,44 @@ def latency_percentiles(r: redis.Redis) -> dict:
     return {"p50": pick(0.50), "p99": pick(0.99), "samples": len(values)}
 
 
+EDGE_FIELDS = ("kind", "state", "sent", "queued", "spilled", "dropped", "updated")
+
+
+def edge_stats(r: redis.Redis, counters: dict[str, int]) -> dict[str, dict]:
+    """Per edge camera: labels sent, waiting on the node (in memory, spilled to its file),
+    dropped past its spill cap (from the node's status), and late: arrived after the
+    staleness bound, so counted in history but not live (from the aggregators)."""
+    cams = sorted(text(c) for c in r.smembers(keys.CAMERAS))
+    pipe = r.pipeline(transaction=False)
+    for cam in cams:
+        pipe.hmget(keys.camera_status(cam), *EDGE_FIELDS)
+    out = {}
+    for cam, values in zip(cams, pipe.execute(), strict=True):
+        status = dict(zip(EDGE_FIELDS, (text(v) if v is not None else "" for v in values),
+                          strict=True))
+        if status["kind"] != "edge":
+            continue
+        numbers = {}
+        for name in ("sent", "queued", "spilled", "dropped"):
+            try:
+                numbers[name] = int(status[name] or 0)
+            except ValueError:
+                numbers[name] = 0
+        out[cam] = {"state": status["state"], **numbers,
+                    "late": counters.get(keys.late_labels(cam), 0),
+                    "updated": float(status["updated"] or 0) or None}
+    return out
+
+
 def pipeline_stats(r: redis.Redis) -> dict:
     from moodstream.history.writer import history_stats
 
     counters, waiting = _snapshot(r)
+    edges = edge_stats(r, counters)
+    # Edge nodes add labels entries themselves (they may not write the counters): their
+    # own count of what they sent stands for them.
+    counters["labels:in"] = counters.get("labels:in", 0) + sum(e["sent"] for e in
+                                                               edges.values())
     workers: dict[str, int] = {}
     for info in registry.live_workers(r):
         workers[info["kind"]] = workers.get(info["kind"], 0) + 1
@@ -133,4 +167,5 @@ def pipeline_stats(r: redis.Redis) -> dict:
         "workers": workers,
         # Rows for the history database: written, dropped by a full buffer, or pending.
         "history": history_stats(r),
+        "edge": edges,
     }

@@ -39,6 +39,9 @@ COMMANDS = {
                        "run ingest processes for the cameras registered in Redis "
                        "(from the dashboard)",
                        ("redis",)),
+    "edge": Command("moodstream.edge.service",
+                    "analyse one camera beside it and send only its labels to a central Redis",
+                    ("redis", "metrics")),
     "detector": Command("moodstream.workers.detector", "MTCNN face detector worker",
                         ("redis", "metrics")),
     "detect": Command("moodstream.workers.detect_cli", "print the faces found in images"),

@@ -175,6 +175,23 @@ class AggregatorSettings(BaseSettings):
     lease_s: float = 5.0
 
 
+class EdgeSettings(BaseSettings):
+    """`moodstream edge`: analysis beside the camera, labels sent to a central Redis."""
+
+    model_config = _group(PREFIX + "EDGE_")
+    # Labels waiting for the link, in memory (MiB); past it the oldest go to the spill file
+    # in the data directory, which holds at most spill_mb (MiB); past that, labels are
+    # dropped and counted (the camera's status, /api/stats).
+    queue_mb: float = Field(8.0, gt=0)
+    spill_mb: float = Field(64.0, ge=0)
+    # After an outage the backlog goes out at this many labels a second at most, so the
+    # central aggregators keep up and the labels stream's cap never trims unread entries.
+    resend_per_s: float = Field(1000.0, gt=0)
+    status_every_s: float = Field(2.0, gt=0)  # the camera's status (and heartbeat)
+    # Seconds without an answer before the link counts as lost (a silent network).
+    link_timeout_s: float = Field(5.0, gt=0)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "moodstream"
@@ -246,6 +263,7 @@ class Settings(BaseModel):
     history: HistorySettings = Field(default_factory=HistorySettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     log_level: str = "INFO"
     metrics_port: int = 0  # 0 = no Prometheus HTTP endpoint
 
@@ -280,7 +298,7 @@ GROUPS = {"redis": RedisSettings, "streams": StreamSettings, "limits": LimitSett
           "detector": DetectorSettings,
           "classifier": ClassifierSettings, "alerts": AlertSettings,
           "aggregator": AggregatorSettings, "history": HistorySettings,
-          "dashboard": DashboardSettings, "bulk": BulkSettings}
+          "dashboard": DashboardSettings, "bulk": BulkSettings, "edge": EdgeSettings}
 
 
 def known_variables() -> set[str]:

@@ -95,6 +95,12 @@ def handoff(cam: str) -> str:
     return f"ms:handoff:{cam}"
 
 
+def late_labels(cam: str) -> str:
+    """Field of keys.STATS: labels of this camera that arrived later than the staleness
+    bound (an edge node's backlog after an outage)."""
+    return f"labels:late:{cam}"
+
+
 # -- dashboard -------------------------------------------------------------------------------
 
 DASHBOARD_SECRET = "ms:dashboard:secret"  # shared Flask secret when none is configured

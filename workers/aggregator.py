@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import socketio
 
 from moodstream import keys, metrics
-from moodstream.camera_settings import CameraSettings
+from moodstream.camera_settings import MODES, CameraSettings, announce
 from moodstream.config import Settings
 from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEntry, Snapshot
 from moodstream.history import open_writer
@@ -110,6 +110,8 @@ class CameraState:
     latest: float = 0.0  # capture time of the newest label applied
     bucket: int | None = None  # start of the open 10 s history bucket
     faces_seen: dict[int, list[float]] = field(default_factory=dict)  # bucket -> snapshots'
+    # Closed buckets that late labels (an edge node's backlog) added to: written again.
+    late_buckets: set[int] = field(default_factory=set)
 
     def bucket_done(self, now: float) -> bool:
         end = self.bucket + mood.BUCKET_S
@@ -133,14 +135,29 @@ class CameraState:
         self.faces_seen.setdefault(current, []).append(faces)
         for start in [s for s in self.faces_seen if s < self.bucket]:
             del self.faces_seen[start]
+        # A closed bucket that late labels reached is written again from all it now holds
+        # (the database keeps the newest row of a bucket).
+        for start in sorted(self.late_buckets):
+            row = mood.history_bucket(cam, start, self.counts, [])
+            if row:
+                rows.append(row)
+        self.late_buckets.clear()
         return rows
 
-    def apply(self, entry_id: str, label: LabelSet) -> bool:
-        """Count one frame's labels once: False if its entry was applied already."""
+    def apply(self, entry_id: str, label: LabelSet, *, live: bool = True) -> bool:
+        """Count one frame's labels once: False if its entry was applied already. A label
+        that is not live (captured longer ago than the staleness bound: an edge node's
+        backlog after an outage) counts towards its history bucket only: it moves no live
+        figure and raises no alert."""
         if entry_id in self.applied:
             return False
         self.applied[entry_id] = label.ts
         self.counts.add(label.ts, label.probs)
+        if not live:
+            start = int(label.ts) // mood.BUCKET_S * mood.BUCKET_S
+            if self.bucket is not None and start < self.bucket:
+                self.late_buckets.add(start)
+            return True
         self.recent.append(label)
         if self.first_seen is None or label.ts < self.first_seen:
             self.first_seen = label.ts
@@ -152,6 +169,21 @@ class CameraState:
             self.recent.popleft()
         for eid in [e for e, ts in self.applied.items() if ts < now - KEEP_S - 60]:
             del self.applied[eid]
+
+
+def register_edge_camera(r, cam: str, status: dict[str, str]) -> None:
+    """An edge camera in the registry: its name and mode as its node announced them, unless
+    the camera has settings already (an admin's changes stand). No source: nothing central
+    reads its frames, and it has no preview."""
+    defaults = CameraSettings(name=status.get("name") or cam,
+                              mode=status.get("mode") if status.get("mode") in MODES
+                              else "classroom", added=time.time())
+    pipe = r.pipeline(transaction=True)
+    for name, value in defaults.to_hash().items():
+        pipe.hsetnx(keys.camera(cam), name, value)
+    pipe.sadd(keys.CAMERAS, cam)
+    announce(pipe, cam)
+    pipe.execute()
 
 
 def handoff_record(entry_id: str, label: LabelSet) -> str:
@@ -177,6 +209,11 @@ class Aggregator:
         a = settings.aggregator
         self.interval, self.lease_ms = a.interval_s, int(a.lease_s * 1000)
         self.max_skew_s = settings.streams.max_clock_skew_s  # as the consumer loop drops
+        self.stale_s = settings.streams.stale_after_s  # older labels are late: history only
+        # Cameras whose labels arrived although they are not registered: an edge node's
+        # first labels register its camera (register_edges).
+        self.known: set[str] = set()
+        self.unregistered: set[str] = set()
         # Write-only emitter: the dashboard's Socket.IO server relays through this queue (the
         # channel Flask-SocketIO listens on). python-socketio alone: no Flask in this process.
         self.socketio = socketio.RedisManager(settings.redis_url, channel="flask-socketio",
@@ -198,12 +235,19 @@ class Aggregator:
         """Apply the labels of owned cameras; hand the others to their owners, in the
         consumer's transaction (so a label is handed off exactly when it is acknowledged)."""
         handoff: dict[str, list[str]] = {}
+        late: dict[str, int] = {}
+        now = time.time()
         with self.lock:
             for eid, label in items:
+                live = now - label.ts <= self.stale_s
+                if not live:
+                    late[label.camera] = late.get(label.camera, 0) + 1
                 state = self.states.get(label.camera)
                 if state is not None:
-                    state.apply(text(eid), label)
+                    state.apply(text(eid), label, live=live)
                 else:
+                    if label.camera not in self.known:
+                        self.unregistered.add(label.camera)
                     handoff.setdefault(label.camera, []).append(handoff_record(text(eid),
                                                                                label))
 
@@ -213,7 +257,27 @@ class Aggregator:
                 pipe.ltrim(keys.handoff(cam), -HANDOFF_MAX, -1)
                 pipe.expire(keys.handoff(cam), KEEP_S)
 
-        return Batch(ops=[write] if handoff else [])
+        return Batch(ops=[write] if handoff else [],
+                     counters={keys.late_labels(cam): n for cam, n in late.items()})
+
+    def register_edges(self, cameras: list[str]) -> list[str]:
+        """Registers the cameras whose labels arrived unannounced and whose status says they
+        are edge nodes (not one an admin removed). Returns the cameras, with those added."""
+        self.known = set(cameras)
+        with self.lock:
+            candidates, self.unregistered = sorted(self.unregistered - self.known), set()
+        added = []
+        for cam in candidates:
+            status = {text(k): text(v) for k, v in
+                      self.redis.hgetall(keys.camera_status(cam)).items()}
+            if status.get("kind") != "edge" or self.redis.sismember(keys.REMOVED_CAMERAS, cam):
+                continue
+            register_edge_camera(self.redis, cam, status)
+            log.info("camera %s: registered from its edge node (%s)", cam,
+                     status.get("host", "unknown host"))
+            added.append(cam)
+        self.known.update(added)
+        return sorted(self.known)
 
     # -- ownership -------------------------------------------------------------------------
 
@@ -291,10 +355,11 @@ class Aggregator:
                 if items:
                     self.redis.rpush(keys.handoff(cam), *items)
                 return
+            now = time.time()
             for raw in items:
                 record = from_handoff(raw)
                 if record is not None:
-                    state.apply(*record)
+                    state.apply(*record, live=now - record[1].ts <= self.stale_s)
 
     # -- snapshots (the snapshot thread) ---------------------------------------------------
 
@@ -302,7 +367,8 @@ class Aggregator:
         backoff = Backoff("aggregator snapshots")
         while not stop.wait(self.interval):
             try:
-                cameras = sorted(text(c) for c in self.redis.smembers(keys.CAMERAS))
+                cameras = self.register_edges(
+                    sorted(text(c) for c in self.redis.smembers(keys.CAMERAS)))
                 self.balance(cameras)
                 now = time.time()
                 for cam in sorted(self.states):

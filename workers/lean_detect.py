@@ -344,12 +344,14 @@ class Plan:
 
 
 class LeanDetector:
-    """FaceDetector plus gating and tracking, with each camera's state in Redis."""
+    """FaceDetector plus gating and tracking, with each camera's state in Redis, or in this
+    process when `r` is None (an edge node: one process sees all of its camera's frames)."""
 
     def __init__(self, detector, r, options: LeanOptions):
         self.detector, self.redis, self.options = detector, r, options
         self.can_track = hasattr(detector.detector, "detect_around")
-        self._write = r.register_script(WRITE_STATE)
+        self.held: dict[str, CameraState] = {}
+        self._write = r.register_script(WRITE_STATE) if r is not None else None
         # frames by way; "searched": tracked frames that O-Net alone did not settle,
         # "retry": tracked frames that needed a full scan after all
         self.ways = {"full": 0, "gate": 0, "follow": 0, "track": 0, "searched": 0, "retry": 0}
@@ -383,6 +385,8 @@ class LeanDetector:
 
     def load(self, cameras) -> dict[str, CameraState | None]:
         cameras = sorted(set(cameras))
+        if self.redis is None:
+            return {cam: self.held.get(cam) for cam in cameras}
         pipe = self.redis.pipeline(transaction=False)
         for cam in cameras:
             pipe.hget(keys.detect_state(cam), "state")
@@ -390,6 +394,9 @@ class LeanDetector:
                 for cam, raw in zip(cameras, pipe.execute(), strict=True)}
 
     def save(self, states: dict[str, CameraState]) -> None:
+        if self.redis is None:
+            self.held.update(states)
+            return
         ttl = max(1, math.ceil(self.options.state_ttl_s))
         pipe = self.redis.pipeline(transaction=False)
         for cam, state in states.items():
