@@ -4,7 +4,7 @@ disk until the link is back.
 One JSON object a line (a labels entry's fields), appended at the end and sent from a read
 offset that is kept beside it (`<file>.sent`), so a restarted edge node resends neither what
 went out already nor loses what did not. The file holds at most `cap_bytes`; what does not
-fit is refused, and the caller counts it as dropped. A line cut short by a crash is skipped.
+fit is refused, and the caller counts it as dropped. A last line cut short by a crash is dropped when the file is opened again.
 The file holds expressions and boxes, never images; it lives in the private data directory.
 """
 
@@ -27,12 +27,29 @@ class SpillFile:
         private_dir(self.path.parent)
         private_file(self.path)
         private_file(self.offset_path)
-        self.size = self.path.stat().st_size
+        self.size = self._drop_torn_tail()
         try:
             self.offset = min(int(self.offset_path.read_text() or 0), self.size)
         except ValueError:
             self.offset = 0
         self.lines = self._count_lines()
+
+    def _drop_torn_tail(self) -> int:
+        """Cuts a last line that a crash left unfinished (the next line would join it);
+        returns the file's size."""
+        size = self.path.stat().st_size
+        if not size:
+            return 0
+        with open(self.path, "rb+") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+            if tail.endswith(b"\n"):
+                return size
+            cut = tail.rfind(b"\n")
+            keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size)
+            f.truncate(keep)
+            log.warning("spill file %s: dropped an unfinished last line", self.path)
+            return keep
 
     def _count_lines(self) -> int:
         with open(self.path, "rb") as f:

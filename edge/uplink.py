@@ -40,12 +40,11 @@ def record_size(record: dict) -> int:
 
 
 def connect_upstream(url: str, timeout_s: float) -> redis.Redis:
-    """A client that notices a silent link within `timeout_s`, and sends no HELLO or CLIENT
-    SETINFO, which an edge node's ACL user has no need for."""
+    """A client that notices a silent link within `timeout_s` (redis-py's CLIENT SETINFO at
+    connect, which the edge ACL does not allow, fails quietly)."""
     return redis.Redis.from_url(url, socket_connect_timeout=timeout_s,
                                 socket_timeout=timeout_s, socket_keepalive=True,
-                                retry_on_timeout=False, lib_name=None, lib_version=None,
-                                health_check_interval=0)
+                                retry_on_timeout=False, health_check_interval=0)
 
 
 class Uplink:

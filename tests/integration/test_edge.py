@@ -1,6 +1,6 @@
-"""A central `moodstream up --no-source` fed by a real `moodstream edge` through a TCP link
-that is cut for 20 s: the edge camera shows on the dashboard, sends only labels, and the
-history of the outage has its buckets once the link is back."""
+"""A central `moodstream up --no-source` fed by a real `moodstream edge` (with its ACL user)
+through a TCP link that is cut for 20 s: the edge camera shows on the dashboard, sends only
+labels, and the history of the outage has its buckets once the link is back."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from moodstream import keys
 from moodstream.bench.link import LinkProxy
 from moodstream.redis_client import text
 from tests.conftest import MOODSTREAM, REPO, free_port, service_env, wait_for
+from tests.edge.test_acl import edge_user
 
 TOKEN = "edge-test-token-0123456789"
 CAMERA = "edge-cab7"
@@ -55,7 +56,9 @@ def test_an_edge_camera_feeds_the_centre_through_a_link_cut_for_20_s(redis_serve
                     service_env(redis_server.url, MOODSTREAM_TOKEN=TOKEN,
                                 MOODSTREAM_DATA_DIR=str(tmp_path / "central")))
     link = LinkProxy(redis_server.port)
-    edge_url = redis_server.url.replace(f":{redis_server.port}/", f":{link.port}/")
+    # The node has only the ACL user docs/security.md gives it.
+    user = edge_user(r, CAMERA, "edge-cab7-password")
+    edge_url = f"redis://{user}:edge-cab7-password@127.0.0.1:{link.port}/0"
     edge = start(["edge", "--camera", CAMERA, "--source", "demo", "--mode", "driver",
                   "--name", "Cab 7", "--fps", "5"], tmp_path / "edge.log",
                  service_env(edge_url, MOODSTREAM_DATA_DIR=str(tmp_path / "edge")))
@@ -124,3 +127,4 @@ def test_an_edge_camera_feeds_the_centre_through_a_link_cut_for_20_s(redis_serve
         stop(edge)
         stop(central)
         link.close()
+        r.acl_deluser(user)

@@ -33,12 +33,16 @@ function adminPage() {
 
   function card(cam) {
     const id = cam.id;
+    // An edge node analyses its camera where it is: no source here, and no frames to preview.
+    const edge = Boolean(cam.status && cam.status.edge);
     const modeSelect = el("select", { name: "mode", "data-testid": `mode-${id}` },
       ...["classroom", "driver"].map((m) => el("option", { value: m, selected: m === cam.mode, text: m })));
     const settings = el("form", { className: "grid-form", "data-testid": `settings-${id}` },
       el("label", {}, "Mode ", modeSelect),
       field("Name", "name", cam.name, { maxlength: "80" }),
-      field("Source", "source", cam.source, { "data-testid": `source-${id}` }),
+      edge ? el("p", { className: "hint", "data-testid": `edge-${id}`,
+                       text: "Edge node: analysed beside the camera; only labels reach this machine." })
+           : field("Source", "source", cam.source, { "data-testid": `source-${id}` }),
       field("fps", "fps", cam.fps, { type: "number", min: "0.1", max: "30", step: "0.1" }),
       field("Groups", "groups", cam.groups || "", { "data-testid": `groups-${id}` }),
       field("Negative threshold", "negative_threshold", cam.negative_threshold,
@@ -47,14 +51,15 @@ function adminPage() {
             { type: "number", min: "0.5", max: "3600", step: "0.5", "data-testid": `negative-seconds-${id}` }),
       field("Out of view for (s)", "absent_seconds", cam.absent_seconds,
             { type: "number", min: "0.5", max: "3600", step: "0.5", "data-testid": `absent-seconds-${id}` }),
-      el("label", { className: "check" },
+      edge ? null : el("label", { className: "check" },
         el("input", { type: "checkbox", name: "preview", checked: cam.preview, "data-testid": `preview-${id}` }),
         " Live preview with face boxes"),
       el("button", { type: "submit", "data-testid": `save-${id}`, text: "Save" }));
     settings.addEventListener("submit", async (event) => {
       event.preventDefault();
       const data = Object.fromEntries(new FormData(settings).entries());
-      data.preview = settings.querySelector('input[name="preview"]').checked;
+      const preview = settings.querySelector('input[name="preview"]');
+      if (preview) data.preview = preview.checked;
       if (!data.source) delete data.source;  // a camera that an ingest announced by itself
       try {
         await api("PATCH", `/api/cameras/${encodeURIComponent(id)}`, data);
@@ -77,7 +82,7 @@ function adminPage() {
     return el("article", { className: "admin-camera", "data-testid": `admin-camera-${id}`, "data-camera": id },
       el("header", {},
         el("h2", {}, el("a", { href: `/cameras/${encodeURIComponent(id)}`, text: id })),
-        el("code", { className: "source", text: cam.source || "(not registered)" }),
+        el("code", { className: "source", text: edge ? "(edge node)" : cam.source || "(not registered)" }),
         el("span", statusSpan(cam)),
         el("label", { className: "check" }, erase, "also erase its history"),
         remove),
