@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 # The services. Development tools are not held to these rules: the benchmarks (bench/) and the
 # model's training, export and evaluation code (models/), which never run inside a service.
-SERVICE_FOLDERS = ("moodstream", "ingest", "workers", "dashboard")
+SERVICE_FOLDERS = ("moodstream", "ingest", "edge", "workers", "dashboard")
 
 
 def service_files() -> list[Path]:

@@ -44,6 +44,12 @@ function systemPage() {
       rows.push(["History rows written", h.written],
                 ["History rows dropped (buffer full)", (h.dropped || {}).full],
                 ["History rows waiting for the database", h.pending]);
+      // Edge cameras: labels sent, waiting on the node (memory + spill file), dropped past
+      // its spill cap, and late (counted in history, not live).
+      for (const [cam, e] of Object.entries(s.edge || {})) {
+        rows.push([`Edge ${cam} (${e.state || "unknown"})`,
+                   `${e.sent} sent, ${e.queued + e.spilled} waiting, ${e.dropped} dropped, ${e.late} late`]);
+      }
       for (const [label, value] of rows) {
         stats.append(el("dt", { text: label }), el("dd", { text: value === undefined ? "–" : String(value) }));
       }
