@@ -80,6 +80,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "full run, off with --quick)")
     parser.add_argument("--capacity-seconds", type=float, default=30.0,
                         help="measured window of each camera count the search tries")
+    parser.add_argument("--edge-only", action="store_true",
+                        help="run only the edge figures (bench/edge.py): one edge node's "
+                        "CPU, memory and upstream bytes, and the edge cameras one central "
+                        "Redis and one aggregator take; writes nothing")
+    parser.add_argument("--edge-seconds", type=float,
+                        help="the edge footprint's measured window (default 10 quick, 30 full)")
+    parser.add_argument("--no-edge", action="store_true", help="skip the edge figures")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: rewrite docs/benchmarks.md and its plots from "
                         "bench/results.json")
@@ -413,6 +420,33 @@ def measure_gating(results: dict, quick: bool) -> None:
         results["detector_gating_error"] = (str(error).splitlines() or [repr(error)])[0]
 
 
+EDGE_SECONDS = {"quick": 10.0, "full": 30.0}  # the footprint's window
+EDGE_SIZING_SECONDS = {"quick": 5.0, "full": 10.0}  # each sizing load level's window
+
+
+def measure_edge(results: dict, quick: bool, seconds: float | None = None) -> None:
+    """bench/edge.py's figures into results["edge"]; a failure into results["edge_error"]
+    (every other figure is kept)."""
+    mode = "quick" if quick else "full"
+    log("edge node footprint and centre sizing")
+    try:
+        from moodstream.bench.edge import measure_edge as edge
+
+        results["edge"] = edge(seconds or EDGE_SECONDS[mode],
+                               sizing_seconds=EDGE_SIZING_SECONDS[mode])
+    except Exception as error:  # noqa: BLE001 - keep every other figure
+        log(f"edge figures failed: {error}")
+        results["edge_error"] = (str(error).splitlines() or [repr(error)])[0]
+
+
+def edge_section(results: dict) -> str:
+    from moodstream.bench.edge import edge_text
+
+    if results.get("edge"):
+        return edge_text(results["edge"])
+    return f"edge figures failed: {results['edge_error']}" if "edge_error" in results else ""
+
+
 def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
     from moodstream.workers.emotion_model import read_metadata
 
@@ -456,6 +490,13 @@ def run(args: argparse.Namespace, settings) -> int:
         classroom_choice(args, quick)
     except ValueError as error:
         raise SystemExit(f"moodstream bench: {error}") from None
+    if args.edge_only:
+        only = {}
+        measure_edge(only, quick, args.edge_seconds)
+        print(edge_section(only))
+        if args.json:
+            print(json.dumps(only, separators=(",", ":")))
+        return 0 if "edge" in only else 1
     if args.classroom_only:
         from moodstream.bench.report import (
             agreement_text,
@@ -511,6 +552,8 @@ def run(args: argparse.Namespace, settings) -> int:
         results.update(measure_classroom(args, quick))  # a failed `up`: its error, kept
     if not args.no_gating:
         measure_gating(results, quick)
+    if not args.no_edge:
+        measure_edge(results, quick, args.edge_seconds)
     measure_agreement(results)
     sustained = results["pipeline"]["sustained"]["fps"]
     results["speedup_vs_paper_loop"] = speedup(sustained, paper["fps"])
@@ -536,7 +579,7 @@ def run(args: argparse.Namespace, settings) -> int:
 
     print(render_text(results))
     for section in (classroom_sections_text(results), gating_section_text(results),
-                    agreement_text(results)):
+                    edge_section(results), agreement_text(results)):
         if section:
             print(section)
     if not quick and not args.no_write:

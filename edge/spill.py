@@ -4,8 +4,9 @@ disk until the link is back.
 One JSON object a line (a labels entry's fields), appended at the end and sent from a read
 offset that is kept beside it (`<file>.sent`), so a restarted edge node resends neither what
 went out already nor loses what did not. The file holds at most `cap_bytes`; what does not
-fit is refused, and the caller counts it as dropped. A last line cut short by a crash is dropped when the file is opened again.
-The file holds expressions and boxes, never images; it lives in the private data directory.
+fit is refused, and the caller counts it as dropped. A last line cut short by a crash is
+dropped when the file is opened again. The file holds expressions and boxes, never images;
+it lives in the private data directory.
 """
 
 from __future__ import annotations
