@@ -24,6 +24,7 @@ COPY pyproject.toml README.md ./
 COPY bench bench
 COPY moodstream moodstream
 COPY ingest ingest
+COPY edge edge
 COPY workers workers
 COPY dashboard dashboard
 COPY --from=frontend /app/dashboard/static/vendor dashboard/static/vendor
