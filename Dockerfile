@@ -23,6 +23,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bench bench
 COPY moodstream moodstream
+COPY analysis analysis
+COPY detection detection
+COPY bulk bulk
 COPY ingest ingest
 COPY edge edge
 COPY workers workers

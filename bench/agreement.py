@@ -76,11 +76,11 @@ def shares(labels: list[LabelSet]) -> np.ndarray:
 def run_workload(r, frames: list[np.ndarray], min_face: int, camera: str) -> dict:
     from moodstream.config import load_settings
     from moodstream.contract import Frame
-    from moodstream.workers.classifier import label_frames
-    from moodstream.workers.detector import FaceDetector, face_set
-    from moodstream.workers.emotion_model import EmotionModel
-    from moodstream.workers.label_reuse import LabelReuse
-    from moodstream.workers.lean_detect import LeanDetector, LeanOptions
+    from moodstream.detection.emotion_model import EmotionModel
+    from moodstream.detection.face_detector import FaceDetector, face_set
+    from moodstream.detection.label_reuse import LabelReuse
+    from moodstream.detection.labelling import label_frames
+    from moodstream.detection.lean_detect import LeanDetector, LeanOptions
 
     settings = load_settings()
     model = EmotionModel(settings.classifier.model_path)

@@ -574,7 +574,7 @@ class UpRun:
     def __enter__(self) -> UpRun:
         from moodstream.embedded_redis import EmbeddedRedis, free_port
         from moodstream.redis_client import connect
-        from moodstream.supervisor import register_camera
+        from moodstream.up import register_camera
 
         self.folder.mkdir(parents=True, exist_ok=True)
         # The product's own embedded Redis (the binary `up` would run), started here so that

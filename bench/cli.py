@@ -190,7 +190,7 @@ def measure_classifier(model_path: Path, faces: int) -> dict:
     """onnxruntime, 1 thread, faces/s at batch 32 and at batch 1, on 64x64 gray crops."""
     import numpy as np
 
-    from moodstream.workers.emotion_model import EmotionModel
+    from moodstream.detection.emotion_model import EmotionModel
 
     model = EmotionModel(model_path, threads=1)
     crops = np.random.default_rng(0).integers(0, 256, (faces, model.height, model.width),
@@ -448,7 +448,7 @@ def edge_section(results: dict) -> str:
 
 
 def measure_accuracy(model_path: Path, evaluate: bool) -> dict:
-    from moodstream.workers.emotion_model import read_metadata
+    from moodstream.detection.emotion_model import read_metadata
 
     meta = read_metadata(model_path)
     out = {"params": int(meta.get("params", 0)) or None,
@@ -482,7 +482,7 @@ def run(args: argparse.Namespace, settings) -> int:
             print(f"wrote {path}")
         return 0
     from moodstream.bench.pipeline import DEFAULT_VIDEO
-    from moodstream.workers.emotion_model import read_metadata
+    from moodstream.detection.emotion_model import read_metadata
 
     started = time.monotonic()
     quick = args.quick

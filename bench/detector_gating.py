@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 MEDIA = REPO.parent / "shared" / "data" / "media"
 
 from moodstream.bench.detectors import DLIB_BOXES, MATCH_IOU  # noqa: E402
-from moodstream.workers.detectors.base import iou  # noqa: E402
+from moodstream.detection.detectors.base import iou  # noqa: E402
 
 FPS = 5.0
 MIN_FACE = 40
@@ -139,10 +139,10 @@ def measure_gating(seconds: float = 8.0, rounds: int = 2, media: Path = MEDIA) -
     import redis
 
     from moodstream import assets
+    from moodstream.detection.emotion_model import EmotionModel
+    from moodstream.detection.face_detector import FaceDetector
+    from moodstream.detection.lean_detect import LeanDetector, LeanOptions
     from moodstream.embedded_redis import EmbeddedRedis
-    from moodstream.workers.detector import FaceDetector
-    from moodstream.workers.emotion_model import EmotionModel
-    from moodstream.workers.lean_detect import LeanDetector, LeanOptions
 
     count = int(seconds * FPS)
     photos = [cv2.imread(str(media / name)) for name in GROUPS]

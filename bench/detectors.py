@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 MEDIA = REPO.parent / "shared" / "data" / "media"
 
-from moodstream.workers.detectors import make_detector  # noqa: E402
-from moodstream.workers.detectors.base import iou  # noqa: E402
+from moodstream.detection.detectors import make_detector  # noqa: E402
+from moodstream.detection.detectors.base import iou  # noqa: E402
 
 SIZES = [(640, 480), (1280, 720)]
 DETECTORS = ["mtcnn-onnx", "mtcnn", "haar"]
@@ -104,8 +104,8 @@ def recall(detector, min_confidence: float) -> dict:
 RSS_PROBE = """
 import json, sys, time
 import cv2, psutil
-from moodstream.workers.detector import FaceDetector  # all that `moodstream detector` loads
-from moodstream.workers.detectors.base import limit_heap, release_memory
+from moodstream.detection.face_detector import FaceDetector  # all that `moodstream detector` loads
+from moodstream.detection.detectors.base import limit_heap, release_memory
 limit_heap()  # as the worker's run() does
 detector = FaceDetector((64, 64), min_face={min_face}, detector="{name}")
 photo = cv2.imread("{photo}")

@@ -8,7 +8,7 @@ A Flask blueprint for `moodstream.dashboard.app.create_app`; register it with
 
 Uploads are stored under ``MOODSTREAM_BULK_DIR`` (default: the system temp folder), which
 bulk workers must see at the same path (same machine or shared storage), unless
-``MOODSTREAM_BULK_STAGE=1`` ships the files to them through Redis (workers.bulk_staging).
+``MOODSTREAM_BULK_STAGE=1`` ships the files to them through Redis (bulk/staging.py).
 Uploads larger than ``MOODSTREAM_BULK_MAX_UPLOAD_MB`` (default 500) are refused; every file
 is type-checked by suffix and by decoding it (an image must decode, a video must open and
 give a frame).
@@ -40,12 +40,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
 from moodstream import keys
+from moodstream.bulk import jobs as bulk_jobs
+from moodstream.bulk import staging as bulk_staging
+from moodstream.bulk.results import write_outputs
 from moodstream.config import MIB
 from moodstream.dashboard import auth
 from moodstream.dashboard.numbers import NumberOutOfRange, form_number
 from moodstream.images import check_image, decode
-from moodstream.workers import bulk_jobs, bulk_staging
-from moodstream.workers.bulk_results import write_outputs
 
 log = logging.getLogger("moodstream.dashboard")
 bp = Blueprint("bulk", __name__, url_prefix="/admin/bulk")

@@ -11,12 +11,12 @@ import numpy as np
 
 from moodstream.config import Settings
 from moodstream.contract import Frame
+from moodstream.detection.emotion_model import EmotionModel
+from moodstream.detection.face_detector import FaceDetector, face_set
+from moodstream.detection.label_reuse import LabelReuse
+from moodstream.detection.labelling import label_frames
+from moodstream.detection.lean_detect import LeanDetector, LeanOptions
 from moodstream.ingest.sources import shrink
-from moodstream.workers.classifier import label_frames
-from moodstream.workers.detector import FaceDetector, face_set
-from moodstream.workers.emotion_model import EmotionModel
-from moodstream.workers.label_reuse import LabelReuse
-from moodstream.workers.lean_detect import LeanDetector, LeanOptions
 
 MIN_CONFIDENCE = 0.9  # as the detector service's default
 

@@ -1,5 +1,5 @@
 """FER-2013 faces re-cut the way the live pipeline cuts them: detector box, margin, eye
-alignment (workers/face_crop.py), instead of FER-2013's own framing.
+alignment (detection/face_crop.py), instead of FER-2013's own framing.
 
 Each 48-px face is enlarged, given a border of its own edge pixels so that the detector sees
 some context, and run through the pipeline's ``FaceDetector``. The most confident face is
@@ -28,7 +28,7 @@ def pipeline_crops(x: np.ndarray, crop_size: tuple[int, int], batch: int = 16,
                    threads: int = 2, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, 48, 48[, 1]) faces -> (crops uint8 (N, H, W, 1), found bool (N,)).
     Where the detector finds no face the crop is the plain resize, and found is False."""
-    from moodstream.workers.detector import FaceDetector
+    from moodstream.detection.face_detector import FaceDetector
 
     faces = x[..., 0] if x.ndim == 4 else x
     side = faces.shape[1] * UPSCALE

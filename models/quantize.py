@@ -203,7 +203,7 @@ def compare_speed(paths, batches: int = 200, batch: int = 32, seed: int = 0) -> 
     `moodstream bench`'s classifier figure). The models take turns batch by batch, so the
     load of a shared machine falls on each alike; each batch is timed by the clock of the
     calling thread's CPU as well as by the wall clock, and the median of each is reported."""
-    from moodstream.workers.emotion_model import EmotionModel
+    from moodstream.detection.emotion_model import EmotionModel
 
     models = {str(p): EmotionModel(p, threads=1) for p in paths}
     first = next(iter(models.values()))

@@ -158,7 +158,7 @@ def pipeline_stats(r: redis.Redis) -> dict:
         "faces": counters.get("faces:found", 0),
         "labels": counters.get("labels:faces", 0),
         # Of those, faces classified on their frame, and faces that carried their track's
-        # last probabilities (workers/label_reuse.py): labels == classified + reused.
+        # last probabilities (detection/label_reuse.py): labels == classified + reused.
         "classified": counters.get("labels:classified", 0),
         "reused": counters.get("labels:reused", 0),
         "stages": {s: stage_stats(s, counters, waiting[s]) for s in ("faces", "labels")},

@@ -30,7 +30,7 @@ class Command(NamedTuple):
 
 
 COMMANDS = {
-    "up": Command("moodstream.supervisor",
+    "up": Command("moodstream.up",
                   "run the whole live pipeline and the dashboard (embedded Redis by default)"),
     "ingest": Command("moodstream.ingest.service",
                       "publish one camera's frames (or, --supervised, several cameras')",
@@ -44,7 +44,7 @@ COMMANDS = {
                     ("redis", "metrics")),
     "detector": Command("moodstream.workers.detector", "MTCNN face detector worker",
                         ("redis", "metrics")),
-    "detect": Command("moodstream.workers.detect_cli", "print the faces found in images"),
+    "detect": Command("moodstream.detection.cli", "print the faces found in images"),
     "classifier": Command("moodstream.workers.classifier", "expression classifier worker",
                           ("redis", "metrics")),
     "aggregator": Command("moodstream.workers.aggregator", "per-camera mood aggregates",
@@ -57,9 +57,9 @@ COMMANDS = {
                        "export, summarise, purge or erase the lesson history", ("redis",)),
     "db": Command("moodstream.history.backup",
                   "back up or restore the database, or read its audit log"),
-    "analyze": Command("moodstream.workers.bulk_cli", "analyse videos and photos in bulk",
+    "analyze": Command("moodstream.bulk.cli", "analyse videos and photos in bulk",
                        ("redis",)),
-    "bulk-worker": Command("moodstream.workers.bulk_cli", "process bulk analysis jobs (RQ)",
+    "bulk-worker": Command("moodstream.bulk.cli", "process bulk analysis jobs (RQ)",
                            ("redis",), "configure_worker", "run_worker"),
     "train": Command("moodstream.models.cli", "train the emotion model", (),
                      "configure_train", "run_train"),

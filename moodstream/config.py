@@ -143,7 +143,7 @@ class ClassifierSettings(BaseSettings):
     wait_ms: int = 5
     # A tracked face is classified again at least this often (capture time; 0: every
     # frame), and sooner when its crop changed by more than reuse_change_level grey levels
-    # (workers/label_reuse.py). In between it carries its last probabilities.
+    # (detection/label_reuse.py). In between it carries its last probabilities.
     reuse_max_age_ms: int = 400
     reuse_change_level: float = 6.0
     reuse_max_face: int = 64  # px: larger (close) faces are classified on every frame

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import socketio
 
 from moodstream import keys, metrics
+from moodstream.alert_webhook import AlertWebhook
+from moodstream.analysis import mood, tracking
 from moodstream.camera_settings import MODES, CameraSettings, announce
 from moodstream.config import Settings
 from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEntry, Snapshot
@@ -37,8 +39,6 @@ from moodstream.history import open_writer
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.registry import live_workers
 from moodstream.streams import Batch, StreamConsumer
-from moodstream.workers import mood, tracking
-from moodstream.workers.alert_webhook import AlertWebhook
 
 log = logging.getLogger("moodstream.aggregator")
 RECENT_S = 60  # labels entries (frames) kept per camera for tracks, smoothing and alerts

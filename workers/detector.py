@@ -1,6 +1,6 @@
 """`moodstream detector`: face detection on frames from the frames stream, one faces entry per
 frame (all its faces: boxes, scores, track ids, crops). The detector is pluggable
-(workers/detectors): MTCNN on onnxruntime by default, without TensorFlow; `--detector mtcnn`
+(detection/detectors): MTCNN on onnxruntime by default, without TensorFlow; `--detector mtcnn`
 runs the mtcnn package (TensorFlow), `--detector haar` OpenCV's Haar cascade. A camera's hash
 (keys.camera) may carry `min_face` and `scale_factor` fields: they override the worker's
 settings for that camera's frames."""
@@ -17,12 +17,12 @@ import numpy as np
 from moodstream import keys, metrics
 from moodstream.camera_settings import CameraSettings
 from moodstream.config import LimitSettings, Settings
-from moodstream.contract import FaceSet, Frame
+from moodstream.contract import Frame
+from moodstream.detection.detectors.base import limit_heap, release_memory
+from moodstream.detection.face_detector import FaceDetector, face_set
+from moodstream.detection.lean_detect import LeanDetector, LeanOptions
 from moodstream.images import FRAME_FORMATS, ImageRefused, check_image, decode
 from moodstream.streams import Batch, Output, StreamConsumer
-from moodstream.workers.detectors.base import limit_heap, release_memory
-from moodstream.workers.face_crop import crop_face
-from moodstream.workers.lean_detect import LeanDetector, LeanOptions
 
 log = logging.getLogger("moodstream.detector")
 PREVIEW_TTL_S = 5
@@ -92,57 +92,6 @@ def decode_images(items: list, limits: LimitSettings) -> tuple[list, dict]:
     return decoded, rejected
 
 
-class FaceDetector:
-    """A face detector plus cropping; shared by the live detector and the bulk jobs."""
-
-    def __init__(self, crop_size: tuple[int, int], min_face: int = 40,
-                 min_confidence: float = 0.9, threads: int = 1, detector: str = "mtcnn-onnx",
-                 scale_factor: float = 0.709, **options):
-        """options: further detector options (mtcnn-onnx: max_face, work_face)."""
-        from moodstream.workers.detectors import make_detector
-
-        self.name = detector
-        self.detector = make_detector(self.name, min_face=min_face, scale_factor=scale_factor,
-                                      threads=threads, **options)
-        self.crop_size, self.min_face, self.min_confidence = crop_size, min_face, min_confidence
-        self.scale_factor = scale_factor
-
-    def detect(self, images: list[np.ndarray], min_face=None,
-               scale_factor=None) -> list[list[dict]]:
-        """BGR images -> per image, a list of {box, score, landmarks, left_eye, right_eye, crop}.
-        min_face / scale_factor: one value or one per image (None: the detector's own)."""
-        found = self.detector.detect(images, min_face=min_face, scale_factor=scale_factor)
-        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
-
-    def detect_around(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
-        """As detect, but only near the known boxes of each image (track-guided detection;
-        detectors that have detect_around: mtcnn-onnx)."""
-        found = self.detector.detect_around(images, boxes)
-        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
-
-    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
-        """As detect_around, with O-Net alone on the known boxes (mtcnn-onnx's refine)."""
-        found = self.detector.refine(images, boxes)
-        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
-
-    def finish(self, image: np.ndarray, faces) -> list[dict]:
-        """DetectedFaces of an image -> the dicts of detect, crops cut from this image."""
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        out = []
-        for face in faces:
-            if face.score < self.min_confidence:
-                continue
-            x, y, w, h = face.box
-            if w <= 1 or h <= 1:
-                continue
-            points = face.landmarks or {}
-            left, right = points.get("left_eye"), points.get("right_eye")
-            out.append({"box": (x, y, w, h), "score": face.score, "landmarks": face.landmarks,
-                        "left_eye": left, "right_eye": right,
-                        "crop": crop_face(gray, (x, y, w, h), self.crop_size, left, right)})
-        return out
-
-
 class CameraOptions:
     """Each camera's settings (CameraSettings: min_face, scale_factor, preview), re-read every
     couple of seconds so that a change made in the dashboard applies without a restart."""
@@ -158,17 +107,6 @@ class CameraOptions:
         return self.cached[camera]
 
 
-def face_set(frame: Frame, faces: list[dict]) -> FaceSet:
-    """The faces entry of a frame from FaceDetector-style dicts with a "track" id each."""
-    if not faces:
-        return FaceSet(frame.camera, frame.seq, frame.ts)
-    return FaceSet(frame.camera, frame.seq, frame.ts,
-                   np.array([f["box"] for f in faces], np.int32),
-                   np.array([f["score"] for f in faces], np.float32),
-                   np.array([f["track"] for f in faces], np.int64),
-                   np.stack([f["crop"] for f in faces]))
-
-
 def draw_preview(image: np.ndarray, faces: list[dict]) -> bytes:
     canvas = image.copy()
     for face in faces:
@@ -178,7 +116,7 @@ def draw_preview(image: np.ndarray, faces: list[dict]) -> bytes:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from moodstream.workers.emotion_model import input_size
+    from moodstream.detection.emotion_model import input_size
 
     limit_heap()
     d = settings.detector

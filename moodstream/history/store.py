@@ -24,9 +24,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from moodstream.contract import CLASSES
+from moodstream.expressions import dominant, valence
 from moodstream.history.schema import ROLLUP_S, alerts, buckets, lessons, rollup
 from moodstream.private_files import private_sqlite
-from moodstream.workers.mood import dominant, valence
 
 BUCKET_S = 10
 DAY_S = 86400

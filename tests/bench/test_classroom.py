@@ -305,7 +305,7 @@ def test_tiled_real_video_shows_six_points_of_the_clip():
 
 def test_the_dense_scene_moves_and_mtcnn_finds_its_25_faces():
     need(MEDIA)
-    from moodstream.workers.detectors import make_detector
+    from moodstream.detection.detectors import make_detector
 
     scene = classroom.DENSE
     frames = frames_of(scene, 0, 30)  # one pan and zoom cycle of 2 s

@@ -11,8 +11,8 @@ import pytest
 
 from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES
+from moodstream.expressions import dominant, valence
 from moodstream.history import HistoryStore, HistoryWriter
-from moodstream.workers.mood import dominant, valence
 
 HOUR = 3600
 T0 = int(time.time()) // HOUR * HOUR - 10 * HOUR  # ten hours ago, on the hour

@@ -10,7 +10,7 @@ import pytest
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
 from moodstream.ingest.supervisor import CameraSupervisor
-from moodstream.supervisor import register_camera
+from moodstream.up import register_camera
 from tests.conftest import wait_for
 
 

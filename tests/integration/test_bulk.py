@@ -18,10 +18,10 @@ import pytest
 import redis
 
 from moodstream import keys
+from moodstream.bulk import jobs as bulk_jobs
+from moodstream.bulk.results import CSV_COLUMNS, read_csv
 from moodstream.config import load_settings
 from moodstream.contract import CLASSES, Frame, LabelSet
-from moodstream.workers import bulk_jobs
-from moodstream.workers.bulk_results import CSV_COLUMNS, read_csv
 from tests.conftest import MOODSTREAM, REPO, service_env, settings_for, wait_for
 
 pytestmark = pytest.mark.slow

@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from moodstream import keys
+from moodstream.bulk import jobs as bulk_jobs
 from moodstream.config import load_settings
 from moodstream.dashboard import users
 from moodstream.embedded_redis import EmbeddedRedis
-from moodstream.workers import bulk_jobs
 from tests.conftest import MOODSTREAM, REPO, service_env, settings_for, wait_for
 from tests.dashboard.conftest import ADMIN, SECRET, TOKEN, csrf_from, login
 from tests.image_bombs import radiance_bomb
@@ -144,7 +144,7 @@ def test_job_records_are_json_and_forged_jobs_never_run(db, worker, tmp_path):
 def test_the_bulk_page_survives_malformed_records(db, dashboard):
     r = db["client"]
     r.set("ms:bulk:upload:aaaa", b"\x80not json")
-    good_ids = bulk_jobs.plan_to_dict(bulk_jobs.Plan(), [])
+    good_ids = bulk_jobs.plan_to_dict(bulk_jobs.BulkPlan(), [])
     r.set("ms:bulk:upload:bbbb", json.dumps({"id": "bbbb", "files": ["x.jpg"],
                                              "state": "queued", "plan": good_ids}))
     r.set("ms:bulk:upload:cccc", json.dumps({"id": "cccc", "files": ["y.jpg"],

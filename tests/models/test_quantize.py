@@ -76,7 +76,7 @@ def test_the_int8_model_keeps_the_contract_and_agrees_with_the_float_one(int8_mo
 
 
 def test_the_classifier_runtime_runs_the_int8_model(int8_model):
-    from moodstream.workers.emotion_model import EmotionModel, input_size
+    from moodstream.detection.emotion_model import EmotionModel, input_size
 
     model = EmotionModel(int8_model)
     assert input_size(int8_model) == (model.height, model.width) == (48, 48)

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 SERVICE_MODULES = ("moodstream.workers.classifier", "moodstream.workers.detector",
                    "moodstream.workers.aggregator", "moodstream.dashboard.app",
-                   "moodstream.workers.bulk_jobs", "moodstream.ingest.service",
+                   "moodstream.bulk.jobs", "moodstream.ingest.service",
                    "moodstream.models.cli", "moodstream.bench.cli")
 
 
@@ -29,14 +29,14 @@ def loaded_by(argv: list[str]) -> set[str]:
 @pytest.mark.parametrize("command, module, absent", [
     ("classifier", "moodstream.workers.classifier",
      ("flask", "tensorflow", "moodstream.workers.detector", "moodstream.workers.aggregator",
-      "moodstream.dashboard.app", "moodstream.workers.bulk_jobs", "moodstream.models.cli")),
+      "moodstream.dashboard.app", "moodstream.bulk.jobs", "moodstream.models.cli")),
     # The app itself is built in gunicorn's worker process (moodstream.dashboard.server).
     ("dashboard", "moodstream.dashboard.service",
      ("tensorflow", "onnxruntime", "flask", "moodstream.workers.classifier",
       "moodstream.workers.detector", "moodstream.workers.aggregator", "moodstream.bench.cli")),
-    ("detect", "moodstream.workers.detect_cli",
+    ("detect", "moodstream.detection.cli",
      ("flask", "tensorflow", "moodstream.workers.classifier", "moodstream.dashboard.app",
-      "moodstream.workers.bulk_jobs")),
+      "moodstream.bulk.jobs")),
 ])
 def test_a_command_loads_what_it_runs_and_nothing_else(command, module, absent):
     loaded = loaded_by([command, "--help"])

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from moodstream import keys
+from moodstream.analysis.mood import Recent, Thresholds, driver_alerts
 from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES
 from moodstream.workers.aggregator import HISTORY_WAIT_MAX_S, Aggregator, CameraState
-from moodstream.workers.mood import Recent, Thresholds, driver_alerts
 from tests.conftest import label_set, settings_for
 
 T = 1_780_000_000

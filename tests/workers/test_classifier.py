@@ -6,9 +6,9 @@ import pytest
 
 from moodstream.config import load_settings
 from moodstream.contract import CLASSES, FaceSet, LabelSet
-from moodstream.workers.classifier import label_frames
-from moodstream.workers.emotion_model import EmotionModel, ModelError
-from moodstream.workers.label_reuse import LabelReuse
+from moodstream.detection.emotion_model import EmotionModel, ModelError
+from moodstream.detection.label_reuse import LabelReuse
+from moodstream.detection.labelling import label_frames
 
 
 def test_the_classifier_process_never_imports_tensorflow():

@@ -9,10 +9,10 @@ import threading
 import sqlalchemy as sa
 
 from moodstream.contract import CLASSES
+from moodstream.expressions import dominant, valence
 from moodstream.history import HistoryStore, sqlite_url
 from moodstream.history.schema import buckets, metadata
 from moodstream.history.store import to_csv
-from moodstream.workers.mood import dominant, valence
 
 T0 = 1_780_000_200  # a multiple of 600: slot-aligned
 DAY = 86400

@@ -8,10 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from moodstream.config import load_settings
-from moodstream.contract import CLASSES
-from moodstream.workers import bulk_jobs
-from moodstream.workers.bulk_results import (
+from moodstream.bulk import jobs as bulk_jobs
+from moodstream.bulk.results import (
     CSV_COLUMNS,
     Group,
     read_csv,
@@ -20,6 +18,8 @@ from moodstream.workers.bulk_results import (
     unique_name,
     write_outputs,
 )
+from moodstream.config import load_settings
+from moodstream.contract import CLASSES
 
 VIDEO_FPS, VIDEO_FRAMES = 29.97, 464  # fer_woman2.mp4, per the media README
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from moodstream.workers.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
+from moodstream.detection.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
 
 
 def fix_mtcnn_pyramid() -> None:

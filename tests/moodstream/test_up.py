@@ -11,7 +11,7 @@ from moodstream.dashboard import cameras
 from moodstream.history import HistoryStore, sqlite_url
 from moodstream.history.records import Records
 from moodstream.redis_fill import fill_redis
-from moodstream.supervisor import RedisKeeper, register_camera
+from moodstream.up import RedisKeeper, register_camera
 from tests.conftest import RedisServer
 
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from moodstream.workers.detectors.base import DetectedFace, Detector
+from moodstream.detection.detectors.base import DetectedFace, Detector
 
 DEFAULT = "mtcnn-onnx"  # settings.detector.name (MOODSTREAM_DETECTOR) picks another
 
 # name -> "module:Class" (imported lazily) or a factory
 DETECTORS: dict[str, str | Callable[..., Detector]] = {
-    "mtcnn-onnx": "moodstream.workers.detectors.mtcnn_onnx:MtcnnOnnx",
-    "mtcnn": "moodstream.workers.detectors.mtcnn_tf:MtcnnTF",
-    "haar": "moodstream.workers.detectors.haar:HaarDetector",
+    "mtcnn-onnx": "moodstream.detection.detectors.mtcnn_onnx:MtcnnOnnx",
+    "mtcnn": "moodstream.detection.detectors.mtcnn_tf:MtcnnTF",
+    "haar": "moodstream.detection.detectors.haar:HaarDetector",
 }
 
 

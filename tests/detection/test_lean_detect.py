@@ -9,13 +9,13 @@ import pytest
 
 from moodstream import keys
 from moodstream.bench.detector_gating import clip_frames, dlib_recall, swaying
-from moodstream.workers.detector import FaceDetector
-from moodstream.workers.detectors.base import iou
-from moodstream.workers.detectors.mtcnn_onnx import scale_pyramid, work_step
-from moodstream.workers.face_crop import crop_face
-from moodstream.workers.lean_detect import (
+from moodstream.detection.detectors.base import iou
+from moodstream.detection.detectors.mtcnn_onnx import scale_pyramid, work_step
+from moodstream.detection.face_crop import crop_face
+from moodstream.detection.face_detector import FaceDetector
+from moodstream.detection.lean_detect import (
     TRACK_GAP_S,
-    CameraState,
+    DetectState,
     LeanDetector,
     LeanOptions,
     assign_tracks,
@@ -101,14 +101,14 @@ def test_motion_outside_faces_ignores_sway_and_known_faces_but_sees_a_newcomer()
 
 
 def test_camera_state_round_trip_and_garbage():
-    state = CameraState(12.5, 10.0, 3, (640, 480), "40/0.709",
+    state = DetectState(12.5, 10.0, 3, (640, 480), "40/0.709",
                         [{"box": [1, 2, 30, 40], "score": 0.99, "landmarks": None}],
                         np.arange(80 * 60, dtype=np.uint8).reshape(60, 80))
-    back = CameraState.decode(state.encode())
+    back = DetectState.decode(state.encode())
     assert back.faces == state.faces and np.array_equal(back.thumb, state.thumb)
     assert (back.ts, back.full_ts, back.since_full, back.size) == (12.5, 10.0, 3, (640, 480))
     assert back.detected()[0].box == (1, 2, 30, 40)
-    assert CameraState.decode(b"nonsense") is None and CameraState.decode(None) is None
+    assert DetectState.decode(b"nonsense") is None and DetectState.decode(None) is None
 
 
 # ---------------------------------------------------------------- the decisions, real Redis
@@ -140,8 +140,8 @@ def test_state_is_shared_by_detectors_and_never_goes_back(r, full):
     second.detect([("c", 1.2, frame)], [MIN_FACE], [0.709])
     assert first.ways["full"] == 1 and second.ways["gate"] == 1
     assert r.ttl(keys.detect_state("c")) > 0
-    first.save({"c": CameraState(1.1, 1.1, 0, (640, 480), "x", [], thumbnail(frame))})
-    assert CameraState.decode(r.hget(keys.detect_state("c"), "state")).ts == 1.2
+    first.save({"c": DetectState(1.1, 1.1, 0, (640, 480), "x", [], thumbnail(frame))})
+    assert DetectState.decode(r.hget(keys.detect_state("c"), "state")).ts == 1.2
 
 
 def test_frames_of_one_camera_in_one_batch_follow_each_other(r, full):
@@ -191,7 +191,7 @@ def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     faces = full.detect([photo])[0]
     wrong = [{"box": [b + 150 for b in f["box"][:2]] + list(f["box"][2:]), "score": 1.0,
               "landmarks": None} for f in faces]
-    state = CameraState(0.0, 0.0, 0, (640, 480), f"{MIN_FACE}/0.709", wrong, thumbnail(photo))
+    state = DetectState(0.0, 0.0, 0, (640, 480), f"{MIN_FACE}/0.709", wrong, thumbnail(photo))
     lean = LeanDetector(full, r, LeanOptions(gate=False, refine_every_frames=1))
     lean.save({"c": state})
     (found,) = lean.detect([("c", 0.2, photo)], [MIN_FACE], [0.709])
@@ -199,7 +199,7 @@ def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     # a small move: O-Net alone settles it
     nudged = [{"box": [f["box"][0] + 3, f["box"][1] - 2, *f["box"][2:]], "score": 1.0,
                "landmarks": None} for f in faces]
-    lean.save({"c": CameraState(0.3, 0.2, 0, (640, 480), f"{MIN_FACE}/0.709", nudged,
+    lean.save({"c": DetectState(0.3, 0.2, 0, (640, 480), f"{MIN_FACE}/0.709", nudged,
                                 thumbnail(photo))})
     (found,) = lean.detect([("c", 0.4, photo)], [MIN_FACE], [0.709])
     assert lean.ways["track"] == 1 and lean.ways["searched"] == 1 and len(found) == len(faces)
@@ -254,12 +254,12 @@ def test_faces_keep_their_track_ids_and_new_faces_get_new_ones():
 
 
 def test_a_face_missed_for_a_moment_keeps_its_id_and_one_gone_for_long_does_not():
-    old = CameraState(1.0, 0.0, 1, (640, 480), "s",
+    old = DetectState(1.0, 0.0, 1, (640, 480), "s",
                       [{"box": [10, 10, 50, 50], "track": 7}], np.zeros((4, 4), np.uint8))
     lost = lost_tracks(old, [], 1.2)  # frame 1.2 missed the face
     assert lost == [{"box": [10, 10, 50, 50], "track": 7, "ts": 1.0}]
     assert assign_tracks(lost, [(11, 10, 50, 50)], 1.4) == [7]
-    later = CameraState(1.2, 0.0, 2, (640, 480), "s", [], old.thumb, lost)
+    later = DetectState(1.2, 0.0, 2, (640, 480), "s", [], old.thumb, lost)
     assert lost_tracks(later, [], 1.0 + TRACK_GAP_S) == [], "gone too long: forgotten"
 
 

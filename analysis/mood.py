@@ -10,26 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from moodstream.contract import CLASSES
+from moodstream.expressions import dominant, valence
 
 WINDOWS = {"10s": 10, "1m": 60, "5m": 300}
-POSITIVE = ("happy", "surprise")
-NEGATIVE = ("angry", "disgust", "fear", "sad")
 DRIVER_NEGATIVE = ("angry", "fear", "sad")  # what a fleet wants to hear about
-
-
-def valence(counts: dict[str, float]) -> float:
-    """Share of positive minus share of negative expressions, in [-1, 1]."""
-    total = sum(counts.values())
-    if not total:
-        return 0.0
-    positive = sum(counts.get(c, 0) for c in POSITIVE)
-    return (positive - sum(counts.get(c, 0) for c in NEGATIVE)) / total
-
-
-def dominant(counts: dict[str, float]) -> str | None:
-    best = max(CLASSES, key=lambda c: counts.get(c, 0))
-    return best if counts.get(best, 0) > 0 else None
-
 
 BUCKET_S = 10  # history rows: one per camera and 10 s
 KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes, plus a margin)

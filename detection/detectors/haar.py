@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from moodstream.workers.detectors.base import DetectedFace, Detector, as_bgr, per_image
+from moodstream.detection.detectors.base import DetectedFace, Detector, as_bgr, per_image
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 

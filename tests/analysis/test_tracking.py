@@ -1,8 +1,8 @@
 import numpy as np
 
+from moodstream.analysis.tracking import people_present
 from moodstream.contract import CLASSES, LabelSet
-from moodstream.workers.detectors.base import iou
-from moodstream.workers.tracking import people_present
+from moodstream.detection.detectors.base import iou
 
 
 def probs(name: str) -> list[float]:

@@ -1,4 +1,4 @@
-"""Bulk jobs (workers/bulk_jobs.py) on the real test redis-server: a worker runs only the
+"""Bulk jobs (bulk/jobs.py) on the real test redis-server: a worker runs only the
 allowlisted functions and callbacks, whatever a job record in Redis names."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 import pytest
 from rq import Callback
 
-from moodstream.workers import bulk_jobs
+from moodstream.bulk import jobs as bulk_jobs
 
 QUEUE = "callbacks-test"
 
@@ -31,7 +31,7 @@ def run_burst(r) -> None:
 def test_a_job_naming_os_system_as_its_callback_is_refused(r, calls, tmp_path, kind):
     """Enqueued straight into Redis, as anyone who can write to it could."""
     queue = bulk_jobs.make_queue(QUEUE, r)
-    job = queue.enqueue("moodstream.workers.bulk_jobs.discard_inputs", str(tmp_path / "x"),
+    job = queue.enqueue("moodstream.bulk.jobs.discard_inputs", str(tmp_path / "x"),
                         **{kind: Callback("os.system")})
     run_burst(r)
     job.refresh()
@@ -55,7 +55,7 @@ def test_a_job_without_callbacks_still_runs(r, tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     (folder / "a.jpg").write_bytes(b"x")
     job = bulk_jobs.make_queue(QUEUE, r).enqueue(
-        "moodstream.workers.bulk_jobs.discard_inputs", str(folder))
+        "moodstream.bulk.jobs.discard_inputs", str(folder))
     run_burst(r)
     job.refresh()
     assert job.get_status() == "finished" and not folder.exists()

@@ -42,8 +42,8 @@ import cv2
 import numpy as np
 
 from moodstream import keys
-from moodstream.workers.detectors.base import DetectedFace, iou
-from moodstream.workers.detectors.mtcnn_onnx import iou_matrix
+from moodstream.detection.detectors.base import DetectedFace, iou
+from moodstream.detection.detectors.mtcnn_onnx import iou_matrix
 
 THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
 # A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
@@ -85,7 +85,7 @@ class LeanOptions:
 
 
 @dataclass
-class CameraState:
+class DetectState:
     """What a camera's next frame is compared with: the last detected frame (full or
     tracked; a gated frame changes nothing but the count)."""
 
@@ -112,7 +112,7 @@ class CameraState:
         return json.dumps(head).encode() + b"\n" + self.thumb.tobytes() + patches
 
     @classmethod
-    def decode(cls, raw: bytes | None) -> CameraState | None:
+    def decode(cls, raw: bytes | None) -> DetectState | None:
         """None for a missing or unreadable state (the frame then gets a full scan)."""
         if not raw:
             return None
@@ -335,12 +335,12 @@ def scan_phase(camera: str) -> float:
 
 
 @dataclass
-class Plan:
+class DetectPlan:
     """One frame's way (full, gate, follow, track) and what it needs."""
 
     way: str
     thumb: np.ndarray
-    state: CameraState | None
+    state: DetectState | None
 
 
 class LeanDetector:
@@ -350,50 +350,50 @@ class LeanDetector:
     def __init__(self, detector, r, options: LeanOptions):
         self.detector, self.redis, self.options = detector, r, options
         self.can_track = hasattr(detector.detector, "detect_around")
-        self.held: dict[str, CameraState] = {}
+        self.held: dict[str, DetectState] = {}
         self._write = r.register_script(WRITE_STATE) if r is not None else None
         # frames by way; "searched": tracked frames that O-Net alone did not settle,
         # "retry": tracked frames that needed a full scan after all
         self.ways = {"full": 0, "gate": 0, "follow": 0, "track": 0, "searched": 0, "retry": 0}
 
     def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
-             state: CameraState | None, camera: str = "") -> Plan:
+             state: DetectState | None, camera: str = "") -> DetectPlan:
         thumb = thumbnail(image)
         o = self.options
         size = (image.shape[1], image.shape[0])
         if (state is None or state.size != size or state.settings != settings
                 or state.thumb is None or state.thumb.shape != thumb.shape
                 or not (o.gate or o.track)):
-            return Plan("full", thumb, state)
+            return DetectPlan("full", thumb, state)
         if (state.since_full + 1 >= o.full_every_frames
                 or ts - state.full_ts >= o.full_every_s or ts < state.ts):
-            return Plan("full", thumb, state)
+            return DetectPlan("full", thumb, state)
         if o.gate and still(state.thumb, thumb, o.gate_fraction):
-            return Plan("gate", thumb, state)
+            return DetectPlan("gate", thumb, state)
         if o.track and self.can_track:
             scale = thumb.shape[1] / size[0]
             boxes = [f["box"] for f in state.faces]
             known = regions(boxes, scale, self.detector.detector.track_margin, thumb.shape)
             if motion_outside(state.thumb, thumb, known) < motion_area(min_face, scale):
                 if not boxes:
-                    return Plan("gate", thumb, state)
+                    return DetectPlan("gate", thumb, state)
                 if (state.since_refine + 1 < o.refine_every_frames
                         and state.patches is not None):
-                    return Plan("follow", thumb, state)
-                return Plan("track", thumb, state)
-        return Plan("full", thumb, state)
+                    return DetectPlan("follow", thumb, state)
+                return DetectPlan("track", thumb, state)
+        return DetectPlan("full", thumb, state)
 
-    def load(self, cameras) -> dict[str, CameraState | None]:
+    def load(self, cameras) -> dict[str, DetectState | None]:
         cameras = sorted(set(cameras))
         if self.redis is None:
             return {cam: self.held.get(cam) for cam in cameras}
         pipe = self.redis.pipeline(transaction=False)
         for cam in cameras:
             pipe.hget(keys.detect_state(cam), "state")
-        return {cam: CameraState.decode(raw)
+        return {cam: DetectState.decode(raw)
                 for cam, raw in zip(cameras, pipe.execute(), strict=True)}
 
-    def save(self, states: dict[str, CameraState]) -> None:
+    def save(self, states: dict[str, DetectState]) -> None:
         if self.redis is None:
             self.held.update(states)
             return
@@ -420,7 +420,7 @@ class LeanDetector:
                 rounds.append([])
             rounds[n].append(k)
         states = self.load(depth)
-        changed: dict[str, CameraState] = {}
+        changed: dict[str, DetectState] = {}
         results: list = [None] * len(frames)
         for members in rounds:
             self._round(frames, members, min_face, scale_factor, states, changed, results)
@@ -496,11 +496,11 @@ class LeanDetector:
                 changed[cam].full_ts -= phase * self.options.full_every_s
                 changed[cam].since_full = int(phase * self.options.full_every_frames)
 
-    def _next_state(self, plan: Plan, ts, image, faces, settings) -> CameraState:
+    def _next_state(self, plan: DetectPlan, ts, image, faces, settings) -> DetectState:
         old = plan.state
         lost = lost_tracks(old, faces, ts)
         if plan.way == "gate":
-            return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
+            return DetectState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
                                old.faces, old.thumb, lost, old.since_refine, old.patches)
         stored = [{**DetectedFace(f["box"], f["score"], f["landmarks"]).to_json(),
                    "track": f["track"]} for f in faces]
@@ -508,14 +508,14 @@ class LeanDetector:
         patches = (face_patches(gray_of(image), [f["box"] for f in faces])
                    if self.options.refine_every_frames > 1 else None)
         if plan.way in ("track", "follow"):
-            return CameraState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
+            return DetectState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
                                stored, plan.thumb, lost,
                                old.since_refine + 1 if plan.way == "follow" else 0, patches)
-        return CameraState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
+        return DetectState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
                            plan.thumb, lost, 0, patches)
 
 
-def lost_tracks(old: CameraState | None, faces: list[dict], ts: float) -> list[dict]:
+def lost_tracks(old: DetectState | None, faces: list[dict], ts: float) -> list[dict]:
     """The tracks of the previous state (its faces and its lost ones) that this frame did not
     see, while they were seen less than TRACK_GAP_S ago."""
     if old is None or ts < old.ts:

@@ -13,8 +13,8 @@ import pytest
 
 from moodstream import keys
 from moodstream.accounting import pipeline_stats
+from moodstream.alert_webhook import SIGNATURE_HEADER, AlertWebhook
 from moodstream.dashboard import cameras
-from moodstream.workers.alert_webhook import SIGNATURE_HEADER, AlertWebhook
 from tests.conftest import free_port, label_set, wait_for
 
 

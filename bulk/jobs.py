@@ -24,10 +24,10 @@ from rq import Queue, Retry, SimpleWorker, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from moodstream.bulk.results import Group, unique_name
+from moodstream.bulk.staging import StagedFiles, StagingError, is_staged
 from moodstream.config import MIB, BulkSettings, LimitSettings, Settings
 from moodstream.images import ImageRefused, ImageTooLarge, check_image, check_pixels, decode
-from moodstream.workers.bulk_results import Group, unique_name
-from moodstream.workers.bulk_staging import StagedFiles, StagingError, is_staged
 
 if TYPE_CHECKING:  # OpenCV and numpy load with the first job: an idle worker stays light
     import cv2
@@ -52,9 +52,9 @@ DEFAULT_MAX_PIXELS = LimitSettings.model_fields["max_image_pixels"].default
 # plain data already.
 SERIALIZER = JSONSerializer
 # ... and a worker runs only these functions, whatever function a job record names.
-JOB_FUNCTIONS = frozenset({"moodstream.workers.bulk_jobs.analyze_image",
-                           "moodstream.workers.bulk_jobs.analyze_video_chunk",
-                           "moodstream.workers.bulk_jobs.discard_inputs"})
+JOB_FUNCTIONS = frozenset({"moodstream.bulk.jobs.analyze_image",
+                           "moodstream.bulk.jobs.analyze_video_chunk",
+                           "moodstream.bulk.jobs.discard_inputs"})
 # ... and only these callbacks (on_success, on_failure, on_stopped): the bulk jobs use none.
 JOB_CALLBACKS: frozenset[str] = frozenset()
 
@@ -160,7 +160,7 @@ class Task:
 
 
 @dataclass
-class Plan:
+class BulkPlan:
     groups: dict[str, Group] = field(default_factory=dict)
     tasks: list[Task] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # files of other types inside folders
@@ -247,10 +247,10 @@ def _pixel_error(path: Path, max_pixels: int) -> str | None:
 def plan(paths: list[str], fps: float = DEFAULT_VIDEO_FPS,
          chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
          max_bytes: float = DEFAULT_MAX_MB * MIB,
-         max_pixels: int = DEFAULT_MAX_PIXELS) -> Plan:
+         max_pixels: int = DEFAULT_MAX_PIXELS) -> BulkPlan:
     """Inputs -> output groups and jobs. Errors found here (missing path, empty folder, too
     large, not a video) go into the groups' errors and make no job."""
-    result = Plan()
+    result = BulkPlan()
     taken: set[str] = set()
 
     def new_group(stem: str, kind: str, source: str) -> Group:
@@ -350,8 +350,8 @@ def configure_process(settings: Settings) -> None:
 def get_models(options: dict):
     """(FaceDetector, EmotionModel), built once per process for each setting."""
     from moodstream import assets
-    from moodstream.workers.detector import FaceDetector
-    from moodstream.workers.emotion_model import EmotionModel
+    from moodstream.detection.emotion_model import EmotionModel
+    from moodstream.detection.face_detector import FaceDetector
 
     threads = _PROCESS["threads"]
     model_path = str(options.get("model") or _PROCESS["model_path"] or assets.emotion_model())
@@ -591,15 +591,15 @@ def merge(group: Group, task: Task, result: dict | None, failure: str | None,
             group.add_error(task.file, error)
 
 
-def plan_to_dict(plan: Plan, job_ids: list[str]) -> dict:
+def plan_to_dict(plan: BulkPlan, job_ids: list[str]) -> dict:
     """JSON-safe form of a plan and its job ids (the dashboard keeps it in Redis)."""
     groups = [{k: v for k, v in asdict(g).items() if k != "rows"} for g in plan.groups.values()]
     tasks = [dict(asdict(t), job_id=j) for t, j in zip(plan.tasks, job_ids, strict=True)]
     return {"groups": groups, "tasks": tasks, "ignored": plan.ignored}
 
 
-def plan_from_dict(data: dict) -> tuple[Plan, list[str]]:
-    plan = Plan(ignored=list(data.get("ignored", [])))
+def plan_from_dict(data: dict) -> tuple[BulkPlan, list[str]]:
+    plan = BulkPlan(ignored=list(data.get("ignored", [])))
     for g in data["groups"]:
         plan.groups[g["name"]] = Group(**g)
     ids = []
@@ -618,7 +618,7 @@ class BulkWorker(SimpleWorker):
     loaded once at start (``preload``), and a heartbeat thread that keeps a long job's
     registration alive so that only a dead worker's job is ever treated as abandoned.
 
-    Works with ``rq worker -w moodstream.workers.bulk_jobs.BulkWorker`` and ``rq worker-pool``.
+    Works with ``rq worker -w moodstream.bulk.jobs.BulkWorker`` and ``rq worker-pool``.
     """
 
     heartbeat_ttl = 60  # run_worker sets settings.bulk.heartbeat_ttl

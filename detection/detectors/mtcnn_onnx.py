@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from moodstream import assets
-from moodstream.workers.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
+from moodstream.detection.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
 
 CELL, STRIDE = 12, 2
 GAP = 0  # pixels between pyramid levels in the mosaic besides even alignment (the mask does it)
@@ -66,7 +66,7 @@ def session(path: Path, threads: int):
 def scale_pyramid(width: int, height: int, min_face: float, factor: float,
                   max_face: float | None = None) -> list[float]:
     """mtcnn 1.0's build_scale_pyramid, keeping only levels at least 12 px high and wide
-    (the fix workers/detectors/mtcnn_tf.py applies to the package). With max_face, levels
+    (the fix detection/detectors/mtcnn_tf.py applies to the package). With max_face, levels
     whose 12 px cell is a face larger than max_face go, but one: P-Net's window at a level
     also answers for faces up to 1/factor its size, and the regression stretches it."""
     min_dim = min(width, height)

@@ -23,11 +23,12 @@ from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 from tqdm import tqdm
 
+from moodstream.bulk import jobs as bulk_jobs
+from moodstream.bulk import staging as bulk_staging
+from moodstream.bulk.results import Group, label_of, summary, write_outputs
 from moodstream.config import MIB, Settings
 from moodstream.embedded_redis import EmbeddedRedis
 from moodstream.redis_client import wait_until_reachable
-from moodstream.workers import bulk_jobs, bulk_staging
-from moodstream.workers.bulk_results import Group, label_of, summary, write_outputs
 
 log = logging.getLogger("moodstream.analyze")
 MAX_BARS = 20  # per-file progress bars shown at once; more files share the overall bar
@@ -191,7 +192,7 @@ class Waiter:
                 self.failures.setdefault(job.id, reason)
 
 
-def collect(plan: bulk_jobs.Plan, jobs: list, waiter: Waiter) -> list[Group]:
+def collect(plan: bulk_jobs.BulkPlan, jobs: list, waiter: Waiter) -> list[Group]:
     for job, task in zip(jobs, plan.tasks, strict=True):
         bulk_jobs.merge(plan.groups[task.group], task, waiter.results.get(job.id),
                         waiter.failures.get(job.id), waiter.attempts.get(job.id, 1))

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from moodstream.workers.face_crop import crop_face, eye_angle
+from moodstream.detection.face_crop import crop_face, eye_angle
 
 
 def test_crop_has_the_requested_size_and_is_centred_on_the_box():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from moodstream.workers.bulk_staging import (
+from moodstream.bulk.staging import (
     StagedFiles,
     StagingError,
     is_staged,

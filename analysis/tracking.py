@@ -2,7 +2,7 @@
 detections.
 
 The detector gives each face a track id that it keeps across the camera's frames (and through
-a frame or two where it is missed; workers/lean_detect.py). Here the recent labels entries are
+a frame or two where it is missed; detection/lean_detect.py). Here the recent labels entries are
 grouped by track in a few array operations: who was seen in the last moments, since when, and
 each person's expression as the mean of their last probabilities, which keeps labels from
 flickering frame to frame.

@@ -14,9 +14,9 @@ import pytest
 
 from moodstream import assets, keys
 from moodstream.contract import FaceSet, Frame
-from moodstream.workers.detectors import make_detector
-from moodstream.workers.detectors.base import iou
-from moodstream.workers.detectors.mtcnn_onnx import area_pyramid, nms, pack, patches
+from moodstream.detection.detectors import make_detector
+from moodstream.detection.detectors.base import iou
+from moodstream.detection.detectors.mtcnn_onnx import area_pyramid, nms, pack, patches
 from tests.conftest import MOODSTREAM, REPO, service_env, wait_for
 
 PARITY_MIN_FACE = 20  # the mtcnn package's default

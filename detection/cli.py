@@ -7,8 +7,8 @@ import json
 import sys
 
 from moodstream.config import Settings
+from moodstream.detection.detectors import make_detector
 from moodstream.images import ImageRefused, check_image, decode
-from moodstream.workers.detectors import make_detector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

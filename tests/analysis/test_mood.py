@@ -1,7 +1,8 @@
 import numpy as np
 
+from moodstream.analysis import mood
 from moodstream.contract import CLASSES, LabelSet
-from moodstream.workers import mood
+from moodstream.expressions import dominant, valence
 
 
 def probs_for(name: str, p: float = 0.9) -> list[float]:
@@ -12,9 +13,9 @@ def probs_for(name: str, p: float = 0.9) -> list[float]:
 
 def test_valence_and_dominant():
     counts = {"happy": 3, "sad": 1}
-    assert mood.valence(counts) == 0.5
-    assert mood.dominant(counts) == "happy"
-    assert mood.dominant({}) is None and mood.valence({}) == 0.0
+    assert valence(counts) == 0.5
+    assert dominant(counts) == "happy"
+    assert dominant({}) is None and valence({}) == 0.0
 
 
 def seconds_of(rows: dict[int, list[list[str]]]) -> mood.SecondCounts:

@@ -1,0 +1,73 @@
+"""`FaceDetector`: a face detector (detection/detectors) plus the aligned gray crops the
+classifier takes; shared by the live detector, the edge node, the bulk jobs, the model tools
+and the bench. `face_set` turns its output for one frame into the faces entry."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from moodstream.contract import FaceSet, Frame
+from moodstream.detection.face_crop import crop_face
+
+
+class FaceDetector:
+    """A face detector plus cropping."""
+
+    def __init__(self, crop_size: tuple[int, int], min_face: int = 40,
+                 min_confidence: float = 0.9, threads: int = 1, detector: str = "mtcnn-onnx",
+                 scale_factor: float = 0.709, **options):
+        """options: further detector options (mtcnn-onnx: max_face, work_face)."""
+        from moodstream.detection.detectors import make_detector
+
+        self.name = detector
+        self.detector = make_detector(self.name, min_face=min_face, scale_factor=scale_factor,
+                                      threads=threads, **options)
+        self.crop_size, self.min_face, self.min_confidence = crop_size, min_face, min_confidence
+        self.scale_factor = scale_factor
+
+    def detect(self, images: list[np.ndarray], min_face=None,
+               scale_factor=None) -> list[list[dict]]:
+        """BGR images -> per image, a list of {box, score, landmarks, left_eye, right_eye, crop}.
+        min_face / scale_factor: one value or one per image (None: the detector's own)."""
+        found = self.detector.detect(images, min_face=min_face, scale_factor=scale_factor)
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
+    def detect_around(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+        """As detect, but only near the known boxes of each image (track-guided detection;
+        detectors that have detect_around: mtcnn-onnx)."""
+        found = self.detector.detect_around(images, boxes)
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
+    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+        """As detect_around, with O-Net alone on the known boxes (mtcnn-onnx's refine)."""
+        found = self.detector.refine(images, boxes)
+        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+
+    def finish(self, image: np.ndarray, faces) -> list[dict]:
+        """DetectedFaces of an image -> the dicts of detect, crops cut from this image."""
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        out = []
+        for face in faces:
+            if face.score < self.min_confidence:
+                continue
+            x, y, w, h = face.box
+            if w <= 1 or h <= 1:
+                continue
+            points = face.landmarks or {}
+            left, right = points.get("left_eye"), points.get("right_eye")
+            out.append({"box": (x, y, w, h), "score": face.score, "landmarks": face.landmarks,
+                        "left_eye": left, "right_eye": right,
+                        "crop": crop_face(gray, (x, y, w, h), self.crop_size, left, right)})
+        return out
+
+
+def face_set(frame: Frame, faces: list[dict]) -> FaceSet:
+    """The faces entry of a frame from FaceDetector-style dicts with a "track" id each."""
+    if not faces:
+        return FaceSet(frame.camera, frame.seq, frame.ts)
+    return FaceSet(frame.camera, frame.seq, frame.ts,
+                   np.array([f["box"] for f in faces], np.int32),
+                   np.array([f["score"] for f in faces], np.float32),
+                   np.array([f["track"] for f in faces], np.int64),
+                   np.stack([f["crop"] for f in faces]))
