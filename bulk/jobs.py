@@ -134,7 +134,7 @@ def default_options(settings: Settings, **overrides) -> dict:
     """What a job needs besides its file; JSON-safe so it travels in the job's kwargs.
     model None: the worker's own (its settings.classifier.model_path)."""
     d = settings.detector
-    options = {"fps": DEFAULT_VIDEO_FPS, "min_face": d.min_face, "min_confidence": 0.9,
+    options = {"fps": DEFAULT_VIDEO_FPS, "min_face": d.min_face, "min_confidence": d.min_confidence,
                "model": None, "batch": 4, "detector": d.name, "scale_factor": d.scale_factor}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options

@@ -71,13 +71,15 @@ def me():
 
 @bp.get("/cameras")
 def list_cameras():
-    listed = cameras.list_cameras(state().redis, show_source=current_user.is_admin)
+    listed = cameras.list_cameras(state().redis, show_source=current_user.is_admin,
+                                  stale_after_s=state().settings.dashboard.stale_after_s)
     return jsonify(access.visible(current_user, listed))
 
 
 @bp.get("/cameras/<camera:cam>")
 def get_camera(cam):
-    info = cameras.describe(state().redis, cam, show_source=current_user.is_admin)
+    info = cameras.describe(state().redis, cam, show_source=current_user.is_admin,
+                            stale_after_s=state().settings.dashboard.stale_after_s)
     if info is None:
         return jsonify(error=f"no camera {cam}"), 404
     return jsonify(info)

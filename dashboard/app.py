@@ -38,6 +38,7 @@ from moodstream.camera_settings import ID_RE
 from moodstream.config import MIB, Settings
 from moodstream.contract import CLASSES
 from moodstream.dashboard import access, api, auth, bulk_upload, cameras, history
+from moodstream.expressions import NEGATIVE, POSITIVE
 from moodstream.history import HistoryStore, open_store
 from moodstream.history.records import Records
 from moodstream.redis_client import connect
@@ -193,7 +194,8 @@ def create_app(settings: Settings, *, message_queue: bool = True):
     @app.context_processor
     def globals_for_templates():
         return {"user": current_user, "vendor_missing": vendor_missing(),
-                "expressions": CLASSES}
+                "expressions": CLASSES, "positive": POSITIVE, "negative": NEGATIVE,
+                "stale_after_s": d.stale_after_s}
 
     @app.before_request
     def start_timer():

@@ -18,7 +18,7 @@ from moodstream.camera_settings import (
     save_changes,
     valid_id,
 )
-from moodstream.config import CameraNetworkSettings
+from moodstream.config import CameraNetworkSettings, DashboardSettings
 from moodstream.contract import AlertEvent, HistoryPoint, Snapshot
 from moodstream.redaction import redact_url
 from moodstream.redis_client import text as _text
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from moodstream.history.records import Records
 
 __all__ = ["CameraError", "valid_id"]
-STALE_AFTER_S = 10.0
+STALE_AFTER_S = DashboardSettings.model_fields["stale_after_s"].default
 # What viewers read for each state: the reasons themselves ("Connection refused", a content
 # type) would tell them which internal ports answer; admins see the full reason.
 PUBLIC_REASONS = {"connecting": "connecting to the camera", "connected": "receiving frames",
@@ -78,7 +78,8 @@ def camera_ids(r) -> list[str]:
     return sorted(_text(c) for c in r.smembers(keys.CAMERAS))
 
 
-def describe(r, cam: str, *, show_source: bool) -> dict | None:
+def describe(r, cam: str, *, show_source: bool,
+             stale_after_s: float = STALE_AFTER_S) -> dict | None:
     camera = CameraSettings.load(r, cam)
     if camera is None and (r.sismember(keys.REMOVED_CAMERAS, cam) or not (
             r.sismember(keys.CAMERAS, cam) or r.exists(keys.mood(cam)))):
@@ -93,16 +94,17 @@ def describe(r, cam: str, *, show_source: bool) -> dict | None:
     now = time.time()
     if mood is not None:
         out["faces"], out["mood_ts"] = mood.faces, mood.ts
-        out["stale"] = now - mood.ts > STALE_AFTER_S
+        out["stale"] = now - mood.ts > stale_after_s
     else:
         out["faces"], out["mood_ts"], out["stale"] = None, None, True
     return out
 
 
-def list_cameras(r, *, show_source: bool) -> list[dict]:
+def list_cameras(r, *, show_source: bool,
+                 stale_after_s: float = STALE_AFTER_S) -> list[dict]:
     out = []
     for cam in camera_ids(r):
-        info = describe(r, cam, show_source=show_source)
+        info = describe(r, cam, show_source=show_source, stale_after_s=stale_after_s)
         if info is not None:
             out.append(info)
     return out

@@ -21,7 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="smallest face in pixels")
     parser.add_argument("--scale-factor", type=float, default=None,
                         help="MTCNN pyramid factor")
-    parser.add_argument("--min-confidence", type=float, default=0.9)
+    parser.add_argument("--min-confidence", type=float, default=None,
+                        help="faces scored below it are dropped "
+                             "(MOODSTREAM_DETECTOR_MIN_CONFIDENCE, default 0.9)")
     parser.add_argument("--threads", type=int, default=1)
 
 
@@ -30,6 +32,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     detector = make_detector(args.detector or d.name, min_face=args.min_face or d.min_face,
                              scale_factor=args.scale_factor or d.scale_factor,
                              threads=args.threads)
+    min_confidence = (settings.detector.min_confidence if args.min_confidence is None
+                      else args.min_confidence)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{path}: {reason}", file=sys.stderr)
             results.append({"image": path, "faces": [], "error": reason})
             continue
-        faces = [f for f in detector.detect([image])[0] if f.score >= args.min_confidence]
+        faces = [f for f in detector.detect([image])[0] if f.score >= min_confidence]
         results.append({"image": path, "faces": [f.to_json() for f in faces]})
         if not args.json:
             print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.contract import CLASSES
+from moodstream.detection.onnx_runtime import cpu_session
 
 REQUIRED_METADATA = ("classes", "input_height", "input_width", "scale", "offset")
 
@@ -17,18 +18,11 @@ class ModelError(RuntimeError):
 
 def open_session(path: Path | str, threads: int = 1):
     """An onnxruntime session on the CPU; a clear error when the file is missing."""
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model not found: {path} (train one with `moodstream train`)")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # The arena keeps its high-water mark for good (167 -> 214 MB over a long classroom run,
-    # batch sizes vary with the faces in view); plain malloc gives memory back.
-    options.enable_cpu_mem_arena = False
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # Batch sizes vary with the faces in view: no arena (cpu_session).
+    return cpu_session(path, threads)
 
 
 def read_metadata(path: Path | str) -> dict[str, str]:

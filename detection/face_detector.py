@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from moodstream.config import DetectorSettings
 from moodstream.contract import FaceSet, Frame
 from moodstream.detection.face_crop import crop_face
 
@@ -15,7 +16,8 @@ class FaceDetector:
     """A face detector plus cropping."""
 
     def __init__(self, crop_size: tuple[int, int], min_face: int = 40,
-                 min_confidence: float = 0.9, threads: int = 1, detector: str = "mtcnn-onnx",
+                 min_confidence: float | None = None, threads: int = 1,
+                 detector: str = "mtcnn-onnx",
                  scale_factor: float = 0.709, **options):
         """options: further detector options (mtcnn-onnx: max_face, work_face)."""
         from moodstream.detection.detectors import make_detector
@@ -23,6 +25,8 @@ class FaceDetector:
         self.name = detector
         self.detector = make_detector(self.name, min_face=min_face, scale_factor=scale_factor,
                                       threads=threads, **options)
+        if min_confidence is None:
+            min_confidence = DetectorSettings.model_fields["min_confidence"].default
         self.crop_size, self.min_face, self.min_confidence = crop_size, min_face, min_confidence
         self.scale_factor = scale_factor
 

@@ -18,8 +18,6 @@ from moodstream.detection.labelling import label_frames
 from moodstream.detection.lean_detect import LeanDetector, LeanOptions
 from moodstream.ingest.sources import shrink
 
-MIN_CONFIDENCE = 0.9  # as the detector service's default
-
 
 class EdgeAnalyser:
     def __init__(self, settings: Settings, camera: str, max_width: int = 640,
@@ -28,7 +26,7 @@ class EdgeAnalyser:
         self.camera, self.max_width = camera, max_width
         self.model = EmotionModel(c.model_for(None), threads=threads)
         self.detector = FaceDetector((self.model.height, self.model.width), d.min_face,
-                                     MIN_CONFIDENCE, threads, detector=d.name,
+                                     d.min_confidence, threads, detector=d.name,
                                      scale_factor=d.scale_factor, max_face=d.max_face,
                                      work_face=d.work_face)
         self.lean = LeanDetector(self.detector, None, LeanOptions.from_settings(d))

@@ -22,6 +22,7 @@ import time
 import redis
 
 from moodstream import keys, metrics
+from moodstream.backoff import Doubling
 from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
@@ -210,7 +211,7 @@ class Publisher:
 
     def run(self) -> int:
         interval = 1.0 / self.args.fps if self.args.fps > 0 else 0.0
-        failures, delay = 0, 0.5
+        failures, retry = 0, Doubling(0.5, 30.0)
         while not self.stop.is_set():
             try:
                 source = open_source(self.args.source, loop=self.args.loop,
@@ -230,7 +231,8 @@ class Publisher:
                     if delivered is None:
                         continue
                     if delivered:
-                        failures, delay = 0, 0.5
+                        failures = 0
+                        retry.reset()
                     if now - last_status > 1.0 or self.status.state != "connected":
                         self.status.set("connected", self.problem or source.describe(),
                                         fps=f"{self.live_fps():.2f}", frames=self.published)
@@ -250,10 +252,10 @@ class Publisher:
                 if self.args.retries and failures > self.args.retries:
                     self.status.set("failed", f"{error} (gave up after {failures - 1} retries)")
                     return 2
+                delay = retry.next()
                 self.status.set("retrying", f"{error}; next try in {delay:.1f}s",
                                 failures=failures)
                 self.stop.wait(delay)
-                delay = min(delay * 2, 30.0)
         self.status.set("stopped", "ingest stopped")
         return 0
 
@@ -270,7 +272,7 @@ class CameraRunner:
                                        daemon=True)
 
     def run(self) -> None:
-        failures, backoff = 0, 1.0
+        failures, restarts = 0, Doubling(1.0, MAX_RESTART_DELAY_S)
         while not self.stop.is_set():
             started = time.monotonic()
             try:
@@ -283,12 +285,12 @@ class CameraRunner:
             if code == 0 or self.stop.is_set():
                 return  # ended (a file played out) or stopped: stays so until changed
             if time.monotonic() - started > 30:
-                backoff = 1.0  # it ran a while: the next failure retries quickly
+                restarts.reset()  # it ran a while: the next failure retries quickly
             failures += 1
+            delay = restarts.next()
             reason = self.status.reason.split("; next try in")[0]
-            self.status.set("failed", f"{reason}; next try in {backoff:.0f}s", failures=failures)
-            self.stop.wait(backoff)
-            backoff = min(backoff * 2, MAX_RESTART_DELAY_S)
+            self.status.set("failed", f"{reason}; next try in {delay:.0f}s", failures=failures)
+            self.stop.wait(delay)
 
 
 class MultiIngest:

@@ -119,7 +119,7 @@ class CameraSupervisor:
                 # Child's backoff doubles per crash and resets once a process has run 30 s:
                 # at 4 it has crashed twice running. One of its cameras may be killing it
                 # (a decoder crash), so halve it, and again, until that camera is alone.
-                if len(proc.cameras) > 1 and proc.child.backoff >= 4:
+                if len(proc.cameras) > 1 and proc.child.restart_delays.peek() >= 4:
                     self.split(proc)
         self._stopping = [child for child in self._stopping if child.running]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moodstream.detection.onnx_runtime import cpu_session
+
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
@@ -37,12 +39,7 @@ def accuracy(y_true, y_pred) -> float:
 
 
 def load_session(path, threads: int = 2):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads, arena=True)
 
 
 def model_info(path) -> dict:

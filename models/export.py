@@ -22,6 +22,7 @@ import json
 import os
 from pathlib import Path
 
+from moodstream.detection.onnx_runtime import cpu_session
 from moodstream.models.architecture import CLASSES, load_keras
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "emotion.onnx"
@@ -177,15 +178,12 @@ def with_flip_tta(proto):
 def onnx_probabilities(proto_or_path, x_uint8, threads: int = 2, batch: int = 256):
     """Probabilities of an ONNX model (ModelProto or path) for uint8 (N, H, W, 1) images."""
     import numpy as np
-    import onnxruntime as ort
 
     from moodstream.models.data import normalise
 
     src = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") \
         else str(proto_or_path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    sess = cpu_session(src, threads, arena=True)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: normalise(x_uint8[i:i + batch])})[0]
                            for i in range(0, len(x_uint8), batch)])

@@ -32,7 +32,7 @@ def pipeline_crops(x: np.ndarray, crop_size: tuple[int, int], batch: int = 16,
 
     faces = x[..., 0] if x.ndim == 4 else x
     side = faces.shape[1] * UPSCALE
-    detector = FaceDetector(crop_size, min_face=side // 3, min_confidence=0.9, threads=threads)
+    detector = FaceDetector(crop_size, min_face=side // 3, threads=threads)
     crops = np.zeros((len(faces), *crop_size), np.uint8)
     found = np.zeros(len(faces), bool)
     steps = range(0, len(faces), batch)

@@ -105,6 +105,8 @@ class DetectorSettings(BaseSettings):
     name: str = Field("mtcnn-onnx", validation_alias=AliasChoices("MOODSTREAM_DETECTOR"))
     min_face: int = 40
     scale_factor: float = 0.709  # the MTCNN image pyramid factor
+    # Faces the detector scores below this are not faces (MTCNN's O-Net score).
+    min_confidence: float = Field(0.9, ge=0, le=1)
     # Detection that does not redo work (docs/detector.md), each on its own switch.
     # Lean pyramid (mtcnn-onnx): no P-Net levels for faces above max_face px (0: no bound);
     # the pyramid built from the frame downscaled by a whole factor while its smallest face
@@ -234,6 +236,9 @@ class DashboardSettings(BaseSettings):
     threads: int = Field(100, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_THREADS"))
     request_timeout_s: float = Field(
         10.0, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_REQUEST_TIMEOUT_S"))
+    # A camera whose last snapshot is older than this shows as stale (greyed, no figures).
+    stale_after_s: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("MOODSTREAM_DASHBOARD_STALE_AFTER_S"))
 
 
 class BulkSettings(BaseSettings):

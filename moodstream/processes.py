@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from moodstream.backoff import Doubling
+
 log = logging.getLogger("moodstream.processes")
 
 # A camera (or its ingest process) that keeps failing is retried less and less often, up to
@@ -22,12 +24,11 @@ class Child:
                  stdin: bool = False):
         self.name, self.args, self.env, self.restart = name, args, env, restart
         self.stdin = stdin  # a pipe the parent writes to (proc.stdin), else none
-        self.max_backoff = max_backoff
+        self.restart_delays = Doubling(1.0, max_backoff)
         self.log_path = log_path  # stdout and stderr go there (default: this terminal)
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self.next_start = 0.0
-        self.backoff = 1.0
         self.started_at = 0.0
 
     def start(self) -> None:
@@ -54,7 +55,7 @@ class Child:
         code = self.proc.poll()
         if code is None:
             if time.monotonic() - self.started_at > 30:
-                self.backoff = 1.0  # it ran a while: the next crash restarts quickly
+                self.restart_delays.reset()  # it ran a while: the next crash restarts quickly
             return None
         self.close_stdin()
         self.proc = None
@@ -63,10 +64,10 @@ class Child:
             self.restart = False
             return code
         self.restarts += 1
-        self.next_start = time.monotonic() + self.backoff
+        delay = self.restart_delays.next()
+        self.next_start = time.monotonic() + delay
         log.warning("%s died with %d; restart #%d in %.0fs", self.name, code, self.restarts,
-                    self.backoff)
-        self.backoff = min(self.backoff * 2, self.max_backoff)
+                    delay)
         return code
 
     @property

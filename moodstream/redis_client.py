@@ -7,6 +7,8 @@ import time
 
 import redis
 
+from moodstream.backoff import Doubling
+
 log = logging.getLogger(__name__)
 
 # Errors that mean "Redis is away for now": callers back off and retry.
@@ -34,23 +36,21 @@ class Backoff:
     """Exponential backoff that logs once per state change, not once per retry."""
 
     def __init__(self, what: str, first: float = 0.2, cap: float = 5.0):
-        self.what, self.first, self.cap = what, first, cap
-        self.delay = first
+        self.what = what
+        self.delays = Doubling(first, cap)
         self.failing = False
 
     def failed(self, error: BaseException) -> float:
         if not self.failing:
             log.warning("%s: lost Redis (%s); retrying with backoff", self.what, error)
             self.failing = True
-        delay = self.delay
-        self.delay = min(self.cap, self.delay * 2)
-        return delay
+        return self.delays.next()
 
     def ok(self) -> None:
         if self.failing:
             log.warning("%s: Redis is back", self.what)
         self.failing = False
-        self.delay = self.first
+        self.delays.reset()
 
     def sleep_after(self, error: BaseException, stop=None) -> None:
         delay = self.failed(error)

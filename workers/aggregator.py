@@ -37,6 +37,7 @@ from moodstream.config import Settings
 from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEntry, Snapshot
 from moodstream.history import open_writer
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
+from moodstream.redis_lock import HeldKeys
 from moodstream.registry import live_workers
 from moodstream.streams import Batch, StreamConsumer
 
@@ -55,17 +56,6 @@ HISTORY_WAIT_MAX_S = 30.0
 # before may not have closed them (it died, or handed the camera over within the grace).
 HISTORY_REWRITE_S = 30
 
-# Renew a lease only while holding it; take it only when free.
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 # The snapshot, its history point and alert events land only while the writer owns the lease:
 # a holder that lost it (a long pause) cannot write a second history point for the second.
 PUBLISH = """
@@ -224,8 +214,7 @@ class Aggregator:
         self.history = open_writer(self.redis, settings.history)
         self.states: dict[str, CameraState] = {}
         self.lock = threading.Lock()  # the consumer thread applies, the snapshot thread reads
-        self._renew = self.redis.register_script(RENEW)
-        self._release = self.redis.register_script(RELEASE)
+        self.leases = HeldKeys(self.redis)  # renewed only while held, taken only when free
         self._publish = self.redis.register_script(PUBLISH)
         self._drain = self.redis.register_script(DRAIN)
 
@@ -293,8 +282,8 @@ class Aggregator:
         """Renew owned leases, drop lost ones, take free ones up to a fair share, and hand
         one surplus camera back per tick (another aggregator takes it)."""
         for cam in list(self.states):
-            if cam not in cameras or not self._renew(keys=[keys.lease(cam)],
-                                                    args=[self.owner, self.lease_ms]):
+            if cam not in cameras or not self.leases.renew(keys.lease(cam), self.owner,
+                                                           self.lease_ms):
                 log.info("camera %s: no longer ours", cam)
                 with self.lock:
                     self.states.pop(cam, None)
@@ -302,14 +291,14 @@ class Aggregator:
         for cam in cameras:
             if cam in self.states or len(self.states) >= share:
                 continue
-            if self.redis.set(keys.lease(cam), self.owner, nx=True, px=self.lease_ms):
+            if self.leases.take(keys.lease(cam), self.owner, self.lease_ms):
                 self.take(cam)
         if len(self.states) > share:
             cam = sorted(self.states)[-1]
             self.publish(cam, time.time())  # the next owner starts from this snapshot
             with self.lock:
                 self.states.pop(cam, None)
-            self._release(keys=[keys.lease(cam)], args=[self.owner])
+            self.leases.release(keys.lease(cam), self.owner)
             log.info("camera %s: handed over (holding %d, share %d)", cam,
                      len(self.states) + 1, share)
 
@@ -382,7 +371,7 @@ class Aggregator:
         for cam in list(self.states):  # stopping: let another aggregator take over at once
             try:
                 self.queue_open_bucket(cam)
-                self._release(keys=[keys.lease(cam)], args=[self.owner])
+                self.leases.release(keys.lease(cam), self.owner)
             except OUTAGE_ERRORS:
                 pass
 

@@ -60,7 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=None,
                         help="when behind, skip to each camera's newest frame and count the "
                              "older ones as dropped (superseded) (env MOODSTREAM_NEWEST_ONLY)")
-    parser.add_argument("--min-confidence", type=float, default=0.9)
+    parser.add_argument("--min-confidence", type=float, default=None,
+                        help="faces scored below it are dropped "
+                             "(MOODSTREAM_DETECTOR_MIN_CONFIDENCE, default 0.9)")
     parser.add_argument("--threads", type=int, default=1,
                         help="detector threads (onnxruntime or TensorFlow)")
     parser.add_argument("--model", default=None,
@@ -131,7 +133,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     d = d.model_copy(update={k: v for k, v in {
         "max_face": args.max_face, "work_face": args.work_face, "gate": args.gate,
         "track": args.track, "full_every_frames": args.full_every}.items() if v is not None})
-    detector = FaceDetector(crop_size, args.min_face or d.min_face, args.min_confidence,
+    min_confidence = d.min_confidence if args.min_confidence is None else args.min_confidence
+    detector = FaceDetector(crop_size, args.min_face or d.min_face, min_confidence,
                             args.threads, detector=args.detector or d.name,
                             scale_factor=args.scale_factor or d.scale_factor,
                             max_face=d.max_face, work_face=d.work_face)

@@ -19,7 +19,7 @@ What is different is how the work is batched:
 Settings per image (``min_face``, ``scale_factor``) are per-camera settings: each image gets
 its own pyramid, and the batch still shares the network calls.
 
-Lean pyramid (issue 14): ``max_face`` drops the levels that only find faces larger than it,
+Lean pyramid: ``max_face`` drops the levels that only find faces larger than it,
 and ``work_face`` builds the pyramid from the frame downscaled so that the smallest face is
 that many pixels (P-Net's first level sees it at 12 px, so 24 still averages 2x2 pixels per
 level pixel); R-Net and O-Net still cut their patches from the full frame.
@@ -37,7 +37,14 @@ import cv2
 import numpy as np
 
 from moodstream import assets
-from moodstream.detection.detectors.base import LANDMARKS, DetectedFace, Detector, as_bgr, per_image
+from moodstream.detection.detectors.base import (
+    LANDMARKS,
+    DetectedFace,
+    Detector,
+    as_bgr,
+    per_image,
+)
+from moodstream.detection.onnx_runtime import cpu_session
 
 CELL, STRIDE = 12, 2
 GAP = 0  # pixels between pyramid levels in the mosaic besides even alignment (the mask does it)
@@ -46,18 +53,8 @@ EXTRAPOLATE = 127.5  # raw pixel value outside the image (0 after normalisation)
 
 
 def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    # P-Net's input shape changes with every level and frame size: onnxruntime's arena kept
-    # 170 MB more resident (1280x720 frames, batch 4) than plain malloc, at no measured speed.
-    options.enable_cpu_mem_arena = False
-    options.enable_mem_pattern = False
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # P-Net's input shape changes with every level and frame size: no arena (cpu_session).
+    return cpu_session(path, threads, spin=False, quiet=True)
 
 
 # ---------------------------------------------------------------- the package's box arithmetic

@@ -18,8 +18,10 @@ import uuid
 import redis
 
 from moodstream import keys
+from moodstream.backoff import Doubling
 from moodstream.history.store import HistoryStore, clean_bucket, clean_event
 from moodstream.redis_client import OUTAGE_ERRORS, text
+from moodstream.redis_lock import HeldKeys
 
 log = logging.getLogger("moodstream.history")
 
@@ -56,11 +58,6 @@ if n > 0 then redis.call('HINCRBY', KEYS[2], 'history:written', n) end
 return n
 """
 
-UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 PUSH_CHUNK = 1000  # rows per script call (Lua's unpack has a limit)
 
 
@@ -73,7 +70,7 @@ class HistoryWriter:
         self.purge_every_s, self.lock_ms = purge_every_s, lock_ms
         self._push = r.register_script(PUSH)
         self._ack = r.register_script(ACK)
-        self._unlock = r.register_script(UNLOCK)
+        self.lock = HeldKeys(r)
         self._last_purge = 0.0
         self.failing = False
 
@@ -101,7 +98,7 @@ class HistoryWriter:
         """Writes up to one batch of pending rows; returns rows committed (0 if another
         writer holds the lock or nothing waits). Database errors propagate; the rows stay."""
         token = uuid.uuid4().hex
-        if not self.redis.set(keys.HISTORY_FLUSH, token, nx=True, px=self.lock_ms):
+        if not self.lock.take(keys.HISTORY_FLUSH, token, self.lock_ms):
             return 0
         try:
             raw = self.redis.lrange(keys.HISTORY_PENDING, 0, self.batch - 1)
@@ -127,7 +124,7 @@ class HistoryWriter:
             self.store.write(bucket_rows, events)
             return int(self._ack(keys=[keys.HISTORY_PENDING, keys.STATS], args=[last]))
         finally:
-            self._unlock(keys=[keys.HISTORY_FLUSH], args=[token])
+            self.lock.release(keys.HISTORY_FLUSH, token)
 
     def drain(self) -> int:
         """Flushes until nothing is pending (or another writer holds the lock)."""
@@ -145,7 +142,7 @@ class HistoryWriter:
                 log.info("history: retention purge deleted %s", deleted)
 
     def loop(self, stop: threading.Event) -> None:
-        delay = self.interval
+        retry = Doubling(max(1.0, self.interval * 2), 30.0)  # while the database refuses
         while not stop.is_set():
             try:
                 self.drain()
@@ -153,6 +150,7 @@ class HistoryWriter:
                 if self.failing:
                     log.warning("history: database is back; caught up")
                 self.failing = False
+                retry.reset()
                 delay = self.interval
             except OUTAGE_ERRORS:
                 delay = self.interval  # Redis is down: the aggregator's own backoff reports it
@@ -161,7 +159,7 @@ class HistoryWriter:
                     log.warning("history: cannot write to the database (%s); buffering in "
                                 "Redis", str(error).splitlines()[0][:200])
                 self.failing = True
-                delay = min(30.0, max(delay * 2, 1.0))
+                delay = retry.next()
             stop.wait(delay)
 
     def start(self, stop: threading.Event) -> threading.Thread:
@@ -178,14 +176,15 @@ def erase_camera(r: redis.Redis, store: HistoryStore, camera: str, wait_s: float
     r.hset(keys.HISTORY_ERASED, camera, time.time())
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
-    while not r.set(keys.HISTORY_FLUSH, token, nx=True, px=60000):
+    lock = HeldKeys(r)
+    while not lock.take(keys.HISTORY_FLUSH, token, 60000):
         if time.monotonic() > deadline:
             break  # a stuck flusher: delete anyway; its rows are marked erased
         time.sleep(0.05)
     try:
         return store.delete_camera(camera)
     finally:
-        r.eval(UNLOCK, 1, keys.HISTORY_FLUSH, token)
+        lock.release(keys.HISTORY_FLUSH, token)
 
 
 def history_stats(r: redis.Redis) -> dict:

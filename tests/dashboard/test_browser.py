@@ -448,7 +448,7 @@ def test_sustained_negative_alert_fires_for_one_driver_and_not_for_another(
 
 def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
         redis_server, services, browser, media):
-    """Issue 5's walk-through: `moodstream up`, log in, add a second camera, switch it to driver
+    """The walk-through: `moodstream up`, log in, add a second camera, switch it to driver
     mode, and watch its out-of-view alert fire and clear, all from the browser."""
     if not MODEL.exists():
         pytest.skip(f"{MODEL} is missing: train and export it first (moodstream train/export)")
@@ -520,7 +520,7 @@ def test_after_up_add_a_driver_camera_and_watch_its_alert_fire_and_clear(
 
 
 def test_the_live_connection_ends_when_the_user_is_removed(r, page):
-    """Issue 13: Socket.IO works through the production server (gunicorn), and a removed
+    """Socket.IO works through the production server (gunicorn), and a removed
     user's open connection is closed at once, not left streaming."""
     users.set_user(r, "rita", "rita-password", "viewer")
     log_in(page, "rita", "rita-password")

@@ -1,4 +1,4 @@
-"""Detection that does not redo work (issue 14): the lean pyramid, motion gating and
+"""Detection that does not redo work: the lean pyramid, motion gating and
 track-guided detection, with parity against full detection on the shared media."""
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
    through /vendor/... (classic scripts: window.io, window.Chart), so pages work offline. */
 
 const body = document.body;
-// The expression classes come from the server (moodstream.contract.CLASSES), not a copy.
+// The expression classes, which of them count as positive and negative, and when a camera is
+// stale come from the server (moodstream.contract, moodstream.expressions, the settings).
 export const EXPRESSIONS = body.dataset.expressions.split(",");
-export const NEGATIVE = new Set(["angry", "disgust", "fear", "sad"]);
-export const POSITIVE = new Set(["happy", "surprise"]);
-export const STALE_S = 10;
+export const NEGATIVE = new Set(body.dataset.negative.split(","));
+export const POSITIVE = new Set(body.dataset.positive.split(","));
+export const STALE_S = parseFloat(body.dataset.staleS);
 export const isAdmin = body.dataset.role === "admin";
 const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
 

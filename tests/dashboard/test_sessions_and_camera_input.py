@@ -1,4 +1,6 @@
-"""Issue 13 (hardening) in the dashboard, on the real test redis-server."""
+"""Sessions, redirects and camera input in the dashboard: safe `next` targets, sessions that
+end, camera ids, sources and networks, and secrets kept from viewers. On the real test
+redis-server."""
 
 from __future__ import annotations
 
@@ -160,7 +162,7 @@ def test_camera_networks_allow_and_deny(app, bearer, camera_policy, policy, sour
         assert "not in the allowed camera networks" in response.json["error"]
 
 
-# ------------------------------------------------------- issue 21: addresses and secrets
+# ---------------------------------------------------------------- addresses and secrets
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "[::ffff:127.0.0.1]", "[::127.0.0.1]",

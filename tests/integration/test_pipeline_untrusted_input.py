@@ -1,4 +1,4 @@
-"""Issue 13 (hardening) on the live path, against a real redis-server and real services:
+"""Untrusted input on the live path, against a real redis-server and real services:
 clock skew and non-finite timestamps, frame byte and pixel caps, camera ids and sources."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13 (hardening) for bulk analysis and uploads, with a real bulk worker (RQ) on a real
+"""Untrusted input to bulk analysis and uploads, with a real bulk worker (RQ) on a real
 redis-server and the dashboard's upload page."""
 
 from __future__ import annotations

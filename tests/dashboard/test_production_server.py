@@ -1,4 +1,4 @@
-"""Issue 13, defect 11: `moodstream dashboard` runs a production server (gunicorn with
+"""`moodstream dashboard` runs a production server (gunicorn with
 threads and simple-websocket), with request timeouts. A real process on a real Redis."""
 
 from __future__ import annotations
