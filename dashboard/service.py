@@ -35,12 +35,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     token, generated = d.token, False
     if not token:
         token, generated = secrets.token_urlsafe(24), True
-    overrides = {"token": token}
-    if args.secure_cookies is not None:
-        overrides["secure_cookies"] = args.secure_cookies
-    if args.trusted_proxies is not None:
-        overrides["trusted_proxies"] = args.trusted_proxies
-    settings = settings.model_copy(update={"dashboard": d.model_copy(update=overrides)})
+    settings = settings.with_options("dashboard", token=token,
+                                     secure_cookies=args.secure_cookies,
+                                     trusted_proxies=args.trusted_proxies)
     r = connect(settings.redis_url)
     wait_until_reachable(r, "dashboard")
     admin = ensure_admin(r, d.admin_user, d.admin_password, open_records(settings.history))

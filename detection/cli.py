@@ -28,12 +28,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = settings.with_options(
+        "detector", name=args.detector, min_face=args.min_face, scale_factor=args.scale_factor,
+        min_confidence=args.min_confidence)
     d = settings.detector
-    detector = make_detector(args.detector or d.name, min_face=args.min_face or d.min_face,
-                             scale_factor=args.scale_factor or d.scale_factor,
+    detector = make_detector(d.name, min_face=d.min_face, scale_factor=d.scale_factor,
                              threads=args.threads)
-    min_confidence = (settings.detector.min_confidence if args.min_confidence is None
-                      else args.min_confidence)
+    min_confidence = d.min_confidence
     results, failed = [], 0
     for path in args.images:
         try:

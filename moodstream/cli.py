@@ -105,7 +105,7 @@ def command_parser(name: str, command: Command, module) -> argparse.ArgumentPars
 def apply_shared(settings: Settings, args: argparse.Namespace) -> Settings:
     settings = settings.with_redis(getattr(args, "redis_url", None))
     if getattr(args, "metrics_port", None) is not None:
-        settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+        settings = settings.model_copy(update={"metrics_port": args.metrics_port})  # top level
     return settings
 
 

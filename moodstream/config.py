@@ -277,6 +277,14 @@ class Settings(BaseModel):
         """The Redis to use: the configured one, else the local default."""
         return self.redis.url or DEFAULT_REDIS_URL
 
+    def with_options(self, group: str, **options) -> Settings:
+        """A copy whose `group` takes a command's options: those given (not None) replace
+        the settings of the same name; the others keep the environment's."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if not given:
+            return self
+        return self.model_copy(update={group: getattr(self, group).model_copy(update=given)})
+
     def with_redis(self, url: str | None) -> Settings:
         """A copy pointing at another Redis (a --redis-url option, an embedded server)."""
         if not url:

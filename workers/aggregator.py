@@ -474,9 +474,7 @@ class Aggregator:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.interval is not None:
-        settings = settings.model_copy(update={"aggregator": settings.aggregator.model_copy(
-            update={"interval_s": args.interval})})
+    settings = settings.with_options("aggregator", interval_s=args.interval)
     metrics.serve(settings.metrics_port)
     aggregator: Aggregator | None = None
     consumer = StreamConsumer(settings, "labels", "aggregator", LabelSet.decode,

@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = settings.with_options("classifier", batch=args.batch,
+                                     wait_ms=args.wait_ms)
     c = settings.classifier
     metrics.serve(settings.metrics_port)
     model_path = args.model or c.model_for(args.precision)
@@ -43,9 +45,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Staleness is judged once, at the detector: a face it already found gets its label.
     consumer = StreamConsumer(
         settings, "faces", "classifier", FaceSet.decode,
-        lambda items: label_frames(model, reuse, [f for _, f in items], maxlen,
-                                   args.batch or c.batch),
-        count=c.frames_per_read, gather_ms=c.wait_ms if args.wait_ms is None else args.wait_ms)
+        lambda items: label_frames(model, reuse, [f for _, f in items], maxlen, c.batch),
+        count=c.frames_per_read, gather_ms=c.wait_ms)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0

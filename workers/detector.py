@@ -121,22 +121,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from moodstream.detection.emotion_model import input_size
 
     limit_heap()
+    settings = settings.with_options(
+        "detector", name=args.detector, min_face=args.min_face, scale_factor=args.scale_factor,
+        min_confidence=args.min_confidence, max_face=args.max_face, work_face=args.work_face,
+        gate=args.gate, track=args.track, full_every_frames=args.full_every)
+    settings = settings.with_options("streams", newest_only=args.newest_only)
     d = settings.detector
     metrics.serve(settings.metrics_port)
     faces_maxlen = settings.streams.faces_maxlen
-    newest_only = settings.streams.newest_only if args.newest_only is None else args.newest_only
+    newest_only = settings.streams.newest_only
     try:
         crop_size = input_size(args.model or settings.classifier.model_path)
     except Exception as error:  # no model yet: fall back to the paper's input size
         log.warning("could not read the model's input size (%s); using 64x64", error)
         crop_size = (64, 64)
-    d = d.model_copy(update={k: v for k, v in {
-        "max_face": args.max_face, "work_face": args.work_face, "gate": args.gate,
-        "track": args.track, "full_every_frames": args.full_every}.items() if v is not None})
-    min_confidence = d.min_confidence if args.min_confidence is None else args.min_confidence
-    detector = FaceDetector(crop_size, args.min_face or d.min_face, min_confidence,
-                            args.threads, detector=args.detector or d.name,
-                            scale_factor=args.scale_factor or d.scale_factor,
+    detector = FaceDetector(crop_size, d.min_face, d.min_confidence, args.threads,
+                            detector=d.name, scale_factor=d.scale_factor,
                             max_face=d.max_face, work_face=d.work_face)
     log.info("detector: %s; gate %s, track %s, full scan every %d frames or %g s",
              detector.detector.describe(), d.gate, d.track, d.full_every_frames,
