@@ -13,10 +13,16 @@ from moodstream import keys
 from moodstream.redis_client import text
 
 
+def new_worker_id(kind: str) -> str:
+    """A worker's id: its kind, host and pid, and a few random characters."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
 class Heartbeat:
-    def __init__(self, r: redis.Redis, kind: str, ttl_s: int = 15, every_s: float = 2.0):
+    def __init__(self, r: redis.Redis, kind: str, ttl_s: int = 15, every_s: float = 2.0,
+                 worker_id: str | None = None):
         self.redis, self.kind, self.ttl_s, self.every_s = r, kind, ttl_s, every_s
-        self.worker_id = f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.worker_id = worker_id or new_worker_id(kind)
         self.started = time.time()
         self.total = 0
         self._window_start, self._window_count = time.monotonic(), 0

@@ -117,7 +117,10 @@ class StreamConsumer:
     def __init__(self, settings: Settings, stage: str, kind: str,
                  decode: Callable[[dict], object], handle: Callable[[list], Batch], *,
                  count: int = 8, gather_ms: int = 0, stale: bool = False,
-                 newest_only: bool = False, block_ms: int = 200):
+                 newest_only: bool = False, block_ms: int = 200,
+                 r: redis.Redis | None = None, worker_id: str | None = None):
+        """r: the Redis connection to use (a new one if None); worker_id: the consumer's
+        name in its group and registry (a new one if None)."""
         s = settings.streams
         self.kind, self.stage = kind, stage
         self.stream, self.group = keys.STAGES[stage]
@@ -132,8 +135,9 @@ class StreamConsumer:
         self.newest_only = newest_only
         self.claim_idle_ms = s.claim_idle_ms
         self.dead_letter_maxlen = s.dead_letter_maxlen
-        self.redis = connect(settings.redis_url)
-        self.heartbeat = Heartbeat(self.redis, kind, ttl_s=s.heartbeat_ttl_s)
+        self.redis = r if r is not None else connect(settings.redis_url)
+        self.heartbeat = Heartbeat(self.redis, kind, ttl_s=s.heartbeat_ttl_s,
+                                   worker_id=worker_id)
         self.consumer = self.heartbeat.worker_id
         self.stop_event = threading.Event()
         self._read = self.redis.register_script(READ_AND_COUNT)

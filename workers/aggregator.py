@@ -38,7 +38,7 @@ from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEnt
 from moodstream.history import open_writer
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.redis_lock import HeldKeys
-from moodstream.registry import live_workers
+from moodstream.registry import live_workers, new_worker_id
 from moodstream.streams import Batch, StreamConsumer
 
 log = logging.getLogger("moodstream.aggregator")
@@ -476,10 +476,10 @@ class Aggregator:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_options("aggregator", interval_s=args.interval)
     metrics.serve(settings.metrics_port)
-    aggregator: Aggregator | None = None
+    owner = new_worker_id("aggregator")  # its leases and its consumer carry the same name
+    aggregator = Aggregator(settings, owner)
     consumer = StreamConsumer(settings, "labels", "aggregator", LabelSet.decode,
-                              lambda items: aggregator.handle(items), count=256)
-    aggregator = Aggregator(settings, consumer.consumer)
+                              aggregator.handle, count=256, worker_id=owner)
     consumer.install_signal_handlers()
     thread = threading.Thread(target=aggregator.loop, args=(consumer.stop_event,), daemon=True)
     thread.start()

@@ -22,6 +22,7 @@ from moodstream.detection.detectors.base import limit_heap, release_memory
 from moodstream.detection.face_detector import FaceDetector, face_set
 from moodstream.detection.lean_detect import LeanDetector, LeanOptions
 from moodstream.images import FRAME_FORMATS, ImageRefused, check_image, decode
+from moodstream.redis_client import connect
 from moodstream.streams import Batch, Output, StreamConsumer
 
 log = logging.getLogger("moodstream.detector")
@@ -109,6 +110,13 @@ class CameraOptions:
         return self.cached[camera]
 
 
+def preview_op(camera: str, jpeg: bytes):
+    """The write of a camera's preview frame, for a batch's transaction (Batch.ops)."""
+    def write(pipe):
+        pipe.set(keys.preview(camera), jpeg, ex=PREVIEW_TTL_S)
+    return write
+
+
 def draw_preview(image: np.ndarray, faces: list[dict]) -> bytes:
     canvas = image.copy()
     for face in faces:
@@ -141,8 +149,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     log.info("detector: %s; gate %s, track %s, full scan every %d frames or %g s",
              detector.detector.describe(), d.gate, d.track, d.full_every_frames,
              d.full_every_s)
-    consumer: StreamConsumer | None = None
-
+    r = connect(settings.redis_url)
+    camera_options = CameraOptions(r)
+    # Also with gating and tracking off: its per-camera state gives faces their track ids.
+    lean = LeanDetector(detector, r, LeanOptions.from_settings(d))
     trimmed_at = [time.monotonic()]
 
     def handle(items) -> Batch:
@@ -165,19 +175,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             batch.counters["faces:in"] += 1
             batch.counters["faces:found"] += len(faces)
             metrics.CAPTURE_TO_STAGE_SECONDS.labels("detector").observe(now - frame.ts)
-            if camera.preview:
-                consumer.redis.set(keys.preview(frame.camera), draw_preview(image, faces),
-                                   ex=PREVIEW_TTL_S)
+            if camera.preview:  # written with the batch, in its transaction
+                batch.ops.append(preview_op(frame.camera, draw_preview(image, faces)))
         return batch
 
     consumer = StreamConsumer(
         settings, "frames", "detector", Frame.decode, handle,
         # Newest-only reads deeper, so that one read catches up on a backlog of many frames.
         count=max(args.batch, NEWEST_ONLY_READ) if newest_only else args.batch,
-        stale=True, newest_only=newest_only)
-    camera_options = CameraOptions(consumer.redis)
-    # Also with gating and tracking off: its per-camera state gives faces their track ids.
-    lean = LeanDetector(detector, consumer.redis, LeanOptions.from_settings(d))
+        stale=True, newest_only=newest_only, r=r)
     consumer.install_signal_handlers()
     consumer.run(max_idle_s=args.exit_when_idle)
     return 0
