@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 import redis
-from rq.job import JobStatus
-from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 from tqdm import tqdm
 
 from moodstream.bulk import jobs as bulk_jobs
 from moodstream.bulk import staging as bulk_staging
+from moodstream.bulk.progress import JobsProgress, Outcome, poll
 from moodstream.bulk.results import Group, label_of, summary, write_outputs
+from moodstream.bulk.submit import submit
 from moodstream.config import MIB, Settings
 from moodstream.embedded_redis import EmbeddedRedis
 from moodstream.redis_client import wait_until_reachable
@@ -103,18 +103,16 @@ def stop_local_workers(procs: list) -> None:
 
 
 class Waiter:
-    """Polls the jobs, feeds tqdm bars from job.meta, returns when all have ended."""
+    """Polls the jobs (bulk/progress.py), feeds tqdm bars, returns when all have ended."""
 
     def __init__(self, connection, queue, jobs: list, tasks: list, show: bool,
                  procs: list | None = None, timeout: float | None = None):
         self.connection, self.queue, self.jobs, self.tasks = connection, queue, jobs, tasks
         self.procs, self.timeout, self.show = procs or [], timeout, show
-        self.results: dict[str, dict] = {}
-        self.failures: dict[str, str] = {}
-        self.attempts: dict[str, int] = {}
+        self.progress = JobsProgress()
+        self.gave_up: dict[str, str] = {}  # job id -> why, for jobs never seen to end
 
     def _bars(self):
-
         totals: dict[str, int] = {}
         for task in self.tasks:
             totals[task.group] = totals.get(task.group, 0) + task.total
@@ -128,45 +126,24 @@ class Waiter:
         return overall, bars
 
     def wait(self) -> None:
-
         overall, bars = self._bars()
-        registry = StartedJobRegistry(queue=self.queue)
         ids = [job.id for job in self.jobs]
-        task_of = {job.id: task for job, task in zip(self.jobs, self.tasks, strict=True)}
         started = time.monotonic()
         last_cleanup, warned = 0.0, False
         try:
-            while len(self.results) + len(self.failures) < len(ids):
+            while True:
                 now = time.monotonic()
-                if now - last_cleanup > 2:  # requeue jobs of dead workers (RQ Retry)
-                    registry.cleanup()
+                cleanup = now - last_cleanup > 2  # requeue jobs of dead workers (RQ Retry)
+                if cleanup:
                     last_cleanup = now
-                done_per_group: dict[str, int] = {}
-                jobs = bulk_jobs.fetch_jobs(ids, self.connection)
-                for job_id, job in zip(ids, jobs, strict=True):
-                    task = task_of[job_id]
-                    if job is None:
-                        self.failures.setdefault(job_id, "the job disappeared from Redis")
-                        continue
-                    status = job.get_status(refresh=False)
-                    self.attempts[job_id] = int(job.meta.get("attempts", 0))
-                    if job_id not in self.results and job_id not in self.failures:
-                        if status == JobStatus.FINISHED:
-                            self.results[job_id] = job.return_value() or {}
-                        elif status in (JobStatus.FAILED, JobStatus.STOPPED,
-                                        JobStatus.CANCELED):
-                            self.failures[job_id] = bulk_jobs.failure_reason(job)
-                    if job_id in self.results or job_id in self.failures:
-                        done = task.total
-                    else:
-                        done = min(int(job.meta.get("done", 0)), task.total)
-                    done_per_group[task.group] = done_per_group.get(task.group, 0) + done
+                self.progress = poll(self.connection, self.queue, ids, self.tasks, cleanup,
+                                     before=self.progress)
                 for group, bar in bars.items():
-                    bar.n = done_per_group.get(group, 0)
+                    bar.n = self.progress.done.get(group, 0)
                     bar.refresh()
-                overall.n = sum(done_per_group.values())
+                overall.n = self.progress.frames_done
                 overall.refresh()
-                if len(self.results) + len(self.failures) >= len(ids):
+                if self.progress.all_ended(ids):
                     break
                 if self.procs and all(p.poll() is not None for p in self.procs):
                     self._give_up("all local workers exited (logs: "
@@ -187,15 +164,13 @@ class Waiter:
             overall.close()
 
     def _give_up(self, reason: str) -> None:
-        for job in self.jobs:
-            if job.id not in self.results:
-                self.failures.setdefault(job.id, reason)
+        for job, task in zip(self.jobs, self.tasks, strict=True):
+            if job.id not in self.progress.ended:
+                self.progress.ended[job.id] = Outcome(task, None, reason)
 
 
-def collect(plan: bulk_jobs.BulkPlan, jobs: list, waiter: Waiter) -> list[Group]:
-    for job, task in zip(jobs, plan.tasks, strict=True):
-        bulk_jobs.merge(plan.groups[task.group], task, waiter.results.get(job.id),
-                        waiter.failures.get(job.id), waiter.attempts.get(job.id, 1))
+def collect(plan: bulk_jobs.BulkPlan, waiter: Waiter) -> list[Group]:
+    waiter.progress.merge_into(plan)
     return list(plan.groups.values())
 
 
@@ -251,9 +226,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             connection = redis.Redis.from_url(url)
             queue = bulk_jobs.make_queue(args.queue, connection)
             try:
-                if args.stage:
-                    staged = bulk_staging.stage_plan(connection, plan, args.stage_max_mb * MIB)
-                jobs = bulk_jobs.enqueue(queue, plan.tasks, options, retries=args.retries)
+                jobs, staged = submit(connection, queue, plan, options,
+                                      stage_max_bytes=args.stage_max_mb * MIB if args.stage
+                                      else None, retries=args.retries)
             except redis.ConnectionError as error:
                 print(f"cannot reach Redis at {url.split('@')[-1]}: {error}", file=sys.stderr)
                 return 2
@@ -271,7 +246,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         stop_local_workers(procs)
         if embedded is not None:
             embedded.stop()
-    groups = collect(plan, jobs, waiter) if waiter else list(plan.groups.values())
+    groups = collect(plan, waiter) if waiter else list(plan.groups.values())
     written = {}
     for group in groups:
         if group.frames or not group.errors:

@@ -42,7 +42,9 @@ from werkzeug.utils import secure_filename
 from moodstream import keys
 from moodstream.bulk import jobs as bulk_jobs
 from moodstream.bulk import staging as bulk_staging
+from moodstream.bulk.progress import poll
 from moodstream.bulk.results import write_outputs
+from moodstream.bulk.submit import submit
 from moodstream.config import MIB
 from moodstream.dashboard import auth
 from moodstream.dashboard.numbers import NumberOutOfRange, form_number
@@ -237,13 +239,13 @@ def upload():
         return redirect(url_for("bulk.page"), 303)
     plan = bulk_jobs.plan([str(folder)], fps=fps, max_bytes=max_upload_bytes(),
                           max_pixels=_state().settings.limits.max_image_pixels)
-    staged = []
     queue = _queue()
-    if _state().settings.bulk.stage:
-        # Workers on other machines cannot see this folder: ship the files through Redis.
-        staged = bulk_staging.stage_plan(_state().redis_bytes, plan, max_upload_bytes())
-    jobs = bulk_jobs.enqueue(queue, plan.tasks,
-                             bulk_jobs.default_options(_state().settings, fps=fps))
+    # Workers on other machines cannot see this folder: with bulk.stage the files go
+    # through Redis.
+    jobs, staged = submit(_state().redis_bytes, queue, plan,
+                          bulk_jobs.default_options(_state().settings, fps=fps),
+                          stage_max_bytes=max_upload_bytes() if _state().settings.bulk.stage
+                          else None)
     if not keep:
         if staged:  # the workers read the copies in Redis: the originals can go now
             shutil.rmtree(folder, ignore_errors=True)
@@ -266,40 +268,15 @@ def upload():
 
 def status(record: dict) -> dict:
     """Progress of an upload's jobs; writes its results once every job has ended."""
-    from rq.job import JobStatus
-    from rq.registry import StartedJobRegistry
-
     if record["state"] in ("finished", "failed"):
         return _public(record, 1.0)
     connection = _state().redis_bytes
     plan, ids = bulk_jobs.plan_from_dict(record["plan"])
-    StartedJobRegistry(queue=_queue()).cleanup()  # retry the jobs of dead workers
-    done = total = ended = running = 0
-    outcomes = []
-    for task, job in zip(plan.tasks, bulk_jobs.fetch_jobs(ids, connection), strict=True):
-        total += task.total
-        if job is None:
-            outcomes.append((task, None, "the job expired from Redis", 1))
-            ended += 1
-            done += task.total
-            continue
-        state = job.get_status(refresh=False)
-        attempts = int(job.meta.get("attempts", 1) or 1)
-        if state == JobStatus.FINISHED:
-            outcomes.append((task, job.return_value() or {}, None, attempts))
-        elif state in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-            outcomes.append((task, None, bulk_jobs.failure_reason(job), attempts))
-        else:
-            running += state == JobStatus.STARTED
-            done += min(int(job.meta.get("done", 0)), task.total)
-            continue
-        ended += 1
-        done += task.total
-    if ended == len(ids) and _state().redis.set(keys.bulk("lock", record["id"]), "1", nx=True,
-                                                 ex=120):
+    progress = poll(connection, _queue(), ids, plan.tasks)
+    if progress.all_ended(ids) and _state().redis.set(keys.bulk("lock", record["id"]), "1",
+                                                       nx=True, ex=120):
         out = bulk_dir() / record["id"] / "results"
-        for task, result, failure, attempts in outcomes:
-            bulk_jobs.merge(plan.groups[task.group], task, result, failure, attempts)
+        progress.merge_into(plan)
         outputs = []
         for group in plan.groups.values():
             if group.frames:
@@ -312,8 +289,9 @@ def status(record: dict) -> dict:
             shutil.rmtree(bulk_dir() / record["id"] / "photos", ignore_errors=True)
         _save(record)
         return _public(record, 1.0)
-    record = dict(record, state="running" if running or done else "queued")
-    return _public(record, done / total if total else 0.0)
+    done = progress.frames_done
+    record = dict(record, state="running" if progress.running or done else "queued")
+    return _public(record, done / progress.total if progress.total else 0.0)
 
 
 def _public(record: dict, fraction: float) -> dict:
