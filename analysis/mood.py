@@ -11,11 +11,11 @@ import numpy as np
 
 from moodstream.contract import CLASSES
 from moodstream.expressions import dominant, valence
+from moodstream.history.rows import BUCKET_S, BucketRow
 
 WINDOWS = {"10s": 10, "1m": 60, "5m": 300}
 DRIVER_NEGATIVE = ("angry", "fear", "sad")  # what a fleet wants to hear about
 
-BUCKET_S = 10  # history rows: one per camera and 10 s
 KEEP_S = 330  # per-second counts kept (the longest window is 5 minutes, plus a margin)
 FRAMES, FACES = len(CLASSES), len(CLASSES) + 1  # columns after the 7 expression counts
 
@@ -148,7 +148,7 @@ def valence_shift(history: list[tuple[float, float]], now: float, threshold: flo
 
 
 def history_bucket(camera: str, start: int, seconds: SecondCounts,
-                   faces_seen: list[float]) -> dict | None:
+                   faces_seen: list[float]) -> BucketRow | None:
     """The history row of the 10 s from `start`: label counts, frames, mean faces present (the
     snapshots' count while it lasted, else faces per frame), valence and dominant expression.
     None when no frame arrived: the camera was off, which is no data rather than an empty
@@ -157,5 +157,5 @@ def history_bucket(camera: str, start: int, seconds: SecondCounts,
     if not row["frames"]:
         return None
     mean = sum(faces_seen) / len(faces_seen) if faces_seen else row["faces"]
-    return {"camera": camera, "ts": start, "frames": row["frames"], "faces": round(mean, 2),
-            "counts": row["counts"], "valence": row["valence"], "dominant": row["dominant"]}
+    return BucketRow(camera, start, row["frames"], round(mean, 2), row["counts"],
+                     row["valence"], row["dominant"])

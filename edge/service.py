@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -28,6 +27,7 @@ from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID
 from moodstream.ingest.service import CameraSpec, Publisher
 from moodstream.ingest.sources import is_live
+from moodstream.processes import stop_on_signals
 from moodstream.redaction import redact_text
 
 from .spill import SpillFile
@@ -93,13 +93,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               "- _ . starting with a letter or digit", file=sys.stderr)
         return 2
     e = settings.edge
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     metrics.serve(settings.metrics_port)
     spill = SpillFile(settings.history.data_dir / "edge" / f"{args.camera}.labels",
                       int(e.spill_mb * MiB))

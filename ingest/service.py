@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from moodstream.backoff import Doubling
 from moodstream.config import Settings
 from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
-from moodstream.processes import MAX_RESTART_DELAY_S
+from moodstream.processes import MAX_RESTART_DELAY_S, stop_on_signals
 from moodstream.redaction import redact_text
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect
 from moodstream.streams import wake_consumers
@@ -358,13 +357,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"moodstream ingest: bad camera id {args.camera!r}: 1-64 letters, digits or "
               "- _ . starting with a letter or digit (or --supervised)", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     metrics.serve(settings.metrics_port)
     if args.supervised:
         return MultiIngest(settings, stop).run()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from moodstream.backoff import Doubling
@@ -103,3 +105,15 @@ def stop_all(children: list[Child]) -> None:
         child.stop()
     for child in children:
         child.wait()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: a service's loops end on it, cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop

@@ -36,6 +36,7 @@ from moodstream.camera_settings import MODES, CameraSettings, announce
 from moodstream.config import Settings
 from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEntry, Snapshot
 from moodstream.history import open_writer
+from moodstream.history.rows import AlertRow, BucketRow
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
 from moodstream.redis_lock import HeldKeys
 from moodstream.registry import live_workers, new_worker_id
@@ -109,7 +110,7 @@ class CameraState:
             now >= end + HISTORY_GRACE_S and self.latest >= end + HISTORY_GRACE_S)
 
     def closed_buckets(self, cam: str, now: float, faces: float, *,
-                       all_open: bool = False) -> list[dict]:
+                       all_open: bool = False) -> list[BucketRow]:
         """History rows of the 10 s buckets that are done (all of them up to now with
         all_open, when stopping), and the snapshot's faces noted for the open one."""
         current = int(now) // mood.BUCKET_S * mood.BUCKET_S
@@ -459,14 +460,13 @@ class Aggregator:
 
 
     def record_history(self, cam: str, snap: Snapshot, changes: list[dict],
-                       rows: list[dict]) -> None:
+                       rows: list[BucketRow]) -> None:
         """Queues the closed buckets, alert changes and valence shifts for the database."""
-        events = [{"camera": cam, "ts": c["ts"], "kind": c["kind"], "state": c["state"],
-                   "message": c["message"]} for c in changes]
+        events = [AlertRow(cam, c["ts"], c["kind"], c["state"], c["message"]) for c in changes]
         if snap.shift:
-            events.append({"camera": cam, "ts": snap.ts, "kind": "shift", "state": "raised",
-                           "message": f"valence {snap.shift['from']:+.2f} → "
-                                      f"{snap.shift['to']:+.2f}"})
+            events.append(AlertRow(cam, snap.ts, "shift", "raised",
+                                   f"valence {snap.shift['from']:+.2f} → "
+                                   f"{snap.shift['to']:+.2f}"))
         if rows:
             self.history.add_buckets(rows)
         if events:

@@ -25,10 +25,10 @@ import sqlalchemy as sa
 
 from moodstream.contract import CLASSES
 from moodstream.expressions import dominant, valence
+from moodstream.history.rows import BUCKET_S, AlertRow, BucketRow
 from moodstream.history.schema import ROLLUP_S, alerts, buckets, lessons, rollup
 from moodstream.private_files import private_sqlite
 
-BUCKET_S = 10
 DAY_S = 86400
 LESSON_GAP_S = 180  # nobody in view this long ends a lesson (breaks are ~5 min)
 SHIFT = "shift"  # the alert kind under which classroom valence shifts are kept
@@ -174,32 +174,6 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _camera(value) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= 64:
-        raise ValueError(f"bad camera id {str(value)[:80]!r}")
-    return value
-
-
-def clean_bucket(row: dict) -> dict:
-    """One bucket row as stored: aligned start, whole counts, and nothing else (ValueError,
-    TypeError or KeyError for a row that cannot be stored)."""
-    counts = row.get("counts") or row  # a row cleaned before holds its counts flat
-    out = {"camera": _camera(row["camera"]), "ts": int(row["ts"]) // BUCKET_S * BUCKET_S,
-           "frames": int(row.get("frames", 0)), "faces": float(row.get("faces", 0.0)),
-           **{c: max(0, int(counts.get(c, 0))) for c in CLASSES}}
-    out["valence"] = float(row["valence"]) if row.get("valence") is not None \
-        else valence(out)
-    out["dominant"] = row.get("dominant") or dominant(out)
-    return out
-
-
-def clean_event(event: dict) -> dict:
-    """One alert event as stored (the same errors as clean_bucket)."""
-    return {"camera": _camera(event["camera"]), "ts": round(float(event["ts"]), 3),
-            "kind": str(event["kind"])[:32], "state": str(event.get("state", "raised"))[:8],
-            "message": str(event.get("message", ""))[:200]}
-
-
 class HistoryStore:
     def __init__(self, url: str, *, retention_days: float = 90, lesson_gap_s: int = LESSON_GAP_S):
         self.url = url
@@ -256,15 +230,18 @@ class HistoryStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, bucket_rows: Iterable[dict] = (), alert_rows: Iterable[dict] = ()) -> None:
-        """Stores buckets and alert events in one transaction. Writing the same batch twice
-        changes nothing, so a retry after an unknown outcome is safe."""
+    def write(self, bucket_rows: Iterable[BucketRow | dict] = (),
+              alert_rows: Iterable[AlertRow | dict] = ()) -> None:
+        """Stores buckets and alert events in one transaction (a dict is parsed into its
+        record first). Writing the same batch twice changes nothing, so a retry after an
+        unknown outcome is safe."""
         rows = {}
         for row in bucket_rows:
-            row = clean_bucket(row)
+            row = (row if isinstance(row, BucketRow) else BucketRow.parse(row)).columns()
             rows[row["camera"], row["ts"]] = row  # one statement may touch a row only once
         events = {}
-        for event in map(clean_event, alert_rows):
+        for event in alert_rows:
+            event = (event if isinstance(event, AlertRow) else AlertRow.parse(event)).to_dict()
             events[event["camera"], event["ts"], event["kind"], event["state"]] = event
         if not rows and not events:
             return
@@ -324,7 +301,7 @@ class HistoryStore:
                 conn.execute(lessons.delete().where(lessons.c.id.in_([r.id for r in near])))
             conn.execute(lessons.insert().values(camera=camera, start_ts=start, end_ts=end))
 
-    def bulk_load(self, bucket_rows: Iterable[dict], chunk: int = 20000) -> int:
+    def bulk_load(self, bucket_rows: Iterable[BucketRow | dict], chunk: int = 20000) -> int:
         """Plain inserts of new buckets (no upsert, rollup or lessons): for imports and the
         benchmark; call rebuild() afterwards."""
         self.migrate()
@@ -332,7 +309,8 @@ class HistoryStore:
         batch: list[dict] = []
         with self._write() as conn:
             for row in bucket_rows:
-                batch.append(clean_bucket(row))
+                batch.append((row if isinstance(row, BucketRow)
+                              else BucketRow.parse(row)).columns())
                 if len(batch) >= chunk:
                     conn.execute(buckets.insert(), batch)
                     done += len(batch)

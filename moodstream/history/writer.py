@@ -19,7 +19,8 @@ import redis
 
 from moodstream import keys
 from moodstream.backoff import Doubling
-from moodstream.history.store import HistoryStore, clean_bucket, clean_event
+from moodstream.history.rows import AlertRow, BucketRow
+from moodstream.history.store import HistoryStore
 from moodstream.redis_client import OUTAGE_ERRORS, text
 from moodstream.redis_lock import HeldKeys
 
@@ -76,13 +77,13 @@ class HistoryWriter:
 
     # -- the live path --------------------------------------------------------------------
 
-    def add_buckets(self, rows: list[dict]) -> int:
+    def add_buckets(self, rows: list[BucketRow]) -> int:
         """Queues 10 s bucket rows; returns how many old rows a full buffer dropped."""
-        return self._queue([{"k": "b", **row} for row in rows])
+        return self._queue([{"k": "b", **row.to_dict()} for row in rows])
 
-    def add_alerts(self, events: list[dict]) -> int:
-        """Queues alert events {camera, ts, kind, state, message}."""
-        return self._queue([{"k": "a", **event} for event in events])
+    def add_alerts(self, events: list[AlertRow]) -> int:
+        """Queues alert events (and valence shifts)."""
+        return self._queue([{"k": "a", **event.to_dict()} for event in events])
 
     def _queue(self, items: list[dict]) -> int:
         dropped = 0
@@ -116,9 +117,9 @@ class HistoryWriter:
                     if float(item["ts"]) <= erased.get(item["camera"], -1):
                         continue  # its camera's history was erased after it was queued
                     if item.pop("k") == "b":
-                        bucket_rows.append(clean_bucket(item))
+                        bucket_rows.append(BucketRow.parse(item))
                     else:
-                        events.append(clean_event(item))
+                        events.append(AlertRow.parse(item))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     log.warning("history: skipping a malformed pending row %.80r", body)
             self.store.write(bucket_rows, events)

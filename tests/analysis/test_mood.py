@@ -112,15 +112,16 @@ def test_history_bucket_sums_its_ten_seconds_only():
         109: [["neutral"]] * 5,
         110: [[]] * 5})  # the bucket after
     row = mood.history_bucket("cam1", 100, seconds, faces_seen=[])
-    assert row["counts"]["happy"] == 6 and row["counts"]["neutral"] == 7
-    assert row["frames"] == 10 and row["faces"] == 1.5  # faces per frame
-    assert row["valence"] == round(4 / 15, 3) and row["dominant"] == "neutral"
-    assert set(row) == {"camera", "ts", "frames", "faces", "counts", "valence", "dominant"}
+    assert row.counts["happy"] == 6 and row.counts["neutral"] == 7
+    assert row.frames == 10 and row.faces == 1.5  # faces per frame
+    assert row.valence == round(4 / 15, 3) and row.dominant == "neutral"
+    assert set(row.to_dict()) == {"camera", "ts", "frames", "faces", "counts", "valence",
+                                  "dominant"}
     # The snapshots' faces present (tracked people) win over the per-frame detections.
-    assert mood.history_bucket("cam1", 100, seconds, faces_seen=[3, 4])["faces"] == 3.5
+    assert mood.history_bucket("cam1", 100, seconds, faces_seen=[3, 4]).faces == 3.5
 
 
 def test_history_bucket_without_frames_is_no_data_not_an_empty_room():
     assert mood.history_bucket("cam1", 100, seconds_of({95: [[]] * 5}), faces_seen=[2]) is None
     empty = mood.history_bucket("cam1", 100, seconds_of({101: [[]] * 5}), [])
-    assert empty["faces"] == 0.0 and empty["dominant"] is None and empty["valence"] == 0.0
+    assert empty.faces == 0.0 and empty.dominant is None and empty.valence == 0.0

@@ -13,6 +13,7 @@ from moodstream.camera_settings import CameraSettings
 from moodstream.contract import CLASSES
 from moodstream.expressions import dominant, valence
 from moodstream.history import HistoryStore, HistoryWriter
+from moodstream.history.rows import BucketRow
 
 HOUR = 3600
 T0 = int(time.time()) // HOUR * HOUR - 10 * HOUR  # ten hours ago, on the hour
@@ -145,7 +146,7 @@ def test_a_database_that_is_down_answers_503_not_500(app, client):
 
 def test_stats_count_history_rows_written_dropped_and_pending(r, client, store):
     writer = HistoryWriter(r, store, buffer_max=3)
-    writer.add_buckets([bucket(T0 + i * 10) for i in range(5)])
+    writer.add_buckets([BucketRow.parse(bucket(T0 + i * 10)) for i in range(5)])
     stats = client.get("/api/stats").json["history"]
     assert stats == {"in": 5, "written": 0, "dropped": {"full": 2}, "pending": 3}
     writer.drain()

@@ -31,10 +31,10 @@ def test_a_bucket_closes_once_after_its_grace_with_its_own_labels():
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_GRACE_S + 1.5, faces=1)
     assert len(rows) == 1
     row = rows[0]
-    assert row["ts"] == T and row["frames"] == 40
-    assert row["counts"]["happy"] == 30 and row["counts"]["sad"] == 10
-    assert row["counts"]["neutral"] == 0 and row["dominant"] == "happy"
-    assert row["faces"] == 4.0  # the snapshots taken while it was open (3 and 5)
+    assert row.ts == T and row.frames == 40
+    assert row.counts["happy"] == 30 and row.counts["sad"] == 10
+    assert row.counts["neutral"] == 0 and row.dominant == "happy"
+    assert row.faces == 4.0  # the snapshots taken while it was open (3 and 5)
     assert state.closed_buckets("cam1", T + 14, faces=1) == []  # never twice
 
 
@@ -44,11 +44,11 @@ def test_a_camera_that_stops_sending_gets_its_last_bucket_after_a_wait():
     state.apply(*label(1, T + 2))
     assert state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S - 1, faces=0) == []
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S, faces=0)
-    assert [r["ts"] for r in rows] == [T] and rows[0]["frames"] == 1
+    assert [r.ts for r in rows] == [T] and rows[0].frames == 1
     # Stopping writes the open bucket as it is.
     state.apply(*label(2, T + 10 + HISTORY_WAIT_MAX_S + 0.5))
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S + 1, 0, all_open=True)
-    assert [r["ts"] for r in rows] == [T + 40] and rows[0]["frames"] == 1
+    assert [r.ts for r in rows] == [T + 40] and rows[0].frames == 1
 
 
 def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
@@ -61,11 +61,12 @@ def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
     assert state.bucket == T + 1000
     state.apply(*label(2, T + 1012.5))
     rows = state.closed_buckets("cam1", T + 1013, faces=2)
-    assert [r["ts"] for r in rows] == [T + 1000]
+    assert [r.ts for r in rows] == [T + 1000]
 
 
 def test_alert_changes_and_shifts_are_queued_for_the_history(r, redis_server, tmp_path):
     from moodstream.contract import Snapshot
+    from moodstream.history.rows import BucketRow
     from moodstream.workers.aggregator import Aggregator
     from tests.conftest import settings_for
 
@@ -78,8 +79,7 @@ def test_alert_changes_and_shifts_are_queued_for_the_history(r, redis_server, tm
                 "state": "raised"},
                {"ts": T + 20.5, "kind": "negative", "message": "cleared", "state": "cleared",
                 "since": T + 1}]
-    row = {"camera": "car1", "ts": T, "frames": 10, "faces": 1.0, "counts": {"sad": 4},
-           "valence": -1.0, "dominant": "sad"}
+    row = BucketRow("car1", T, 10, 1.0, {"sad": 4}, -1.0, "sad")
     aggregator.record_history("car1", snap, changes, [row])
     assert aggregator.history.drain() == 4  # one bucket row and three events
     store = aggregator.history.store
@@ -112,7 +112,7 @@ def test_a_new_owner_writes_the_last_buckets_again_from_the_labels(r, redis_serv
     state = aggregator.states["bus1"]
     rows = state.closed_buckets("bus1", now + HISTORY_WAIT_MAX_S + 10, faces=1)
     first = int(now - HISTORY_REWRITE_S) // 10 * 10
-    by_start = {row["ts"]: row["counts"]["surprise"] for row in rows}
+    by_start = {row.ts: row.counts["surprise"] for row in rows}
     assert min(by_start) >= first
     for start, n in by_start.items():
         assert n == sum(1 for ts in sent if start <= ts < start + 10)

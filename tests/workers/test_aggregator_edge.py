@@ -29,19 +29,19 @@ def test_late_labels_rewrite_their_closed_bucket_with_all_it_holds():
     for i in range(10):  # the first 5 s of the bucket came live, then the link went down
         state.apply(*label(i, T + i / 2))
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S, faces=1)
-    assert [(r["ts"], r["frames"]) for r in rows] == [(T, 10)]
+    assert [(r.ts, r.frames) for r in rows] == [(T, 10)]
     # The backlog: the rest of that bucket and all of the next one, late.
     for i in range(10, 40):
         state.apply(*label(i, T + i / 2, "sad"), live=False)
     assert not [f for f in state.recent if f.ts >= T + 5]  # no live figure moved
     rows = state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S + 1, faces=0)
-    assert [r["ts"] for r in rows] == [T]
-    assert rows[0]["frames"] == 20
-    assert rows[0]["counts"]["happy"] == 10 and rows[0]["counts"]["sad"] == 10
+    assert [r.ts for r in rows] == [T]
+    assert rows[0].frames == 20
+    assert rows[0].counts["happy"] == 10 and rows[0].counts["sad"] == 10
     assert state.closed_buckets("cam1", T + 10 + HISTORY_WAIT_MAX_S + 2, faces=0) == []
     # The next bucket was still open: it closes as usual, with its late labels.
     rows = state.closed_buckets("cam1", T + 20 + HISTORY_WAIT_MAX_S, faces=0)
-    assert [(r["ts"], r["frames"], r["counts"]["sad"]) for r in rows] == [(T + 10, 20, 20)]
+    assert [(r.ts, r.frames, r.counts["sad"]) for r in rows] == [(T + 10, 20, 20)]
 
 
 def test_a_late_negative_stretch_raises_no_driver_alert():

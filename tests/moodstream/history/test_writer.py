@@ -8,6 +8,7 @@ import time
 
 from moodstream import keys
 from moodstream.history import HistoryStore, HistoryWriter, sqlite_url
+from moodstream.history.rows import AlertRow, BucketRow
 from moodstream.history.writer import erase_camera, history_stats
 from tests.conftest import wait_for
 from tests.moodstream.history.test_store import bucket
@@ -16,8 +17,8 @@ from tests.moodstream.history.test_store import bucket
 T0 = int(time.time()) // 600 * 600 - 86400
 
 
-def rows(n: int, start: int = T0, cam: str = "cam1") -> list[dict]:
-    return [bucket(start + i * 10, cam, happy=i % 5, sad=1) for i in range(n)]
+def rows(n: int, start: int = T0, cam: str = "cam1") -> list[BucketRow]:
+    return [BucketRow.parse(bucket(start + i * 10, cam, happy=i % 5, sad=1)) for i in range(n)]
 
 
 def stored_ts(store: HistoryStore, cam: str = "cam1") -> list[int]:
@@ -32,8 +33,7 @@ def accounted(r) -> bool:
 def test_rows_go_through_redis_to_the_database_in_batches(r, store):
     writer = HistoryWriter(r, store, batch=40)
     writer.add_buckets(rows(100))
-    writer.add_alerts([{"camera": "cam1", "ts": T0 + 5, "kind": "absent", "state": "raised",
-                        "message": "no face for 3s"}])
+    writer.add_alerts([AlertRow("cam1", T0 + 5, "absent", "raised", "no face for 3s")])
     assert store.count() == 0  # the live path only queued them
     assert writer.flush_once() == 40
     assert history_stats(r) == {"in": 101, "written": 40, "dropped": {"full": 0},
@@ -78,14 +78,13 @@ def test_erasing_a_camera_also_discards_its_queued_rows(r, store):
     writer.add_buckets(rows(5) + rows(5, cam="cam2"))
     writer.drain()
     writer.add_buckets(rows(5, start=T0 + 50) + rows(5, start=T0 + 50, cam="cam2"))
-    writer.add_alerts([{"camera": "cam1", "ts": T0 + 60, "kind": "absent", "state": "raised",
-                        "message": "x"}])
+    writer.add_alerts([AlertRow("cam1", T0 + 60, "absent", "raised", "x")])
     assert erase_camera(r, store, "cam1") == 5
     writer.drain()
     assert stored_ts(store, "cam1") == [] and store.alerts("cam1", 0, 2**40) == []
     assert len(stored_ts(store, "cam2")) == 10
     assert accounted(r) and history_stats(r)["pending"] == 0
-    writer.add_buckets([bucket(int(time.time()) + 60, "cam1", happy=1)])  # a new camera
+    writer.add_buckets([BucketRow.parse(bucket(int(time.time()) + 60, "cam1", happy=1))])  # a new camera
     writer.drain()
     assert len(stored_ts(store, "cam1")) == 1
 
