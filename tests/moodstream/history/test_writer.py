@@ -84,7 +84,8 @@ def test_erasing_a_camera_also_discards_its_queued_rows(r, store):
     assert stored_ts(store, "cam1") == [] and store.alerts("cam1", 0, 2**40) == []
     assert len(stored_ts(store, "cam2")) == 10
     assert accounted(r) and history_stats(r)["pending"] == 0
-    writer.add_buckets([BucketRow.parse(bucket(int(time.time()) + 60, "cam1", happy=1))])  # a new camera
+    # A new camera of the same id: its rows are kept.
+    writer.add_buckets([BucketRow.parse(bucket(int(time.time()) + 60, "cam1", happy=1))])
     writer.drain()
     assert len(stored_ts(store, "cam1")) == 1
 
