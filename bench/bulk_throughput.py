@@ -132,7 +132,7 @@ def run_paper_loop(video: Path, end: int, native: float, fps: float, keras_path:
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         for face in detector.detect_faces(rgb):
-            x, y, w, h = (max(0, int(v)) for v in face["box"])
+            x, y, w, h = (max(0, int(v)) for v in face.box)
             crop = cv2.resize(gray[y:y + h, x:x + w], (width, height))
             batch = crop[None, :, :, None].astype(np.float32) * SCALE + OFFSET
             model.predict(batch, verbose=0)

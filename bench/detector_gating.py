@@ -92,7 +92,7 @@ def dlib_recall(detector, media: Path) -> tuple[int, int]:
     matched = total = 0
     for name, refs in DLIB_BOXES.items():
         faces = detector.detect([cv2.imread(str(media / name))])[0]
-        unused = [f["box"] for f in faces]
+        unused = [f.box for f in faces]
         for ref in refs:
             total += 1
             best = max(unused, key=lambda b, r=ref: iou(b, r), default=None)
@@ -123,9 +123,9 @@ def label_agreement(model, found: list[list[dict]], reference: list[list[dict]])
     for faces, ref in zip(found, reference, strict=True):
         for face in ref:
             total += 1
-            best = max(faces, key=lambda f, b=face["box"]: iou(f["box"], b), default=None)
+            best = max(faces, key=lambda f, b=face.box: iou(f.box, b), default=None)
             if best is not None:
-                labels = model.predict([face["crop"], best["crop"]]).argmax(axis=1)
+                labels = model.predict([face.crop, best.crop]).argmax(axis=1)
                 same += int(labels[0] == labels[1])
     return same / max(1, total)
 

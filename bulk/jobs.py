@@ -398,9 +398,9 @@ class Progress:
 def label_frames(detector, model, frames: list[np.ndarray]) -> list[list[tuple]]:
     """Frames -> per frame a list of (box, probs): MTCNN then the classifier, batched."""
     found = detector.detect(frames)
-    crops = [face["crop"] for faces in found for face in faces]
+    crops = [face.crop for faces in found for face in faces]
     probs = iter(model.predict(crops))
-    return [[(face["box"], [float(p) for p in next(probs)]) for face in faces]
+    return [[(face.box, [float(p) for p in next(probs)]) for face in faces]
             for faces in found]
 
 

@@ -4,12 +4,39 @@ and the bench. `face_set` turns its output for one frame into the faces entry.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from moodstream.config import DetectorSettings
 from moodstream.contract import FaceSet, Frame
+from moodstream.detection.detectors.base import DetectedFace
 from moodstream.detection.face_crop import crop_face
+
+
+@dataclass
+class Face:
+    """A face found in an image: its box (x, y, w, h) and score, the landmarks the detector
+    gives (or None), the aligned gray crop the classifier takes, and, in the live pipeline,
+    its track id (-1 until one is assigned)."""
+
+    box: tuple[int, int, int, int]
+    score: float
+    crop: np.ndarray
+    landmarks: dict | None = None
+    track: int = -1
+
+    @property
+    def left_eye(self):
+        return (self.landmarks or {}).get("left_eye")
+
+    @property
+    def right_eye(self):
+        return (self.landmarks or {}).get("right_eye")
+
+    def detected(self) -> DetectedFace:
+        return DetectedFace(self.box, self.score, self.landmarks)
 
 
 class FaceDetector:
@@ -31,25 +58,25 @@ class FaceDetector:
         self.scale_factor = scale_factor
 
     def detect(self, images: list[np.ndarray], min_face=None,
-               scale_factor=None) -> list[list[dict]]:
-        """BGR images -> per image, a list of {box, score, landmarks, left_eye, right_eye, crop}.
+               scale_factor=None) -> list[list[Face]]:
+        """BGR images -> per image, its Faces (with crops).
         min_face / scale_factor: one value or one per image (None: the detector's own)."""
         found = self.detector.detect(images, min_face=min_face, scale_factor=scale_factor)
         return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
 
-    def detect_around(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+    def detect_around(self, images: list[np.ndarray], boxes: list[list]) -> list[list[Face]]:
         """As detect, but only near the known boxes of each image (track-guided detection;
         detectors that have detect_around: mtcnn-onnx)."""
         found = self.detector.detect_around(images, boxes)
         return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
 
-    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[dict]]:
+    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[Face]]:
         """As detect_around, with O-Net alone on the known boxes (mtcnn-onnx's refine)."""
         found = self.detector.refine(images, boxes)
         return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
 
-    def finish(self, image: np.ndarray, faces) -> list[dict]:
-        """DetectedFaces of an image -> the dicts of detect, crops cut from this image."""
+    def finish(self, image: np.ndarray, faces) -> list[Face]:
+        """DetectedFaces of an image -> Faces, crops cut from this image."""
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         out = []
         for face in faces:
@@ -60,18 +87,18 @@ class FaceDetector:
                 continue
             points = face.landmarks or {}
             left, right = points.get("left_eye"), points.get("right_eye")
-            out.append({"box": (x, y, w, h), "score": face.score, "landmarks": face.landmarks,
-                        "left_eye": left, "right_eye": right,
-                        "crop": crop_face(gray, (x, y, w, h), self.crop_size, left, right)})
+            out.append(Face((x, y, w, h), face.score,
+                            crop_face(gray, (x, y, w, h), self.crop_size, left, right),
+                            face.landmarks))
         return out
 
 
-def face_set(frame: Frame, faces: list[dict]) -> FaceSet:
-    """The faces entry of a frame from FaceDetector-style dicts with a "track" id each."""
+def face_set(frame: Frame, faces: list[Face]) -> FaceSet:
+    """The faces entry of a frame from its Faces (with their track ids)."""
     if not faces:
         return FaceSet(frame.camera, frame.seq, frame.ts)
     return FaceSet(frame.camera, frame.seq, frame.ts,
-                   np.array([f["box"] for f in faces], np.int32),
-                   np.array([f["score"] for f in faces], np.float32),
-                   np.array([f["track"] for f in faces], np.int64),
-                   np.stack([f["crop"] for f in faces]))
+                   np.array([f.box for f in faces], np.int32),
+                   np.array([f.score for f in faces], np.float32),
+                   np.array([f.track for f in faces], np.int64),
+                   np.stack([f.crop for f in faces]))

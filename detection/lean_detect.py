@@ -44,6 +44,7 @@ import numpy as np
 from moodstream import keys
 from moodstream.detection.detectors.base import DetectedFace, iou
 from moodstream.detection.detectors.mtcnn_onnx import iou_matrix
+from moodstream.detection.face_detector import Face
 
 THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
 # A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
@@ -404,7 +405,7 @@ class LeanDetector:
                         client=pipe)
         pipe.execute()
 
-    def detect(self, frames, min_face, scale_factor) -> list[list[dict]]:
+    def detect(self, frames, min_face, scale_factor) -> list[list[Face]]:
         """frames: (camera, capture ts, BGR image); min_face / scale_factor: one per frame.
         Returns per frame what FaceDetector.detect returns. Frames of one camera are taken in
         capture order, one per round, so that each sees the state its predecessor left;
@@ -462,7 +463,7 @@ class LeanDetector:
             lost = []
             for k, faces in zip(track, found, strict=True):
                 kept[k] += faces
-                missing[k] = unmatched(missing[k], [f["box"] for f in faces])
+                missing[k] = unmatched(missing[k], [f.box for f in faces])
                 if missing[k]:  # lost one: look further, around it alone
                     lost.append(k)
                 else:
@@ -486,8 +487,8 @@ class LeanDetector:
             known = [] if old is None or ts < old.ts else [
                 f for f in old.faces + old.lost if "track" in f]
             for face, track in zip(results[k], assign_tracks(
-                    known, [f["box"] for f in results[k]], ts), strict=True):
-                face["track"] = track
+                    known, [f.box for f in results[k]], ts), strict=True):
+                face.track = track
             states[cam] = changed[cam] = self._next_state(plan, ts, grays.get(k, image),
                                                           results[k],
                                                           f"{min_face[k]}/{scale_factor[k]}")
@@ -502,10 +503,9 @@ class LeanDetector:
         if plan.way == "gate":
             return DetectState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
                                old.faces, old.thumb, lost, old.since_refine, old.patches)
-        stored = [{**DetectedFace(f["box"], f["score"], f["landmarks"]).to_json(),
-                   "track": f["track"]} for f in faces]
+        stored = [{**f.detected().to_json(), "track": f.track} for f in faces]
         # Registration needs the faces' neighbourhoods of this frame; only kept when used.
-        patches = (face_patches(gray_of(image), [f["box"] for f in faces])
+        patches = (face_patches(gray_of(image), [f.box for f in faces])
                    if self.options.refine_every_frames > 1 else None)
         if plan.way in ("track", "follow"):
             return DetectState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
@@ -515,12 +515,12 @@ class LeanDetector:
                            plan.thumb, lost, 0, patches)
 
 
-def lost_tracks(old: DetectState | None, faces: list[dict], ts: float) -> list[dict]:
+def lost_tracks(old: DetectState | None, faces: list[Face], ts: float) -> list[dict]:
     """The tracks of the previous state (its faces and its lost ones) that this frame did not
     see, while they were seen less than TRACK_GAP_S ago."""
     if old is None or ts < old.ts:
         return []
-    seen = {f["track"] for f in faces}
+    seen = {f.track for f in faces}
     out = [{"box": f["box"], "track": f["track"], "ts": old.ts} for f in old.faces
            if "track" in f and f["track"] not in seen]
     out += [lost for lost in old.lost if lost["track"] not in seen]

@@ -45,7 +45,7 @@ def pipeline_crops(x: np.ndarray, crop_size: tuple[int, int], batch: int = 16,
         results = detector.detect([_canvas(f) for f in chunk])
         for i, (face, dets) in enumerate(zip(chunk, results, strict=True)):
             if dets:
-                crops[start + i] = max(dets, key=lambda d: d["score"])["crop"]
+                crops[start + i] = max(dets, key=lambda d: d.score).crop
                 found[start + i] = True
             else:
                 crops[start + i] = cv2.resize(face, crop_size[::-1],

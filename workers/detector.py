@@ -117,10 +117,10 @@ def preview_op(camera: str, jpeg: bytes):
     return write
 
 
-def draw_preview(image: np.ndarray, faces: list[dict]) -> bytes:
+def draw_preview(image: np.ndarray, faces: list) -> bytes:
     canvas = image.copy()
     for face in faces:
-        x, y, w, h = face["box"]
+        x, y, w, h = face.box
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (80, 220, 80), 2)
     return cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
 

@@ -159,37 +159,37 @@ def test_gated_frames_reuse_boxes_but_crop_the_current_frame(r, full, media):
     photo = cv2.resize(cv2.imread(str(media / "fer_justin.jpg")), (640, 480))
     lean = LeanDetector(full, r, LeanOptions())
     (first,) = lean.detect([("c", 0.0, photo)], [MIN_FACE], [0.709])
-    x, y, w, h = first[0]["box"]
+    x, y, w, h = first[0].box
     smiling = photo.copy()  # a change too small for the gate, inside the face
     smiling[y + h // 2:y + h // 2 + 8, x + w // 3:x + w // 3 + 8] = 0
     (second,) = lean.detect([("c", 0.2, smiling)], [MIN_FACE], [0.709])
     assert lean.ways["gate"] == 1
-    assert second[0]["box"] == first[0]["box"]
-    assert not np.array_equal(second[0]["crop"], first[0]["crop"])
+    assert second[0].box == first[0].box
+    assert not np.array_equal(second[0].crop, first[0].crop)
     gray = cv2.cvtColor(smiling, cv2.COLOR_BGR2GRAY)
-    expected = crop_face(gray, first[0]["box"], (64, 64), first[0]["left_eye"],
-                         first[0]["right_eye"])
+    expected = crop_face(gray, first[0].box, (64, 64), first[0].left_eye,
+                         first[0].right_eye)
     # landmarks kept to 0.1 px in the state: the same crop to rounding
-    assert np.abs(second[0]["crop"].astype(int) - expected).mean() < 1
+    assert np.abs(second[0].crop.astype(int) - expected).mean() < 1
 
 
 def test_detect_around_finds_the_faces_of_a_full_scan_after_a_move(full, media):
     for name in ("dlib_2007_007763.jpg", "dlib_2008_002470.jpg", "fer_justin.jpg"):
         photo = cv2.resize(cv2.imread(str(media / name)), (640, 480))
-        known = [f["box"] for f in full.detect([photo])[0]]
+        known = [f.box for f in full.detect([photo])[0]]
         moved = cv2.warpAffine(photo, np.float32([[1, 0, 9], [0, 1, -6]]), (640, 480),
                                borderMode=cv2.BORDER_REFLECT)
         reference = full.detect([moved])[0]
         tracked = full.detect_around([moved], [known])[0]
         assert len(tracked) == len(reference), name
         for face in reference:
-            assert max(iou(face["box"], t["box"]) for t in tracked) > 0.7, name
+            assert max(iou(face.box, t.box) for t in tracked) > 0.7, name
 
 
 def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     photo = cv2.resize(cv2.imread(str(media / "dlib_2008_002470.jpg")), (640, 480))
     faces = full.detect([photo])[0]
-    wrong = [{"box": [b + 150 for b in f["box"][:2]] + list(f["box"][2:]), "score": 1.0,
+    wrong = [{"box": [b + 150 for b in f.box[:2]] + list(f.box[2:]), "score": 1.0,
               "landmarks": None} for f in faces]
     state = DetectState(0.0, 0.0, 0, (640, 480), f"{MIN_FACE}/0.709", wrong, thumbnail(photo))
     lean = LeanDetector(full, r, LeanOptions(gate=False, refine_every_frames=1))
@@ -197,7 +197,7 @@ def test_a_face_lost_by_tracking_gets_a_full_scan(r, full, media):
     (found,) = lean.detect([("c", 0.2, photo)], [MIN_FACE], [0.709])
     assert lean.ways["searched"] == 1 and lean.ways["retry"] == 1 and len(found) == len(faces)
     # a small move: O-Net alone settles it
-    nudged = [{"box": [f["box"][0] + 3, f["box"][1] - 2, *f["box"][2:]], "score": 1.0,
+    nudged = [{"box": [f.box[0] + 3, f.box[1] - 2, *f.box[2:]], "score": 1.0,
                "landmarks": None} for f in faces]
     lean.save({"c": DetectState(0.3, 0.2, 0, (640, 480), f"{MIN_FACE}/0.709", nudged,
                                 thumbnail(photo))})
@@ -270,10 +270,10 @@ def test_tracks_survive_gating_tracking_and_full_scans(r, full, media):
     found = [lean.detect([("cam", k / 5, f)], [MIN_FACE], [0.709])[0]
              for k, f in enumerate(frames)]
     assert lean.ways["full"] >= 2 and lean.ways["gate"] >= 1
-    first = sorted(f["track"] for f in found[0])
+    first = sorted(f.track for f in found[0])
     assert len(first) >= 5 and len(set(first)) == len(first)
     for faces in found[1:]:
-        assert sorted(f["track"] for f in faces) == first
+        assert sorted(f.track for f in faces) == first
 
 
 def test_first_full_scans_are_spread_over_the_period():
@@ -284,8 +284,8 @@ def test_first_full_scans_are_spread_over_the_period():
 def test_registration_follows_each_face_and_gives_up_on_what_it_cannot_follow(full, media):
     photo = cv2.imread(str(media / "dlib_2007_007763.jpg"))
     faces = full.detect([photo])[0]
-    known = [{"box": list(f["box"]), "score": f["score"],
-              "landmarks": {k: list(v) for k, v in f["landmarks"].items()}} for f in faces]
+    known = [{"box": list(f.box), "score": f.score,
+              "landmarks": {k: list(v) for k, v in f.landmarks.items()}} for f in faces]
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     before = face_patches(gray, [f["box"] for f in known])
     moved_gray = np.roll(gray, (3, 5), axis=(0, 1))  # the scene moves 5 px right, 3 down
