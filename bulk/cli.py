@@ -24,7 +24,7 @@ from tqdm import tqdm
 from moodstream.bulk import jobs as bulk_jobs
 from moodstream.bulk import staging as bulk_staging
 from moodstream.bulk.progress import JobsProgress, Outcome, poll
-from moodstream.bulk.results import Group, label_of, summary, write_outputs
+from moodstream.bulk.results import Group, summary, write_outputs
 from moodstream.bulk.submit import submit
 from moodstream.config import MIB, Settings
 from moodstream.embedded_redis import EmbeddedRedis
@@ -180,7 +180,7 @@ def report(groups: list[Group], out: Path, written: dict) -> None:
         rows = sum(len(r) for r in g.rows.values())
         counts: dict[str, int] = {}
         for _, row in g.all_rows():
-            label = label_of(row[6:])
+            label = row.label
             counts[label] = counts.get(label, 0) + 1
         dominant = max(counts, key=counts.get) if counts else "-"
         status = "ok" if not g.errors else f"{len(g.errors)} error(s)"

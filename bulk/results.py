@@ -4,8 +4,8 @@ Pure functions over plain data (no Redis, no models), so the CLI, the dashboard 
 tests share them. A *group* is one output unit: a video file, one image, or the images of one
 folder summarised together as a set.
 
-Face rows are lists ``[frame, time_s, x, y, w, h, p_angry, ..., p_neutral]`` (``time_s`` is
-None for images), grouped per file as the jobs return them.
+A job returns its faces as JSON lists ``[frame, time_s, x, y, w, h, p_angry, ...,
+p_neutral]`` (``time_s`` is None for images); a group holds them as `FaceRow`s, per file.
 """
 
 from __future__ import annotations
@@ -25,6 +25,29 @@ COLOURS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy":
            "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#7f7f7f"}
 
 
+@dataclass(frozen=True)
+class FaceRow:
+    """One face in one frame (or image) of a file."""
+
+    frame: int
+    time_s: float | None  # None for an image
+    box: tuple[int, int, int, int]
+    probs: tuple[float, ...]  # one per expression, in CLASSES order
+
+    @classmethod
+    def parse(cls, row) -> FaceRow:
+        """From a job's list (ValueError or TypeError for one that is not a face row)."""
+        frame, time_s, x, y, w, h, *probs = row
+        if len(probs) != len(CLASSES):
+            raise ValueError(f"a face row has {len(probs)} probabilities, not {len(CLASSES)}")
+        return cls(int(frame), None if time_s is None else float(time_s),
+                   (int(x), int(y), int(w), int(h)), tuple(float(p) for p in probs))
+
+    @property
+    def label(self) -> str:
+        return label_of(self.probs)
+
+
 @dataclass
 class Group:
     """What one set of output files describes."""
@@ -33,7 +56,7 @@ class Group:
     kind: str  # "video" or "images"
     source: str  # the path the user gave (file or folder)
     files: list[str] = field(default_factory=list)
-    rows: dict[str, list[list]] = field(default_factory=dict)  # file -> face rows
+    rows: dict[str, list[FaceRow]] = field(default_factory=dict)  # by file
     frames: int = 0  # frames (or images) analysed
     frames_with_faces: int = 0
     errors: list[dict] = field(default_factory=list)  # {"file", "error"}
@@ -42,15 +65,17 @@ class Group:
     duration_s: float | None = None
     attempts: int = 1  # most RQ attempts any of its jobs needed
 
-    def add_rows(self, file: str, rows: Iterable[list]) -> None:
-        self.rows.setdefault(file, []).extend(list(r) for r in rows)
+    def add_rows(self, file: str, rows: Iterable) -> None:
+        """A job's face rows (lists, or FaceRows)."""
+        self.rows.setdefault(file, []).extend(
+            r if isinstance(r, FaceRow) else FaceRow.parse(r) for r in rows)
 
     def add_error(self, file: str, error: str) -> None:
         self.errors.append({"file": file, "error": error})
 
-    def all_rows(self) -> list[tuple[str, list]]:
+    def all_rows(self) -> list[tuple[str, FaceRow]]:
         out = [(file, row) for file, rows in self.rows.items() for row in rows]
-        out.sort(key=lambda item: (item[0], item[1][0], item[1][2], item[1][3]))
+        out.sort(key=lambda item: (item[0], item[1].frame, item[1].box[0], item[1].box[1]))
         return out
 
 
@@ -66,10 +91,9 @@ def write_csv(path: Path, group: Group) -> int:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for file, row in rows:
-            frame, time_s, x, y, w, h, *probs = row
-            writer.writerow([file, int(frame), "" if time_s is None else f"{time_s:.3f}",
-                             int(x), int(y), int(w), int(h), label_of(probs),
-                             *(f"{p:.5f}" for p in probs)])
+            writer.writerow([file, row.frame,
+                             "" if row.time_s is None else f"{row.time_s:.3f}", *row.box,
+                             row.label, *(f"{p:.5f}" for p in row.probs)])
     return len(rows)
 
 
@@ -78,15 +102,14 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def distribution(rows: Iterable[list]) -> tuple[dict[str, int], dict[str, float], dict]:
+def distribution(rows: Iterable[FaceRow]) -> tuple[dict[str, int], dict[str, float], dict]:
     """Label counts, label shares and mean probabilities over face rows."""
     counts = dict.fromkeys(CLASSES, 0)
     sums = [0.0] * len(CLASSES)
     n = 0
     for row in rows:
-        probs = row[6:]
-        counts[label_of(probs)] += 1
-        for i, p in enumerate(probs):
+        counts[row.label] += 1
+        for i, p in enumerate(row.probs):
             sums[i] += p
         n += 1
     shares = {c: (counts[c] / n if n else 0.0) for c in CLASSES}
@@ -94,13 +117,13 @@ def distribution(rows: Iterable[list]) -> tuple[dict[str, int], dict[str, float]
     return counts, shares, means
 
 
-def timeline(rows: Iterable[list], duration_s: float | None) -> list[dict]:
+def timeline(rows: Iterable[FaceRow], duration_s: float | None) -> list[dict]:
     """Per second of video: faces seen and the share of each expression among them."""
     per_second: dict[int, dict[str, int]] = {}
     for row in rows:
-        second = int(math.floor(row[1]))
+        second = int(math.floor(row.time_s))
         bucket = per_second.setdefault(second, dict.fromkeys(CLASSES, 0))
-        bucket[label_of(row[6:])] += 1
+        bucket[row.label] += 1
     last = max(per_second, default=-1)
     if duration_s:
         last = max(last, int(math.ceil(duration_s)) - 1)
