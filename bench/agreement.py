@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from moodstream.bench import MEDIA
 from moodstream.contract import CLASSES, LabelSet
 
 REPO = Path(__file__).resolve().parent.parent
-MEDIA = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared")) / "data" / "media"
+
 FPS = 5.0
 WINDOW_S = 10
 SMOOTH = 5

@@ -25,13 +25,15 @@ import numpy as np
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
+
 sys.path.insert(0, str(REPO))
 
+from moodstream.bench import CLIP  # noqa: E402
 from moodstream.bulk import jobs as bulk_jobs  # noqa: E402
 from moodstream.config import load_settings  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
+DEFAULT_VIDEO = CLIP
 
 
 def clip_frames(video: Path, seconds: float) -> tuple[int, float]:

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import psutil
 
+from moodstream.bench import MEDIA
 from moodstream.bench.cli import log, percentile
 
 REPO = Path(__file__).resolve().parent.parent
-MEDIA = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared")) / "data" / "media"
 
 GOAL_P99_MS = 250.0
 CAMERA_FPS = 5.0

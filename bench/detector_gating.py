@@ -36,9 +36,10 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-MEDIA = REPO.parent / "shared" / "data" / "media"
 
+sys.path.insert(0, str(REPO))
+
+from moodstream.bench import MEDIA  # noqa: E402
 from moodstream.bench.detectors import DLIB_BOXES, MATCH_IOU  # noqa: E402
 from moodstream.detection.detectors.base import iou  # noqa: E402
 

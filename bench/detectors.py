@@ -30,9 +30,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-MEDIA = REPO.parent / "shared" / "data" / "media"
 
+sys.path.insert(0, str(REPO))
+
+from moodstream.bench import MEDIA  # noqa: E402
 from moodstream.detection.detectors import make_detector  # noqa: E402
 from moodstream.detection.detectors.base import iou  # noqa: E402
 

@@ -35,11 +35,12 @@ from pathlib import Path
 
 import psutil
 
+from moodstream.bench import MEDIA
 from moodstream.bench.cli import log
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared"))
-CLASSROOM_IMAGE = SHARED / "data" / "media" / "retinaface_img3.jpg"
+
+CLASSROOM_IMAGE = MEDIA / "retinaface_img3.jpg"
 CAMERA_FPS = 5.0
 # What one edge node may cost (docs/edge.md): checked against the one-face camera.
 GOALS = {"up_kb_s": 5.0, "rss_mb": 250.0, "cpu_cores": 0.15}

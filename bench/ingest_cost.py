@@ -30,12 +30,14 @@ import cv2
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+
 sys.path.insert(0, str(REPO))
 
 from moodstream import keys  # noqa: E402
+from moodstream.bench import CLIP  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
+DEFAULT_VIDEO = CLIP
 SIZES = ((640, 360), (1280, 720))
 MIB = 2**20
 

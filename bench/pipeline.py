@@ -23,15 +23,17 @@ import psutil
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
+
 sys.path.insert(0, str(REPO))
 
 from moodstream import keys  # noqa: E402
 from moodstream.accounting import pipeline_stats  # noqa: E402
+from moodstream.bench import CLIP  # noqa: E402
 from moodstream.contract import Frame  # noqa: E402
 from moodstream.streams import wake_consumers  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
+DEFAULT_VIDEO = CLIP
 
 
 def jpeg_frames(video: Path, n: int) -> list[bytes]:

@@ -22,13 +22,15 @@ import psutil
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
+
 sys.path.insert(0, str(REPO))
 
 from moodstream import keys  # noqa: E402
+from moodstream.bench import CLIP  # noqa: E402
 from moodstream.contract import Frame  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
-VIDEO = REPO.parent / "shared" / "data" / "media" / "fer_woman2.mp4"
+VIDEO = CLIP
 
 
 def sample_jpeg() -> bytes:

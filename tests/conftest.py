@@ -22,6 +22,31 @@ from moodstream.processes import Child, stop_all
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared"))
+STAND_IN_VERSION = "1"  # of tests/scenes.py's stand-ins: a new one rebuilds them
+
+
+def stand_in_shared() -> Path:
+    """Without ../shared (a contributor's clone), a shared folder of stand-in media built
+    from a public-domain portrait (tests/scenes.py), once per machine and version. It has no
+    FER-2013: the few tests that need the real data skip."""
+    from tests.scenes import build_media
+
+    root = Path(tempfile.gettempdir()) / f"moodstream-test-shared-{STAND_IN_VERSION}"
+    done = root / "data" / "media" / ".complete"
+    if not done.exists():
+        staging = root.with_name(root.name + f".{os.getpid()}")
+        build_media(staging / "data" / "media")
+        (staging / "data" / "media" / ".complete").touch()
+        try:
+            staging.rename(root)
+        except OSError:  # another session built it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+if not (SHARED / "data" / "media").exists():
+    SHARED = stand_in_shared()
+    os.environ["MOODSTREAM_SHARED"] = str(SHARED)  # the bench modules and child processes
 MEDIA = SHARED / "data" / "media"
 FER2013 = SHARED / "data" / "fer2013" / "fer2013.npz"
 MOODSTREAM = [sys.executable, "-m", "moodstream.cli"]
