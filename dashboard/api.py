@@ -102,7 +102,7 @@ def get_live(cam):
     """Per-second points of the last `seconds` (at most an hour) from Redis, for the live
     charts; the lasting history is /history (moodstream.dashboard.history)."""
     return jsonify(camera=cam, now=time.time(),
-                   points=cameras.history(state().redis, cam, _seconds()))
+                   points=cameras.live_points(state().redis, cam, _seconds()))
 
 
 @bp.get("/cameras/<camera:cam>/alerts")

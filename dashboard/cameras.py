@@ -19,7 +19,7 @@ from moodstream.camera_settings import (
     valid_id,
 )
 from moodstream.config import CameraNetworkSettings, DashboardSettings
-from moodstream.contract import AlertEvent, HistoryPoint, Snapshot
+from moodstream.contract import AlertEvent, LivePoint, Snapshot
 from moodstream.redaction import redact_url
 from moodstream.redis_client import text as _text
 
@@ -193,7 +193,7 @@ def remove(r, cam: str, *, records: Records | None = None, actor: str = "",
     pipe.srem(keys.CAMERAS, cam)
     pipe.sadd(keys.REMOVED_CAMERAS, cam)
     pipe.delete(keys.camera(cam), keys.camera_status(cam), keys.mood(cam), keys.preview(cam),
-                keys.history(cam), keys.alerts(cam),
+                keys.live_points(cam), keys.alerts(cam),
                 # the aggregator's working state, so that a camera added again starts afresh
                 keys.handoff(cam), keys.lease(cam))
     announce(pipe, cam)
@@ -201,12 +201,12 @@ def remove(r, cam: str, *, records: Records | None = None, actor: str = "",
     return True
 
 
-def history(r, cam: str, seconds: float = 3600.0) -> list[dict]:
+def live_points(r, cam: str, seconds: float = 3600.0) -> list[dict]:
     """Per-second points of the last `seconds` (at most an hour), oldest first."""
     seconds = max(1.0, min(3600.0, seconds))
     start = int((time.time() - seconds) * 1000)
-    points = [HistoryPoint.decode(fields)
-              for _, fields in r.xrange(keys.history(cam), min=str(start), max="+")]
+    points = [LivePoint.decode(fields)
+              for _, fields in r.xrange(keys.live_points(cam), min=str(start), max="+")]
     # Stream order is write order; plot in capture order.
     return [p.to_json() for p in sorted((p for p in points if p is not None),
                                         key=lambda p: p.ts)]

@@ -274,8 +274,8 @@ class Snapshot:
 
 
 @dataclass
-class HistoryPoint:
-    """One second of a camera's history (stream keys.history(cam)): the 10 s window then."""
+class LivePoint:
+    """One live point: a camera's 10 s window as it was at one second (keys.live_points)."""
 
     ts: float
     faces: float = 0.0
@@ -291,7 +291,7 @@ class HistoryPoint:
                 "shift": json.dumps(self.shift), "frames": self.frames}
 
     @classmethod
-    def decode(cls, raw: dict) -> HistoryPoint | None:
+    def decode(cls, raw: dict) -> LivePoint | None:
         """None for an entry without a time; other bad fields fall back to neutral values."""
         f = _plain(raw)
         ts = _finite(f.get("ts"), float("nan"))

@@ -37,9 +37,10 @@ def mood(cam: str) -> str:
     return f"ms:mood:{cam}"
 
 
-def history(cam: str) -> str:
-    """Stream: one compact aggregate per second, capped to the last hour."""
-    return f"ms:history:{cam}"
+def live_points(cam: str) -> str:
+    """Stream: the live points, one compact aggregate per second, capped to the last hour
+    (the dashboard's live charts; the lasting history is the database)."""
+    return f"ms:live:{cam}"
 
 
 def wake(stream: str) -> str:

@@ -34,7 +34,7 @@ from moodstream.alert_webhook import AlertWebhook
 from moodstream.analysis import mood, tracking
 from moodstream.camera_settings import MODES, CameraSettings, announce
 from moodstream.config import Settings
-from moodstream.contract import AlertEvent, HistoryPoint, LabelSet, MalformedEntry, Snapshot
+from moodstream.contract import AlertEvent, LabelSet, LivePoint, MalformedEntry, Snapshot
 from moodstream.history import open_writer
 from moodstream.history.rows import AlertRow, BucketRow
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
@@ -318,9 +318,9 @@ class Aggregator:
             # The consumer loop's rule, for labels read again here: none from the future.
             if label.camera == cam and label.ts - now <= self.max_skew_s:
                 state.apply(text(eid), label)
-        for _, fields in self.redis.xrange(keys.history(cam), min=str(int((now - 130) * 1000)),
+        for _, fields in self.redis.xrange(keys.live_points(cam), min=str(int((now - 130) * 1000)),
                                            max="+"):
-            point = HistoryPoint.decode(fields)
+            point = LivePoint.decode(fields)
             if point is None:
                 continue
             if point.frames:
@@ -442,10 +442,10 @@ class Aggregator:
                 return
             snap, changes = self.snapshot(cam, state, camera, now)
             rows = state.closed_buckets(cam, now, snap.faces)
-        point = HistoryPoint(now, snap.faces, snap.valence, snap.dominant, snap.counts,
+        point = LivePoint(now, snap.faces, snap.valence, snap.dominant, snap.counts,
                              snap.shift, frames=snap.windows["10s"]["frames"])
         events = [json.dumps({k: v for k, v in c.items() if k != "since"}) for c in changes]
-        written = self._publish(keys=[keys.lease(cam), keys.mood(cam), keys.history(cam),
+        written = self._publish(keys=[keys.lease(cam), keys.mood(cam), keys.live_points(cam),
                                       keys.alerts(cam)],
                                 args=[self.owner, snap.to_json(), json.dumps(point.encode()),
                                       *events])

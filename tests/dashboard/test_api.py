@@ -139,7 +139,7 @@ def test_mood(r, client):
 
 
 def add_history(r, cam: str, ts: float, faces: int, valence: float, counts: dict) -> None:
-    r.xadd(keys.history(cam), {"ts": f"{ts:.3f}", "faces": faces, "valence": valence,
+    r.xadd(keys.live_points(cam), {"ts": f"{ts:.3f}", "faces": faces, "valence": valence,
                                "dominant": max(counts, key=counts.get),
                                "counts": json.dumps(counts)}, id=f"{int(ts * 1000)}-0")
 
@@ -149,7 +149,7 @@ def test_live_points_of_the_last_hour_come_from_redis(r, client):
     add_history(r, "cam1", now - 4000, 9, 1.0, {**COUNTS, "happy": 9})  # older than an hour
     for i in range(5):
         add_history(r, "cam1", now - 5 + i, 1 + i % 2, -0.5, {**COUNTS, "sad": 3, "happy": 1})
-    r.xadd(keys.history("cam1"), {"ts": "garbage"})
+    r.xadd(keys.live_points("cam1"), {"ts": "garbage"})
     data = client.get("/api/cameras/cam1/live").json
     assert data["camera"] == "cam1" and len(data["points"]) == 5
     first = data["points"][0]

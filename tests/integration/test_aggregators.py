@@ -11,7 +11,7 @@ import pytest
 
 from moodstream import keys
 from moodstream.camera_settings import CameraSettings
-from moodstream.contract import CLASSES, HistoryPoint, Snapshot
+from moodstream.contract import CLASSES, LivePoint, Snapshot
 from tests.conftest import label_set, wait_for
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def test_a_killed_aggregators_cameras_move_without_double_counting(r, services):
         # The shift spans the takeover: the "before" part was seen by the dead aggregator.
         def shifted():
             for cam in moved:
-                points = [HistoryPoint.decode(f) for _, f in r.xrange(keys.history(cam))]
+                points = [LivePoint.decode(f) for _, f in r.xrange(keys.live_points(cam))]
                 if not any(p.shift and p.ts > killed_at for p in points):
                     return False
             return True

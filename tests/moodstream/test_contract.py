@@ -6,8 +6,8 @@ from moodstream.contract import (
     AlertEvent,
     FaceSet,
     Frame,
-    HistoryPoint,
     LabelSet,
+    LivePoint,
     MalformedEntry,
     Snapshot,
 )
@@ -112,12 +112,12 @@ def test_snapshot_round_trip_and_junk():
 
 
 def test_history_point_round_trip_and_neutral_fallbacks():
-    point = HistoryPoint(100.25, 2.0, -0.5, "sad", dict.fromkeys(CLASSES, 1),
+    point = LivePoint(100.25, 2.0, -0.5, "sad", dict.fromkeys(CLASSES, 1),
                          {"from": 0.4, "to": -0.5}, frames=9)
-    assert HistoryPoint.decode(as_redis(point.encode())) == point
-    junk = HistoryPoint.decode({b"ts": b"7", b"counts": b"[", b"shift": b"3", b"faces": b"x"})
-    assert junk == HistoryPoint(7.0, 0.0, 0.0, None, dict.fromkeys(CLASSES, 0), None, 0)
-    assert HistoryPoint.decode({b"faces": b"1"}) is None
+    assert LivePoint.decode(as_redis(point.encode())) == point
+    junk = LivePoint.decode({b"ts": b"7", b"counts": b"[", b"shift": b"3", b"faces": b"x"})
+    assert junk == LivePoint(7.0, 0.0, 0.0, None, dict.fromkeys(CLASSES, 0), None, 0)
+    assert LivePoint.decode({b"faces": b"1"}) is None
 
 
 def test_alert_event_takes_its_time_from_the_entry_id_when_needed():
