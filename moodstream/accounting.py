@@ -169,3 +169,20 @@ def pipeline_stats(r: redis.Redis) -> dict:
         "history": history_stats(r),
         "edge": edges,
     }
+
+
+# -- `moodstream stats` ----------------------------------------------------------------------
+
+
+def configure(parser) -> None:
+    """`moodstream stats` takes only the shared --redis-url."""
+
+
+def run(args, settings) -> int:
+    """`moodstream stats`: the pipeline accounting as JSON, straight from Redis."""
+    import json
+
+    from moodstream.redis_client import connect
+
+    print(json.dumps(pipeline_stats(connect(settings.redis_url)), indent=2))
+    return 0

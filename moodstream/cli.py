@@ -52,7 +52,7 @@ COMMANDS = {
     "dashboard": Command("moodstream.dashboard.service", "the web dashboard", ("redis",)),
     "user": Command("moodstream.dashboard.users", "manage dashboard users", ("redis",),
                     "configure_user", "run_user"),
-    "stats": Command("moodstream.stats_command", "print pipeline accounting", ("redis",)),
+    "stats": Command("moodstream.accounting", "print pipeline accounting", ("redis",)),
     "history": Command("moodstream.history.cli",
                        "export, summarise, purge or erase the lesson history", ("redis",)),
     "db": Command("moodstream.history.backup",
