@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moodstream.contract import CLASSES
+from moodstream.contract import CLASSES, Window
 from moodstream.expressions import dominant, valence
 from moodstream.history.rows import BUCKET_S, BucketRow
 
@@ -49,16 +49,15 @@ class SecondCounts:
         return self.values[held].sum(axis=0)
 
 
-def summary(total: np.ndarray) -> dict:
+def summary(total: np.ndarray) -> Window:
     """counts, frames, faces per frame, valence and dominant expression of summed rows."""
     counts = dict(zip(CLASSES, total[:FRAMES].tolist(), strict=True))
     frames, faces = int(total[FRAMES]), int(total[FACES])
-    return {"faces": round(faces / frames, 2) if frames else 0.0, "frames": frames,
-            "counts": counts, "dominant": dominant(counts),
-            "valence": round(valence(counts), 3)}
+    return Window(round(faces / frames, 2) if frames else 0.0, frames, counts,
+                  dominant(counts), round(valence(counts), 3))
 
 
-def window_stats(seconds: SecondCounts, now: float, length: int) -> dict:
+def window_stats(seconds: SecondCounts, now: float, length: int) -> Window:
     """The last `length` seconds up to now (and any second stamped later)."""
     return summary(seconds.total(int(now) - length + 1, 1 << 62))
 
@@ -153,9 +152,9 @@ def history_bucket(camera: str, start: int, seconds: SecondCounts,
     snapshots' count while it lasted, else faces per frame), valence and dominant expression.
     None when no frame arrived: the camera was off, which is no data rather than an empty
     room. Only aggregates: nothing that identifies a face."""
-    row = summary(seconds.total(start, start + BUCKET_S))
-    if not row["frames"]:
+    window = summary(seconds.total(start, start + BUCKET_S))
+    if not window.frames:
         return None
-    mean = sum(faces_seen) / len(faces_seen) if faces_seen else row["faces"]
-    return BucketRow(camera, start, row["frames"], round(mean, 2), row["counts"],
-                     row["valence"], row["dominant"])
+    mean = sum(faces_seen) / len(faces_seen) if faces_seen else window.faces
+    return BucketRow(camera, start, window.frames, round(mean, 2), window.counts,
+                     window.valence, window.dominant)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from moodstream.contract import CLASSES
+from moodstream.contract import CLASSES, Person
 
 
 def people_present(frames: list, now: float, within_s: float = 1.5, smooth: int = 5,
-                   window_s: float = 60.0) -> list[dict]:
+                   window_s: float = 60.0) -> list[Person]:
     """The tracks seen within `within_s` before `now`, from LabelSets of the last
     `window_s`: id, last box, smoothed expression (mean of the last `smooth` probabilities),
     first capture time and number of frames seen."""
@@ -37,7 +37,6 @@ def people_present(frames: list, now: float, within_s: float = 1.5, smooth: int 
     for c in range(len(CLASSES)):
         sums[:, c] = np.bincount(group[recent], probs[recent, c], minlength=len(ids))
     expression = np.argmax(sums, axis=1)
-    return [{"id": str(ids[g]), "box": boxes[last[g]].tolist(),
-             "expression": CLASSES[expression[g]], "since": round(float(ts[first[g]]), 3),
-             "seen": int(seen[g])}
+    return [Person(str(ids[g]), boxes[last[g]].tolist(), CLASSES[expression[g]],
+                   round(float(ts[first[g]]), 3), int(seen[g]))
             for g in np.flatnonzero(ts[last] >= now - within_s).tolist()]

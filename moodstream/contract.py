@@ -238,6 +238,44 @@ def _counts(value) -> dict[str, int]:
 
 
 @dataclass
+class Window:
+    """The labels of a camera's last 10 s, 1 min or 5 min: counts per expression, frames,
+    faces per frame, valence and dominant expression."""
+
+    faces: float = 0.0
+    frames: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    dominant: str | None = None
+    valence: float = 0.0
+
+
+@dataclass
+class ActiveAlert:
+    kind: str  # "negative" or "absent"
+    since: float
+    message: str = ""
+
+
+@dataclass
+class Person:
+    """A tracked face present now: its track id, last box, smoothed expression, when it was
+    first seen and in how many frames."""
+
+    id: str
+    box: list[int]
+    expression: str
+    since: float
+    seen: int
+
+
+def _shift(raw) -> dict | None:
+    """A valence shift as the snapshot and the live points carry it: {"from", "to"}."""
+    if not isinstance(raw, dict):
+        return None
+    return {"from": float(raw["from"]), "to": float(raw["to"])}
+
+
+@dataclass
 class Snapshot:
     """A camera's current aggregate: the string keys.mood(cam), pushed to its browsers."""
 
@@ -249,11 +287,11 @@ class Snapshot:
     counts: dict[str, int] = field(default_factory=dict)  # the 10 s window
     dominant: str | None = None
     valence: float = 0.0
-    windows: dict[str, dict] = field(default_factory=dict)  # "10s", "1m", "5m"
+    windows: dict[str, Window] = field(default_factory=dict)  # "10s", "1m", "5m"
     current: str | None = None  # smoothed expression of the main face
-    alerts: list[dict] = field(default_factory=list)  # active: kind, since, message
-    shift: dict | None = None  # {"from", "to"} when the valence just shifted
-    people: list[dict] = field(default_factory=list)  # tracked faces present
+    alerts: list[ActiveAlert] = field(default_factory=list)  # active driver alerts
+    shift: dict | None = None  # {"from", "to"} (valences) when the valence just shifted
+    people: list[Person] = field(default_factory=list)  # tracked faces present
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -268,8 +306,13 @@ class Snapshot:
             return None
         try:
             data = json.loads(raw)
-            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-        except (ValueError, TypeError, KeyError):
+            snap = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+            snap.windows = {name: Window(**w) for name, w in snap.windows.items()}
+            snap.alerts = [ActiveAlert(**a) for a in snap.alerts]
+            snap.people = [Person(**p) for p in snap.people]
+            snap.shift = _shift(snap.shift)
+            return snap
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
 

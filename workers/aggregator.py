@@ -34,7 +34,14 @@ from moodstream.alert_webhook import AlertWebhook
 from moodstream.analysis import mood, tracking
 from moodstream.camera_settings import MODES, CameraSettings, announce
 from moodstream.config import Settings
-from moodstream.contract import AlertEvent, LabelSet, LivePoint, MalformedEntry, Snapshot
+from moodstream.contract import (
+    ActiveAlert,
+    AlertEvent,
+    LabelSet,
+    LivePoint,
+    MalformedEntry,
+    Snapshot,
+)
 from moodstream.history import open_writer
 from moodstream.history.rows import AlertRow, BucketRow
 from moodstream.redis_client import OUTAGE_ERRORS, Backoff, connect, text
@@ -329,7 +336,7 @@ class Aggregator:
                 state.last_shift = max(state.last_shift, point.ts)
         previous = Snapshot.from_json(self.redis.get(keys.mood(cam)))
         if previous is not None:
-            state.alerts = {a["kind"]: a["since"] for a in previous.alerts}
+            state.alerts = {a.kind: a.since for a in previous.alerts}
         state.bucket = int(now - HISTORY_REWRITE_S) // mood.BUCKET_S * mood.BUCKET_S
         with self.lock:
             self.states[cam] = state
@@ -401,12 +408,12 @@ class Aggregator:
         ten = windows["10s"]
         snap = Snapshot(camera=cam, ts=round(now, 3), mode=camera.mode, name=camera.name or cam,
                         faces=max(len(people), latest[1]) if fresh else 0,
-                        counts=ten["counts"], dominant=ten["dominant"], valence=ten["valence"],
+                        counts=ten.counts, dominant=ten.dominant, valence=ten.valence,
                         windows=windows,
                         current=mood.smoothed_expression(recent, latest[0]) if fresh else None,
                         people=people)
-        if ten["frames"]:
-            state.history.append((now, ten["valence"]))
+        if ten.frames:
+            state.history.append((now, ten.valence))
         del state.history[:-HISTORY_KEEP]
         changes: list[dict] = []
         if camera.mode == "driver":
@@ -420,7 +427,7 @@ class Aggregator:
         return snap, changes
 
     def update_alerts(self, state: CameraState, recent: mood.Recent, camera: CameraSettings,
-                      now: float) -> tuple[list[dict], list[dict]]:
+                      now: float) -> tuple[list[ActiveAlert], list[dict]]:
         active = mood.driver_alerts(recent, now, mood.Thresholds.from_camera(camera),
                                     state.first_seen)
         changes = []
@@ -431,8 +438,7 @@ class Aggregator:
         for kind in [k for k in state.alerts if k not in active]:
             changes.append({**AlertEvent(now, kind, "cleared", "cleared").encode(),
                             "since": state.alerts.pop(kind)})
-        return [{"kind": k, "since": state.alerts[k], "message": m}
-                for k, m in active.items()], changes
+        return [ActiveAlert(k, state.alerts[k], m) for k, m in active.items()], changes
 
     def publish(self, cam: str, now: float) -> None:
         camera = CameraSettings.load(self.redis, cam) or CameraSettings()
@@ -443,7 +449,7 @@ class Aggregator:
             snap, changes = self.snapshot(cam, state, camera, now)
             rows = state.closed_buckets(cam, now, snap.faces)
         point = LivePoint(now, snap.faces, snap.valence, snap.dominant, snap.counts,
-                             snap.shift, frames=snap.windows["10s"]["frames"])
+                             snap.shift, frames=snap.windows["10s"].frames)
         events = [json.dumps({k: v for k, v in c.items() if k != "since"}) for c in changes]
         written = self._publish(keys=[keys.lease(cam), keys.mood(cam), keys.live_points(cam),
                                       keys.alerts(cam)],

@@ -31,15 +31,15 @@ def test_windows_only_count_their_seconds():
     now = 1000.0
     buckets = seconds_of({999: [["happy", "neutral"], ["happy", "neutral"]], 900: [["sad"] * 5]})
     w10 = mood.window_stats(buckets, now, 10)
-    assert w10["counts"]["happy"] == 2 and w10["counts"]["sad"] == 0 and w10["faces"] == 2.0
-    assert w10["frames"] == 2
-    assert mood.window_stats(buckets, now, 300)["counts"]["sad"] == 5
+    assert w10.counts["happy"] == 2 and w10.counts["sad"] == 0 and w10.faces == 2.0
+    assert w10.frames == 2
+    assert mood.window_stats(buckets, now, 300).counts["sad"] == 5
 
 
 def test_second_counts_forget_what_the_ring_no_longer_holds():
     counts = seconds_of({100: [["happy"]]})
     counts.add(100 + mood.KEEP_S + 0.2, np.array([probs_for("sad")]))  # the same row, later
-    assert mood.window_stats(counts, 100 + mood.KEEP_S, 10)["counts"]["sad"] == 1
+    assert mood.window_stats(counts, 100 + mood.KEEP_S, 10).counts["sad"] == 1
     assert counts.total(100, 101)[:7].sum() == 0, "the old second was overwritten, not added"
     counts.add(100.5, np.array([probs_for("angry")]))  # older than the ring: ignored
     assert counts.total(0, 1 << 40)[CLASSES.index("angry")] == 0

@@ -29,30 +29,30 @@ def test_two_tracked_people_are_two_people_not_twenty_detections():
     frames = [frame(s, [(7, (10 + s, 10, 50, 50), "happy"), (9, (200 - s, 30, 60, 60), "sad")])
               for s in range(10)]
     people = people_present(frames, now=9 * 0.2)
-    assert sorted(p["expression"] for p in people) == ["happy", "sad"]
-    seven = next(p for p in people if p["id"] == "7")
-    assert seven["seen"] == 10 and seven["since"] == 0.0 and seven["box"] == [19, 10, 50, 50]
+    assert sorted(p.expression for p in people) == ["happy", "sad"]
+    seven = next(p for p in people if p.id == "7")
+    assert seven.seen == 10 and seven.since == 0.0 and seven.box == [19, 10, 50, 50]
 
 
 def test_a_person_missed_for_a_frame_still_counts_and_one_gone_does_not():
     frames = [frame(0, [(1, (0, 0, 9, 9), "happy"), (2, (50, 0, 9, 9), "sad")]),
               frame(1, [(1, (0, 0, 9, 9), "happy")]),
               frame(20, [(1, (0, 0, 9, 9), "happy")])]
-    assert [p["id"] for p in people_present(frames, now=0.2)] == ["1", "2"]
-    assert [p["id"] for p in people_present(frames, now=4.0)] == ["1"]
+    assert [p.id for p in people_present(frames, now=0.2)] == ["1", "2"]
+    assert [p.id for p in people_present(frames, now=4.0)] == ["1"]
 
 
 def test_one_odd_frame_does_not_flip_the_persons_expression():
     frames = [frame(s, [(3, (10, 10, 50, 50), "angry" if s == 4 else "happy")])
               for s in range(6)]
     (person,) = people_present(frames, now=1.0)
-    assert person["expression"] == "happy"
+    assert person.expression == "happy"
 
 
 def test_the_expression_follows_the_last_frames_only():
     frames = [frame(s, [(3, (10, 10, 50, 50), "sad" if s < 10 else "happy")])
               for s in range(16)]
-    assert people_present(frames, now=3.0, smooth=5)[0]["expression"] == "happy"
+    assert people_present(frames, now=3.0, smooth=5)[0].expression == "happy"
 
 
 def test_no_frames_no_people():

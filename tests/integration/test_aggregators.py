@@ -94,7 +94,7 @@ def test_a_killed_aggregators_cameras_move_without_double_counting(r, services):
 
     def check():
         nonlocal last
-        last = {cam: sum(Snapshot.from_json(r.get(keys.mood(cam))).windows["5m"]["counts"]
+        last = {cam: sum(Snapshot.from_json(r.get(keys.mood(cam))).windows["5m"].counts
                          .values()) for cam in CAMERAS}
         return last == publisher.sent
 
@@ -103,5 +103,5 @@ def test_a_killed_aggregators_cameras_move_without_double_counting(r, services):
     except AssertionError:
         raise AssertionError(f"counted {last}, sent {publisher.sent}") from None
     for cam in moved:  # the second half is happy, and it is counted once too
-        counts = Snapshot.from_json(r.get(keys.mood(cam))).windows["5m"]["counts"]
+        counts = Snapshot.from_json(r.get(keys.mood(cam))).windows["5m"].counts
         assert counts["sad"] + counts["happy"] == publisher.sent[cam] and counts["happy"] > 0

@@ -1,15 +1,20 @@
+import json
+
 import numpy as np
 import pytest
 
 from moodstream.contract import (
     CLASSES,
+    ActiveAlert,
     AlertEvent,
     FaceSet,
     Frame,
     LabelSet,
     LivePoint,
     MalformedEntry,
+    Person,
     Snapshot,
+    Window,
 )
 
 
@@ -104,9 +109,14 @@ def test_label_probs_must_be_seven_numbers_per_face():
 
 
 def test_snapshot_round_trip_and_junk():
-    snap = Snapshot("cam", 12.5, "driver", "Cab", 1, {"happy": 2}, "happy", 1.0, {},
-                    "happy", [{"kind": "absent", "since": 3.0, "message": "m"}])
-    assert Snapshot.from_json(snap.to_json()) == snap
+    snap = Snapshot("cam", 12.5, "driver", "Cab", 1, {"happy": 2}, "happy", 1.0,
+                    {"10s": Window(1.0, 2, {"happy": 2}, "happy", 1.0)}, "happy",
+                    [ActiveAlert("absent", 3.0, "m")], {"from": 0.5, "to": -0.25},
+                    [Person("7", [1, 2, 30, 30], "happy", 10.0, 4)])
+    back = Snapshot.from_json(snap.to_json())
+    assert back == snap and isinstance(back.windows["10s"], Window)
+    assert isinstance(back.alerts[0], ActiveAlert) and isinstance(back.people[0], Person)
+    assert json.loads(snap.to_json())["windows"]["10s"]["counts"] == {"happy": 2}
     assert Snapshot.from_json(None) is None and Snapshot.from_json("{oops") is None
     assert Snapshot.from_json('{"camera": "c"}') is None  # no time: not a snapshot
 
