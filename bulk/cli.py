@@ -49,7 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="videos are split into jobs of this many seconds (%(default)s)")
     parser.add_argument("--workers", type=int, default=_default_workers(),
                         help="worker processes to start when Redis is embedded (%(default)s)")
-    parser.add_argument("--queue", default=bulk_jobs.QUEUE, help="RQ queue (%(default)s)")
+    parser.add_argument("--queue", default=None,
+                        help="RQ queue (MOODSTREAM_BULK_QUEUE, default moodstream-bulk)")
     parser.add_argument("--max-size-mb", type=float, default=bulk_jobs.DEFAULT_MAX_MB,
                         help="files larger than this are refused (%(default)s)")
     parser.add_argument("--min-face", type=int, default=None,
@@ -194,6 +195,7 @@ def report(groups: list[Group], out: Path, written: dict) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    args.queue = args.queue or settings.bulk.queue
     out = Path(args.out)
     plan = bulk_jobs.plan(args.paths, fps=args.fps, chunk_seconds=args.chunk_seconds,
                           max_bytes=args.max_size_mb * MIB,
@@ -264,7 +266,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def configure_worker(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue", default=bulk_jobs.QUEUE, help="RQ queue (%(default)s)")
+    parser.add_argument("--queue", default=None,
+                        help="RQ queue (MOODSTREAM_BULK_QUEUE, default moodstream-bulk)")
     parser.add_argument("--url", dest="redis_url", help=argparse.SUPPRESS)  # old spelling
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", default=None, help="worker name (default: random)")
@@ -275,6 +278,7 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    args.queue = args.queue or settings.bulk.queue
     connection = redis.Redis.from_url(settings.redis_url)
     wait_until_reachable(connection, "bulk-worker")
     bulk_jobs.configure_process(settings)

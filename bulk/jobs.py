@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # OpenCV and numpy load with the first job: an idle worker st
 
 log = logging.getLogger("moodstream.bulk")
 
-QUEUE = "moodstream-bulk"  # settings.bulk.queue (MOODSTREAM_BULK_QUEUE) for the dashboard
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}  # moodstream.images.STILL_FORMATS
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts", ".mts"}

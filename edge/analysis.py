@@ -20,10 +20,9 @@ from moodstream.ingest.sources import shrink
 
 
 class EdgeAnalyser:
-    def __init__(self, settings: Settings, camera: str, max_width: int = 640,
-                 threads: int = 1):
+    def __init__(self, settings: Settings, camera: str, threads: int = 1):
         d, c = settings.detector, settings.classifier
-        self.camera, self.max_width = camera, max_width
+        self.camera, self.max_width = camera, settings.ingest.max_width
         self.model = EmotionModel(c.model_for(None), threads=threads)
         self.detector = FaceDetector((self.model.height, self.model.width), d.min_face,
                                      d.min_confidence, threads, detector=d.name,

@@ -46,8 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="how the centre reads the camera when it first registers it")
     parser.add_argument("--name", default="", help="the camera's name on the dashboard")
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second to analyse")
-    parser.add_argument("--max-width", type=int, default=640,
-                        help="analyse frames shrunk to at most this width")
+    parser.add_argument("--max-width", type=int, default=None,
+                        help="analyse frames shrunk to at most this width "
+                             "(MOODSTREAM_INGEST_MAX_WIDTH, default 640)")
     parser.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--max-frames", type=int, default=0, help=argparse.SUPPRESS)
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"moodstream edge: bad camera id {args.camera!r}: 1-64 letters, digits or "
               "- _ . starting with a letter or digit", file=sys.stderr)
         return 2
-    e = settings.edge
+    settings = settings.with_options("ingest", max_width=args.max_width)
+    e, width = settings.edge, settings.ingest.max_width
     stop = stop_on_signals()
     metrics.serve(settings.metrics_port)
     spill = SpillFile(settings.history.data_dir / "edge" / f"{args.camera}.labels",
@@ -104,11 +106,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     spill, settings.streams.labels_maxlen,
                     status={"name": args.name or args.camera, "mode": args.mode,
                             "host": socket.gethostname(), "state": "starting"})
-    analyser = EdgeAnalyser(settings, args.camera, args.max_width, args.threads)
+    analyser = EdgeAnalyser(settings, args.camera, args.threads)
     sender = threading.Thread(target=uplink.run, args=(stop,), name="edge:uplink", daemon=True)
     sender.start()
     spec = CameraSpec(args.camera, args.source, args.fps, loop=not is_live(args.source),
-                      max_width=args.max_width, rtsp_transport=args.rtsp_transport,
+                      max_width=width, rtsp_transport=args.rtsp_transport,
                       max_frames=args.max_frames)
     publisher = EdgePublisher(spec, settings, stop, analyser, uplink)
     code = publisher.run()

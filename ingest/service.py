@@ -22,7 +22,7 @@ import redis
 
 from moodstream import keys, metrics
 from moodstream.backoff import Doubling
-from moodstream.config import Settings
+from moodstream.config import IngestSettings, Settings
 from moodstream.contract import CAMERA_ID, Frame
 from moodstream.ingest.sources import SourceError, is_live, open_source
 from moodstream.processes import MAX_RESTART_DELAY_S, stop_on_signals
@@ -40,8 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "'demo' (the shipped moving portrait)")
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second to publish")
     parser.add_argument("--loop", action="store_true", help="repeat a video file forever")
-    parser.add_argument("--max-width", type=int, default=640, help="downscale wider frames")
-    parser.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    parser.add_argument("--max-width", type=int, default=None,
+                        help="downscale wider frames (MOODSTREAM_INGEST_MAX_WIDTH, default 640)")
+    parser.add_argument("--quality", type=int, default=None,
+                        help="JPEG quality (MOODSTREAM_INGEST_JPEG_QUALITY, default 85)")
     parser.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp",
                         help="RTP over the RTSP connection (tcp) or over UDP")
     parser.add_argument("--retries", type=int, default=0,
@@ -60,8 +62,8 @@ class CameraSpec:
     source: str = "demo"
     fps: float = 5.0
     loop: bool = False
-    max_width: int = 640
-    quality: int = 85
+    max_width: int = IngestSettings.model_fields["max_width"].default
+    quality: int = IngestSettings.model_fields["jpeg_quality"].default
     rtsp_transport: str = "tcp"
     retries: int = 0
     max_frames: int = 0
@@ -309,7 +311,9 @@ class MultiIngest:
             if fields.get("stop"):
                 self.remove(str(fields.get("camera")))
                 return
-            spec = CameraSpec.from_line(fields)
+            spec = CameraSpec.from_line({"max_width": self.settings.ingest.max_width,
+                                         "quality": self.settings.ingest.jpeg_quality,
+                                         **fields})
         except (ValueError, TypeError, AttributeError) as error:
             log.warning("ignoring a bad camera line from the supervisor: %s", error)
             return
@@ -357,8 +361,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"moodstream ingest: bad camera id {args.camera!r}: 1-64 letters, digits or "
               "- _ . starting with a letter or digit (or --supervised)", file=sys.stderr)
         return 2
+    settings = settings.with_options("ingest", max_width=args.max_width,
+                                     jpeg_quality=args.quality)
     stop = stop_on_signals()
     metrics.serve(settings.metrics_port)
     if args.supervised:
         return MultiIngest(settings, stop).run()
-    return Publisher(CameraSpec.from_args(args), settings, stop).run()
+    spec = CameraSpec.from_args(args)
+    spec.max_width, spec.quality = settings.ingest.max_width, settings.ingest.jpeg_quality
+    return Publisher(spec, settings, stop).run()

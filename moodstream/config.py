@@ -96,6 +96,10 @@ class IngestSettings(BaseSettings):
     # FFmpeg decoder threads per video camera; 0: FFmpeg's default (one per core, each with
     # its own frame buffers). One keeps up with sampling at a few frames per second.
     decoder_threads: int = Field(1, ge=0)
+    # Frames are shrunk to this width (the detector's working size) and sent as JPEG of
+    # this quality (the edge node analyses at the same width).
+    max_width: int = Field(640, ge=64)
+    jpeg_quality: int = Field(85, ge=10, le=100)
 
 
 class DetectorSettings(BaseSettings):
