@@ -140,7 +140,7 @@ def run_outage(r, postgres, buffer_max: int, during: int) -> tuple[HistoryStore,
     def produce(n: int) -> None:
         for row in rows(n, start=T0 + len(produced) * 10):
             writer.add_buckets([row])
-            produced.append(row["ts"])
+            produced.append(row.ts)
 
     try:
         produce(100)
