@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import FER2013
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_NPZ = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"
+SHARED_NPZ = FER2013  # the real FER-2013 (tests/conftest.py: ../shared or MOODSTREAM_SHARED)
 SHIPPED_MODEL = REPO_ROOT / "models" / "emotion.onnx"
 
 
