@@ -22,18 +22,20 @@ from moodstream.processes import Child, stop_all
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared"))
-STAND_IN_VERSION = "1"  # of tests/scenes.py's stand-ins: a new one rebuilds them
+STAND_IN_VERSION = "2"  # of tests/scenes.py's stand-ins: a new one rebuilds them
 
 
 def stand_in_shared() -> Path:
     """Without ../shared (a contributor's clone), a shared folder of stand-in media built
     from a public-domain portrait (tests/scenes.py), once per machine and version. It has no
     FER-2013: the few tests that need the real data skip."""
-    from tests.scenes import build_media
-
     root = Path(tempfile.gettempdir()) / f"moodstream-test-shared-{STAND_IN_VERSION}"
+    # Before anything reads it: the bench modules read it when first imported.
+    os.environ["MOODSTREAM_SHARED"] = str(root)
     done = root / "data" / "media" / ".complete"
     if not done.exists():
+        from tests.scenes import build_media
+
         staging = root.with_name(root.name + f".{os.getpid()}")
         build_media(staging / "data" / "media")
         (staging / "data" / "media" / ".complete").touch()
@@ -44,9 +46,16 @@ def stand_in_shared() -> Path:
     return root
 
 
-if not (SHARED / "data" / "media").exists():
-    SHARED = stand_in_shared()
-    os.environ["MOODSTREAM_SHARED"] = str(SHARED)  # the bench modules and child processes
+STAND_INS = not (SHARED / "data" / "media").exists()
+if STAND_INS:
+    SHARED = stand_in_shared()  # MOODSTREAM_SHARED too: the bench modules, child processes
+
+
+def need_real_media(why: str) -> None:
+    """Skips a test that needs what only the real shared media have (a given expression,
+    a real crowd), saying why, where the stand-ins stand in for them."""
+    if STAND_INS:
+        pytest.skip(f"needs the real shared media: {why}")
 MEDIA = SHARED / "data" / "media"
 FER2013 = SHARED / "data" / "fer2013" / "fer2013.npz"
 MOODSTREAM = [sys.executable, "-m", "moodstream.cli"]

@@ -21,7 +21,9 @@ import numpy as np
 from moodstream.bench.detectors import DLIB_BOXES
 
 MARGIN = 0.25  # of the face's side, around it, in the pasted tile
-CLIP = {"size": (596, 336), "fps": 29.97, "frames": 464}  # the shared clip's
+# The shared clip's size, rate, length and about its bit rate (1.87 MB: size limits in the
+# tests are set around it).
+CLIP = {"size": (596, 336), "fps": 29.97, "frames": 464, "kbit_s": 970}
 # name -> (width, height) of the shared photos
 SIZES = {"dlib_2007_007763.jpg": (500, 375), "dlib_2008_002470.jpg": (500, 332),
          "dlib_2008_001322.jpg": (500, 375), "retinaface_img3.jpg": (1000, 644),
@@ -123,6 +125,7 @@ def talking_clip(paster: FacePaster, path: Path) -> None:
     w, h = CLIP["size"]
     frames = []
     base = background(w, h, seed=7)
+    grain = np.random.default_rng(11)
     for k in range(CLIP["frames"]):
         t = k / CLIP["fps"]
         frame = base.copy()
@@ -130,12 +133,15 @@ def talking_clip(paster: FacePaster, path: Path) -> None:
         cx = w / 2 + 40 * np.sin(2 * np.pi * t / 7)
         cy = h / 2 + 15 * np.cos(2 * np.pi * t / 6)
         paster.paste(frame, (cx - side / 2, cy - side / 2, side, side))
-        frames.append(frame)
+        noise = grain.normal(0, 4, frame.shape)  # camera grain: a real clip's bit rate
+        frames.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
     if shutil.which("ffmpeg"):  # H.264, as the shared clip is
         proc = subprocess.Popen(
             ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s",
              f"{w}x{h}", "-r", str(CLIP["fps"]), "-i", "-", "-c:v", "libx264", "-pix_fmt",
-             "yuv420p", "-preset", "veryfast", str(path)], stdin=subprocess.PIPE)
+             "yuv420p", "-preset", "veryfast", "-b:v", f"{CLIP['kbit_s']}k", "-minrate",
+             f"{CLIP['kbit_s']}k", "-maxrate", f"{CLIP['kbit_s']}k", "-bufsize", "2M",
+             "-x264-params", "nal-hrd=cbr", str(path)], stdin=subprocess.PIPE)
         for frame in frames:
             proc.stdin.write(frame.tobytes())
         proc.stdin.close()

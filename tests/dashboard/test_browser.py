@@ -24,6 +24,7 @@ from tests.conftest import (
     REPO,
     Services,
     free_port,
+    need_real_media,
     service_env,
     wait_for,
     wait_for_dashboard,
@@ -412,10 +413,9 @@ def test_sustained_negative_alert_fires_for_one_driver_and_not_for_another(
         redis_server, pipeline, page):
     """The shipped model gives mtcnn_ivan.jpg a negative share (angry + fear + sad) of 0.29 and
     fer_justin.jpg (smiling) 0.10; a threshold of 0.2 over 2 s must tell them apart."""
+    need_real_media("a frowning and a smiling real face")
     r = clean_client(redis_server)
     frowning, smiling = MEDIA / "mtcnn_ivan.jpg", MEDIA / "fer_justin.jpg"
-    if not frowning.exists():
-        pytest.skip(f"shared test data not found at {frowning}")
     settings = {"mode": "driver", "fps": "2", "negative_threshold": "0.2",
                 "negative_seconds": "2", "absent_seconds": "60"}
     cameras.add(r, {"id": "car3", "name": "Car 3", "source": str(frowning), **settings})

@@ -31,6 +31,7 @@ from moodstream.detection.lean_detect import (
     thumbnail,
     unmatched,
 )
+from tests.conftest import need_real_media
 
 MIN_FACE = 40
 PARITY = 0.02  # the bound: within 2% of full detection
@@ -282,6 +283,7 @@ def test_first_full_scans_are_spread_over_the_period():
 
 
 def test_registration_follows_each_face_and_gives_up_on_what_it_cannot_follow(full, media):
+    need_real_media("sub-pixel registration on a real photo's texture (pasted faces are flat)")
     photo = cv2.imread(str(media / "dlib_2007_007763.jpg"))
     faces = full.detect([photo])[0]
     known = [{"box": list(f.box), "score": f.score,
