@@ -60,22 +60,14 @@ class LinkProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+                hang_up(s)
 
     def cut(self) -> None:
         self.connected.clear()
         with self.lock:
             sockets, self.sockets = self.sockets, []
         for s in sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            hang_up(s)
 
     def restore(self) -> None:
         self.connected.set()
@@ -84,3 +76,12 @@ class LinkProxy:
         self.closed = True
         self.cut()
         self.listener.close()
+
+
+def hang_up(sock: socket.socket) -> None:
+    """Ends a connection both ways at once (the peer sees it closed), then frees it."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
