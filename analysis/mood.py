@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moodstream.contract import CLASSES, Window
+from moodstream.contract import CLASSES, ValenceShift, Window
 from moodstream.expressions import dominant, valence
 from moodstream.history.rows import BUCKET_S, BucketRow
 
@@ -134,7 +134,8 @@ def driver_alerts(recent: Recent, now: float, t: Thresholds, seen_frames_since: 
     return alerts
 
 
-def valence_shift(history: list[tuple[float, float]], now: float, threshold: float = 0.3):
+def valence_shift(history: list[tuple[float, float]], now: float,
+                  threshold: float = 0.3) -> ValenceShift | None:
     """A notable shift: the last 10 s differ from the minute before by more than threshold."""
     recent = [v for ts, v in history if ts > now - 10]
     before = [v for ts, v in history if now - 70 < ts <= now - 10]
@@ -142,7 +143,7 @@ def valence_shift(history: list[tuple[float, float]], now: float, threshold: flo
         return None
     a, b = float(np.mean(before)), float(np.mean(recent))
     if abs(b - a) >= threshold:
-        return {"from": round(a, 3), "to": round(b, 3)}
+        return ValenceShift(round(a, 3), round(b, 3))
     return None
 
 

@@ -268,11 +268,26 @@ class Person:
     seen: int
 
 
-def _shift(raw) -> dict | None:
-    """A valence shift as the snapshot and the live points carry it: {"from", "to"}."""
-    if not isinstance(raw, dict):
-        return None
-    return {"from": float(raw["from"]), "to": float(raw["to"])}
+@dataclass(frozen=True)
+class ValenceShift:
+    """The valence of a camera's last 10 s against the minute before, when it moved notably.
+    The snapshot, the live points and the browser carry it as {"from", "to"}."""
+
+    before: float
+    after: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"from": self.before, "to": self.after}
+
+    @classmethod
+    def read(cls, raw) -> ValenceShift | None:
+        """None for anything but a {"from", "to"} pair of finite numbers."""
+        if isinstance(raw, cls) or raw is None:
+            return raw
+        if not isinstance(raw, dict):
+            return None
+        before, after = _finite(raw.get("from"), float("nan")), _finite(raw.get("to"), float("nan"))
+        return cls(before, after) if np.isfinite(before) and np.isfinite(after) else None
 
 
 @dataclass
@@ -290,11 +305,11 @@ class Snapshot:
     windows: dict[str, Window] = field(default_factory=dict)  # "10s", "1m", "5m"
     current: str | None = None  # smoothed expression of the main face
     alerts: list[ActiveAlert] = field(default_factory=list)  # active driver alerts
-    shift: dict | None = None  # {"from", "to"} (valences) when the valence just shifted
+    shift: ValenceShift | None = None  # when the valence just shifted
     people: list[Person] = field(default_factory=list)  # tracked faces present
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "shift": self.shift.to_dict() if self.shift else None}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -310,7 +325,7 @@ class Snapshot:
             snap.windows = {name: Window(**w) for name, w in snap.windows.items()}
             snap.alerts = [ActiveAlert(**a) for a in snap.alerts]
             snap.people = [Person(**p) for p in snap.people]
-            snap.shift = _shift(snap.shift)
+            snap.shift = ValenceShift.read(snap.shift)
             return snap
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
@@ -325,13 +340,14 @@ class LivePoint:
     valence: float = 0.0
     dominant: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    shift: dict | None = None
+    shift: ValenceShift | None = None
     frames: int = 0  # frames in the window (0: the camera saw nothing, not "neutral")
 
     def encode(self) -> dict:
         return {"ts": f"{self.ts:.3f}", "faces": self.faces, "valence": self.valence,
                 "dominant": self.dominant or "", "counts": json.dumps(self.counts),
-                "shift": json.dumps(self.shift), "frames": self.frames}
+                "shift": json.dumps(self.shift.to_dict() if self.shift else None),
+                "frames": self.frames}
 
     @classmethod
     def decode(cls, raw: dict) -> LivePoint | None:
@@ -350,11 +366,10 @@ class LivePoint:
             shift = None
         return cls(ts, _finite(f.get("faces"), 0.0), _finite(f.get("valence"), 0.0),
                    f.get("dominant") or None, _counts(counts),
-                   shift if isinstance(shift, dict) else None,
-                   int(_finite(f.get("frames"), 0)))
+                   ValenceShift.read(shift), int(_finite(f.get("frames"), 0)))
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "shift": self.shift.to_dict() if self.shift else None}
 
 
 @dataclass

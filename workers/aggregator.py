@@ -471,8 +471,8 @@ class Aggregator:
         events = [AlertRow(cam, c["ts"], c["kind"], c["state"], c["message"]) for c in changes]
         if snap.shift:
             events.append(AlertRow(cam, snap.ts, "shift", "raised",
-                                   f"valence {snap.shift['from']:+.2f} → "
-                                   f"{snap.shift['to']:+.2f}"))
+                                   f"valence {snap.shift.before:+.2f} → "
+                                   f"{snap.shift.after:+.2f}"))
         if rows:
             self.history.add_buckets(rows)
         if events:

@@ -93,7 +93,7 @@ def test_smoothing_ignores_a_single_odd_frame():
 def test_valence_shift_is_noticed():
     history = [(t, -0.5) for t in np.arange(0, 60, 1.0)] + [(t, 0.5) for t in range(60, 70)]
     shift = mood.valence_shift(history, 69.5)
-    assert shift and shift["to"] > shift["from"]
+    assert shift and shift.after > shift.before
     assert mood.valence_shift([(t, 0.1) for t in range(70)], 69.5) is None
 
 

@@ -14,6 +14,7 @@ from moodstream.contract import (
     MalformedEntry,
     Person,
     Snapshot,
+    ValenceShift,
     Window,
 )
 
@@ -111,20 +112,24 @@ def test_label_probs_must_be_seven_numbers_per_face():
 def test_snapshot_round_trip_and_junk():
     snap = Snapshot("cam", 12.5, "driver", "Cab", 1, {"happy": 2}, "happy", 1.0,
                     {"10s": Window(1.0, 2, {"happy": 2}, "happy", 1.0)}, "happy",
-                    [ActiveAlert("absent", 3.0, "m")], {"from": 0.5, "to": -0.25},
+                    [ActiveAlert("absent", 3.0, "m")], ValenceShift(0.5, -0.25),
                     [Person("7", [1, 2, 30, 30], "happy", 10.0, 4)])
     back = Snapshot.from_json(snap.to_json())
     assert back == snap and isinstance(back.windows["10s"], Window)
     assert isinstance(back.alerts[0], ActiveAlert) and isinstance(back.people[0], Person)
     assert json.loads(snap.to_json())["windows"]["10s"]["counts"] == {"happy": 2}
+    assert json.loads(snap.to_json())["shift"] == {"from": 0.5, "to": -0.25}  # as browsers read it
     assert Snapshot.from_json(None) is None and Snapshot.from_json("{oops") is None
     assert Snapshot.from_json('{"camera": "c"}') is None  # no time: not a snapshot
 
 
 def test_history_point_round_trip_and_neutral_fallbacks():
     point = LivePoint(100.25, 2.0, -0.5, "sad", dict.fromkeys(CLASSES, 1),
-                         {"from": 0.4, "to": -0.5}, frames=9)
+                      ValenceShift(0.4, -0.5), frames=9)
     assert LivePoint.decode(as_redis(point.encode())) == point
+    assert point.to_json()["shift"] == {"from": 0.4, "to": -0.5}
+    nan_shift = as_redis({**point.encode(), "shift": '{"from": "nan", "to": 1}'})
+    assert LivePoint.decode(nan_shift).shift is None
     junk = LivePoint.decode({b"ts": b"7", b"counts": b"[", b"shift": b"3", b"faces": b"x"})
     assert junk == LivePoint(7.0, 0.0, 0.0, None, dict.fromkeys(CLASSES, 0), None, 0)
     assert LivePoint.decode({b"faces": b"1"}) is None

@@ -65,7 +65,7 @@ def test_no_frames_no_row_and_a_long_pause_skips_what_is_gone():
 
 
 def test_alert_changes_and_shifts_are_queued_for_the_history(r, redis_server, tmp_path):
-    from moodstream.contract import Snapshot
+    from moodstream.contract import Snapshot, ValenceShift
     from moodstream.history.rows import BucketRow
     from moodstream.workers.aggregator import Aggregator
     from tests.conftest import settings_for
@@ -74,7 +74,7 @@ def test_alert_changes_and_shifts_are_queued_for_the_history(r, redis_server, tm
     settings = settings.model_copy(update={"history": settings.history.model_copy(
         update={"data_dir": tmp_path / "data"})})
     aggregator = Aggregator(settings, "test-owner")
-    snap = Snapshot(camera="car1", ts=T + 20.5, shift={"from": 0.5, "to": -0.25})
+    snap = Snapshot(camera="car1", ts=T + 20.5, shift=ValenceShift(0.5, -0.25))
     changes = [{"ts": T + 20.5, "kind": "absent", "message": "no face for 3s",
                 "state": "raised"},
                {"ts": T + 20.5, "kind": "negative", "message": "cleared", "state": "cleared",
