@@ -36,7 +36,7 @@ from pathlib import Path
 import psutil
 
 from moodstream.bench import MEDIA
-from moodstream.bench.cli import log, percentile
+from moodstream.bench.cli import log, percentile, print_figures
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -822,7 +822,6 @@ def main() -> int:
                         "temporary folder)")
     parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     args = parser.parse_args()
-    import json
 
     from moodstream.bench.report import classroom_sections_text
 
@@ -846,9 +845,7 @@ def main() -> int:
             capacity_seconds=args.capacity_seconds, start=args.capacity_start,
             step=args.capacity_step, limit=args.capacity_max)
     result = classroom_results(cases) | {"machine": {"cpus": os.cpu_count()}}
-    print(classroom_sections_text(result))
-    if args.json:
-        print(json.dumps(result, separators=(",", ":")))
+    print_figures([classroom_sections_text(result)], result, args.json)
     return 0
 
 

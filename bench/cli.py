@@ -157,6 +157,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def print_figures(sections: list[str], figures: dict, as_json: bool) -> None:
+    """The report's non-empty sections, then (with --json) the figures as one last line."""
+    for section in sections:
+        if section:
+            print(section)
+    if as_json:
+        print(json.dumps(figures, separators=(",", ":")))
+
+
 def choose_keras(explicit: Path | None, meta: dict, tmp: Path) -> tuple[Path, str]:
     """(path, what it is). The run the shipped ONNX was trained in, else the newest run's
     best.keras, else an untrained model of the paper's architecture (same speed)."""
@@ -493,9 +502,7 @@ def run(args: argparse.Namespace, settings) -> int:
     if args.edge_only:
         only = {}
         measure_edge(only, quick, args.edge_seconds)
-        print(edge_section(only))
-        if args.json:
-            print(json.dumps(only, separators=(",", ":")))
+        print_figures([edge_section(only)], only, args.json)
         return 0 if "edge" in only else 1
     if args.classroom_only:
         from moodstream.bench.report import (
@@ -508,12 +515,8 @@ def run(args: argparse.Namespace, settings) -> int:
         if not args.no_gating:
             measure_gating(only, quick)
         measure_agreement(only)
-        for section in (classroom_sections_text(only), gating_section_text(only),
-                        agreement_text(only)):
-            if section:
-                print(section)
-        if args.json:
-            print(json.dumps(only, separators=(",", ":")))
+        print_figures([classroom_sections_text(only), gating_section_text(only),
+                       agreement_text(only)], only, args.json)
         return 0
     frames = args.frames or (24 if quick else 120)
     cameras = [int(c) for c in (args.cameras or ("1,4" if quick else "1,4,8")).split(",")]
@@ -587,8 +590,7 @@ def run(args: argparse.Namespace, settings) -> int:
 
         for path in write_report(results, DOCS, RESULTS):
             print(f"wrote {path}")
-    if args.json:
-        print(json.dumps(strip_samples(results), separators=(",", ":")))
+    print_figures([], strip_samples(results), args.json)
     return 0
 
 

@@ -23,7 +23,6 @@ aggregator kept up, give the cameras one central Redis core and one aggregator p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 import psutil
 
 from moodstream.bench import MEDIA
-from moodstream.bench.cli import log
+from moodstream.bench.cli import log, print_figures
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -514,9 +513,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     args = parser.parse_args()
     results = measure_edge(args.seconds, args.warmup, args.sizing_seconds)
-    print(edge_text(results))
-    if args.json:
-        print(json.dumps(results, separators=(",", ":")))
+    print_figures([edge_text(results)], results, args.json)
     return 0
 
 

@@ -23,6 +23,15 @@ def _parse_value(text: str):
         return text
 
 
+def module_main(prog: str, description: str | None, configure, run, argv=None) -> int:
+    """`python -m moodstream.models.<prog>`: the same options as the moodstream subcommand."""
+    parser = argparse.ArgumentParser(prog=f"python -m moodstream.models.{prog}",
+                                     description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    configure(parser)
+    return run(parser.parse_args(argv))
+
+
 def configure_train(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="JSON or YAML training config")
     parser.add_argument("--name", help="run name; outputs in models/runs/NAME/")

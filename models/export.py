@@ -364,14 +364,9 @@ def read_metadata(path) -> dict:
 
 
 def main(argv=None):
-    import argparse
+    from moodstream.models.cli import configure_export, module_main, run_export
 
-    from moodstream.models.cli import configure_export, run_export
-
-    p = argparse.ArgumentParser(prog="python -m moodstream.models.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    configure_export(p)
-    return run_export(p.parse_args(argv))
+    return module_main("export", __doc__, configure_export, run_export, argv)
 
 
 if __name__ == "__main__":

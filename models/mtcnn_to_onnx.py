@@ -150,14 +150,19 @@ def build_pnet(w: list[np.ndarray], masked: bool = False):
                    doc, extra)
 
 
-def build_rnet(w: list[np.ndarray]):
-    g = GraphBuilder("mtcnn_rnet")
+def refine_trunk(g: GraphBuilder, w: list[np.ndarray]) -> str:
+    """The first three convolutions that R-Net and O-Net share in shape (weights w[0:9])."""
     x = g.node("Transpose", ["input"], perm=[0, 3, 1, 2])
     x = g.prelu(g.conv(x, *fold_input(w[0], w[1])), w[2])
     x = g.maxpool(x, 3, same=True)
     x = g.prelu(g.conv(x, w[3], w[4]), w[5])
     x = g.maxpool(x, 3, same=False)
-    x = g.prelu(g.conv(x, w[6], w[7]), w[8])
+    return g.prelu(g.conv(x, w[6], w[7]), w[8])
+
+
+def build_rnet(w: list[np.ndarray]):
+    g = GraphBuilder("mtcnn_rnet")
+    x = refine_trunk(g, w)
     x = g.prelu(g.dense(g.flatten_like_keras(x), w[9], w[10]), w[11])
     g.dense(x, w[12], w[13], out="reg")
     g.node("Softmax", [g.dense(x, w[14], w[15])], ["prob"], axis=1)
@@ -167,13 +172,7 @@ def build_rnet(w: list[np.ndarray]):
 
 def build_onet(w: list[np.ndarray]):
     g = GraphBuilder("mtcnn_onet")
-    x = g.node("Transpose", ["input"], perm=[0, 3, 1, 2])
-    x = g.prelu(g.conv(x, *fold_input(w[0], w[1])), w[2])
-    x = g.maxpool(x, 3, same=True)
-    x = g.prelu(g.conv(x, w[3], w[4]), w[5])
-    x = g.maxpool(x, 3, same=False)
-    x = g.prelu(g.conv(x, w[6], w[7]), w[8])
-    x = g.maxpool(x, 2, same=True)
+    x = g.maxpool(refine_trunk(g, w), 2, same=True)
     x = g.prelu(g.conv(x, w[9], w[10]), w[11])
     x = g.prelu(g.dense(g.flatten_like_keras(x), w[12], w[13]), w[14])
     g.dense(x, w[15], w[16], out="reg")

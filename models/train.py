@@ -374,14 +374,9 @@ def train(config: dict | None = None, runs_dir=None, resume: bool = True, verbos
 
 
 def main(argv=None):  # python -m moodstream.models.train --config cfg.json --set epochs=5
-    import argparse
+    from moodstream.models.cli import configure_train, module_main, run_train
 
-    from moodstream.models.cli import configure_train, run_train
-
-    p = argparse.ArgumentParser(prog="python -m moodstream.models.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    configure_train(p)
-    return run_train(p.parse_args(argv))
+    return module_main("train", __doc__, configure_train, run_train, argv)
 
 
 if __name__ == "__main__":
