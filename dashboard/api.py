@@ -175,7 +175,11 @@ def delete_camera(cam):
 def stats():
     from moodstream.accounting import pipeline_stats
 
-    return jsonify(pipeline_stats(state().redis_bytes))
+    figures = pipeline_stats(state().redis_bytes)
+    # The per-camera section names cameras: a limited viewer gets only its own.
+    figures["edge"] = {cam: info for cam, info in figures["edge"].items()
+                       if access.may_see(state().redis, current_user, cam)}
+    return jsonify(figures)
 
 
 @bp.get("/metrics")

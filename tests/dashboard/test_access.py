@@ -72,6 +72,21 @@ def test_the_camera_list_shows_only_the_cameras_a_viewer_may_see(app, fleet, adm
     assert len(admin_client.get("/api/cameras").json) == 4
 
 
+def test_the_pipeline_figures_name_only_the_cameras_a_viewer_may_see(app, r, fleet,
+                                                                      admin_client):
+    """/api/stats (the System page) lists edge cameras by id: a limited viewer sees only its
+    own, on a reply that names no other camera."""
+    for cam in ("room1", "cab1"):
+        r.hset(keys.camera_status(cam), mapping={"kind": "edge", "state": "ok", "sent": 5})
+    assert sorted(admin_client.get("/api/stats").json["edge"]) == ["cab1", "room1"]
+    reply = client_for(app, TEACHER).get("/api/stats")
+    assert reply.status_code == 200 and list(reply.json["edge"]) == ["room1"]
+    for other in ("room2", "cab1", "cab2"):
+        assert other not in reply.get_data(as_text=True)
+        assert other not in client_for(app, TEACHER).get("/api/workers").get_data(as_text=True)
+    assert list(client_for(app, DISPATCHER).get("/api/stats").json["edge"]) == ["cab1"]
+
+
 def test_viewers_read_history_only_of_registered_cameras_and_only_admins_erase(
         app, r, fleet, admin_client, viewer_client):
     """An id that was removed, or never registered, is not a viewer's to read; an admin
