@@ -17,6 +17,8 @@ History rows for the database (moodstream.history.writer) have their own counter
 
 from __future__ import annotations
 
+import sys
+
 import redis
 
 from moodstream import keys, registry
@@ -184,5 +186,13 @@ def run(args, settings) -> int:
 
     from moodstream.redis_client import connect
 
-    print(json.dumps(pipeline_stats(connect(settings.redis_url)), indent=2))
+    try:
+        figures = pipeline_stats(connect(settings.redis_url))
+    except redis.RedisError as error:
+        from moodstream.redaction import redact_url
+
+        print(f"moodstream stats: Redis at {redact_url(settings.redis_url)} cannot be read: "
+              f"{error}", file=sys.stderr)
+        return 2
+    print(json.dumps(figures, indent=2))
     return 0

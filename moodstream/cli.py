@@ -109,15 +109,27 @@ def apply_shared(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings
 
 
+def configure_logging(command: str, level: str) -> None:
+    """Every command's log lines name it and its process, with camera secrets masked."""
+    from moodstream.redaction import RedactingFormatter
+
+    root = logging.getLogger()
+    if root.handlers:  # configured already (an embedding program, a test runner)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(f"%(asctime)s {command}[%(process)d] %(levelname)s "
+                                            "%(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quiet_tensorflow()
     top, rest = top_parser().parse_known_args(argv)
     name, command = top.command, COMMANDS[top.command]
     settings = load_settings()
-    logging.basicConfig(level=(top.log_level or settings.log_level).upper(),
-                        format=f"%(asctime)s {name}[%(process)d] %(levelname)s "
-                               "%(name)s: %(message)s")
+    configure_logging(name, top.log_level or settings.log_level)
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as error:

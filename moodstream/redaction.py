@@ -7,6 +7,7 @@ so an admin can still tell which account a camera uses.
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,3 +63,11 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Every URL inside a message (an error, a status, a log line) redacted."""
     return URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines, tracebacks included, with every URL redacted: an exception raised by a
+    library may quote a camera's URL whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))

@@ -20,6 +20,7 @@ from moodstream.bulk.results import (
 )
 from moodstream.config import load_settings
 from moodstream.contract import CLASSES
+from tests.image_bombs import radiance_bomb
 
 VIDEO_FPS, VIDEO_FRAMES = 29.97, 464  # fer_woman2.mp4, per the media README
 
@@ -166,6 +167,16 @@ def test_unreadable_image_job_reports_without_loading_models(tmp_path):
     assert "not a readable image (corrupt or truncated JPEG" in result["errors"][0]
     assert "cannot open" in str(pytest.raises(bulk_jobs.InputError, lambda: list(
         bulk_jobs.read_frames(str(tmp_path / "none.mp4"), 0, 10, [0]))).value)
+
+
+def test_an_image_that_fools_pillow_is_refused_by_the_job_itself(tmp_path):
+    """The job checks again what planning checked: a file staged or swapped after planning
+    is refused from its own bytes, before OpenCV decodes gigabytes of it."""
+    bomb = tmp_path / "classroom.png"
+    bomb.write_bytes(radiance_bomb())
+    result = bulk_jobs.analyze_image(str(bomb), bulk_jobs.default_options(load_settings()))
+    assert result["frames"] == 0
+    assert "not an accepted image format" in result["errors"][0]
 
 
 def test_a_generated_video_decodes_in_chunks(tmp_path):

@@ -37,3 +37,11 @@ def test_a_command_that_needs_tensorflow_says_how_to_get_it(media):
                                          str(media / "fer_justin.jpg"))
     assert done.returncode == 2
     assert "pip install 'moodstream[train]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stats_without_redis_is_a_clear_message_without_the_password():
+    done = subprocess.run([sys.executable, "-m", "moodstream.cli", "stats", "--redis-url",
+                           "redis://:hunter2@127.0.0.1:1/0"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "cannot be read" in done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr

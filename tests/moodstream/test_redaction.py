@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import pytest
 
-from moodstream.redaction import is_secret_name, redact_text, redact_url
+from moodstream.redaction import RedactingFormatter, is_secret_name, redact_text, redact_url
 
 
 @pytest.mark.parametrize("url,expected", [
@@ -34,3 +37,18 @@ def test_urls_inside_messages_are_redacted_and_the_rest_kept():
     text = "cannot reach http://cam:pw@10.0.0.5/x.jpg?token=t1: HTTP Error 401: Unauthorized"
     assert redact_text(text) == ("cannot reach http://cam:***@10.0.0.5/x.jpg?token=***: "
                                  "HTTP Error 401: Unauthorized")
+
+
+def test_log_lines_and_their_tracebacks_carry_no_camera_secret():
+    """A library's exception may quote a camera URL whole; the log line masks it."""
+    formatter = RedactingFormatter("%(levelname)s %(message)s")
+    try:
+        raise OSError("cannot open http://cam:hunter2@10.0.0.5/snap.jpg?token=abc123")
+    except OSError:
+        record = logging.LogRecord("ingest", logging.ERROR, __file__, 1,
+                                   "camera %s: ingest failed", ("rtsp://u:pw99@h/x",),
+                                   exc_info=sys.exc_info())
+    line = formatter.format(record)
+    assert "OSError" in line and "ingest failed" in line
+    for secret in ("hunter2", "abc123", "pw99"):
+        assert secret not in line
