@@ -8,9 +8,13 @@ exactly what one call per level gives (see its doc string).
 
 The graphs are written node by node with onnx.helper from the package's weight files
 (mtcnn/assets/weights/*.lz4, read with joblib, no TensorFlow needed), rather than through
-tf2onnx: tf2onnx turns each Keras PReLU into five element-wise nodes (Relu, Neg, Relu, Mul,
-Add), while ONNX has a PRelu operator. Two things are folded into the first convolution,
-exactly (its padding is "valid", so no padded pixel ever meets a weight):
+tf2onnx, so that each PReLU takes the form that runs fastest. P-Net keeps ONNX's PRelu
+operator. R-Net and O-Net write it as slope * x + (1 - slope) * Relu(x): onnxruntime's PRelu
+kernel took 37% of O-Net's time on 25 faces and kept its blocked-layout convolutions apart,
+while these products become per-channel convolutions of that layout; O-Net's time on 25
+faces fell from about 29 to 17 ms of CPU, R-Net's on 108 proposals from 26 to 16 ms, outputs
+equal to 1e-6. Two things are folded into the first convolution, exactly (its padding is
+"valid", so no padded pixel ever meets a weight):
 
 - the package's input normalisation (pixel - 127.5) / 128, so the networks take raw pixels;
 - the RGB -> BGR channel swap, so the networks take OpenCV's BGR images as they come.
@@ -54,8 +58,9 @@ def package_weights(name: str) -> list[np.ndarray]:
 class GraphBuilder:
     """Tiny helper around onnx.helper: NCHW nodes with initialisers."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, split_prelu: bool = False):
         self.name, self.nodes, self.inits, self.count = name, [], [], 0
+        self.split_prelu = split_prelu
 
     def const(self, array: np.ndarray, hint: str) -> str:
         from onnx import numpy_helper
@@ -84,7 +89,12 @@ class GraphBuilder:
     def prelu(self, x: str, alpha: np.ndarray) -> str:
         """Keras PReLU alpha (1, 1, C) shared over H and W -> ONNX slope (C, 1, 1)."""
         slope = alpha.reshape(-1, 1, 1) if alpha.ndim == 3 else alpha.reshape(-1)
-        return self.node("PRelu", [x, self.const(slope, "slope")])
+        if not self.split_prelu:
+            return self.node("PRelu", [x, self.const(slope, "slope")])
+        # slope * x + (1 - slope) * Relu(x): the same for any slope, negative or above 1
+        scaled = self.node("Mul", [x, self.const(slope, "slope")])
+        rest = self.node("Mul", [self.node("Relu", [x]), self.const(1 - slope, "rest")])
+        return self.node("Add", [scaled, rest])
 
     def maxpool(self, x: str, size: int, same: bool) -> str:
         kw = {"auto_pad": "SAME_UPPER"} if same else {}
@@ -161,7 +171,7 @@ def refine_trunk(g: GraphBuilder, w: list[np.ndarray]) -> str:
 
 
 def build_rnet(w: list[np.ndarray]):
-    g = GraphBuilder("mtcnn_rnet")
+    g = GraphBuilder("mtcnn_rnet", split_prelu=True)
     x = refine_trunk(g, w)
     x = g.prelu(g.dense(g.flatten_like_keras(x), w[9], w[10]), w[11])
     g.dense(x, w[12], w[13], out="reg")
@@ -171,7 +181,7 @@ def build_rnet(w: list[np.ndarray]):
 
 
 def build_onet(w: list[np.ndarray]):
-    g = GraphBuilder("mtcnn_onet")
+    g = GraphBuilder("mtcnn_onet", split_prelu=True)
     x = g.maxpool(refine_trunk(g, w), 2, same=True)
     x = g.prelu(g.conv(x, w[9], w[10]), w[11])
     x = g.prelu(g.dense(g.flatten_like_keras(x), w[12], w[13]), w[14])
