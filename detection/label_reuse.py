@@ -38,8 +38,14 @@ def signature(crop: np.ndarray) -> np.ndarray:
 
 
 def change(a: np.ndarray, b: np.ndarray) -> float:
-    """How much a crop changed between two signatures, in grey levels."""
-    return float(np.percentile(np.abs(a - b), 90))
+    """How much a crop changed between two signatures, in grey levels: the 90th percentile of
+    the blocks' absolute differences, interpolated as np.percentile does, without its
+    overhead (a fifth of a millisecond a call, 25 calls a classroom frame)."""
+    d = np.sort(np.abs(a - b), axis=None)
+    pos = 0.9 * (d.size - 1)
+    low = int(pos)
+    high = min(low + 1, d.size - 1)
+    return float(d[low] + (d[high] - d[low]) * (pos - low))
 
 
 @dataclass
