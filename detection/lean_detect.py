@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from moodstream import keys
-from moodstream.detection.detectors.base import DetectedFace, iou
+from moodstream.detection.detectors.base import DetectedFace
 from moodstream.detection.detectors.mtcnn_onnx import iou_matrix
 from moodstream.detection.face_detector import Face
 
@@ -317,13 +317,17 @@ def corners(boxes: list) -> np.ndarray:
 
 
 def unmatched(known: list, found: list) -> list:
-    """The known boxes that no found box overlaps by TRACK_MIN_IOU (one to one)."""
-    free = list(found)
+    """The known boxes that no found box overlaps by TRACK_MIN_IOU (one to one): each known
+    box in turn takes the free found box it overlaps most."""
+    if not known or not found:
+        return list(known)
+    with np.errstate(invalid="ignore"):
+        overlap = np.nan_to_num(iou_matrix(corners(known), corners(found), "union"))
     out = []
-    for box in known:
-        best = max(free, key=lambda b: iou(b, box), default=None)
-        if best is not None and iou(best, box) >= TRACK_MIN_IOU:
-            free.remove(best)
+    for i, box in enumerate(known):
+        j = int(np.argmax(overlap[i]))
+        if overlap[i, j] >= TRACK_MIN_IOU:
+            overlap[:, j] = -1.0  # taken
         else:
             out.append(box)
     return out
