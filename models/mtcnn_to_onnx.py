@@ -9,11 +9,10 @@ exactly what one call per level gives (see its doc string).
 The graphs are written node by node with onnx.helper from the package's weight files
 (mtcnn/assets/weights/*.lz4, read with joblib, no TensorFlow needed), rather than through
 tf2onnx, so that each PReLU takes the form that runs fastest. P-Net keeps ONNX's PRelu
-operator. R-Net and O-Net write it as slope * x + (1 - slope) * Relu(x): onnxruntime's PRelu
-kernel took 37% of O-Net's time on 25 faces and kept its blocked-layout convolutions apart,
-while these products become per-channel convolutions of that layout; O-Net's time on 25
-faces fell from about 29 to 17 ms of CPU, R-Net's on 108 proposals from 26 to 16 ms, outputs
-equal to 1e-6. Two things are folded into the first convolution, exactly (its padding is
+operator. R-Net and O-Net write it as slope * x + (1 - slope) * Relu(x), the same to 1e-6:
+onnxruntime's PRelu kernel is slow on these small maps and keeps the blocked-layout
+convolutions around it apart, while the products become per-channel convolutions of that
+layout (O-Net on 25 faces: 17 ms of CPU in this form, 29 ms with PRelu). Two things are folded into the first convolution, exactly (its padding is
 "valid", so no padded pixel ever meets a weight):
 
 - the package's input normalisation (pixel - 127.5) / 128, so the networks take raw pixels;

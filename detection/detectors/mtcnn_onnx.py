@@ -519,8 +519,8 @@ class MtcnnOnnx(Detector):
     @staticmethod
     def _chunked(net, outputs: list[str], patches: np.ndarray, chunk: int = 32) -> list:
         """The network on at most `chunk` patches a call: a crowd gives R-Net thousands of
-        proposals, and one call's activations would grow with them (O-Net on 256 patches
-        took 360 MB more; 32 a call run as fast a patch as any larger call)."""
+        proposals, and one call's activations grow with them (O-Net on 256 patches needs
+        360 MB more; 32 a call run as fast a patch as any larger call)."""
         parts = [net.run(outputs, {"input": patches[start:start + chunk]})
                  for start in range(0, len(patches), chunk)]
         return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
