@@ -12,8 +12,9 @@ tf2onnx, so that each PReLU takes the form that runs fastest. P-Net keeps ONNX's
 operator. R-Net and O-Net write it as slope * x + (1 - slope) * Relu(x), the same to 1e-6:
 onnxruntime's PRelu kernel is slow on these small maps and keeps the blocked-layout
 convolutions around it apart, while the products become per-channel convolutions of that
-layout (O-Net on 25 faces: 17 ms of CPU in this form, 29 ms with PRelu). Two things are folded into the first convolution, exactly (its padding is
-"valid", so no padded pixel ever meets a weight):
+layout (O-Net on 25 faces: 17 ms of CPU in this form, 29 ms with PRelu). Two things are
+folded into the first convolution, exactly (its padding is "valid", so no padded pixel ever
+meets a weight):
 
 - the package's input normalisation (pixel - 127.5) / 128, so the networks take raw pixels;
 - the RGB -> BGR channel swap, so the networks take OpenCV's BGR images as they come.
