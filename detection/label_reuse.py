@@ -63,39 +63,33 @@ class LabelReuse:
                  max_face: float = 64):
         self.max_age_s, self.change_level, self.max_face = max_age_s, change_level, max_face
         self.memory: dict[tuple[str, int], Classified] = {}
-        # signatures reusable() measured for faces it sent to the classifier, for remember()
-        self.measured: dict[tuple[str, int, float], np.ndarray] = {}
         self.newest = 0.0
         self.swept = 0.0
 
-    def reusable(self, camera: str, track: int, ts: float, crop: np.ndarray,
+    def reusable(self, camera: str, track: int, ts: float, sig: np.ndarray,
                  side: float = 0) -> np.ndarray | None:
-        """The probabilities this face (`side`: its box's larger side in frame px) may carry,
-        or None when it must be classified."""
+        """The probabilities this face (`sig`: its crop's signature; `side`: its box's larger
+        side in frame px) may carry, or None when it must be classified."""
         if self.max_age_s <= 0 or side > self.max_face:
             return None
         known = self.memory.get((camera, int(track)))
         if known is None or abs(ts - known.ts) >= self.max_age_s:
             return None
-        now = signature(crop)
-        if change(now, known.signature) > self.change_level:
-            self.measured[(camera, int(track), ts)] = now
+        if change(sig, known.signature) > self.change_level:
             return None
         known.seen = max(known.seen, ts)
         return known.probs
 
-    def remember(self, camera: str, track: int, ts: float, crop: np.ndarray,
+    def remember(self, camera: str, track: int, ts: float, sig: np.ndarray,
                  probs: np.ndarray) -> None:
+        """A classification of the face whose crop has signature `sig`."""
         key = (camera, int(track))
-        measured = self.measured.pop((camera, int(track), ts), None)
         known = self.memory.get(key)
         if known is not None and known.ts > ts:  # a newer classification stands
             return
-        sig = measured if measured is not None else signature(crop)
         self.memory[key] = Classified(ts, sig, probs, ts)
         self.newest = max(self.newest, ts)
         if self.newest - self.swept > FORGET_AFTER_S:
             self.swept = self.newest
             self.memory = {k: v for k, v in self.memory.items()
                            if self.newest - v.seen < FORGET_AFTER_S}
-            self.measured.clear()  # left by faces that were never remembered

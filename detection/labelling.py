@@ -11,7 +11,7 @@ import numpy as np
 from moodstream import keys, metrics
 from moodstream.contract import CLASSES, FaceSet, LabelSet
 from moodstream.detection.emotion_model import EmotionModel
-from moodstream.detection.label_reuse import LabelReuse
+from moodstream.detection.label_reuse import LabelReuse, signature
 from moodstream.streams import Batch, Output
 
 
@@ -22,21 +22,22 @@ def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
     carry their track's last probabilities, marked as not fresh."""
     probs = [np.zeros((f.count, len(CLASSES)), np.float32) for f in frames]
     fresh = [np.zeros(f.count, bool) for f in frames]
-    wanted: list[tuple[int, int]] = []
+    wanted: list[tuple[int, int, np.ndarray]] = []  # frame, face, the crop's signature
     for k, frame in enumerate(frames):
         for i in range(frame.count):
-            known = reuse.reusable(frame.camera, frame.tracks[i], frame.ts, frame.crops[i],
+            sig = signature(frame.crops[i])  # checks the reuse and is kept when classified
+            known = reuse.reusable(frame.camera, frame.tracks[i], frame.ts, sig,
                                    max(frame.boxes[i, 2], frame.boxes[i, 3]))
             if known is None:
-                wanted.append((k, i))
+                wanted.append((k, i, sig))
             else:
                 probs[k][i] = known
     if wanted:
-        found = model.predict([frames[k].crops[i] for k, i in wanted], chunk)
-        for (k, i), p in zip(wanted, found, strict=True):
+        found = model.predict([frames[k].crops[i] for k, i, _ in wanted], chunk)
+        for (k, i, sig), p in zip(wanted, found, strict=True):
             frame = frames[k]
             probs[k][i], fresh[k][i] = p, True
-            reuse.remember(frame.camera, frame.tracks[i], frame.ts, frame.crops[i], p)
+            reuse.remember(frame.camera, frame.tracks[i], frame.ts, sig, p)
     faces = sum(f.count for f in frames)
     batch = Batch(counters={"labels:in": len(frames), "labels:faces": faces,
                             "labels:classified": len(wanted),

@@ -321,8 +321,7 @@ def unmatched(known: list, found: list) -> list:
     box in turn takes the free found box it overlaps most."""
     if not known or not found:
         return list(known)
-    with np.errstate(invalid="ignore"):
-        overlap = np.nan_to_num(iou_matrix(corners(known), corners(found), "union"))
+    overlap = np.nan_to_num(iou_matrix(corners(known), corners(found), "union"))
     out = []
     for i, box in enumerate(known):
         j = int(np.argmax(overlap[i]))

@@ -276,14 +276,14 @@ class ValenceShift:
     before: float
     after: float
 
-    def to_dict(self) -> dict[str, float]:
-        return {"from": self.before, "to": self.after}
+    @staticmethod
+    def wire(shift: ValenceShift | None) -> dict[str, float] | None:
+        """A shift as it travels: {"from", "to"}, or None."""
+        return {"from": shift.before, "to": shift.after} if shift else None
 
     @classmethod
     def read(cls, raw) -> ValenceShift | None:
         """None for anything but a {"from", "to"} pair of finite numbers."""
-        if isinstance(raw, cls) or raw is None:
-            return raw
         if not isinstance(raw, dict):
             return None
         before, after = _finite(raw.get("from"), float("nan")), _finite(raw.get("to"), float("nan"))
@@ -309,7 +309,7 @@ class Snapshot:
     people: list[Person] = field(default_factory=list)  # tracked faces present
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "shift": self.shift.to_dict() if self.shift else None}
+        return {**asdict(self), "shift": ValenceShift.wire(self.shift)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -346,7 +346,7 @@ class LivePoint:
     def encode(self) -> dict:
         return {"ts": f"{self.ts:.3f}", "faces": self.faces, "valence": self.valence,
                 "dominant": self.dominant or "", "counts": json.dumps(self.counts),
-                "shift": json.dumps(self.shift.to_dict() if self.shift else None),
+                "shift": json.dumps(ValenceShift.wire(self.shift)),
                 "frames": self.frames}
 
     @classmethod
@@ -369,7 +369,7 @@ class LivePoint:
                    ValenceShift.read(shift), int(_finite(f.get("frames"), 0)))
 
     def to_json(self) -> dict:
-        return {**asdict(self), "shift": self.shift.to_dict() if self.shift else None}
+        return {**asdict(self), "shift": ValenceShift.wire(self.shift)}
 
 
 @dataclass
