@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,53 @@ def input_size(path: Path | str) -> tuple[int, int]:
     return int(meta.get("input_height", 64)), int(meta.get("input_width", 64))
 
 
+UNWEIGHTED = "probabilities__unweighted"  # an adaptive graph's second output
+
+
+def mirror_below(meta: dict[str, str]) -> float:
+    """The top probability under which a face also goes through the network mirrored (the
+    metadata of a model made with ``tta`` "adaptive"); 0 for any other model."""
+    if meta.get("tta") != "adaptive":
+        return 0.0
+    return float(meta["tta_mirror_below"])
+
+
+def class_weights(meta: dict[str, str]) -> np.ndarray:
+    """The output weights the graph applies to the network's probabilities (ones if none)."""
+    return np.asarray(json.loads(meta.get("class_weights") or "[1, 1, 1, 1, 1, 1, 1]"),
+                      np.float32)
+
+
+def with_mirror_where_unsure(run, batch: np.ndarray, below: float,
+                             weights: np.ndarray) -> np.ndarray:
+    """The probabilities of normalised NHWC faces; each face whose top probability is under
+    ``below`` is averaged with its mirror image, as a model with the mirror in its graph
+    averages every face: the network's probabilities of the two, then the class
+    ``weights``. ``run(batch)`` -> (probabilities, the network's before the weights). The
+    mirror pass buys its accuracy on the faces the network is unsure of, and a sure face
+    does not pay for it (docs/model.md)."""
+    probs, raw = run(batch)
+    unsure = np.flatnonzero(probs.max(axis=1) < below)
+    if unsure.size:
+        _, mirrored = run(np.ascontiguousarray(batch[unsure, :, ::-1]))
+        mean = (raw[unsure] + mirrored) / 2 * weights
+        probs[unsure] = mean / mean.sum(axis=1, keepdims=True)
+    return probs
+
+
+def network_outputs(session, input_name: str):
+    """``run`` for with_mirror_where_unsure over an onnxruntime session: a graph without the
+    UNWEIGHTED output has no weights (its probabilities serve as both)."""
+    names = [o.name for o in session.get_outputs()]
+    wanted = [names[0], UNWEIGHTED] if UNWEIGHTED in names else [names[0]]
+
+    def run(batch: np.ndarray):
+        out = session.run(wanted, {input_name: batch})
+        return out[0], out[-1]
+
+    return run
+
+
 class EmotionModel:
     def __init__(self, path: Path | str, threads: int = 1):
         self.session = open_session(path, threads)
@@ -48,6 +96,8 @@ class EmotionModel:
         self.height, self.width = int(meta["input_height"]), int(meta["input_width"])
         self.scale, self.offset = float(meta["scale"]), float(meta["offset"])
         self.input_name = self.session.get_inputs()[0].name
+        self.mirror_below, self.class_weights = mirror_below(meta), class_weights(meta)
+        self._network = network_outputs(self.session, self.input_name)
 
     def predict(self, crops: list[np.ndarray] | np.ndarray, chunk: int = 32) -> np.ndarray:
         """uint8 gray crops (any size; resized if needed) -> (N, 7) probabilities. At most
@@ -67,4 +117,5 @@ class EmotionModel:
                 crop = cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_AREA)
             batch[i, :, :, 0] = crop
         batch = batch * self.scale + self.offset
-        return self.session.run(None, {self.input_name: batch})[0]
+        return with_mirror_where_unsure(self._network, batch, self.mirror_below,
+                                        self.class_weights)

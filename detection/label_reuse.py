@@ -8,10 +8,13 @@ signature below averages away; it is classified on every frame, and there are fe
 A face's expression does not change between two frames 200 ms apart unless its crop does. A
 track is classified when it is new (or found again under a new id), when its last
 classification is older than `max_age_s` of capture time, or when its crop changed past
-`change_level` since then. The change is measured on 6x6 block means of the crop with its
-mean brightness removed: the 90th percentile of the blocks' absolute differences, in grey
-levels. A smile or an opened mouth moves a few blocks a lot; JPEG noise and a small sway move
-many blocks a little; a light that dims moves none. Otherwise the face carries the
+`change_level` since then. The change is measured on 6x6 block means of the crop's inside
+with its mean brightness removed: the 90th percentile of the blocks' absolute differences,
+in grey levels, at the best of the whole crop's shifts by up to SHIFT px. A smile or an
+opened mouth moves a few blocks a lot; JPEG noise and a small sway move many blocks a little;
+a light that dims moves none; the detector placing the same face a pixel or two further (its
+box and landmarks jitter by about a pixel of the crop from frame to frame) moves it as a
+whole, which the shift takes back. Otherwise the face carries the
 probabilities of its last classification, and the labels entry says so (LabelSet.fresh).
 
 The memory is per classifier process: with several classifiers, a track whose frames go to
@@ -25,27 +28,61 @@ from dataclasses import dataclass
 import numpy as np
 
 GRID = 6  # the signature's blocks per side
+SHIFT = 2  # crop px: a whole-crop shift up to this is the detector's jitter, not a change
 FORGET_AFTER_S = 30.0  # tracks unseen this long (capture time) are forgotten
 
 
+def _blocks(size: int) -> int:
+    return max(1, (size - 2 * SHIFT) // GRID)
+
+
 def signature(crop: np.ndarray) -> np.ndarray:
-    """GRID x GRID block means of a gray crop less their mean (float32)."""
+    """GRID x GRID block means of a gray crop's inside (SHIFT px in from each edge) less
+    their mean (float32)."""
     h, w = crop.shape
-    bh, bw = max(1, h // GRID), max(1, w // GRID)
-    part = crop[:bh * GRID, :bw * GRID].astype(np.float32)
+    bh, bw = _blocks(h), _blocks(w)
+    part = crop[SHIFT:SHIFT + bh * GRID, SHIFT:SHIFT + bw * GRID].astype(np.float32)
     blocks = part.reshape(GRID, bh, GRID, bw).mean(axis=(1, 3))
     return blocks - blocks.mean()
 
 
+def shifted_signatures(crop: np.ndarray) -> np.ndarray:
+    """(2 SHIFT + 1, 2 SHIFT + 1, GRID, GRID): the signature of the crop's inside moved by
+    each shift of up to SHIFT px ([SHIFT, SHIFT] is `signature`), from one integral image."""
+    h, w = crop.shape
+    bh, bw = _blocks(h), _blocks(w)
+    integral = np.zeros((h + 1, w + 1), np.float64)
+    integral[1:, 1:] = crop.cumsum(axis=0, dtype=np.float64).cumsum(axis=1)
+    starts = np.arange(2 * SHIFT + 1)[:, None]
+    ys = np.minimum(starts + np.arange(GRID + 1) * bh, h)  # block edges at each shift
+    xs = np.minimum(starts + np.arange(GRID + 1) * bw, w)
+    c = integral[ys[:, None, :, None], xs[None, :, None, :]]
+    means = (c[:, :, 1:, 1:] - c[:, :, :-1, 1:] - c[:, :, 1:, :-1] + c[:, :, :-1, :-1]) / (
+        bh * bw)
+    return (means - means.mean(axis=(2, 3), keepdims=True)).astype(np.float32)
+
+
+def _p90(d: np.ndarray) -> np.ndarray:
+    """The 90th percentile of each row, interpolated as np.percentile does, without its
+    overhead (a fifth of a millisecond a call, 25 calls a classroom frame)."""
+    d = np.sort(d, axis=-1)
+    pos = 0.9 * (d.shape[-1] - 1)
+    low = int(pos)
+    high = min(low + 1, d.shape[-1] - 1)
+    return d[..., low] + (d[..., high] - d[..., low]) * (pos - low)
+
+
 def change(a: np.ndarray, b: np.ndarray) -> float:
     """How much a crop changed between two signatures, in grey levels: the 90th percentile of
-    the blocks' absolute differences, interpolated as np.percentile does, without its
-    overhead (a fifth of a millisecond a call, 25 calls a classroom frame)."""
-    d = np.sort(np.abs(a - b), axis=None)
-    pos = 0.9 * (d.size - 1)
-    low = int(pos)
-    high = min(low + 1, d.size - 1)
-    return float(d[low] + (d[high] - d[low]) * (pos - low))
+    the blocks' absolute differences."""
+    return float(_p90(np.abs(a - b).ravel()))
+
+
+def change_at_best_shift(before: np.ndarray, crop: np.ndarray) -> float:
+    """`change` between the signature `before` and the crop's inside at the shift (up to
+    SHIFT px) that matches it best."""
+    d = np.abs(shifted_signatures(crop) - before).reshape(-1, before.size)
+    return float(_p90(d).min())
 
 
 @dataclass
@@ -67,15 +104,17 @@ class LabelReuse:
         self.swept = 0.0
 
     def reusable(self, camera: str, track: int, ts: float, sig: np.ndarray,
-                 side: float = 0) -> np.ndarray | None:
+                 side: float = 0, crop: np.ndarray | None = None) -> np.ndarray | None:
         """The probabilities this face (`sig`: its crop's signature; `side`: its box's larger
-        side in frame px) may carry, or None when it must be classified."""
+        side in frame px; `crop`: the crop, for the shifts) may carry, or None when it must
+        be classified."""
         if self.max_age_s <= 0 or side > self.max_face:
             return None
         known = self.memory.get((camera, int(track)))
         if known is None or abs(ts - known.ts) >= self.max_age_s:
             return None
-        if change(sig, known.signature) > self.change_level:
+        if change(sig, known.signature) > self.change_level and (
+                crop is None or change_at_best_shift(known.signature, crop) > self.change_level):
             return None
         known.seen = max(known.seen, ts)
         return known.probs

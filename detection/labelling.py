@@ -27,7 +27,7 @@ def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
         for i in range(frame.count):
             sig = signature(frame.crops[i])  # checks the reuse and is kept when classified
             known = reuse.reusable(frame.camera, frame.tracks[i], frame.ts, sig,
-                                   max(frame.boxes[i, 2], frame.boxes[i, 3]))
+                                   max(frame.boxes[i, 2], frame.boxes[i, 3]), frame.crops[i])
             if known is None:
                 wanted.append((k, i, sig))
             else:

@@ -161,7 +161,13 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
 
 
 def configure_quantize(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from moodstream.models.quantize import DEFAULT_FLOAT, DEFAULT_INT8, FORMATS, METHODS
+    from moodstream.models.quantize import (
+        DEFAULT_FLOAT,
+        DEFAULT_INT8,
+        FORMATS,
+        METHODS,
+        MIRRORS,
+    )
 
     parser.add_argument("model", metavar="FLOAT_MODEL", nargs="?", default=str(DEFAULT_FLOAT),
                         help="the float ONNX model (default %(default)s)")
@@ -182,6 +188,10 @@ def configure_quantize(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--activations", choices=("uint8", "int8"), default="uint8",
                         help="activation type (default %(default)s: x86's fast kernels)")
     parser.add_argument("--seed", type=int, default=0, help="draw of the calibration faces")
+    parser.add_argument("--mirror", choices=MIRRORS, default="adaptive",
+                        help="the float model's mirror pass: for every face (flip), or only "
+                        "for the faces the network is unsure of, under a top probability "
+                        "fitted on PublicTest (default %(default)s)")
     parser.add_argument("--speed-batches", type=int, default=200, metavar="N",
                         help="batches of 32 per model for the faces/s comparison (0 = skip)")
     return parser
@@ -211,7 +221,7 @@ def run_quantize(args: argparse.Namespace, settings=None) -> int:
     try:
         quantize(args.model, args.out, calibration=args.calibration, data=args.data,
                  fmt=args.fmt, per_channel=not args.per_tensor, method=args.method,
-                 seed=args.seed, activations=args.activations)
+                 seed=args.seed, activations=args.activations, mirror=args.mirror)
     except ValueError as error:
         print(f"moodstream quantize: {error}", file=sys.stderr)
         return 2
@@ -227,7 +237,7 @@ def run_quantize(args: argparse.Namespace, settings=None) -> int:
     print(f"{'file KiB':22}" + "".join(f"{r['file_bytes'] / 1024:10.1f}"
                                        for r in reports.values()))
     if args.speed_batches > 0:
-        speeds = compare_speed([args.model, args.out], batches=args.speed_batches)
+        speeds = compare_speed([args.model, args.out], batches=args.speed_batches, data=args.data)
         f, q = speeds[str(args.model)], speeds[str(args.out)]
         for key, label in (("cpu_faces_per_s", "faces/s (CPU time)"),
                            ("wall_faces_per_s", "faces/s (wall clock)")):

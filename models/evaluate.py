@@ -15,6 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from moodstream.detection.emotion_model import (
+    class_weights,
+    mirror_below,
+    network_outputs,
+    with_mirror_where_unsure,
+)
 from moodstream.detection.onnx_runtime import cpu_session
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -57,26 +63,28 @@ def model_info(path) -> dict:
 
 
 def predict(sess, x: np.ndarray, batch: int | None = None) -> np.ndarray:
-    """Probabilities for already-normalised float32 (N, H, W, 1); one pass by default."""
-    name = sess.get_inputs()[0].name
+    """Probabilities for already-normalised float32 (N, H, W, 1); one pass by default. An
+    adaptive model's mirror pass runs as the classifier runs it."""
+    meta = dict(sess.get_modelmeta().custom_metadata_map)
+    below, weights = mirror_below(meta), class_weights(meta)
+    network = network_outputs(sess, sess.get_inputs()[0].name)
     if not batch:
-        return sess.run(None, {name: x})[0]
-    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0]
+        return with_mirror_where_unsure(network, x, below, weights)
+    return np.concatenate([with_mirror_where_unsure(network, x[i:i + batch], below, weights)
                            for i in range(0, len(x), batch)])
 
 
 def time_per_face(sess, x: np.ndarray, batch: int = 32, repeats: int = 20) -> float:
     """Median milliseconds per face for batches of ``batch`` faces."""
-    name = sess.get_inputs()[0].name
     xb = x[:batch]
     if len(xb) < batch:
         xb = np.resize(xb, (batch, *x.shape[1:]))
     for _ in range(3):
-        sess.run(None, {name: xb})
+        predict(sess, xb)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        sess.run(None, {name: xb})
+        predict(sess, xb)
         times.append(time.perf_counter() - t)
     return float(np.median(times) * 1000.0 / batch)
 

@@ -35,6 +35,7 @@ FORMATS = ("qdq", "qoperator")
 MAX_ACCURACY_DROP = 0.003
 MIN_CLASS_RECALL = 0.45
 METHODS = ("minmax", "entropy", "percentile")
+MIRRORS = ("flip", "adaptive")
 
 
 def body_nodes(model) -> list[str]:
@@ -104,13 +105,17 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
              data=None, fmt: str = "qdq", per_channel: bool = True,
              method: str = "percentile",
              seed: int = 0, activations: str = "uint8", measure: bool = True,
-             sidecar: bool = True) -> dict:
+             sidecar: bool = True, mirror: str = "flip") -> dict:
     """Write the INT8 model of ``float_path`` to ``out``; return the metadata written.
 
     The float model's metadata is carried over (the classifier reads the same contract), with
     ``precision`` "int8", the quantization settings and, with ``measure``, the INT8 model's
     own PublicTest and PrivateTest accuracy in ``valtest_accuracy`` / ``privatetest_accuracy``
-    (the float model's in ``float_privatetest_accuracy``)."""
+    (the float model's in ``float_privatetest_accuracy``).
+
+    ``mirror``: "flip" keeps the float model's mirror pass for every face; "adaptive" runs it
+    only for the faces the network is unsure of (models/adaptive_mirror.py, its threshold
+    fitted on PublicTest after quantization)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -122,6 +127,8 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    if mirror not in MIRRORS:
+        raise ValueError(f"unknown mirror pass {mirror!r}: one of {', '.join(MIRRORS)}")
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}: one of {', '.join(METHODS)}")
     float_path, out = Path(float_path), Path(out)
@@ -130,6 +137,9 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
     meta = _metadata(float_path)
     if meta.get("precision", "float") != "float":
         raise ValueError(f"{float_path} is already quantized ({meta['precision']})")
+    if mirror == "adaptive" and meta.get("tta") != "flip":
+        raise ValueError(f"{float_path} has no mirror pass to make adaptive "
+                         f"(tta {meta.get('tta', 'none')!r}; export with --tta flip)")
     h, w = int(meta.get("input_height", 64)), int(meta.get("input_width", 64))
     faces = calibration_faces(calibration, (h, w), data, seed,
                               float(meta.get("scale", 1 / 127.5)),
@@ -140,7 +150,13 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
         # graph's shapes are static but for the batch, so ONNX's own inference is enough
         # (the symbolic one needs sympy, which nothing else here does).
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        source = float_path
+        if mirror == "adaptive":  # one network, calibrated once, serves both passes
+            from moodstream.models.adaptive_mirror import without_mirror
+
+            source = Path(tmp) / "network.onnx"
+            onnx.save(without_mirror(onnx.load(str(float_path))), source)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         input_name = model.graph.input[0].name
         written = Path(tmp) / "int8.onnx"
@@ -178,6 +194,15 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
             "valtest_accuracy": "nan", "privatetest_accuracy": "nan",
             "quantized_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         })
+        if mirror == "adaptive":
+            from moodstream.models.adaptive_mirror import adaptive_metadata
+            from moodstream.models.data import load_split
+
+            xv, yv = load_split("val", h if h == w else (h, w), data)
+            scale = np.float32(float(meta.get("scale", 1 / 127.5)))
+            offset = np.float32(float(meta.get("offset", -1.0)))
+            meta.update(adaptive_metadata(proto, meta, xv.astype(np.float32) * scale + offset,
+                                          yv))
         _save(proto, meta, written)
         if measure:  # on the written file, as the classifier will run it
             from moodstream.models.evaluate import evaluate
@@ -197,23 +222,32 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
     return meta
 
 
-def compare_speed(paths, batches: int = 200, batch: int = 32, seed: int = 0) -> dict[str, dict]:
+def compare_speed(paths, batches: int = 200, batch: int = 32, seed: int = 0,
+                  data=None) -> dict[str, dict]:
     """Faces/s of each model at ``batch`` faces a call on one onnxruntime thread, as the
-    classifier worker runs them (EmotionModel.predict on random uint8 crops, the case of
-    `moodstream bench`'s classifier figure). The models take turns batch by batch, so the
-    load of a shared machine falls on each alike; each batch is timed by the clock of the
-    calling thread's CPU as well as by the wall clock, and the median of each is reported."""
+    classifier worker runs them (EmotionModel.predict on PrivateTest's faces in turn: an
+    adaptive model's cost depends on how sure it is of them). The models take turns batch
+    by batch, so the load of a shared machine falls on each alike; each batch is timed by
+    the clock of the calling thread's CPU as well as by the wall clock, and the median of
+    each is reported."""
     from moodstream.detection.emotion_model import EmotionModel
 
     models = {str(p): EmotionModel(p, threads=1) for p in paths}
     first = next(iter(models.values()))
-    crops = np.random.default_rng(seed).integers(0, 256, (batch, first.height, first.width),
-                                                 dtype=np.uint8)
+    from moodstream.models.data import load_split
+
+    size = first.height if first.height == first.width else (first.height, first.width)
+    faces = load_split("test", size, data)[0]
+    faces = faces[np.random.default_rng(seed).permutation(len(faces))]
+    if len(faces) < batch:
+        faces = np.resize(faces, (batch, *faces.shape[1:]))
     cpu: dict[str, list[float]] = {name: [] for name in models}
     wall: dict[str, list[float]] = {name: [] for name in models}
     for model in models.values():
-        model.predict(crops)  # first-call setup is not the model's speed
-    for _ in range(batches):
+        model.predict(faces[:batch])  # first-call setup is not the model's speed
+    for k in range(batches):
+        start = k * batch % (len(faces) - batch + 1)
+        crops = faces[start:start + batch]
         for name, model in models.items():
             c, w = time.thread_time(), time.perf_counter()
             model.predict(crops)

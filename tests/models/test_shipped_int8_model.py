@@ -25,9 +25,12 @@ def test_the_int8_model_is_the_float_one_quantized(sessions):
     f, q = sessions
     fmeta, qmeta = f.get_modelmeta().custom_metadata_map, q.get_modelmeta().custom_metadata_map
     assert qmeta["precision"] == "int8"
-    # Quantized from the shipped float model, not from an older one.
-    for key in ("recipe", "exported_at", "class_weights", "tta", "input_height", "scale"):
+    # Quantized from the shipped float model, not from an older one; its mirror pass runs
+    # only for the faces the network is unsure of (models/adaptive_mirror.py).
+    for key in ("recipe", "exported_at", "class_weights", "input_height", "scale"):
         assert qmeta[key] == fmeta[key], key
+    assert fmeta["tta"] == "flip" and qmeta["tta"] == "adaptive"
+    assert 0.0 < float(qmeta["tta_mirrored_share"]) < 0.6
     assert qmeta["float_privatetest_accuracy"] == fmeta["privatetest_accuracy"]
     assert [(i.name, i.shape) for i in q.get_inputs()] == [(i.name, i.shape)
                                                            for i in f.get_inputs()]
@@ -63,10 +66,10 @@ def test_shipped_int8_labels_the_faces_as_the_float_model_does(sessions):
     if not SHARED_NPZ.exists():
         pytest.skip(f"FER-2013 not available at {SHARED_NPZ} (../shared absent)")
     from moodstream.models.data import load_split, normalise
+    from moodstream.models.evaluate import predict
 
     x, _ = load_split("test", 48, SHARED_NPZ)
     x = normalise(x)
-    name = sessions[0].get_inputs()[0].name
-    pf, pq = (s.run(None, {name: x})[0] for s in sessions)
+    pf, pq = (predict(s, x, 256) for s in sessions)  # as the classifier runs each
     assert np.mean(pf.argmax(1) == pq.argmax(1)) >= 0.95  # 97% measured
     assert np.abs(pf - pq).mean() < 0.02
