@@ -57,23 +57,28 @@ class FaceDetector:
         self.crop_size, self.min_face, self.min_confidence = crop_size, min_face, min_confidence
         self.scale_factor = scale_factor
 
-    def detect(self, images: list[np.ndarray], min_face=None,
-               scale_factor=None) -> list[list[Face]]:
+    def detect(self, images: list[np.ndarray], min_face=None, scale_factor=None,
+               grays: list[np.ndarray] | None = None) -> list[list[Face]]:
         """BGR images -> per image, its Faces (with crops).
-        min_face / scale_factor: one value or one per image (None: the detector's own)."""
+        min_face / scale_factor: one value or one per image (None: the detector's own);
+        grays: the images' grey copies, when the caller has them (the crops' source)."""
         found = self.detector.detect(images, min_face=min_face, scale_factor=scale_factor)
-        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+        return self._finished(images, found, grays)
 
-    def detect_around(self, images: list[np.ndarray], boxes: list[list]) -> list[list[Face]]:
+    def detect_around(self, images: list[np.ndarray], boxes: list[list],
+                      grays: list[np.ndarray] | None = None) -> list[list[Face]]:
         """As detect, but only near the known boxes of each image (track-guided detection;
         detectors that have detect_around: mtcnn-onnx)."""
-        found = self.detector.detect_around(images, boxes)
-        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+        return self._finished(images, self.detector.detect_around(images, boxes), grays)
 
-    def refine(self, images: list[np.ndarray], boxes: list[list]) -> list[list[Face]]:
+    def refine(self, images: list[np.ndarray], boxes: list[list],
+               grays: list[np.ndarray] | None = None) -> list[list[Face]]:
         """As detect_around, with O-Net alone on the known boxes (mtcnn-onnx's refine)."""
-        found = self.detector.refine(images, boxes)
-        return [self.finish(img, faces) for img, faces in zip(images, found, strict=True)]
+        return self._finished(images, self.detector.refine(images, boxes), grays)
+
+    def _finished(self, images, found, grays) -> list[list[Face]]:
+        return [self.finish(img, faces)
+                for img, faces in zip(grays or images, found, strict=True)]
 
     def finish(self, image: np.ndarray, faces) -> list[Face]:
         """DetectedFaces of an image -> Faces, crops cut from this image."""

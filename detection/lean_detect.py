@@ -74,7 +74,7 @@ class LeanOptions:
     full_every_s: float = 2.0
     gate_fraction: float = 0.002  # of thumbnail pixels that may change in a still frame
     state_ttl_s: float = 30.0
-    refine_every_frames: int = 2  # tracked frames: O-Net on the faces every this many
+    refine_every_frames: int = 3  # tracked frames: O-Net on the faces every this many
     follow_max_face: int = 64  # px: larger faces get O-Net on every tracked frame
 
     @classmethod
@@ -139,11 +139,12 @@ class DetectState:
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """A small grey copy (THUMB_WIDTH wide, aspect kept), by area averaging."""
-    h, w = image.shape[:2]
-    small = cv2.resize(image, (THUMB_WIDTH, max(1, round(THUMB_WIDTH * h / w))),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    """A small grey copy (THUMB_WIDTH wide, aspect kept), by area averaging of the frame's
+    grey copy (a third of the work of shrinking the colour frame)."""
+    gray = gray_of(image)
+    h, w = gray.shape
+    return cv2.resize(gray, (THUMB_WIDTH, max(1, round(THUMB_WIDTH * h / w))),
+                      interpolation=cv2.INTER_AREA)
 
 
 def still(reference: np.ndarray, current: np.ndarray, fraction: float) -> bool:
@@ -362,6 +363,7 @@ class LeanDetector:
 
     def plan(self, ts: float, image: np.ndarray, settings: str, min_face: float,
              state: DetectState | None, camera: str = "") -> DetectPlan:
+        """`image`: the frame, grey or colour (its grey copy is cheaper to shrink)."""
         thumb = thumbnail(image)
         o = self.options
         size = (image.shape[1], image.shape[0])
@@ -433,17 +435,16 @@ class LeanDetector:
 
     def _round(self, frames, members, min_face, scale_factor, states, changed, results):
         plans = {}
+        # One grey copy of a frame serves its thumbnail, crops (finish), following and patches.
+        grays = {k: gray_of(frames[k][2]) for k in members}
         for k in members:
-            cam, ts, image = frames[k]
-            plans[k] = self.plan(ts, image, f"{min_face[k]}/{scale_factor[k]}", min_face[k],
+            cam, ts, _ = frames[k]
+            plans[k] = self.plan(ts, grays[k], f"{min_face[k]}/{scale_factor[k]}", min_face[k],
                                  states.get(cam), cam)
         full = [k for k in members if plans[k].way == "full"]
         track = [k for k in members if plans[k].way == "track"]
         kept = {k: [] for k in track}
         missing = {k: [f["box"] for f in plans[k].state.faces] for k in track}
-        # One grey copy of a frame serves its crops (finish), following and its patches.
-        grays = {k: gray_of(frames[k][2]) for k in members
-                 if plans[k].way in ("gate", "follow") or self.options.refine_every_frames > 1}
         for k in members:
             plan = plans[k]
             if plan.way == "gate":
@@ -462,7 +463,8 @@ class LeanDetector:
         for step in (self.detector.refine, self.detector.detect_around):
             if not track:
                 break
-            found = step([frames[k][2] for k in track], [missing[k] for k in track])
+            found = step([frames[k][2] for k in track], [missing[k] for k in track],
+                         grays=[grays[k] for k in track])
             lost = []
             for k, faces in zip(track, found, strict=True):
                 kept[k] += faces
@@ -479,7 +481,8 @@ class LeanDetector:
         if full:
             found = self.detector.detect([frames[k][2] for k in full],
                                          min_face=[min_face[k] for k in full],
-                                         scale_factor=[scale_factor[k] for k in full])
+                                         scale_factor=[scale_factor[k] for k in full],
+                                         grays=[grays[k] for k in full])
             for k, faces in zip(full, found, strict=True):
                 results[k] = faces
         for k in members:
@@ -492,8 +495,7 @@ class LeanDetector:
             for face, track in zip(results[k], assign_tracks(
                     known, [f.box for f in results[k]], ts), strict=True):
                 face.track = track
-            states[cam] = changed[cam] = self._next_state(plan, ts, grays.get(k, image),
-                                                          results[k],
+            states[cam] = changed[cam] = self._next_state(plan, ts, grays[k], results[k],
                                                           f"{min_face[k]}/{scale_factor[k]}")
             if plan.state is None:  # a camera's first scan: its periods start at its phase
                 phase = scan_phase(cam)
