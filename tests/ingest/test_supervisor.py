@@ -136,7 +136,8 @@ def test_a_registry_change_restarts_only_the_changed_camera(r, supervisor, media
     wait_for(lambda: seqs(r)["edit"].count(0) == 2 and seqs(r)["edit"][-1] >= 3, timeout=30,
              what="the changed camera restarted")
     wait_for(lambda: len(seqs(r)["same"]) >= 30, timeout=30, what="the other one going on")
-    assert seqs(r)["same"] == list(range(len(seqs(r)["same"])))
+    same = seqs(r)["same"]  # one read: the camera goes on publishing meanwhile
+    assert same == list(range(len(same)))
     assert sup.process_of("edit").child.proc.pid == pid, "the process was not restarted"
     assert "mtcnn_ivan" in r.hget(keys.camera_status("edit"), "reason").decode()
 
