@@ -103,7 +103,7 @@ def _save(proto, meta: dict[str, str], path: Path) -> None:
 
 def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
              data=None, fmt: str = "qdq", per_channel: bool = True,
-             method: str = "percentile",
+             method: str = "minmax",
              seed: int = 0, activations: str = "uint8", measure: bool = True,
              sidecar: bool = True, mirror: str = "flip") -> dict:
     """Write the INT8 model of ``float_path`` to ``out``; return the metadata written.
