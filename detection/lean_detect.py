@@ -502,7 +502,7 @@ class LeanDetector:
                 changed[cam].full_ts -= phase * self.options.full_every_s
                 changed[cam].since_full = int(phase * self.options.full_every_frames)
 
-    def _next_state(self, plan: DetectPlan, ts, image, faces, settings) -> DetectState:
+    def _next_state(self, plan: DetectPlan, ts, gray, faces, settings) -> DetectState:
         old = plan.state
         lost = lost_tracks(old, faces, ts)
         if plan.way == "gate":
@@ -510,13 +510,13 @@ class LeanDetector:
                                old.faces, old.thumb, lost, old.since_refine, old.patches)
         stored = [{**f.detected().to_json(), "track": f.track} for f in faces]
         # Registration needs the faces' neighbourhoods of this frame; only kept when used.
-        patches = (face_patches(gray_of(image), [f.box for f in faces])
+        patches = (face_patches(gray, [f.box for f in faces])
                    if self.options.refine_every_frames > 1 else None)
         if plan.way in ("track", "follow"):
             return DetectState(ts, old.full_ts, old.since_full + 1, old.size, old.settings,
                                stored, plan.thumb, lost,
                                old.since_refine + 1 if plan.way == "follow" else 0, patches)
-        return DetectState(ts, ts, 0, (image.shape[1], image.shape[0]), settings, stored,
+        return DetectState(ts, ts, 0, (gray.shape[1], gray.shape[0]), settings, stored,
                            plan.thumb, lost, 0, patches)
 
 

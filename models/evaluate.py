@@ -62,16 +62,21 @@ def model_info(path) -> dict:
     return {"metadata": meta, "params": int(params), "file_bytes": os.path.getsize(path)}
 
 
-def predict(sess, x: np.ndarray, batch: int | None = None) -> np.ndarray:
-    """Probabilities for already-normalised float32 (N, H, W, 1); one pass by default. An
-    adaptive model's mirror pass runs as the classifier runs it."""
+def probabilities(sess):
+    """batch -> probabilities for already-normalised float32 (N, H, W, 1) faces: an adaptive
+    model's mirror pass runs as the classifier runs it."""
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     below, weights = mirror_below(meta), class_weights(meta)
     network = network_outputs(sess, sess.get_inputs()[0].name)
+    return lambda part: with_mirror_where_unsure(network, part, below, weights)
+
+
+def predict(sess, x: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """Probabilities for already-normalised float32 (N, H, W, 1); one pass by default."""
+    run = probabilities(sess)
     if not batch:
-        return with_mirror_where_unsure(network, x, below, weights)
-    return np.concatenate([with_mirror_where_unsure(network, x[i:i + batch], below, weights)
-                           for i in range(0, len(x), batch)])
+        return run(x)
+    return np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def time_per_face(sess, x: np.ndarray, batch: int = 32, repeats: int = 20) -> float:
@@ -79,12 +84,13 @@ def time_per_face(sess, x: np.ndarray, batch: int = 32, repeats: int = 20) -> fl
     xb = x[:batch]
     if len(xb) < batch:
         xb = np.resize(xb, (batch, *x.shape[1:]))
+    run = probabilities(sess)
     for _ in range(3):
-        predict(sess, xb)
+        run(xb)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        predict(sess, xb)
+        run(xb)
         times.append(time.perf_counter() - t)
     return float(np.median(times) * 1000.0 / batch)
 

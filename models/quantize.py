@@ -141,9 +141,8 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
         raise ValueError(f"{float_path} has no mirror pass to make adaptive "
                          f"(tta {meta.get('tta', 'none')!r}; export with --tta flip)")
     h, w = int(meta.get("input_height", 64)), int(meta.get("input_width", 64))
-    faces = calibration_faces(calibration, (h, w), data, seed,
-                              float(meta.get("scale", 1 / 127.5)),
-                              float(meta.get("offset", -1.0)))
+    scale, offset = float(meta.get("scale", 1 / 127.5)), float(meta.get("offset", -1.0))
+    faces = calibration_faces(calibration, (h, w), data, seed, scale, offset)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         # Shape inference and constant folding first, as onnxruntime's quantizer advises. The
@@ -199,10 +198,8 @@ def quantize(float_path=DEFAULT_FLOAT, out=DEFAULT_INT8, calibration: int = 512,
             from moodstream.models.data import load_split
 
             xv, yv = load_split("val", h if h == w else (h, w), data)
-            scale = np.float32(float(meta.get("scale", 1 / 127.5)))
-            offset = np.float32(float(meta.get("offset", -1.0)))
-            meta.update(adaptive_metadata(proto, meta, xv.astype(np.float32) * scale + offset,
-                                          yv))
+            xv = xv.astype(np.float32) * np.float32(scale) + np.float32(offset)
+            meta.update(adaptive_metadata(proto, meta, xv, yv, min_recall=MIN_CLASS_RECALL))
         _save(proto, meta, written)
         if measure:  # on the written file, as the classifier will run it
             from moodstream.models.evaluate import evaluate
@@ -231,11 +228,10 @@ def compare_speed(paths, batches: int = 200, batch: int = 32, seed: int = 0,
     the clock of the calling thread's CPU as well as by the wall clock, and the median of
     each is reported."""
     from moodstream.detection.emotion_model import EmotionModel
+    from moodstream.models.data import load_split
 
     models = {str(p): EmotionModel(p, threads=1) for p in paths}
     first = next(iter(models.values()))
-    from moodstream.models.data import load_split
-
     size = first.height if first.height == first.width else (first.height, first.width)
     faces = load_split("test", size, data)[0]
     faces = faces[np.random.default_rng(seed).permutation(len(faces))]
