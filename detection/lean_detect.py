@@ -45,6 +45,7 @@ from moodstream import keys
 from moodstream.detection.detectors.base import DetectedFace
 from moodstream.detection.detectors.mtcnn_onnx import iou_matrix
 from moodstream.detection.face_detector import Face
+from moodstream.detection.registration import PATCH, face_patches, registered
 
 THUMB_WIDTH = 80  # px: thumbnails of the last detected frame, kept per camera in Redis
 # A thumbnail pixel (an 8x8 average at 640 px) that changed by more than this many grey
@@ -74,7 +75,7 @@ class LeanOptions:
     full_every_s: float = 2.0
     gate_fraction: float = 0.002  # of thumbnail pixels that may change in a still frame
     state_ttl_s: float = 30.0
-    refine_every_frames: int = 3  # tracked frames: O-Net on the faces every this many
+    refine_every_frames: int = 4  # tracked frames: O-Net on the faces every this many
     follow_max_face: int = 64  # px: larger faces get O-Net on every tracked frame
 
     @classmethod
@@ -205,77 +206,8 @@ def motion_outside(reference: np.ndarray, current: np.ndarray, known: np.ndarray
     return int(np.count_nonzero(moved))
 
 
-PATCH = 32  # px: each tracked face's neighbourhood, kept for registration on the next frame
-PATCH_MARGIN = 1.5  # the neighbourhood: a square of this many times the face's side
-MIN_RESPONSE = 0.2  # phase correlation peak below this: the face cannot be followed so
-# Followed faces must look the same once aligned (correlation of the patches' insides): a
-# face that turned, or a peak that noise made, goes to O-Net instead.
-MIN_CORRELATION = 0.8
-
-
 def gray_of(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-
-
-def face_patches(gray: np.ndarray, boxes: list) -> np.ndarray:
-    """(n, PATCH, PATCH) uint8: the square of PATCH_MARGIN x each face's side around it."""
-    out = np.empty((len(boxes), PATCH, PATCH), np.uint8)
-    h, w = gray.shape
-    for i, (x, y, bw, bh) in enumerate(boxes):
-        side = max(bw, bh) * PATCH_MARGIN
-        x0, y0 = round(x + bw / 2 - side / 2), round(y + bh / 2 - side / 2)
-        x1, y1 = x0 + round(side), y0 + round(side)
-        part = gray[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
-        if part.size == 0:
-            out[i] = 0
-            continue
-        # pad what lies outside the frame, so the square keeps its scale
-        part = cv2.copyMakeBorder(part, max(0, -y0), max(0, y1 - h), max(0, -x0),
-                                  max(0, x1 - w), cv2.BORDER_REPLICATE)
-        out[i] = cv2.resize(part, (PATCH, PATCH), interpolation=cv2.INTER_AREA)
-    return out
-
-
-def alignment(before: np.ndarray, now: np.ndarray, dx: float, dy: float) -> float:
-    """Correlation of `now` moved back by (dx, dy) with `before`, inside a rim of 4 px."""
-    back = cv2.warpAffine(now.astype(np.float32), np.float32([[1, 0, -dx], [0, 1, -dy]]),
-                          (PATCH, PATCH), borderMode=cv2.BORDER_REPLICATE)
-    a = before[4:-4, 4:-4].astype(np.float32).ravel()
-    b = back[4:-4, 4:-4].ravel()
-    a, b = a - a.mean(), b - b.mean()
-    scale = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / scale) if scale > 0 else 0.0
-
-
-def registered(faces: list[dict], before: np.ndarray, gray: np.ndarray,
-               max_side: float = float("inf")) -> tuple[list[DetectedFace], list[int]]:
-    """The faces moved by their own neighbourhood's shift between the frame of `before`
-    (face_patches of that frame) and `gray` (phase correlation, sub-pixel), with their
-    landmarks; and the indices of the faces that could not be followed (a weak peak, a shift
-    of more than a quarter of the square, a patch that no longer looks the same) or that are
-    larger than `max_side` px (a close face turns and talks: its eyes need O-Net), for
-    O-Net."""
-    now = face_patches(gray, [f["box"] for f in faces])
-    window = cv2.createHanningWindow((PATCH, PATCH), cv2.CV_32F)
-    moved, lost = [], []
-    for i, face in enumerate(faces):
-        if max(face["box"][2:]) > max_side:
-            lost.append(i)
-            continue
-        (dx, dy), response = cv2.phaseCorrelate(before[i].astype(np.float32),
-                                                now[i].astype(np.float32), window)
-        if (response < MIN_RESPONSE or max(abs(dx), abs(dy)) > PATCH / 4
-                or alignment(before[i], now[i], dx, dy) < MIN_CORRELATION):
-            lost.append(i)
-            continue
-        x, y, w, h = face["box"]
-        k = max(w, h) * PATCH_MARGIN / PATCH  # frame px per patch px
-        dx, dy = dx * k, dy * k
-        marks = face.get("landmarks")
-        moved.append(DetectedFace(
-            (round(x + dx), round(y + dy), w, h), face["score"],
-            {n: (px + dx, py + dy) for n, (px, py) in marks.items()} if marks else None))
-    return moved, lost
 
 
 def motion_area(min_face: float, scale: float) -> float:
@@ -301,13 +233,15 @@ def assign_tracks(known: list[dict], boxes: list, ts: float) -> list[int]:
     ids: list[int | None] = [None] * len(boxes)
     if known and boxes:
         overlap = iou_matrix(corners([k["box"] for k in known]), corners(boxes), "union")
-        for flat in np.argsort(-overlap, axis=None, kind="stable"):
-            ki, fi = divmod(int(flat), len(boxes))
-            if overlap[ki, fi] < TRACK_MIN_IOU:
-                break
-            if ids[fi] is None and not np.isnan(overlap[ki, 0]):
+        # Only the pairs that overlap enough, best first (ties in row order): a classroom
+        # has 25 faces and as many known ones, but only about one such pair per face.
+        rows, cols = np.nonzero(overlap >= TRACK_MIN_IOU)
+        taken = set()
+        for j in np.argsort(-overlap[rows, cols], kind="stable"):
+            ki, fi = int(rows[j]), int(cols[j])
+            if ids[fi] is None and ki not in taken:
                 ids[fi] = int(known[ki]["track"])
-                overlap[ki, :] = np.nan  # that known face is taken
+                taken.add(ki)  # that known face is taken
     return [new_track_id(ts, i) if t is None else t for i, t in enumerate(ids)]
 
 

@@ -132,7 +132,7 @@ class DetectorSettings(BaseSettings):
     # face up to follow_max_face px follows its own neighbourhood (phase correlation at full
     # resolution), larger ones get O-Net all the same: a close face turns and talks, and
     # followed crops of it changed 15-20% of its labels (docs/detector.md). 1: always O-Net.
-    refine_every_frames: int = 3
+    refine_every_frames: int = 4
     follow_max_face: int = 64
     state_ttl_s: float = 30.0  # a camera's state in Redis (keys.detect_state)
 

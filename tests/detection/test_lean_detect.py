@@ -19,19 +19,16 @@ from moodstream.detection.lean_detect import (
     LeanDetector,
     LeanOptions,
     assign_tracks,
-    face_patches,
     lost_tracks,
     motion_area,
     motion_outside,
     new_track_id,
     regions,
-    registered,
     scan_phase,
     still,
     thumbnail,
     unmatched,
 )
-from tests.conftest import need_real_media
 
 MIN_FACE = 40
 PARITY = 0.02  # the bound: within 2% of full detection
@@ -280,25 +277,6 @@ def test_tracks_survive_gating_tracking_and_full_scans(r, full, media):
 def test_first_full_scans_are_spread_over_the_period():
     phases = {scan_phase(f"cam-{i}") for i in range(24)}
     assert all(0 <= p < 0.5 for p in phases) and len(phases) > 12
-
-
-def test_registration_follows_each_face_and_gives_up_on_what_it_cannot_follow(full, media):
-    need_real_media("sub-pixel registration on a real photo's texture (pasted faces are flat)")
-    photo = cv2.imread(str(media / "dlib_2007_007763.jpg"))
-    faces = full.detect([photo])[0]
-    known = [{"box": list(f.box), "score": f.score,
-              "landmarks": {k: list(v) for k, v in f.landmarks.items()}} for f in faces]
-    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
-    before = face_patches(gray, [f["box"] for f in known])
-    moved_gray = np.roll(gray, (3, 5), axis=(0, 1))  # the scene moves 5 px right, 3 down
-    moved, lost = registered(known, before, moved_gray)
-    assert lost == [] and len(moved) == len(known)
-    for old, new in zip(known, moved, strict=True):
-        assert abs(new.box[0] - old["box"][0] - 5) <= 1 and abs(new.box[1] - old["box"][1] - 3) <= 1
-        eye = new.landmarks["left_eye"]
-        assert abs(eye[0] - old["landmarks"]["left_eye"][0] - 5) <= 1
-    noise = np.random.default_rng(0).integers(0, 256, gray.shape, dtype=np.uint8)
-    assert len(registered(known, before, noise)[1]) == len(known), "nothing to follow"
 
 
 def test_unmatched_finds_the_lost_boxes():
