@@ -109,13 +109,15 @@ class EmotionModel:
                                for start in range(0, len(crops), chunk)])
 
     def _run(self, crops) -> np.ndarray:
-        batch = np.empty((len(crops), self.height, self.width, 1), np.float32)
-        for i, crop in enumerate(crops):
-            if crop.shape != (self.height, self.width):
-                import cv2  # only for crops cut at another size: most workers never load it
+        if all(crop.shape == (self.height, self.width) for crop in crops):  # the live case
+            batch = np.stack(crops).astype(np.float32)[..., None]
+        else:
+            import cv2  # only for crops cut at another size: most workers never load it
 
-                crop = cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_AREA)
-            batch[i, :, :, 0] = crop
+            batch = np.stack([cv2.resize(crop, (self.width, self.height),
+                                         interpolation=cv2.INTER_AREA)
+                              if crop.shape != (self.height, self.width) else crop
+                              for crop in crops]).astype(np.float32)[..., None]
         batch = batch * self.scale + self.offset
         return with_mirror_where_unsure(self._network, batch, self.mirror_below,
                                         self.class_weights)

@@ -36,30 +36,40 @@ def _blocks(size: int) -> int:
     return max(1, (size - 2 * SHIFT) // GRID)
 
 
+def signatures(crops: np.ndarray) -> np.ndarray:
+    """(n, GRID, GRID): for each gray crop of a stack (n, h, w), the GRID x GRID block means
+    of its inside (SHIFT px in from each edge) less their mean (float32)."""
+    n, h, w = crops.shape
+    bh, bw = _blocks(h), _blocks(w)
+    part = crops[:, SHIFT:SHIFT + bh * GRID, SHIFT:SHIFT + bw * GRID].astype(np.float32)
+    blocks = part.reshape(n, GRID, bh, GRID, bw).mean(axis=(2, 4))
+    return blocks - blocks.mean(axis=(1, 2), keepdims=True)
+
+
 def signature(crop: np.ndarray) -> np.ndarray:
-    """GRID x GRID block means of a gray crop's inside (SHIFT px in from each edge) less
-    their mean (float32)."""
-    h, w = crop.shape
-    bh, bw = _blocks(h), _blocks(w)
-    part = crop[SHIFT:SHIFT + bh * GRID, SHIFT:SHIFT + bw * GRID].astype(np.float32)
-    blocks = part.reshape(GRID, bh, GRID, bw).mean(axis=(1, 3))
-    return blocks - blocks.mean()
+    """`signatures` of one crop."""
+    return signatures(crop[None])[0]
 
 
-def shifted_signatures(crop: np.ndarray) -> np.ndarray:
-    """(2 SHIFT + 1, 2 SHIFT + 1, GRID, GRID): the signature of the crop's inside moved by
-    each shift of up to SHIFT px ([SHIFT, SHIFT] is `signature`), from one integral image."""
-    h, w = crop.shape
+def shifted_signatures_of(crops: np.ndarray) -> np.ndarray:
+    """(n, 2 SHIFT + 1, 2 SHIFT + 1, GRID, GRID): for each crop of a stack, the signature of
+    its inside moved by each shift of up to SHIFT px ([SHIFT, SHIFT] is `signature`), from
+    one integral image a crop."""
+    n, h, w = crops.shape
     bh, bw = _blocks(h), _blocks(w)
-    integral = np.zeros((h + 1, w + 1), np.float64)
-    integral[1:, 1:] = crop.cumsum(axis=0, dtype=np.float64).cumsum(axis=1)
+    integral = np.zeros((n, h + 1, w + 1), np.float64)
+    integral[:, 1:, 1:] = crops.cumsum(axis=1, dtype=np.float64).cumsum(axis=2)
     starts = np.arange(2 * SHIFT + 1)[:, None]
     ys = np.minimum(starts + np.arange(GRID + 1) * bh, h)  # block edges at each shift
     xs = np.minimum(starts + np.arange(GRID + 1) * bw, w)
-    c = integral[ys[:, None, :, None], xs[None, :, None, :]]
-    means = (c[:, :, 1:, 1:] - c[:, :, :-1, 1:] - c[:, :, 1:, :-1] + c[:, :, :-1, :-1]) / (
-        bh * bw)
-    return (means - means.mean(axis=(2, 3), keepdims=True)).astype(np.float32)
+    c = integral[:, ys[:, None, :, None], xs[None, :, None, :]]
+    means = (c[..., 1:, 1:] - c[..., :-1, 1:] - c[..., 1:, :-1] + c[..., :-1, :-1]) / (bh * bw)
+    return (means - means.mean(axis=(-2, -1), keepdims=True)).astype(np.float32)
+
+
+def shifted_signatures(crop: np.ndarray) -> np.ndarray:
+    """`shifted_signatures_of` one crop."""
+    return shifted_signatures_of(crop[None])[0]
 
 
 def _p90(d: np.ndarray) -> np.ndarray:
@@ -78,11 +88,17 @@ def change(a: np.ndarray, b: np.ndarray) -> float:
     return float(_p90(np.abs(a - b).ravel()))
 
 
+def changes_at_best_shift(before: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """(n,): `change` between each signature of `before` (n, GRID, GRID) and its crop's
+    inside at the shift (up to SHIFT px) that matches it best."""
+    n = len(crops)
+    d = np.abs(shifted_signatures_of(crops) - before[:, None, None])
+    return _p90(d.reshape(n, -1, GRID * GRID)).min(axis=1)
+
+
 def change_at_best_shift(before: np.ndarray, crop: np.ndarray) -> float:
-    """`change` between the signature `before` and the crop's inside at the shift (up to
-    SHIFT px) that matches it best."""
-    d = np.abs(shifted_signatures(crop) - before).reshape(-1, before.size)
-    return float(_p90(d).min())
+    """`changes_at_best_shift` of one crop."""
+    return float(changes_at_best_shift(before[None], crop[None])[0])
 
 
 @dataclass
@@ -108,16 +124,37 @@ class LabelReuse:
         """The probabilities this face (`sig`: its crop's signature; `side`: its box's larger
         side in frame px; `crop`: the crop, for the shifts) may carry, or None when it must
         be classified."""
-        if self.max_age_s <= 0 or side > self.max_face:
-            return None
-        known = self.memory.get((camera, int(track)))
-        if known is None or abs(ts - known.ts) >= self.max_age_s:
-            return None
-        if change(sig, known.signature) > self.change_level and (
-                crop is None or change_at_best_shift(known.signature, crop) > self.change_level):
-            return None
-        known.seen = max(known.seen, ts)
-        return known.probs
+        return self.reusable_faces(camera, [track], ts, sig[None], [side],
+                                   None if crop is None else crop[None])[0]
+
+    def reusable_faces(self, camera: str, tracks, ts: float, sigs: np.ndarray, sides,
+                       crops: np.ndarray | None = None) -> list[np.ndarray | None]:
+        """`reusable` for the faces of one frame at once (tracks, signatures (n, GRID, GRID),
+        sides, crops (n, h, w)): the change measures of all of them in one computation."""
+        out: list[np.ndarray | None] = [None] * len(tracks)
+        if self.max_age_s <= 0:
+            return out
+        candidates, known = [], []
+        for i, (track, side) in enumerate(zip(tracks, sides, strict=True)):
+            last = self.memory.get((camera, int(track)))
+            if side <= self.max_face and last is not None and abs(ts - last.ts) < self.max_age_s:
+                candidates.append(i)
+                known.append(last)
+        if not candidates:
+            return out
+        before = np.stack([k.signature for k in known])
+        d = np.abs(sigs[candidates] - before).reshape(len(candidates), -1)
+        changed = _p90(d) > self.change_level
+        still = ~changed
+        if crops is not None and changed.any():  # the detector's jitter may explain it
+            moved = np.flatnonzero(changed)
+            still[moved] = changes_at_best_shift(
+                before[moved], crops[[candidates[j] for j in moved]]) <= self.change_level
+        for j in np.flatnonzero(still):
+            last = known[j]
+            last.seen = max(last.seen, ts)
+            out[candidates[j]] = last.probs
+        return out
 
     def remember(self, camera: str, track: int, ts: float, sig: np.ndarray,
                  probs: np.ndarray) -> None:

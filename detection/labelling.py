@@ -11,7 +11,7 @@ import numpy as np
 from moodstream import keys, metrics
 from moodstream.contract import CLASSES, FaceSet, LabelSet
 from moodstream.detection.emotion_model import EmotionModel
-from moodstream.detection.label_reuse import LabelReuse, signature
+from moodstream.detection.label_reuse import LabelReuse, signatures
 from moodstream.streams import Batch, Output
 
 
@@ -24,14 +24,16 @@ def label_frames(model: EmotionModel, reuse: LabelReuse, frames: list[FaceSet],
     fresh = [np.zeros(f.count, bool) for f in frames]
     wanted: list[tuple[int, int, np.ndarray]] = []  # frame, face, the crop's signature
     for k, frame in enumerate(frames):
-        for i in range(frame.count):
-            sig = signature(frame.crops[i])  # checks the reuse and is kept when classified
-            known = reuse.reusable(frame.camera, frame.tracks[i], frame.ts, sig,
-                                   max(frame.boxes[i, 2], frame.boxes[i, 3]), frame.crops[i])
-            if known is None:
-                wanted.append((k, i, sig))
+        if not frame.count:
+            continue
+        sigs = signatures(frame.crops)  # check the reuse; kept for the faces classified
+        known = reuse.reusable_faces(frame.camera, frame.tracks, frame.ts, sigs,
+                                     frame.boxes[:, 2:4].max(axis=1), frame.crops)
+        for i, carried in enumerate(known):
+            if carried is None:
+                wanted.append((k, i, sigs[i]))
             else:
-                probs[k][i] = known
+                probs[k][i] = carried
     if wanted:
         found = model.predict([frames[k].crops[i] for k, i, _ in wanted], chunk)
         for (k, i, sig), p in zip(wanted, found, strict=True):

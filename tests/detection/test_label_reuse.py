@@ -11,7 +11,9 @@ from moodstream.detection.label_reuse import (
     change,
     change_at_best_shift,
     shifted_signatures,
+    shifted_signatures_of,
     signature,
+    signatures,
 )
 
 
@@ -69,3 +71,25 @@ def test_a_shifted_crop_carries_the_probabilities_of_its_track():
     moved = np.roll(crop, (1, -1), axis=(0, 1))
     assert reuse.reusable("cam", 3, 10.2, signature(moved), 40, moved) is probs
     assert reuse.reusable("cam", 3, 10.2, signature(moved), 40) is None  # no crop, no shifts
+
+
+def test_a_frame_of_faces_is_judged_as_each_face_alone():
+    """reusable_faces decides for a frame's faces at once what reusable decides for each:
+    unchanged, moved by the detector's jitter, changed, too old, too large, unknown."""
+    crops = np.stack([_textured(seed) for seed in range(6)])
+    probs = [np.full(7, k, np.float32) for k in range(6)]
+    reuse = LabelReuse(max_age_s=0.4, change_level=6.0, max_face=64)
+    for track in range(5):
+        reuse.remember("cam", track, 10.0 if track != 3 else 9.0, signature(crops[track]),
+                       probs[track])
+    now = crops.copy()
+    now[1] = np.roll(crops[1], (2, 1), axis=(0, 1))  # jitter
+    now[2, 30:40, 12:36] = 255  # a mouth that opens
+    sides = [40, 40, 40, 40, 90, 40]  # track 3 is too old, 4 too large, 5 unknown
+    alone = [reuse.reusable("cam", t, 10.2, signature(now[t]), sides[t], now[t])
+             for t in range(6)]
+    together = reuse.reusable_faces("cam", np.arange(6), 10.2, signatures(now), sides, now)
+    assert [p is None for p in together] == [p is None for p in alone]
+    assert [p is None for p in together] == [False, False, True, True, True, True]
+    assert together[0] is probs[0] and together[1] is probs[1]
+    assert np.allclose(shifted_signatures_of(now)[3], shifted_signatures(now[3]))
