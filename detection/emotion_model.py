@@ -109,15 +109,14 @@ class EmotionModel:
                                for start in range(0, len(crops), chunk)])
 
     def _run(self, crops) -> np.ndarray:
-        if all(crop.shape == (self.height, self.width) for crop in crops):  # the live case
-            batch = np.stack(crops).astype(np.float32)[..., None]
-        else:
-            import cv2  # only for crops cut at another size: most workers never load it
-
-            batch = np.stack([cv2.resize(crop, (self.width, self.height),
-                                         interpolation=cv2.INTER_AREA)
-                              if crop.shape != (self.height, self.width) else crop
-                              for crop in crops]).astype(np.float32)[..., None]
+        size = (self.height, self.width)
+        batch = np.stack([crop if crop.shape == size else self._resized(crop)
+                          for crop in crops]).astype(np.float32)[..., None]
         batch = batch * self.scale + self.offset
         return with_mirror_where_unsure(self._network, batch, self.mirror_below,
                                         self.class_weights)
+
+    def _resized(self, crop: np.ndarray) -> np.ndarray:
+        import cv2  # only for crops cut at another size: most workers never load it
+
+        return cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_AREA)

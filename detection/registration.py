@@ -35,16 +35,13 @@ def face_patches(gray: np.ndarray, boxes: list) -> np.ndarray:
         side = max(bw, bh) * PATCH_MARGIN
         x0, y0 = round(x + bw / 2 - side / 2), round(y + bh / 2 - side / 2)
         x1, y1 = x0 + round(side), y0 + round(side)
-        if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:  # inside the frame: no padding
-            out[i] = cv2.resize(gray[y0:y1, x0:x1], (PATCH, PATCH), interpolation=cv2.INTER_AREA)
-            continue
         part = gray[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
         if part.size == 0:
             out[i] = 0
             continue
-        # pad what lies outside the frame, so the square keeps its scale
-        part = cv2.copyMakeBorder(part, max(0, -y0), max(0, y1 - h), max(0, -x0),
-                                  max(0, x1 - w), cv2.BORDER_REPLICATE)
+        pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
+        if any(pads):  # pad what lies outside the frame, so the square keeps its scale
+            part = cv2.copyMakeBorder(part, *pads, cv2.BORDER_REPLICATE)
         out[i] = cv2.resize(part, (PATCH, PATCH), interpolation=cv2.INTER_AREA)
     return out
 
